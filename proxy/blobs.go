@@ -1,0 +1,254 @@
+package proxy
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"go.uber.org/zap"
+)
+
+// serveBlob answers GET and HEAD /v2/<name>/blobs/<digest>, with Range.
+// https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pulling-blobs
+//
+// The Gate is asked before the upstream is contacted. Full reads are hashed
+// as they stream and cut off if the bytes do not match the digest. Ranged
+// reads cannot be checked against the digest; they pass the same Gate.
+func (p *Proxy) serveBlob(w http.ResponseWriter, r *http.Request, rt *route) error {
+	d, rerr := parseDigest(rt.ref)
+	if rerr != nil {
+		return rerr
+	}
+	ctx := r.Context()
+	noteDigest(ctx, d.String())
+	if err := p.gate.CheckBlob(ctx, rt.repo, d); err != nil {
+		return err
+	}
+	if r.Method == http.MethodHead {
+		return p.headBlob(w, r, rt, d)
+	}
+	return p.getBlob(w, r, rt, d, parseRange(r.Header.Get("Range")))
+}
+
+func setBlobHeaders(h http.Header, d v1.Hash) {
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Docker-Content-Digest", d.String())
+	h.Set("Accept-Ranges", "bytes")
+	h.Set("Etag", `"`+d.String()+`"`)
+}
+
+// headBlob answers HEAD with the blob's size from one (shared) upstream HEAD.
+func (p *Proxy) headBlob(w http.ResponseWriter, r *http.Request, rt *route, d v1.Hash) error {
+	v, err := p.shared(r.Context(), "blobhead|"+manifestKey(rt.repo, d), func(ctx context.Context) (any, error) {
+		resp, err := p.call(ctx, rt, routeBlob, http.MethodHead, "/v2/"+rt.repo.Name+"/blobs/"+d.String(), nil, nil)
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return nil, fromUpstreamResponse(rt.up.registry, resp, codeBlobUnknown)
+		}
+		if resp.ContentLength < 0 {
+			return nil, unavailable(http.StatusBadGateway, "upstream %s gave no size for blob %s", rt.up.registry, d)
+		}
+		return resp.ContentLength, nil
+	})
+	if err != nil {
+		return err
+	}
+	setBlobHeaders(w.Header(), d)
+	w.Header().Set("Content-Length", strconv.FormatInt(v.(int64), 10))
+	w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+// getBlob streams a blob, or the requested range of it, from the upstream.
+func (p *Proxy) getBlob(w http.ResponseWriter, r *http.Request, rt *route, d v1.Hash, rng *byteRange) error {
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	// The upstream gets upstreamTimeout for its headers (the transport's
+	// ResponseHeaderTimeout) and the same between two reads of the body.
+	idle := time.AfterFunc(p.timeout, cancel)
+	defer idle.Stop()
+
+	resp, err := p.blobRequest(ctx, rt, d, rng)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body := &idleReader{r: resp.Body, timer: idle, timeout: p.timeout}
+	switch {
+	case resp.StatusCode == http.StatusOK && rng == nil:
+		return p.streamVerified(w, rt, d, resp.ContentLength, body)
+	case resp.StatusCode == http.StatusOK:
+		return p.sliceRange(w, rt, d, rng, resp.ContentLength, body)
+	case resp.StatusCode == http.StatusPartialContent && rng != nil:
+		return p.passPartial(w, rt, d, rng, resp, body)
+	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable && rng != nil &&
+		!strings.HasPrefix(resp.Header.Get("Content-Range"), "bytes */"):
+		// A 416 that does not give the blob's size: some upstreams (ggcr's
+		// registry) refuse the open-ended "bytes=N-" that containerd sends,
+		// and suffix ranges. Fetch the whole blob and slice it here.
+		_ = resp.Body.Close()
+		full, err := p.blobRequest(ctx, rt, d, nil)
+		if err != nil {
+			return err
+		}
+		defer full.Body.Close()
+		if full.StatusCode != http.StatusOK {
+			return fromUpstreamResponse(rt.up.registry, full, codeBlobUnknown)
+		}
+		return p.sliceRange(w, rt, d, rng, full.ContentLength, &idleReader{r: full.Body, timer: idle, timeout: p.timeout})
+	default:
+		return fromUpstreamResponse(rt.up.registry, resp, codeBlobUnknown)
+	}
+}
+
+func (p *Proxy) blobRequest(ctx context.Context, rt *route, d v1.Hash, rng *byteRange) (*http.Response, error) {
+	var hdr http.Header
+	if rng != nil {
+		hdr = http.Header{"Range": {rng.header()}}
+	}
+	return p.call(ctx, rt, routeBlob, http.MethodGet, "/v2/"+rt.repo.Name+"/blobs/"+d.String(), nil, hdr)
+}
+
+// streamVerified sends a whole blob while hashing it. The last chunk is held
+// back until the hash is checked: a blob whose bytes do not match its
+// digest never reaches the client complete, the connection is aborted.
+func (p *Proxy) streamVerified(w http.ResponseWriter, rt *route, d v1.Hash, size int64, body io.Reader) error {
+	setBlobHeaders(w.Header(), d)
+	if size >= 0 {
+		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+	}
+	w.WriteHeader(http.StatusOK)
+
+	bufs := getBuffers()
+	defer putBuffers(bufs)
+	h := newHasher(d.Algorithm)
+	var pending []byte
+	var n64 int64
+	for cur := 0; ; cur ^= 1 {
+		n, err := body.Read(bufs[cur])
+		if n > 0 {
+			h.Write(bufs[cur][:n])
+			n64 += int64(n)
+			if pending != nil {
+				if _, werr := w.Write(pending); werr != nil {
+					abort() // the client went away
+				}
+			}
+			pending = bufs[cur][:n]
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			p.blobFailure(rt, d, fmt.Sprintf("upstream body failed after %d bytes: %v", n64, err))
+		}
+		if n == 0 {
+			cur ^= 1 // keep pending's buffer untouched
+		}
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != d.Hex {
+		p.metrics.digestMismatch.WithLabelValues(rt.up.registry, routeBlob).Inc()
+		p.blobFailure(rt, d, fmt.Sprintf("bytes hash to %s:%s, not the requested digest", d.Algorithm, got))
+	}
+	if pending != nil {
+		_, _ = w.Write(pending)
+	}
+	return nil
+}
+
+// sliceRange serves a range out of a whole-blob upstream response.
+func (p *Proxy) sliceRange(w http.ResponseWriter, rt *route, d v1.Hash, rng *byteRange, size int64, body io.Reader) error {
+	if size < 0 { // no size: the range cannot be placed; send it all, verified
+		return p.streamVerified(w, rt, d, size, body)
+	}
+	first, last, ok := rng.resolve(size)
+	if !ok {
+		e := newError(http.StatusRequestedRangeNotSatisfiable, codeRangeUnsatisfied, "range %s is outside blob of %d bytes", rng.header(), size)
+		e.Header = http.Header{"Content-Range": {fmt.Sprintf("bytes */%d", size)}}
+		return e
+	}
+	if _, err := io.CopyN(io.Discard, body, first); err != nil {
+		return unavailable(http.StatusBadGateway, "upstream %s: blob body ended before the range: %v", rt.up.registry, err)
+	}
+	return p.sendPartial(w, rt, d, fmt.Sprintf("bytes %d-%d/%d", first, last, size), last-first+1, body)
+}
+
+// passPartial relays an upstream 206, after checking it is the range asked.
+func (p *Proxy) passPartial(w http.ResponseWriter, rt *route, d v1.Hash, rng *byteRange, resp *http.Response, body io.Reader) error {
+	cr := resp.Header.Get("Content-Range")
+	first, last, _, ok := parseContentRange(cr)
+	if !ok || (rng.suffix == 0 && first != rng.start) || (rng.end >= 0 && rng.suffix == 0 && last > rng.end) {
+		return unavailable(http.StatusBadGateway, "upstream %s answered range %q with %q", rt.up.registry, rng.header(), cr)
+	}
+	return p.sendPartial(w, rt, d, cr, last-first+1, body)
+}
+
+func (p *Proxy) sendPartial(w http.ResponseWriter, rt *route, d v1.Hash, contentRange string, n int64, body io.Reader) error {
+	setBlobHeaders(w.Header(), d)
+	w.Header().Set("Content-Range", contentRange)
+	w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+	w.WriteHeader(http.StatusPartialContent)
+	bufs := getBuffers()
+	defer putBuffers(bufs)
+	if _, err := io.CopyBuffer(onlyWriter{w}, io.LimitReader(body, n), bufs[0]); err != nil {
+		p.blobFailure(rt, d, fmt.Sprintf("ranged read failed: %v", err))
+	}
+	return nil
+}
+
+// blobFailure logs why a blob response is being cut off, and cuts it off.
+func (p *Proxy) blobFailure(rt *route, d v1.Hash, why string) {
+	p.log.Error("blob response aborted", zap.String("registry", rt.up.registry),
+		zap.String("repo", rt.repo.Name), zap.String("digest", d.String()), zap.String("reason", why))
+	abort()
+}
+
+// abort ends the response without completing it: net/http closes the
+// connection (HTTP/1) or resets the stream (HTTP/2), so the client sees a
+// failed transfer, never a short or wrong one as if it were good.
+func abort() { panic(http.ErrAbortHandler) }
+
+// onlyWriter hides the ResponseWriter's ReadFrom, so io.CopyBuffer uses our
+// buffer and the idle-aware reader.
+type onlyWriter struct{ io.Writer }
+
+// idleReader restarts the idle timer on every read that makes progress.
+type idleReader struct {
+	r       io.Reader
+	timer   *time.Timer
+	timeout time.Duration
+}
+
+func (ir *idleReader) Read(b []byte) (int, error) {
+	n, err := ir.r.Read(b)
+	if n > 0 {
+		ir.timer.Reset(ir.timeout)
+	}
+	return n, err
+}
+
+// blobBufferSize is the size of each of the two buffers a blob copy uses.
+const blobBufferSize = 256 << 10
+
+var bufferPool = sync.Pool{New: func() any { return new([2][]byte) }}
+
+func getBuffers() *[2][]byte {
+	b := bufferPool.Get().(*[2][]byte)
+	if b[0] == nil {
+		b[0], b[1] = make([]byte, blobBufferSize), make([]byte, blobBufferSize)
+	}
+	return b
+}
+
+func putBuffers(b *[2][]byte) { bufferPool.Put(b) }

@@ -1,0 +1,99 @@
+package proxy
+
+import (
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/dgraph-io/ristretto/v2"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// tagCache remembers tag -> digest resolutions for tagTTL, keyed by registry,
+// repository, tag and the client's Accept set (the same tag can resolve to
+// an index for one client and to a manifest for another).
+type tagCache struct {
+	c *ristretto.Cache[string, v1.Hash]
+}
+
+const maxCachedTags = 100_000
+
+func newTagCache() (*tagCache, error) {
+	c, err := ristretto.NewCache(&ristretto.Config[string, v1.Hash]{
+		NumCounters: 10 * maxCachedTags,
+		MaxCost:     maxCachedTags,
+		BufferItems: 64,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &tagCache{c: c}, nil
+}
+
+func tagKey(repo Repository, tag, accept string) string {
+	return repo.Registry + "/" + repo.Name + ":" + tag + "|" + accept
+}
+
+func (t *tagCache) get(key string) (v1.Hash, bool) { return t.c.Get(key) }
+
+func (t *tagCache) set(key string, h v1.Hash, ttl time.Duration) {
+	if ttl > 0 {
+		t.c.SetWithTTL(key, h, 1, ttl)
+	}
+}
+
+// manifestEntry is a manifest as fetched: its exact bytes, their digest and
+// media type. Entries are immutable once made.
+type manifestEntry struct {
+	digest    v1.Hash
+	mediaType string
+	bytes     []byte
+	size      string // len(bytes), formatted once for Content-Length
+}
+
+// manifestCache keeps recently served manifests by registry/repo@digest,
+// bounded by their total size. Digests are immutable, so there is no TTL;
+// the key includes the repository so that a manifest is only served from a
+// repository the upstream served it from.
+type manifestCache struct {
+	c *ristretto.Cache[string, *manifestEntry]
+}
+
+func newManifestCache(maxBytes int64) (*manifestCache, error) {
+	c, err := ristretto.NewCache(&ristretto.Config[string, *manifestEntry]{
+		NumCounters: max(maxBytes/100, 1000), // ~10x the entries of 1 KiB manifests
+		MaxCost:     maxBytes,
+		BufferItems: 64,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &manifestCache{c: c}, nil
+}
+
+func manifestKey(repo Repository, d v1.Hash) string {
+	return repo.Registry + "/" + repo.Name + "@" + d.String()
+}
+
+func (m *manifestCache) get(key string) (*manifestEntry, bool) { return m.c.Get(key) }
+
+func (m *manifestCache) set(key string, e *manifestEntry) {
+	m.c.Set(key, e, int64(len(e.bytes)+len(key)+64))
+}
+
+// acceptKey normalises an Accept header list into a stable cache-key part.
+func acceptKey(values []string) string {
+	var parts []string
+	for _, v := range values {
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				parts = append(parts, p)
+			}
+		}
+	}
+	if len(parts) < 2 {
+		return strings.Join(parts, ",")
+	}
+	slices.Sort(parts)
+	return strings.Join(slices.Compact(parts), ",")
+}

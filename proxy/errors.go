@@ -1,0 +1,189 @@
+package proxy
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+)
+
+// Error codes of the distribution spec, as sent in the "code" field of an
+// error body. https://github.com/opencontainers/distribution-spec/blob/main/spec.md#error-codes
+const (
+	codeBlobUnknown      = "BLOB_UNKNOWN"
+	codeDigestInvalid    = "DIGEST_INVALID"
+	codeManifestInvalid  = "MANIFEST_INVALID"
+	codeManifestUnknown  = "MANIFEST_UNKNOWN"
+	codeNameInvalid      = "NAME_INVALID"
+	codeNameUnknown      = "NAME_UNKNOWN"
+	codeTagInvalid       = "TAG_INVALID"
+	codeDenied           = "DENIED"
+	codeUnsupported      = "UNSUPPORTED"
+	codeTooManyRequests  = "TOOMANYREQUESTS"
+	codeUnavailable      = "UNAVAILABLE"
+	codeRangeUnsatisfied = "RANGE_NOT_SATISFIABLE"
+)
+
+// DeniedError is how a Gate refuses content: the proxy answers 403 with an
+// OCI error body whose code is DENIED, whose message is Message, and whose
+// detail is Detail (any JSON-marshalable value, may be nil).
+type DeniedError struct {
+	Message string
+	Detail  any
+}
+
+func (e *DeniedError) Error() string { return e.Message }
+
+// regError is what every handler returns; only writeError turns it into a
+// response. It is the one place where domain errors meet wire codes.
+type regError struct {
+	Status  int
+	Code    string
+	Message string
+	Detail  any
+	// Header holds extra response headers (Retry-After, Content-Range).
+	Header http.Header
+}
+
+func (e *regError) Error() string {
+	return fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Message)
+}
+
+func newError(status int, code, format string, args ...any) *regError {
+	return &regError{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// unavailable is the answer when no decision or no content could be had:
+// fail closed, never serve.
+func unavailable(status int, format string, args ...any) *regError {
+	return newError(status, codeUnavailable, format, args...)
+}
+
+// asRegError maps any error to the wire: a *regError as is, a Gate's
+// *DeniedError to 403 DENIED, anything else to 503 UNAVAILABLE.
+func asRegError(err error) *regError {
+	var re *regError
+	if errors.As(err, &re) {
+		return re
+	}
+	var de *DeniedError
+	if errors.As(err, &de) {
+		return &regError{Status: http.StatusForbidden, Code: codeDenied, Message: de.Message, Detail: de.Detail}
+	}
+	return unavailable(http.StatusServiceUnavailable, "%v", err)
+}
+
+type wireError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Detail  any    `json:"detail,omitempty"`
+}
+
+// writeError writes an OCI error body; a HEAD response carries the status
+// and headers only.
+func writeError(w http.ResponseWriter, r *http.Request, e *regError) {
+	h := w.Header()
+	for k, vs := range e.Header {
+		h[k] = vs
+	}
+	h.Del("Docker-Content-Digest")
+	h.Del("Content-Length")
+	if r.Method == http.MethodHead {
+		w.WriteHeader(e.Status)
+		return
+	}
+	body, err := json.Marshal(struct {
+		Errors []wireError `json:"errors"`
+	}{[]wireError{{Code: e.Code, Message: e.Message, Detail: e.Detail}}})
+	if err != nil { // a Detail that does not marshal: drop it, keep the refusal
+		body, _ = json.Marshal(struct {
+			Errors []wireError `json:"errors"`
+		}{[]wireError{{Code: e.Code, Message: e.Message}}})
+	}
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(e.Status)
+	_, _ = w.Write(body)
+}
+
+// maxErrorBody bounds how much of an upstream error body is read.
+const maxErrorBody = 64 << 10
+
+// fromUpstreamResponse maps an upstream's non-success answer to what the
+// client gets. notFound is the code for a 404 without a usable code of its
+// own (MANIFEST_UNKNOWN, BLOB_UNKNOWN, NAME_UNKNOWN). It reads and closes
+// nothing: the caller owns resp.Body.
+func fromUpstreamResponse(registry string, resp *http.Response, notFound string) *regError {
+	upstreamMsg := upstreamMessage(resp)
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		e := newError(http.StatusNotFound, notFound, "not found on %s", registry)
+		if code, msg := firstUpstreamError(resp); code != "" && strings.HasSuffix(code, "_UNKNOWN") {
+			e.Code, e.Message = code, msg
+		}
+		return e
+	case resp.StatusCode == http.StatusTooManyRequests:
+		e := newError(http.StatusTooManyRequests, codeTooManyRequests, "upstream %s is rate limiting the proxy%s", registry, upstreamMsg)
+		if ra := resp.Header.Get("Retry-After"); ra != "" {
+			e.Header = http.Header{"Retry-After": {ra}}
+		}
+		return e
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		return newError(http.StatusForbidden, codeDenied, "upstream %s refused the proxy access (%d)%s", registry, resp.StatusCode, upstreamMsg)
+	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable:
+		e := newError(http.StatusRequestedRangeNotSatisfiable, codeRangeUnsatisfied, "requested range not satisfiable")
+		if cr := resp.Header.Get("Content-Range"); cr != "" {
+			e.Header = http.Header{"Content-Range": {cr}}
+		}
+		return e
+	default:
+		return unavailable(http.StatusBadGateway, "upstream %s answered %d%s", registry, resp.StatusCode, upstreamMsg)
+	}
+}
+
+// firstUpstreamError reads the first entry of an OCI error body, if any.
+func firstUpstreamError(resp *http.Response) (code, message string) {
+	if resp.Body == nil {
+		return "", ""
+	}
+	var body struct {
+		Errors []wireError `json:"errors"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxErrorBody)).Decode(&body); err != nil || len(body.Errors) == 0 {
+		return "", ""
+	}
+	return body.Errors[0].Code, body.Errors[0].Message
+}
+
+// upstreamMessage is a short suffix naming the upstream's own error code.
+func upstreamMessage(resp *http.Response) string {
+	if resp.StatusCode == http.StatusNotFound {
+		return "" // read by firstUpstreamError instead
+	}
+	if code, msg := firstUpstreamError(resp); code != "" {
+		return fmt.Sprintf(": %s %s", code, msg)
+	}
+	return ""
+}
+
+// fromUpstreamError maps a failure to get any answer from the upstream
+// (connection refused, timeout, token exchange failed) to 503 UNAVAILABLE,
+// or to what the upstream said during the token exchange.
+func fromUpstreamError(registry string, err error) *regError {
+	var te *transport.Error
+	if errors.As(err, &te) && te.StatusCode != 0 {
+		switch te.StatusCode {
+		case http.StatusUnauthorized, http.StatusForbidden:
+			return newError(http.StatusForbidden, codeDenied, "upstream %s refused the proxy's credentials: %v", registry, err)
+		case http.StatusTooManyRequests:
+			return newError(http.StatusTooManyRequests, codeTooManyRequests, "upstream %s is rate limiting the proxy: %v", registry, err)
+		}
+		return unavailable(http.StatusBadGateway, "upstream %s: %v", registry, err)
+	}
+	return unavailable(http.StatusServiceUnavailable, "upstream %s unreachable: %v", registry, err)
+}

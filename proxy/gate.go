@@ -1,0 +1,54 @@
+package proxy
+
+import (
+	"context"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// Repository names a repository as clients name it through the proxy: the
+// configured registry name (Docker Hub as "docker.io") and the repository
+// path on that registry ("library/nginx").
+type Repository struct {
+	Registry string
+	Name     string
+}
+
+// String is "registry/name", the form policies match against.
+func (r Repository) String() string { return r.Registry + "/" + r.Name }
+
+// Manifest is what the Gate is asked about: the exact bytes the proxy is about
+// to serve, with the digest they hash to.
+type Manifest struct {
+	Repo Repository
+	// Reference is what the client asked for: a tag, or a digest string.
+	Reference string
+	Digest    v1.Hash
+	MediaType string
+	Bytes     []byte
+}
+
+// Gate decides whether content may be served. The proxy calls it after it has
+// the bytes (or, for a blob, before it contacts the upstream) and before a
+// byte or header of the content reaches the client. A nil error allows; a
+// *DeniedError refuses with 403 DENIED; any other error means no decision
+// could be made and the client gets 503 UNAVAILABLE (fail closed).
+type Gate interface {
+	// CheckManifest is asked about every manifest response, GET or HEAD, by
+	// tag or by digest.
+	CheckManifest(ctx context.Context, m *Manifest) error
+	// CheckBlob is asked about every blob response, GET or HEAD, full or ranged.
+	CheckBlob(ctx context.Context, repo Repository, digest v1.Hash) error
+}
+
+// AllowAll is the Gate of a plain mirror: it allows everything. It is the
+// default until a verifying Gate is set with WithGate.
+type AllowAll struct{}
+
+var _ Gate = AllowAll{}
+
+// CheckManifest allows every manifest.
+func (AllowAll) CheckManifest(context.Context, *Manifest) error { return nil }
+
+// CheckBlob allows every blob.
+func (AllowAll) CheckBlob(context.Context, Repository, v1.Hash) error { return nil }

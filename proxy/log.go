@@ -1,0 +1,103 @@
+package proxy
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// requestInfo collects what the handlers learn about a request, for the one
+// log line and the metrics written at the boundary.
+type requestInfo struct {
+	route, registry, repo, ref, digest string
+	err                                *regError
+}
+
+type infoKey struct{}
+
+func withInfo(ctx context.Context, info *requestInfo) context.Context {
+	return context.WithValue(ctx, infoKey{}, info)
+}
+
+// noteDigest records the digest a request was served (or refused) for.
+func noteDigest(ctx context.Context, digest string) {
+	if info, ok := ctx.Value(infoKey{}).(*requestInfo); ok {
+		info.digest = digest
+	}
+}
+
+// recorder remembers the status and the body bytes written.
+type recorder struct {
+	http.ResponseWriter
+	status      int
+	bytes       int64
+	wroteHeader bool
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if !r.wroteHeader {
+		r.status, r.wroteHeader = code, true
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	r.wroteHeader = true
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += int64(n)
+	return n, err
+}
+
+// Flush lets streamed blobs reach the client as they pass.
+func (r *recorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the real writer.
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// finish writes the request's log line and metrics. It also runs when a
+// handler aborted the connection (panic(http.ErrAbortHandler)).
+func (p *Proxy) finish(rec *recorder, r *http.Request, info *requestInfo, start time.Time, aborted bool) {
+	status := rec.status
+	if aborted {
+		status = 0
+	}
+	d := time.Since(start)
+	p.metrics.observeRequest(info.route, r.Method, status, rec.bytes, d)
+	fields := []zap.Field{
+		zap.String("method", r.Method),
+		zap.String("route", info.route),
+		zap.String("registry", info.registry),
+		zap.String("repo", info.repo),
+		zap.String("reference", info.ref),
+		zap.String("digest", info.digest),
+		zap.Int("status", status),
+		zap.Int64("bytes", rec.bytes),
+		zap.Duration("duration", d),
+		zap.String("remote", r.RemoteAddr),
+	}
+	if info.err != nil {
+		fields = append(fields, zap.String("code", info.err.Code), zap.String("error", info.err.Message))
+	}
+	switch {
+	case aborted:
+		p.log.Warn("request aborted", fields...)
+	case status >= 500:
+		p.log.Warn("request", fields...)
+	default:
+		p.log.Info("request", fields...)
+	}
+}
+
+func statusLabel(code int) string {
+	if code == 0 {
+		return "aborted"
+	}
+	return strconv.Itoa(code)
+}

@@ -1,0 +1,190 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"go.uber.org/zap"
+)
+
+// maxManifestSize is containerd's limit (MaxManifestSize, 4 MiB); a larger
+// upstream manifest is refused rather than buffered.
+const maxManifestSize = 4 << 20
+
+// serveManifest answers GET and HEAD /v2/<name>/manifests/<reference>.
+// https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pulling-manifests
+//
+// A tag is resolved to a digest once, the manifest is fetched by that digest
+// and hashed, the Gate decides on exactly those bytes, and exactly those
+// bytes are served with the digest they hash to.
+func (p *Proxy) serveManifest(w http.ResponseWriter, r *http.Request, rt *route) error {
+	ctx := r.Context()
+	m, err := p.loadManifest(ctx, rt, r.Header.Values("Accept"))
+	if err != nil {
+		return err
+	}
+	noteDigest(ctx, m.digest.String())
+	if err := p.gate.CheckManifest(ctx, &Manifest{
+		Repo: rt.repo, Reference: rt.ref, Digest: m.digest, MediaType: m.mediaType, Bytes: m.bytes,
+	}); err != nil {
+		return err
+	}
+	h := w.Header()
+	h.Set("Content-Type", m.mediaType)
+	h.Set("Content-Length", m.size)
+	h.Set("Docker-Content-Digest", m.digest.String())
+	h.Set("Etag", `"`+m.digest.String()+`"`)
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodGet {
+		_, _ = w.Write(m.bytes)
+	}
+	return nil
+}
+
+// loadManifest returns the manifest a reference names: for a digest, the
+// bytes that hash to it; for a tag, the bytes of the digest it resolves to.
+func (p *Proxy) loadManifest(ctx context.Context, rt *route, accept []string) (*manifestEntry, error) {
+	if isDigest(rt.ref) {
+		d, rerr := parseDigest(rt.ref)
+		if rerr != nil {
+			return nil, rerr
+		}
+		return p.manifestByDigest(ctx, rt, d, accept)
+	}
+	if !tagRE.MatchString(rt.ref) {
+		return nil, newError(http.StatusBadRequest, codeTagInvalid, "invalid tag %q", rt.ref)
+	}
+	d, err := p.resolveTag(ctx, rt, accept)
+	if err != nil {
+		return nil, err
+	}
+	return p.manifestByDigest(ctx, rt, d, accept)
+}
+
+// manifestByDigest returns the manifest d from the cache or the upstream.
+func (p *Proxy) manifestByDigest(ctx context.Context, rt *route, d v1.Hash, accept []string) (*manifestEntry, error) {
+	key := manifestKey(rt.repo, d)
+	if m, ok := p.manifests.get(key); ok {
+		p.metrics.cacheLookup("manifest", true)
+		return m, nil
+	}
+	p.metrics.cacheLookup("manifest", false)
+	v, err := p.shared(ctx, "manifest|"+key+"|"+acceptKey(accept), func(ctx context.Context) (any, error) {
+		m, err := p.fetchManifest(ctx, rt, d.String(), d.Algorithm, accept)
+		if err != nil {
+			return nil, err
+		}
+		if m.digest != d {
+			p.metrics.digestMismatch.WithLabelValues(rt.up.registry, routeManifest).Inc()
+			p.log.Error("upstream manifest does not match its digest",
+				zap.String("registry", rt.up.registry), zap.String("repo", rt.repo.Name),
+				zap.String("requested", d.String()), zap.String("received", m.digest.String()))
+			return nil, unavailable(http.StatusBadGateway,
+				"upstream %s sent a manifest for %s that hashes to %s; refusing to serve it", rt.up.registry, d, m.digest)
+		}
+		p.manifests.set(key, m)
+		return m, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*manifestEntry), nil
+}
+
+// resolveTag returns the digest a tag names for this client's Accept set:
+// from the tag cache, else from one upstream HEAD (GET if the upstream's HEAD
+// gives no digest; then the bytes are hashed and cached too).
+func (p *Proxy) resolveTag(ctx context.Context, rt *route, accept []string) (v1.Hash, error) {
+	key := tagKey(rt.repo, rt.ref, acceptKey(accept))
+	if p.tagTTL > 0 {
+		if d, ok := p.tags.get(key); ok {
+			p.metrics.cacheLookup("tag", true)
+			return d, nil
+		}
+		p.metrics.cacheLookup("tag", false)
+	}
+	v, err := p.shared(ctx, "tag|"+key, func(ctx context.Context) (any, error) {
+		d, err := p.headTag(ctx, rt, accept)
+		if err != nil {
+			return nil, err
+		}
+		p.tags.set(key, d, p.tagTTL)
+		return d, nil
+	})
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	return v.(v1.Hash), nil
+}
+
+func (p *Proxy) headTag(ctx context.Context, rt *route, accept []string) (v1.Hash, error) {
+	path := "/v2/" + rt.repo.Name + "/manifests/" + rt.ref
+	resp, err := p.call(ctx, rt, routeManifest, http.MethodHead, path, nil, acceptHeader(accept))
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		if d, rerr := parseDigest(resp.Header.Get("Docker-Content-Digest")); rerr == nil {
+			return d, nil
+		}
+	} else if resp.StatusCode != http.StatusMethodNotAllowed {
+		return v1.Hash{}, fromUpstreamResponse(rt.up.registry, resp, codeManifestUnknown)
+	}
+	// No usable digest from HEAD: GET the tag and hash what came.
+	m, err := p.fetchManifest(ctx, rt, rt.ref, "sha256", accept)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	p.manifests.set(manifestKey(rt.repo, m.digest), m)
+	return m.digest, nil
+}
+
+// fetchManifest GETs a manifest from the upstream and hashes it with alg.
+func (p *Proxy) fetchManifest(ctx context.Context, rt *route, ref, alg string, accept []string) (*manifestEntry, error) {
+	path := "/v2/" + rt.repo.Name + "/manifests/" + ref
+	resp, err := p.call(ctx, rt, routeManifest, http.MethodGet, path, nil, acceptHeader(accept))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fromUpstreamResponse(rt.up.registry, resp, codeManifestUnknown)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxManifestSize+1))
+	if err != nil {
+		return nil, unavailable(http.StatusBadGateway, "reading manifest from %s: %v", rt.up.registry, err)
+	}
+	if len(b) > maxManifestSize {
+		return nil, unavailable(http.StatusBadGateway, "upstream %s sent a manifest larger than %d bytes", rt.up.registry, maxManifestSize)
+	}
+	mt, err := mediaTypeOf(b, resp.Header.Get("Content-Type"))
+	if err != nil {
+		return nil, unavailable(http.StatusBadGateway, "upstream %s sent an unusable manifest for %s: %v", rt.up.registry, ref, err)
+	}
+	return &manifestEntry{digest: digestOf(alg, b), mediaType: mt, bytes: b, size: strconv.Itoa(len(b))}, nil
+}
+
+// mediaTypeOf is a manifest's media type: its own mediaType field, else the
+// upstream's Content-Type. The bytes must be a JSON object.
+func mediaTypeOf(b []byte, contentType string) (string, error) {
+	var probe struct {
+		MediaType string `json:"mediaType"`
+	}
+	if err := json.Unmarshal(b, &probe); err != nil {
+		return "", fmt.Errorf("not a JSON manifest: %w", err)
+	}
+	if probe.MediaType != "" {
+		return probe.MediaType, nil
+	}
+	if mt, _, err := mime.ParseMediaType(contentType); err == nil && mt != "" {
+		return mt, nil
+	}
+	return "", fmt.Errorf("no media type in the manifest or its Content-Type")
+}

@@ -1,0 +1,84 @@
+package proxy
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the proxy's Prometheus series. They are always collected; New
+// registers them only when WithRegisterer is given.
+type metrics struct {
+	requests         *prometheus.CounterVec
+	requestDuration  *prometheus.HistogramVec
+	bytesServed      *prometheus.CounterVec
+	upstreamDuration *prometheus.HistogramVec
+	upstreamRequests *prometheus.CounterVec
+	cache            *prometheus.CounterVec
+	digestMismatch   *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "portcullis", Name: "http_requests_total",
+			Help: "Client requests served, by route, method and status code (\"aborted\" when the connection was cut).",
+		}, []string{"route", "method", "code"}),
+		requestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "portcullis", Name: "http_request_duration_seconds",
+			Help:    "Time to serve a client request, by route.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"route"}),
+		bytesServed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "portcullis", Name: "served_bytes_total",
+			Help: "Body bytes sent to clients, by route.",
+		}, []string{"route"}),
+		upstreamDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "portcullis", Name: "upstream_request_duration_seconds",
+			Help:    "Time to an upstream's response headers, by registry and route.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2.5, 12),
+		}, []string{"registry", "route"}),
+		upstreamRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "portcullis", Name: "upstream_requests_total",
+			Help: "Requests sent to upstream registries, by registry, route and status code (\"error\" when none came).",
+		}, []string{"registry", "route", "code"}),
+		cache: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "portcullis", Name: "cache_lookups_total",
+			Help: "In-memory cache lookups, by cache (tag, manifest) and result (hit, miss).",
+		}, []string{"cache", "result"}),
+		digestMismatch: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "portcullis", Name: "digest_mismatches_total",
+			Help: "Upstream content whose bytes did not hash to the expected digest, by registry and route.",
+		}, []string{"registry", "route"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.requests, m.requestDuration, m.bytesServed, m.upstreamDuration,
+			m.upstreamRequests, m.cache, m.digestMismatch)
+	}
+	return m
+}
+
+func (m *metrics) observeRequest(route, method string, code int, bytes int64, d time.Duration) {
+	m.requests.WithLabelValues(route, method, statusLabel(code)).Inc()
+	m.requestDuration.WithLabelValues(route).Observe(d.Seconds())
+	if bytes > 0 {
+		m.bytesServed.WithLabelValues(route).Add(float64(bytes))
+	}
+}
+
+func (m *metrics) observeUpstream(registry, route string, code int, d time.Duration) {
+	label := "error"
+	if code != 0 {
+		label = statusLabel(code)
+	}
+	m.upstreamRequests.WithLabelValues(registry, route, label).Inc()
+	m.upstreamDuration.WithLabelValues(registry, route).Observe(d.Seconds())
+}
+
+func (m *metrics) cacheLookup(cache string, hit bool) {
+	result := "miss"
+	if hit {
+		result = "hit"
+	}
+	m.cache.WithLabelValues(cache, result).Inc()
+}

@@ -1,0 +1,148 @@
+package proxy
+
+import (
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+)
+
+// Route kinds, used in logs and metrics.
+const (
+	routeBase      = "base"
+	routeManifest  = "manifest"
+	routeBlob      = "blob"
+	routeTags      = "tags"
+	routeReferrers = "referrers"
+	routeUnknown   = "unknown"
+)
+
+// DockerHub is the canonical name of Docker Hub; index.docker.io and
+// registry-1.docker.io are the same registry.
+const DockerHub = "docker.io"
+
+// NormalizeRegistry lower-cases a registry name and folds Docker Hub's
+// aliases into "docker.io".
+func NormalizeRegistry(s string) string {
+	s = strings.ToLower(s)
+	switch s {
+	case "index.docker.io", "registry-1.docker.io":
+		return DockerHub
+	}
+	return s
+}
+
+// route is a parsed request path: what is asked for, from which upstream.
+type route struct {
+	kind string
+	// repo is the repository as clients name it (registry + upstream path).
+	repo Repository
+	// clientName is the repository as this client spelled it in the path
+	// (with a registry prefix, if it sent one), for Link headers.
+	clientName string
+	// ref is the manifest reference (tag or digest), the blob digest, or the
+	// referrers subject digest.
+	ref string
+	// ns is the ?ns= parameter the client sent, if any (echoed as OCI-Namespace).
+	ns string
+	// up is the upstream serving repo.Registry.
+	up *upstream
+}
+
+// nameComponent is one path component of a repository name, per the
+// distribution spec's <name> grammar.
+var nameRE = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$`)
+
+// tagRE is the distribution spec's tag grammar.
+var tagRE = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
+
+// parseRoute turns a request into a route, or a *regError saying why not.
+// Routing, in order: ?ns=<registry> (must be configured); a first path
+// segment equal to a configured registry; the default registry.
+func (p *Proxy) parseRoute(r *http.Request) (*route, *regError) {
+	path := r.URL.Path
+	if path == "/v2/" || path == "/v2" {
+		return &route{kind: routeBase}, nil
+	}
+	rest, ok := strings.CutPrefix(path, "/v2/")
+	if !ok {
+		return nil, newError(http.StatusNotFound, codeUnsupported, "not a registry API path: %q", path)
+	}
+	rt := &route{}
+	name, ok := splitResource(rest, rt)
+	if !ok {
+		return nil, newError(http.StatusNotFound, codeUnsupported, "unknown registry API endpoint: %q", path)
+	}
+	rt.clientName = name
+	q := r.URL.Query()
+	rt.ns = q.Get("ns")
+	up, repoName, err := p.pickUpstream(rt.ns, name)
+	if err != nil {
+		return nil, err
+	}
+	if up.registry == DockerHub && !strings.Contains(repoName, "/") {
+		repoName = "library/" + repoName
+	}
+	if len(repoName) > 255 || !nameRE.MatchString(repoName) {
+		return nil, newError(http.StatusBadRequest, codeNameInvalid, "invalid repository name %q", repoName)
+	}
+	rt.up = up
+	rt.repo = Repository{Registry: up.registry, Name: repoName}
+	return rt, nil
+}
+
+// splitResource splits "<name>/<resource>/<ref>" at the last resource
+// keyword, fills rt.kind and rt.ref, and returns the name.
+func splitResource(rest string, rt *route) (string, bool) {
+	if name, ok := strings.CutSuffix(rest, "/tags/list"); ok {
+		rt.kind = routeTags
+		return name, name != ""
+	}
+	for _, kw := range []struct{ sep, kind string }{
+		{"/manifests/", routeManifest},
+		{"/blobs/", routeBlob},
+		{"/referrers/", routeReferrers},
+	} {
+		i := strings.LastIndex(rest, kw.sep)
+		if i <= 0 {
+			continue
+		}
+		ref := rest[i+len(kw.sep):]
+		if ref == "" || strings.Contains(ref, "/") {
+			continue
+		}
+		rt.kind, rt.ref = kw.kind, ref
+		return rest[:i], true
+	}
+	return "", false
+}
+
+// pickUpstream applies the routing rules to ns and the client's name.
+func (p *Proxy) pickUpstream(ns, name string) (*upstream, string, *regError) {
+	if ns != "" {
+		up, ok := p.upstreams[NormalizeRegistry(ns)]
+		if !ok {
+			return nil, "", newError(http.StatusNotFound, codeNameUnknown, "registry %q (from ns=) is not configured on this proxy", ns)
+		}
+		return up, name, nil
+	}
+	if first, rest, ok := strings.Cut(name, "/"); ok {
+		if up, ok := p.upstreams[NormalizeRegistry(first)]; ok && first == strings.ToLower(first) {
+			return up, rest, nil
+		}
+	}
+	if p.defaultUp == nil {
+		return nil, "", newError(http.StatusNotFound, codeNameUnknown, "repository %q names no configured registry and no defaultRegistry is set", name)
+	}
+	return p.defaultUp, name, nil
+}
+
+// clientPath is the path under /v2/ a client would use for this route's
+// repository plus suffix, with the ns parameter kept, for Link headers.
+func (rt *route) clientPath(suffix string, q url.Values) string {
+	if rt.ns != "" {
+		q.Set("ns", rt.ns)
+	}
+	u := url.URL{Path: "/v2/" + rt.clientName + suffix, RawQuery: q.Encode()}
+	return u.String()
+}
