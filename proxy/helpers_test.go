@@ -175,3 +175,18 @@ func mustEqual(t *testing.T, what string, got, want any) {
 }
 
 func discardLogger() *log.Logger { return log.New(io.Discard, "", 0) }
+
+func mustURL(s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		panic(err)
+	}
+	return u
+}
+
+func newHTTPTest(t *testing.T, h http.Handler) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv
+}
