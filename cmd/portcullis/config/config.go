@@ -1,0 +1,194 @@
+package config
+
+import (
+	"fmt"
+	"io"
+	"net/url"
+	"time"
+)
+
+// Config is the configuration of "portcullis serve", as returned by [Load]
+// and [Parse]: defaults applied, names normalised, paths absolute, files
+// checked. Each field's comment gives its YAML name and its default.
+type Config struct {
+	// Path is the absolute path of the file the configuration was loaded
+	// from. Set by Load; empty when the Config comes from Parse.
+	Path string
+
+	// Listen is the host:port of the registry API that clients pull from.
+	// YAML "listen"; default "127.0.0.1:5050".
+	Listen string
+
+	// AdminListen is the host:port serving /metrics, /healthz and /readyz.
+	// YAML "adminListen"; default "127.0.0.1:9090"; must not be empty.
+	AdminListen string
+
+	// TLS, when set, makes Listen serve HTTPS.
+	// YAML "tls"; default nil (plain HTTP).
+	TLS *TLS
+
+	// AllowAnonymousClients acknowledges that clients that present no
+	// certificate may use the proxy, and through it the credentials of every
+	// upstream with Auth. Loading fails when an upstream has Auth,
+	// TLS.ClientCAFile is unset and this is false.
+	// YAML "allowAnonymousClients"; default false.
+	AllowAnonymousClients bool
+
+	// Upstreams are the registries the proxy pulls from: at least one, with
+	// distinct Registry names.
+	// YAML "upstreams"; required.
+	Upstreams []Upstream
+
+	// DefaultRegistry is the registry used for references that name none.
+	// When set it is the Registry of one of Upstreams (normalised like it,
+	// see NormalizeRegistry).
+	// YAML "defaultRegistry"; default "" (none).
+	DefaultRegistry string
+
+	// TagTTL is how long the digest a tag resolved to is reused before
+	// asking the upstream again; 0 asks the upstream every time.
+	// YAML "tagTTL"; default 30s; >= 0.
+	TagTTL time.Duration
+
+	// ManifestCacheBytes bounds the in-memory cache of manifests by digest.
+	// YAML "manifestCacheBytes"; default 67108864 (64 MiB); > 0.
+	ManifestCacheBytes int64
+
+	// UpstreamTimeout bounds the wait for an upstream's response headers,
+	// and the idle time between reads of a response body.
+	// YAML "upstreamTimeout"; default 30s; > 0.
+	UpstreamTimeout time.Duration
+
+	// ShutdownTimeout is how long in-flight requests may still run after
+	// SIGTERM.
+	// YAML "shutdownTimeout"; default 30s; > 0.
+	ShutdownTimeout time.Duration
+
+	// PolicyFile is the absolute path of the verification policy file; this
+	// package only checks that it is readable.
+	// YAML "policyFile"; default "" (none).
+	PolicyFile string
+
+	// VerdictTTL is how long a verification verdict that allowed an image
+	// is reused.
+	// YAML "verdictTTL"; default 10m; >= 0.
+	VerdictTTL time.Duration
+
+	// DenyTTL is how long a verdict that denied an image is reused.
+	// YAML "denyTTL"; default 30s; >= 0.
+	DenyTTL time.Duration
+
+	// StaleIfError is how long past its VerdictTTL an allow verdict may
+	// still be used while verifying the image again fails with an error.
+	// YAML "staleIfError"; default 1h; >= 0.
+	StaleIfError time.Duration
+
+	// MaxSignatures is the most signatures examined for one image.
+	// YAML "maxSignatures"; default 32; >= 1.
+	MaxSignatures int
+
+	// DecisionTimeout bounds the time spent reaching one verdict.
+	// YAML "decisionTimeout"; default 10s; > 0.
+	DecisionTimeout time.Duration
+}
+
+// TLS configures HTTPS on [Config.Listen]. YAML "tls".
+type TLS struct {
+	// CertFile is the absolute path of the PEM server certificate (chain).
+	// YAML "certFile"; required.
+	CertFile string
+
+	// KeyFile is the absolute path of the PEM private key of CertFile.
+	// YAML "keyFile"; required.
+	KeyFile string
+
+	// ClientCAFile is the absolute path of a PEM bundle of CAs. When set,
+	// the listener requires clients to present a certificate signed by one
+	// of them.
+	// YAML "clientCAFile"; default "" (no client certificates).
+	ClientCAFile string
+}
+
+// Upstream is one registry the proxy pulls from. YAML "upstreams[i]".
+type Upstream struct {
+	// Registry is the name clients and policies use for this registry: a
+	// lower-case host[:port]. Docker Hub's names (docker.io,
+	// index.docker.io, registry-1.docker.io) are all "docker.io".
+	// YAML "registry"; required.
+	Registry string
+
+	// Endpoint is where requests for Registry are sent: scheme http or
+	// https and host[:port], with no path, query, fragment or user info.
+	// YAML "endpoint"; default https://<Registry>, and
+	// https://registry-1.docker.io for docker.io.
+	Endpoint *url.URL
+
+	// Insecure allows an http Endpoint, and with an https Endpoint skips
+	// TLS certificate verification.
+	// YAML "insecure"; default false; must be true for an http Endpoint.
+	Insecure bool
+
+	// CAFile is the absolute path of an extra PEM CA bundle to trust for
+	// Endpoint.
+	// YAML "caFile"; default "" (none).
+	CAFile string
+
+	// Auth holds the credentials presented to the upstream.
+	// YAML "auth"; default nil (anonymous).
+	Auth *Auth
+}
+
+// Auth is the credentials the proxy presents to an upstream. YAML "auth".
+//
+// The password, read from PasswordFile at load time, is kept unexported so
+// that it is never marshalled, and Auth formats itself without it, so it
+// does not end up in logs. Get it with [Upstream.Password].
+type Auth struct {
+	// Username is the user name. YAML "username"; required.
+	Username string
+
+	// PasswordFile is the absolute path of the file the password was read
+	// from. YAML "passwordFile"; required.
+	PasswordFile string
+
+	password string
+}
+
+// Password returns the upstream's password, read from Auth.PasswordFile at
+// load time without its trailing newline; "" when the upstream has no Auth.
+func (u Upstream) Password() string {
+	if u.Auth == nil {
+		return ""
+	}
+	return u.Auth.password
+}
+
+// String describes a without its password.
+func (a Auth) String() string {
+	return fmt.Sprintf("{Username:%s PasswordFile:%s}", a.Username, a.PasswordFile)
+}
+
+// Format prints a as String does, whatever the verb, so that no fmt verb
+// (%v, %+v, %#v, %x, ...) can print the password.
+func (a Auth) Format(f fmt.State, verb rune) {
+	_, _ = io.WriteString(f, a.String())
+}
+
+// defaults returns a Config holding the default of every setting. Parse
+// decodes the file over it, so settings the file leaves out keep these
+// values while settings it gives, even as 0, replace them.
+func defaults() *Config {
+	return &Config{
+		Listen:             "127.0.0.1:5050",
+		AdminListen:        "127.0.0.1:9090",
+		TagTTL:             30 * time.Second,
+		ManifestCacheBytes: 64 << 20,
+		UpstreamTimeout:    30 * time.Second,
+		ShutdownTimeout:    30 * time.Second,
+		VerdictTTL:         10 * time.Minute,
+		DenyTTL:            30 * time.Second,
+		StaleIfError:       time.Hour,
+		MaxSignatures:      32,
+		DecisionTimeout:    10 * time.Second,
+	}
+}

@@ -1,0 +1,119 @@
+package config
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// maxPasswordBytes bounds what is read from a password file, so that
+// naming the wrong file cannot exhaust memory.
+const maxPasswordBytes = 64 << 10
+
+// fileSetting is a setting that names a file.
+type fileSetting struct {
+	path     string  // field path, for messages
+	file     *string // the setting; made absolute in place
+	password *string // when not nil, the file's content is read into it as a password
+}
+
+// fileSettings lists every setting of c that names a file. A new setting
+// that names a file must be added here so that it is resolved and checked.
+func fileSettings(c *Config) []fileSetting {
+	fs := []fileSetting{{path: "policyFile", file: &c.PolicyFile}}
+	if t := c.TLS; t != nil {
+		fs = append(fs,
+			fileSetting{path: "tls.certFile", file: &t.CertFile},
+			fileSetting{path: "tls.keyFile", file: &t.KeyFile},
+			fileSetting{path: "tls.clientCAFile", file: &t.ClientCAFile},
+		)
+	}
+	for i := range c.Upstreams {
+		u := &c.Upstreams[i]
+		path := fmt.Sprintf("upstreams[%d]", i)
+		fs = append(fs, fileSetting{path: path + ".caFile", file: &u.CAFile})
+		if a := u.Auth; a != nil {
+			fs = append(fs, fileSetting{path: path + ".auth.passwordFile", file: &a.PasswordFile, password: &a.password})
+		}
+	}
+	return fs
+}
+
+// checkFiles makes every file setting of c absolute, relative to dir,
+// checks that each names a readable regular file, and reads passwords.
+func checkFiles(c *Config, dir string, r *report) {
+	for _, f := range fileSettings(c) {
+		if *f.file == "" {
+			continue // not set, or empty and reported as such
+		}
+		*f.file = absolute(dir, *f.file)
+		var err error
+		if f.password != nil {
+			*f.password, err = readPassword(*f.file)
+		} else {
+			err = checkReadable(*f.file)
+		}
+		if err != nil {
+			r.add(f.path, "%v", err)
+		}
+	}
+}
+
+// absolute returns p if it is absolute, else p relative to dir.
+func absolute(dir, p string) string {
+	if filepath.IsAbs(p) {
+		return filepath.Clean(p)
+	}
+	return filepath.Join(dir, p)
+}
+
+// checkReadable reports whether p is a regular file that can be opened for
+// reading. It checks the kind of file before opening it, as opening a named
+// pipe would block.
+func checkReadable(p string) error {
+	f, err := openRegular(p)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+func openRegular(p string) (*os.File, error) {
+	st, err := os.Stat(p)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", p)
+	}
+	return os.Open(p)
+}
+
+// readPassword reads the password in the file p: its whole content less
+// one trailing "\n" or "\r\n". An empty password is an error.
+func readPassword(p string) (string, error) {
+	f, err := openRegular(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxPasswordBytes+1))
+	if err != nil {
+		return "", fmt.Errorf("read password: %w", err)
+	}
+	if len(data) > maxPasswordBytes {
+		return "", fmt.Errorf("password file %s is larger than %d bytes", p, maxPasswordBytes)
+	}
+	pw := string(data)
+	if s, ok := strings.CutSuffix(pw, "\r\n"); ok {
+		pw = s
+	} else {
+		pw = strings.TrimSuffix(pw, "\n")
+	}
+	if pw == "" {
+		return "", fmt.Errorf("password file %s is empty", p)
+	}
+	return pw, nil
+}

@@ -1,0 +1,121 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+)
+
+// validate checks what decoding each value alone cannot: registry names,
+// settings that must agree with each other, and files on disk. It completes
+// c on the way: registry names normalised, endpoints defaulted, paths made
+// absolute against dir, passwords read.
+func validate(c *Config, dir string, r *report) {
+	checkListeners(c, r)
+	checkUpstreams(c, r)
+	checkDefaultRegistry(c, r)
+	checkCredentialExposure(c, r)
+	checkFiles(c, dir, r)
+}
+
+// checkListeners rejects the registry and admin servers sharing an address.
+func checkListeners(c *Config, r *report) {
+	if c.Listen != c.AdminListen {
+		return
+	}
+	if _, port, err := net.SplitHostPort(c.Listen); err == nil && port == "0" {
+		return // two different ports picked by the system
+	}
+	r.add("adminListen", "%s is also the address of listen; the admin server needs an address of its own", quote(c.AdminListen))
+}
+
+// checkUpstreams normalises and checks registry names, rejects duplicates,
+// defaults endpoints and checks that insecure agrees with the endpoint.
+func checkUpstreams(c *Config, r *report) {
+	first := make(map[string]string) // registry -> path of the first upstream with it
+	for i := range c.Upstreams {
+		u := &c.Upstreams[i]
+		path := fmt.Sprintf("upstreams[%d]", i)
+		if u.Registry != "" { // "" is reported as missing or empty
+			u.Registry = NormalizeRegistry(u.Registry)
+			if err := checkRegistry(u.Registry); err != nil {
+				r.add(path+".registry", "%v", err)
+			} else if prev, dup := first[u.Registry]; dup {
+				r.add(path+".registry", "%s is already configured by %s at line %d%s",
+					quote(u.Registry), prev, r.line(prev+".registry"), dockerHubNote(u.Registry))
+			} else {
+				first[u.Registry] = path
+			}
+		}
+		switch {
+		case u.Endpoint == nil:
+			if u.Registry != "" {
+				u.Endpoint = defaultEndpoint(u.Registry)
+			}
+		case u.Endpoint.Scheme == "http" && !u.Insecure:
+			r.add(path+".endpoint", "%s is plain http; set \"insecure: true\" on this upstream to allow it", quote(u.Endpoint.String()))
+		}
+		if u.Insecure && u.CAFile != "" {
+			r.add(path+".caFile", "is ignored because \"insecure: true\" turns off certificate verification; remove one of them")
+		}
+	}
+}
+
+func dockerHubNote(registry string) string {
+	if registry != dockerHub {
+		return ""
+	}
+	return " (docker.io, index.docker.io and registry-1.docker.io are one registry)"
+}
+
+// checkDefaultRegistry normalises defaultRegistry and checks that it names
+// a configured upstream.
+func checkDefaultRegistry(c *Config, r *report) {
+	if c.DefaultRegistry == "" {
+		return
+	}
+	c.DefaultRegistry = NormalizeRegistry(c.DefaultRegistry)
+	var names []string
+	for _, u := range c.Upstreams {
+		if u.Registry == c.DefaultRegistry {
+			return
+		}
+		if u.Registry != "" && !slices.Contains(names, u.Registry) {
+			names = append(names, u.Registry)
+		}
+	}
+	r.add("defaultRegistry", "%s is not the registry of any upstream (configured: %s)",
+		quote(c.DefaultRegistry), strings.Join(names, ", "))
+}
+
+// checkCredentialExposure refuses upstream credentials on a proxy that does
+// not authenticate its clients, unless the administrator says that is fine:
+// whoever can reach the proxy would pull with those credentials.
+func checkCredentialExposure(c *Config, r *report) {
+	if c.AllowAnonymousClients || (c.TLS != nil && c.TLS.ClientCAFile != "") {
+		return
+	}
+	var firstPath string
+	var registries []string
+	for i, u := range c.Upstreams {
+		if u.Auth == nil {
+			continue
+		}
+		if firstPath == "" {
+			firstPath = fmt.Sprintf("upstreams[%d].auth", i)
+		}
+		if u.Registry != "" {
+			registries = append(registries, u.Registry)
+		}
+	}
+	if firstPath == "" {
+		return
+	}
+	r.add(firstPath,
+		"the proxy would hand its upstream credentials (for %s) to anyone who can reach it on %s, "+
+			"because it does not require client certificates; "+
+			"set tls.clientCAFile to accept only clients with a certificate from your CA, "+
+			"or set \"allowAnonymousClients: true\" if everyone who can reach the proxy may use these credentials",
+		strings.Join(registries, ", "), c.Listen)
+}

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/portcullis-dev/portcullis/cmd/portcullis/config"
+	"github.com/portcullis-dev/portcullis/proxy"
+)
+
+func newServeCmd() *cobra.Command {
+	var configPath, logFormat string
+	cmd := &cobra.Command{
+		Use:   "serve --config FILE",
+		Short: "Serve the registry mirror",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return serve(cmd.Context(), configPath, logFormat)
+		},
+	}
+	cmd.Flags().StringVar(&configPath, "config", "", "path of the YAML config file (required)")
+	cmd.Flags().StringVar(&logFormat, "log-format", "json", "log format: json or console")
+	_ = cmd.MarkFlagRequired("config")
+	return cmd
+}
+
+// serve loads the config, wires the proxy, and serves until ctx ends, then
+// shuts down gracefully within the configured deadline.
+func serve(ctx context.Context, configPath, logFormat string) error {
+	log, err := newLogger(logFormat)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	cfg, err := config.Load(configPath)
+	if err != nil {
+		return usageError(err)
+	}
+	ups, err := upstreams(cfg)
+	if err != nil {
+		return usageError(err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	p, err := proxy.New(ups,
+		proxy.WithDefaultRegistry(cfg.DefaultRegistry),
+		proxy.WithTagTTL(cfg.TagTTL),
+		proxy.WithManifestCacheBytes(cfg.ManifestCacheBytes),
+		proxy.WithUpstreamTimeout(cfg.UpstreamTimeout),
+		proxy.WithLogger(log),
+		proxy.WithRegisterer(reg),
+	)
+	if err != nil {
+		return usageError(fmt.Errorf("%s: %w", cfg.Path, err))
+	}
+	srv := &http.Server{
+		Handler:           p,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          zap.NewStdLog(log.Named("http")),
+	}
+	if srv.TLSConfig, err = serverTLS(cfg.TLS); err != nil {
+		return usageError(err)
+	}
+	var ready atomic.Bool
+	admin := &http.Server{Handler: adminHandler(reg, &ready), ReadHeaderTimeout: 10 * time.Second}
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	adminLn, err := net.Listen("tcp", cfg.AdminListen)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("adminListen: %w", err)
+	}
+	errc := make(chan error, 2)
+	tlsOn := srv.TLSConfig != nil
+	go func() {
+		if tlsOn {
+			errc <- srv.ServeTLS(ln, "", "")
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	go func() { errc <- admin.Serve(adminLn) }()
+	ready.Store(true)
+	log.Info("serving", zap.String("version", versionString()), zap.String("config", cfg.Path),
+		zap.String("listen", ln.Addr().String()), zap.String("adminListen", adminLn.Addr().String()),
+		zap.Bool("tls", tlsOn), zap.Int("upstreams", len(ups)))
+
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		return fmt.Errorf("server stopped: %w", err)
+	}
+	ready.Store(false)
+	log.Info("shutting down: finishing in-flight requests", zap.Duration("deadline", cfg.ShutdownTimeout))
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	err = srv.Shutdown(sctx)
+	_ = admin.Shutdown(sctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		log.Warn("shutdown deadline passed: cutting the requests still running")
+		_ = srv.Close()
+		return nil
+	}
+	log.Info("stopped")
+	return err
+}
+
+// upstreams turns the config's upstreams into the proxy's.
+func upstreams(cfg *config.Config) ([]proxy.Upstream, error) {
+	var out []proxy.Upstream
+	for _, u := range cfg.Upstreams {
+		tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: u.Insecure} //nolint:gosec // admin opt-in, documented
+		if u.CAFile != "" {
+			pool, err := certPool(u.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("upstream %s caFile: %w", u.Registry, err)
+			}
+			tc.RootCAs = pool
+		}
+		pu := proxy.Upstream{Registry: u.Registry, Endpoint: u.Endpoint, TLSConfig: tc}
+		if u.Auth != nil {
+			pu.Auth = &authn.Basic{Username: u.Auth.Username, Password: u.Password()}
+		}
+		out = append(out, pu)
+	}
+	return out, nil
+}
+
+// serverTLS is the listener's TLS config, or nil for plain HTTP.
+func serverTLS(t *config.TLS) (*tls.Config, error) {
+	if t == nil {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls certFile/keyFile: %w", err)
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	if t.ClientCAFile != "" {
+		pool, err := certPool(t.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls clientCAFile: %w", err)
+		}
+		tc.ClientCAs = pool
+		tc.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return tc, nil
+}
+
+// certPool is the system roots plus the PEM certificates in file.
+func certPool(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: no PEM certificates found", file)
+	}
+	return pool, nil
+}

@@ -1,0 +1,255 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// running is a `portcullis serve` running in-process.
+type running struct {
+	addr, admin string
+	cancel      context.CancelFunc
+	done        chan error
+}
+
+func startServe(t *testing.T, configYAML string) *running {
+	t.Helper()
+	dir := t.TempDir()
+	r := &running{addr: freeAddr(t), admin: freeAddr(t), done: make(chan error, 1)}
+	cfg := writeFile(t, dir, "config.yaml", fmt.Sprintf("listen: %s\nadminListen: %s\n%s", r.addr, r.admin, configYAML))
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	go func() { r.done <- serve(ctx, cfg, "console") }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-r.done:
+		case <-time.After(10 * time.Second):
+			t.Error("serve did not stop")
+		}
+	})
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + r.admin + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return r
+			}
+		}
+		select {
+		case err := <-r.done:
+			t.Fatalf("serve exited: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.Fatal("serve never became ready")
+	return nil
+}
+
+func TestServeBadConfigIsExit2(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeFile(t, dir, "config.yaml", "listne: 127.0.0.1:1\nupstreams: []\n")
+	err := serve(context.Background(), cfg, "json")
+	var ee *exitError
+	if !errors.As(err, &ee) || ee.code != 2 {
+		t.Fatalf("err = %v, want exit code 2", err)
+	}
+	if !strings.Contains(err.Error(), "listne") {
+		t.Fatalf("error does not name the field: %v", err)
+	}
+}
+
+// TestGracefulShutdown: on shutdown an in-flight blob pull finishes.
+func TestGracefulShutdown(t *testing.T) {
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	started := make(chan struct{}, 1)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/blobs/") && r.Method == "GET" {
+			select {
+			case started <- struct{}{}:
+			default:
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+		reg.ServeHTTP(w, r)
+	}))
+	defer up.Close()
+	host := strings.TrimPrefix(up.URL, "http://")
+	img, _ := random.Image(4096, 1)
+	ref, _ := name.NewTag(host+"/acme/app:v1", name.Insecure)
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatal(err)
+	}
+	layers, _ := img.Layers()
+	ld, _ := layers[0].Digest()
+	size, _ := layers[0].Size()
+
+	r := startServe(t, fmt.Sprintf("upstreams:\n  - registry: registry.example\n    endpoint: %s\n    insecure: true\n", up.URL))
+	type result struct {
+		n   int64
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		resp, err := http.Get("http://" + r.addr + "/v2/registry.example/acme/app/blobs/" + ld.String())
+		if err != nil {
+			res <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		n, err := io.Copy(io.Discard, resp.Body)
+		if err == nil && resp.StatusCode != 200 {
+			err = fmt.Errorf("status %d", resp.StatusCode)
+		}
+		res <- result{n, err}
+	}()
+	<-started
+	r.cancel()
+	got := <-res
+	if got.err != nil || got.n != size {
+		t.Fatalf("in-flight pull during shutdown: %d bytes, %v", got.n, got.err)
+	}
+	if err := <-r.done; err != nil {
+		t.Fatalf("serve returned %v", err)
+	}
+	r.done <- nil // for Cleanup
+	// Once stopped, new connections are refused.
+	if _, err := http.Get("http://" + r.addr + "/v2/"); err == nil {
+		t.Fatal("still serving after shutdown")
+	}
+}
+
+// TestClientCertificates: with clientCAFile set, a client without a
+// certificate from that CA cannot talk to the proxy at all.
+func TestClientCertificates(t *testing.T) {
+	dir := t.TempDir()
+	ca, caKey := newCA(t)
+	serverCert, serverKey := newLeaf(t, ca, caKey, "127.0.0.1", false)
+	clientCert, clientKey := newLeaf(t, ca, caKey, "node-1", true)
+	writeFile(t, dir, "ca.pem", pemCert(ca))
+	writeFile(t, dir, "server.pem", pemCert(serverCert))
+	writeFile(t, dir, "server.key", pemKey(t, serverKey))
+	up := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer up.Close()
+	pw := writeFile(t, dir, "pw", "secret\n")
+	r := startServe(t, fmt.Sprintf(`tls: {certFile: %s, keyFile: %s, clientCAFile: %s}
+upstreams:
+  - registry: registry.example
+    endpoint: %s
+    insecure: true
+    auth: {username: bot, passwordFile: %s}
+`, filepath.Join(dir, "server.pem"), filepath.Join(dir, "server.key"), filepath.Join(dir, "ca.pem"), up.URL, pw))
+
+	roots := x509.NewCertPool()
+	roots.AddCert(ca)
+	client := func(certs []tls.Certificate) *http.Client {
+		return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: certs}}}
+	}
+	if resp, err := client(nil).Get("https://" + r.addr + "/v2/"); err == nil {
+		resp.Body.Close()
+		t.Fatalf("a client without a certificate got %d", resp.StatusCode)
+	}
+	pair := tls.Certificate{Certificate: [][]byte{clientCert.Raw}, PrivateKey: clientKey}
+	resp, err := client([]tls.Certificate{pair}).Get("https://" + r.addr + "/v2/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+}
+
+func newCA(t *testing.T) (*x509.Certificate, *ecdsa.PrivateKey) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	return cert, key
+}
+
+func newLeaf(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, cn string, client bool) (*x509.Certificate, *ecdsa.PrivateKey) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	if client {
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	} else {
+		tmpl.IPAddresses = []net.IP{net.ParseIP(cn)}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	return cert, key
+}
+
+func pemCert(c *x509.Certificate) string {
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}))
+}
+
+func pemKey(t *testing.T, k *ecdsa.PrivateKey) string {
+	t.Helper()
+	der, err := x509.MarshalECPrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}))
+}
