@@ -8,12 +8,14 @@ import (
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/portcullis-dev/portcullis/proxy"
 )
 
 // dockerHub is the name Docker Hub's registry aliases normalise to, and
 // dockerHubAPIHost is the host serving its registry API.
 const (
-	dockerHub        = "docker.io"
+	dockerHub        = proxy.DockerHub
 	dockerHubAPIHost = "registry-1.docker.io"
 )
 
@@ -21,14 +23,7 @@ const (
 // case, with Docker Hub's names docker.io, index.docker.io and
 // registry-1.docker.io all becoming "docker.io". It does not check that s
 // is a valid registry name.
-func NormalizeRegistry(s string) string {
-	s = strings.ToLower(s)
-	switch s {
-	case "docker.io", "index.docker.io", "registry-1.docker.io":
-		return dockerHub
-	}
-	return s
-}
+func NormalizeRegistry(s string) string { return proxy.NormalizeRegistry(s) }
 
 // checkRegistry reports whether the normalised registry name s is a valid
 // host[:port].
