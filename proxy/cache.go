@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"slices"
 	"strings"
 	"time"
 
@@ -46,6 +45,7 @@ func (t *tagCache) set(key string, h v1.Hash, ttl time.Duration) {
 // media type. Entries are immutable once made.
 type manifestEntry struct {
 	digest    v1.Hash
+	digestStr string // digest.String(), made once
 	mediaType string
 	bytes     []byte
 	size      string // len(bytes), formatted once for Content-Length
@@ -72,7 +72,7 @@ func newManifestCache(maxBytes int64) (*manifestCache, error) {
 }
 
 func manifestKey(repo Repository, d v1.Hash) string {
-	return repo.Registry + "/" + repo.Name + "@" + d.String()
+	return repo.Registry + "/" + repo.Name + "@" + d.Algorithm + ":" + d.Hex
 }
 
 func (m *manifestCache) get(key string) (*manifestEntry, bool) { return m.c.Get(key) }
@@ -81,19 +81,12 @@ func (m *manifestCache) set(key string, e *manifestEntry) {
 	m.c.Set(key, e, int64(len(e.bytes)+len(key)+64))
 }
 
-// acceptKey normalises an Accept header list into a stable cache-key part.
+// acceptKey turns a client's Accept header into a cache-key part. It is
+// the header as sent, not a parsed set: clients send the same header every
+// time, and two spellings of one set only cost a second cache entry.
 func acceptKey(values []string) string {
-	var parts []string
-	for _, v := range values {
-		for _, p := range strings.Split(v, ",") {
-			if p = strings.TrimSpace(p); p != "" {
-				parts = append(parts, p)
-			}
-		}
+	if len(values) == 1 {
+		return values[0]
 	}
-	if len(parts) < 2 {
-		return strings.Join(parts, ",")
-	}
-	slices.Sort(parts)
-	return strings.Join(slices.Compact(parts), ",")
+	return strings.Join(values, ",")
 }

@@ -30,7 +30,7 @@ type upstreamServer struct {
 	total  atomic.Int64
 }
 
-func newUpstreamServer(t *testing.T, opts ...registry.Option) *upstreamServer {
+func newUpstreamServer(t testing.TB, opts ...registry.Option) *upstreamServer {
 	t.Helper()
 	reg := registry.New(append([]registry.Option{registry.Logger(discardLogger())}, opts...)...)
 	u := &upstreamServer{counts: map[string]int{}}
@@ -62,7 +62,7 @@ func (u *upstreamServer) host() string { return strings.TrimPrefix(u.URL, "http:
 func (u *upstreamServer) endpoint() *url.URL { return &url.URL{Scheme: "http", Host: u.host()} }
 
 // push writes img to repo:tag on the upstream and returns its digest.
-func (u *upstreamServer) push(t *testing.T, repo, tag string, img v1.Image) v1.Hash {
+func (u *upstreamServer) push(t testing.TB, repo, tag string, img v1.Image) v1.Hash {
 	t.Helper()
 	ref, err := name.NewTag(u.host()+"/"+repo+":"+tag, name.Insecure)
 	if err != nil {
@@ -78,7 +78,7 @@ func (u *upstreamServer) push(t *testing.T, repo, tag string, img v1.Image) v1.H
 	return d
 }
 
-func randomImage(t *testing.T, layerSize int64, layers int64) v1.Image {
+func randomImage(t testing.TB, layerSize int64, layers int64) v1.Image {
 	t.Helper()
 	img, err := random.Image(layerSize, layers)
 	if err != nil {
@@ -93,7 +93,7 @@ type testProxy struct {
 	*httptest.Server
 }
 
-func newTestProxy(t *testing.T, ups map[string]*upstreamServer, opts ...Option) *testProxy {
+func newTestProxy(t testing.TB, ups map[string]*upstreamServer, opts ...Option) *testProxy {
 	t.Helper()
 	var list []Upstream
 	for name, u := range ups {

@@ -29,7 +29,7 @@ func (p *Proxy) serveManifest(w http.ResponseWriter, r *http.Request, rt *route)
 	if err != nil {
 		return err
 	}
-	noteDigest(ctx, m.digest.String())
+	noteDigest(ctx, m.digestStr)
 	if err := p.gate.CheckManifest(ctx, &Manifest{
 		Repo: rt.repo, Reference: rt.ref, Digest: m.digest, MediaType: m.mediaType, Bytes: m.bytes,
 	}); err != nil {
@@ -38,8 +38,8 @@ func (p *Proxy) serveManifest(w http.ResponseWriter, r *http.Request, rt *route)
 	h := w.Header()
 	h.Set("Content-Type", m.mediaType)
 	h.Set("Content-Length", m.size)
-	h.Set("Docker-Content-Digest", m.digest.String())
-	h.Set("Etag", `"`+m.digest.String()+`"`)
+	h.Set("Docker-Content-Digest", m.digestStr)
+	h.Set("Etag", `"`+m.digestStr+`"`)
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodGet {
 		_, _ = w.Write(m.bytes)
@@ -168,7 +168,8 @@ func (p *Proxy) fetchManifest(ctx context.Context, rt *route, ref, alg string, a
 	if err != nil {
 		return nil, unavailable(http.StatusBadGateway, "upstream %s sent an unusable manifest for %s: %v", rt.up.registry, ref, err)
 	}
-	return &manifestEntry{digest: digestOf(alg, b), mediaType: mt, bytes: b, size: strconv.Itoa(len(b))}, nil
+	d := digestOf(alg, b)
+	return &manifestEntry{digest: d, digestStr: d.String(), mediaType: mt, bytes: b, size: strconv.Itoa(len(b))}, nil
 }
 
 // mediaTypeOf is a manifest's media type: its own mediaType field, else the
