@@ -1,0 +1,17 @@
+// Package e2e pulls images through a built portcullis binary with real
+// clients: crane, skopeo, podman and containerd, configured from the files in
+// deploy/. The upstreams are CNCF distribution registries (`registry serve`);
+// everything listens on 127.0.0.1 only.
+//
+// The tests are behind the e2e build tag and need the pinned tools and the
+// Debian packages that `make tools deps` installs:
+//
+//	make tools deps e2e
+//
+// A test whose client is missing is skipped, or fails when CI=true.
+// PORTCULLIS_E2E_DIRECT=1 points the clients straight at the upstream
+// registry instead of the proxy (tests of proxy-only behaviour are skipped);
+// it checks the client setup on a machine without a working proxy.
+//
+// It is not the place for proxy unit tests, which sit beside the code.
+package e2e
