@@ -98,3 +98,17 @@ build:
 
 clean:
 	rm -rf bin .tools
+
+# Side-by-side benchmark (test/bench): Portcullis against its upstream, a
+# distribution pull-through proxy and a plain reverse proxy. bench-smoke is
+# the quick CI check (no timing asserted). Extra flags via BENCH_FLAGS, e.g.
+# BENCH_FLAGS='-json bench.json -md bench.md'.
+BENCH_FLAGS ?=
+
+.PHONY: bench bench-smoke
+
+bench: tools
+	PATH="$(TOOLS_BIN):$$PATH" $(GO) run ./test/bench $(BENCH_FLAGS)
+
+bench-smoke: tools
+	PATH="$(TOOLS_BIN):$$PATH" $(GO) run ./test/bench -smoke $(BENCH_FLAGS)

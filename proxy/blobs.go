@@ -5,11 +5,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -120,8 +122,10 @@ func (p *Proxy) blobRequest(ctx context.Context, rt *route, d v1.Hash, rng *byte
 	return p.call(ctx, rt, routeBlob, http.MethodGet, "/v2/"+rt.repo.Name+"/blobs/"+d.String(), nil, hdr)
 }
 
-// streamVerified sends a whole blob while hashing it. The last chunk is held
-// back until the hash is checked: a blob whose bytes do not match its
+// streamVerified sends a whole blob while hashing it. Hashing runs beside
+// the writes (one goroutine hashes chunk i while another writes chunk i-1),
+// so the digest check costs CPU but little throughput. The last chunk is
+// held back until the hash is checked: a blob whose bytes do not match its
 // digest never reaches the client complete, the connection is aborted.
 func (p *Proxy) streamVerified(w http.ResponseWriter, rt *route, d v1.Hash, size int64, body io.Reader) error {
 	setBlobHeaders(w.Header(), d)
@@ -132,39 +136,119 @@ func (p *Proxy) streamVerified(w http.ResponseWriter, rt *route, d v1.Hash, size
 
 	bufs := getBuffers()
 	defer putBuffers(bufs)
-	h := newHasher(d.Algorithm)
-	var pending []byte
-	var n64 int64
-	for cur := 0; ; cur ^= 1 {
-		n, err := body.Read(bufs[cur])
-		if n > 0 {
-			h.Write(bufs[cur][:n])
-			n64 += int64(n)
-			if pending != nil {
-				if _, werr := w.Write(pending); werr != nil {
-					abort() // the client went away
-				}
-			}
-			pending = bufs[cur][:n]
-		}
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			p.blobFailure(rt, d, fmt.Sprintf("upstream body failed after %d bytes: %v", n64, err))
-		}
-		if n == 0 {
-			cur ^= 1 // keep pending's buffer untouched
-		}
-	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != d.Hex {
+	s := newStream(bufs)
+	go s.hash(newHasher(d.Algorithm))
+	go s.write(w)
+	n64, readErr := s.read(body)
+	sum := <-s.sum
+	ok := readErr == nil && hex.EncodeToString(sum) == d.Hex
+	s.final <- ok
+	writeErr := <-s.written
+	switch {
+	case readErr != nil:
+		p.blobFailure(rt, d, fmt.Sprintf("upstream body failed after %d bytes: %v", n64, readErr))
+	case !ok:
 		p.metrics.digestMismatch.WithLabelValues(rt.up.registry, routeBlob).Inc()
-		p.blobFailure(rt, d, fmt.Sprintf("bytes hash to %s:%s, not the requested digest", d.Algorithm, got))
-	}
-	if pending != nil {
-		_, _ = w.Write(pending)
+		p.blobFailure(rt, d, fmt.Sprintf("bytes hash to %s:%x, not the requested digest", d.Algorithm, sum))
+	case writeErr != nil:
+		abort() // the client went away
 	}
 	return nil
+}
+
+// stream is the three-stage pipeline of streamVerified: the handler reads
+// into free buffers and hands each chunk to the hasher and the writer; a
+// buffer is free again once both are done with it.
+type stream struct {
+	bufs            *blobBuffers
+	free            chan int
+	refs            [numBlobBuffers]atomic.Int32
+	toHash, toWrite chan chunk
+	sum             chan []byte
+	final           chan bool // the verdict on the held-back last chunk
+	written         chan error
+}
+
+type chunk struct{ buf, n int }
+
+func newStream(bufs *blobBuffers) *stream {
+	s := &stream{
+		bufs: bufs, free: make(chan int, numBlobBuffers),
+		toHash: make(chan chunk, numBlobBuffers), toWrite: make(chan chunk, numBlobBuffers),
+		sum: make(chan []byte, 1), final: make(chan bool, 1), written: make(chan error, 1),
+	}
+	for i := range numBlobBuffers {
+		s.free <- i
+	}
+	return s
+}
+
+func (s *stream) release(i int) {
+	if s.refs[i].Add(-1) == 0 {
+		s.free <- i
+	}
+}
+
+// read fills free buffers from body until EOF or an error, and closes the
+// hasher's and the writer's inputs.
+func (s *stream) read(body io.Reader) (int64, error) {
+	defer close(s.toHash)
+	defer close(s.toWrite)
+	var total int64
+	for {
+		i := <-s.free
+		n, err := body.Read(s.bufs[i])
+		if n > 0 {
+			total += int64(n)
+			s.refs[i].Store(2)
+			s.toHash <- chunk{i, n}
+			s.toWrite <- chunk{i, n}
+		} else {
+			s.free <- i
+		}
+		if errors.Is(err, io.EOF) {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+func (s *stream) hash(h hash.Hash) {
+	for c := range s.toHash {
+		h.Write(s.bufs[c.buf][:c.n])
+		s.release(c.buf)
+	}
+	s.sum <- h.Sum(nil)
+}
+
+// write sends every chunk but the last as it comes, and the last one only
+// if the verdict says so. After a write error it only releases buffers.
+func (s *stream) write(w io.Writer) {
+	var err error
+	send := func(c chunk) {
+		if err == nil {
+			_, err = w.Write(s.bufs[c.buf][:c.n])
+		}
+		s.release(c.buf)
+	}
+	pending := chunk{buf: -1}
+	for c := range s.toWrite {
+		if pending.buf >= 0 {
+			send(pending)
+		}
+		pending = c
+	}
+	ok := <-s.final
+	if pending.buf >= 0 {
+		if ok {
+			send(pending)
+		} else {
+			s.release(pending.buf)
+		}
+	}
+	s.written <- err
 }
 
 // sliceRange serves a range out of a whole-blob upstream response.
@@ -238,17 +322,23 @@ func (ir *idleReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// blobBufferSize is the size of each of the two buffers a blob copy uses.
-const blobBufferSize = 256 << 10
+// blobBufferSize is the size of each buffer a blob copy uses, and
+// numBlobBuffers how many one transfer may have in flight.
+const (
+	blobBufferSize = 256 << 10
+	numBlobBuffers = 4
+)
 
-var bufferPool = sync.Pool{New: func() any { return new([2][]byte) }}
+type blobBuffers = [numBlobBuffers][]byte
 
-func getBuffers() *[2][]byte {
-	b := bufferPool.Get().(*[2][]byte)
-	if b[0] == nil {
-		b[0], b[1] = make([]byte, blobBufferSize), make([]byte, blobBufferSize)
+var bufferPool = sync.Pool{New: func() any {
+	b := new(blobBuffers)
+	for i := range b {
+		b[i] = make([]byte, blobBufferSize)
 	}
 	return b
-}
+}}
 
-func putBuffers(b *[2][]byte) { bufferPool.Put(b) }
+func getBuffers() *blobBuffers { return bufferPool.Get().(*blobBuffers) }
+
+func putBuffers(b *blobBuffers) { bufferPool.Put(b) }

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// bench is the environment of one run: the temporary directory, the
+// binaries, the upstream's address and content, and every process started.
+type bench struct {
+	cfg    config
+	root   string // module root
+	dir    string // temporary directory: bin/, logs/, data/, configs
+	bins   binaries
+	upAddr string // the upstream's host:port, kept across phases
+	procs  procSet
+	fix    fixtures
+	tools  map[string]string // tool name -> version
+}
+
+type binaries struct{ registry, portcullis, revproxy string }
+
+// newBench makes the temporary directory, finds the registry and builds
+// Portcullis and the reverse proxy.
+func newBench(ctx context.Context, cfg config) (*bench, error) {
+	root, err := moduleRoot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "portcullis-bench-")
+	if err != nil {
+		return nil, fmt.Errorf("temporary directory: %w", err)
+	}
+	b := &bench{cfg: cfg, root: root, dir: dir}
+	for _, sub := range []string{"bin", "logs", "data"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			b.close(false)
+			return nil, fmt.Errorf("temporary directory: %w", err)
+		}
+	}
+	if err := b.setup(ctx); err != nil {
+		b.close(false)
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *bench) setup(ctx context.Context) error {
+	var err error
+	if b.bins.registry, err = findRegistry(b.cfg.registryBin, b.root); err != nil {
+		return err
+	}
+	logf("registry: %s", b.bins.registry)
+	if b.bins.portcullis, err = b.build(ctx, "portcullis", "./cmd/portcullis"); err != nil {
+		return err
+	}
+	if b.bins.revproxy, err = b.build(ctx, "revproxy", "./test/bench/revproxy"); err != nil {
+		return err
+	}
+	if b.upAddr, err = freeAddr(); err != nil {
+		return err
+	}
+	b.tools = toolVersions(ctx, b.bins, b.root)
+	return nil
+}
+
+// close stops every process, deletes the blob storage, and deletes the
+// rest of the temporary directory unless the run failed or -keep was given.
+func (b *bench) close(ok bool) {
+	b.procs.stopAll()
+	_ = os.RemoveAll(filepath.Join(b.dir, "data"))
+	if ok && !b.cfg.keep {
+		_ = os.RemoveAll(b.dir)
+		return
+	}
+	logf("logs and configs kept in %s", b.dir)
+}
+
+// fill starts the upstream and pushes the fixtures into it.
+func (b *bench) fill(ctx context.Context) error {
+	up, err := b.startUpstream(ctx, "fill")
+	if err != nil {
+		return err
+	}
+	defer up.stop()
+	fix, err := seed(ctx, "http://"+b.upAddr, b.cfg)
+	if err != nil {
+		return err
+	}
+	b.fix = fix
+	return nil
+}
+
+// build compiles pkg (relative to the module root) into the temporary bin/.
+func (b *bench) build(ctx context.Context, name, pkg string) (string, error) {
+	out := filepath.Join(b.dir, "bin", name)
+	logf("building %s", pkg)
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
+	cmd.Dir = b.root
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, msg)
+	}
+	return out, nil
+}
+
+func (b *bench) path(parts ...string) string {
+	return filepath.Join(append([]string{b.dir}, parts...)...)
+}
+
+func moduleRoot(ctx context.Context) (string, error) {
+	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", fmt.Errorf("run from inside the portcullis module (go env GOMOD is %q)", mod)
+	}
+	return filepath.Dir(mod), nil
+}
+
+// findRegistry resolves -registry, else .tools/bin/registry, else $PATH.
+func findRegistry(flagValue, root string) (string, error) {
+	if flagValue != "" {
+		p, err := exec.LookPath(flagValue)
+		if err != nil {
+			return "", fmt.Errorf("-registry %s: %w", flagValue, err)
+		}
+		return filepath.Abs(p)
+	}
+	local := filepath.Join(root, ".tools", "bin", "registry")
+	if fi, err := os.Stat(local); err == nil && !fi.IsDir() {
+		return local, nil
+	}
+	p, err := exec.LookPath("registry")
+	if err != nil {
+		return "", fmt.Errorf("distribution registry not found in .tools/bin or $PATH (run `make tools` or pass -registry): %w", err)
+	}
+	return p, nil
+}

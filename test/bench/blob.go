@@ -1,0 +1,270 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+const (
+	gib        = 1 << 30
+	mib        = 1 << 20
+	copyBuffer = 1 << 20
+)
+
+// newBlobReader is size bytes of ChaCha8 output seeded by seed: the same
+// content on every run, never held in memory.
+func newBlobReader(seed uint64, size int64) io.Reader {
+	var key [32]byte
+	binary.LittleEndian.PutUint64(key[:], seed)
+	return io.LimitReader(rand.NewChaCha8(key), size)
+}
+
+// noProxyClient talks to loopback servers directly, without
+// transparent gzip, keeping its connections alive.
+func noProxyClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		Proxy:               nil,
+		DisableCompression:  true,
+		MaxIdleConnsPerHost: 4,
+		IdleConnTimeout:     time.Minute,
+	}}
+}
+
+// uploadBlob streams r to repo with the OCI upload API (POST, one chunked
+// PATCH, PUT with the digest computed on the way) and returns the digest.
+func uploadBlob(ctx context.Context, base, repo string, r io.Reader) (string, error) {
+	client := noProxyClient()
+	defer client.CloseIdleConnections()
+	loc, err := uploadStep(ctx, client, http.MethodPost, base+"/v2/"+repo+"/blobs/uploads/", nil, http.StatusAccepted)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	loc, err = uploadStep(ctx, client, http.MethodPatch, loc, io.TeeReader(r, h), http.StatusAccepted)
+	if err != nil {
+		return "", err
+	}
+	digest := "sha256:" + hex.EncodeToString(h.Sum(nil))
+	u, err := url.Parse(loc)
+	if err != nil {
+		return "", fmt.Errorf("upload location %q: %w", loc, err)
+	}
+	q := u.Query()
+	q.Set("digest", digest)
+	u.RawQuery = q.Encode()
+	if _, err := uploadStep(ctx, client, http.MethodPut, u.String(), nil, http.StatusCreated); err != nil {
+		return "", err
+	}
+	return digest, nil
+}
+
+// uploadBytes uploads a small blob.
+func uploadBytes(ctx context.Context, base, repo string, b []byte) (string, error) {
+	return uploadBlob(ctx, base, repo, bytes.NewReader(b))
+}
+
+// uploadStep sends one request of an upload and returns the absolute
+// Location of the next step.
+func uploadStep(ctx context.Context, c *http.Client, method, target string, body io.Reader, want int) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, method, target, body)
+	if err != nil {
+		return "", fmt.Errorf("%s %s: %w", method, target, err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/octet-stream")
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("%s %s: %w", method, target, err)
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != want {
+		return "", fmt.Errorf("%s %s: %s: %s", method, target, resp.Status, msg)
+	}
+	loc, err := resp.Location()
+	if errors.Is(err, http.ErrNoLocation) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("%s %s: location: %w", method, target, err)
+	}
+	return loc.String(), nil
+}
+
+// putManifest tags a manifest.
+func putManifest(ctx context.Context, base, repo, tag, mediaType string, body []byte) error {
+	target := base + "/v2/" + repo + "/manifests/" + tag
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, target, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("PUT %s: %w", target, err)
+	}
+	req.Header.Set("Content-Type", mediaType)
+	resp, err := noProxyClient().Do(req)
+	if err != nil {
+		return fmt.Errorf("PUT %s: %w", target, err)
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusCreated {
+		return fmt.Errorf("PUT %s: %s: %s", target, resp.Status, msg)
+	}
+	return nil
+}
+
+// getBlob GETs a whole blob, discarding it, and returns how long it took.
+// It fails unless exactly size bytes arrive, and, when verify is set,
+// unless they hash to digest (which costs the client CPU: verified GETs are
+// not the timed ones).
+func getBlob(ctx context.Context, c *http.Client, target, digest string, size int64, verify bool) (time.Duration, error) {
+	start := time.Now()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	if err != nil {
+		return 0, fmt.Errorf("GET %s: %w", target, err)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("GET %s: %w", target, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return 0, fmt.Errorf("GET %s: %s: %s", target, resp.Status, msg)
+	}
+	var h hash.Hash
+	if verify {
+		h = sha256.New()
+	}
+	n, err := drain(resp.Body, h)
+	elapsed := time.Since(start)
+	if err != nil {
+		return 0, fmt.Errorf("GET %s: body after %d bytes: %w", target, n, err)
+	}
+	if n != size {
+		return 0, fmt.Errorf("GET %s: got %d bytes, want %d", target, n, size)
+	}
+	if h != nil {
+		if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != digest {
+			return 0, fmt.Errorf("GET %s: body hashes to %s, want %s", target, got, digest)
+		}
+	}
+	return elapsed, nil
+}
+
+// drain reads r to the end in large reads, feeding h when not nil.
+func drain(r io.Reader, h hash.Hash) (int64, error) {
+	buf := make([]byte, copyBuffer)
+	var n int64
+	for {
+		k, err := r.Read(buf)
+		n += int64(k)
+		if h != nil {
+			h.Write(buf[:k])
+		}
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+// runBlobPhase GETs the large blob through every target: one verified,
+// untimed-for-comparison first GET (for the distribution proxy, the one
+// that fills its storage), then -blob-runs timed GETs, interleaved across
+// targets, with the CPU time of the target and the upstream around each.
+func runBlobPhase(ctx context.Context, b *bench, f *fleet) ([]Metric, error) {
+	fix := b.fix
+	clients := map[string]*http.Client{}
+	var ms []Metric
+	for _, t := range f.targets {
+		clients[t.name] = noProxyClient()
+		defer clients[t.name].CloseIdleConnections()
+		d, err := getBlob(ctx, clients[t.name], blobURL(t, fix), fix.BlobDigest, fix.BlobSize, true)
+		if err != nil {
+			return nil, fmt.Errorf("%s: first GET: %w", t.name, err)
+		}
+		logf("blob: %s first GET (verified) %.0f MiB/s", t.name, mibPerSec(fix.BlobSize, d))
+		ms = append(ms, blobMetric(t.name, "first_get_verified", "MiB/s", mibPerSec(fix.BlobSize, d), nil))
+	}
+	runs := map[string]*blobRuns{}
+	for i := 0; i < b.cfg.blobRuns; i++ {
+		for _, t := range f.targets {
+			if runs[t.name] == nil {
+				runs[t.name] = &blobRuns{}
+			}
+			if err := runs[t.name].measure(ctx, clients[t.name], t, f, fix); err != nil {
+				return nil, fmt.Errorf("%s: timed GET %d: %w", t.name, i+1, err)
+			}
+		}
+	}
+	for _, t := range f.targets {
+		ms = append(ms, runs[t.name].metrics(t.name, fix.BlobSize)...)
+	}
+	return ms, nil
+}
+
+// blobRuns accumulates the timed GETs of one target.
+type blobRuns struct {
+	rates      []float64 // MiB/s
+	cpu, upCPU float64   // seconds, summed over runs
+	n          int
+}
+
+func (r *blobRuns) measure(ctx context.Context, c *http.Client, t *target, f *fleet, fix fixtures) error {
+	m, err := startCPU(t.proc.pid(), f.upstream.pid())
+	if err != nil {
+		return err
+	}
+	d, err := getBlob(ctx, c, blobURL(t, fix), fix.BlobDigest, fix.BlobSize, false)
+	if err != nil {
+		return err
+	}
+	cpu, err := m.stop()
+	if err != nil {
+		return err
+	}
+	rate := mibPerSec(fix.BlobSize, d)
+	logf("blob: %s GET %.0f MiB/s, %.2f CPU s", t.name, rate, cpu[0])
+	r.rates = append(r.rates, rate)
+	r.cpu += cpu[0]
+	r.upCPU += cpu[1]
+	r.n++
+	return nil
+}
+
+func (r *blobRuns) metrics(name string, size int64) []Metric {
+	gibs := float64(size) * float64(r.n) / gib
+	ms := []Metric{
+		blobMetric(name, "throughput", "MiB/s", median(r.rates), r.rates),
+		blobMetric(name, "cpu_per_gib", "CPU s/GiB", r.cpu/gibs, nil),
+	}
+	if name != targetUpstream {
+		ms = append(ms, blobMetric(name, "upstream_cpu_per_gib", "CPU s/GiB", r.upCPU/gibs, nil))
+	}
+	return ms
+}
+
+func blobMetric(target, name, unit string, v float64, samples []float64) Metric {
+	return Metric{Phase: "blob", Case: "full GET", Target: target, Name: name, Unit: unit, Value: v, Samples: samples}
+}
+
+func blobURL(t *target, fix fixtures) string {
+	return t.base + "/v2/" + fix.BlobRepo + "/blobs/" + fix.BlobDigest
+}
+
+func mibPerSec(size int64, d time.Duration) float64 {
+	return float64(size) / mib / d.Seconds()
+}

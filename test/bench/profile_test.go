@@ -1,0 +1,81 @@
+package main
+
+// In-process blob benchmarks, for CPU profiles of what the side-by-side run
+// measures from outside (Portcullis has no pprof endpoint):
+//
+//	go test ./test/bench -run '^$' -bench Blob -benchtime 20x -cpuprofile /tmp/cpu.out
+//	go tool pprof -top -nodecount 30 /tmp/cpu.out
+//
+// The upstream, the proxy and the client all run in the test process, over
+// loopback, so the profile shows all three; compare the Portcullis and
+// ReverseProxy profiles to see what the proxy adds.
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"testing"
+
+	"github.com/portcullis-dev/portcullis/proxy"
+)
+
+const profileBlobSize = 64 << 20
+
+// blobUpstream serves one in-memory blob at /v2/acme/big/blobs/<digest>.
+func blobUpstream(b *testing.B) (*httptest.Server, string) {
+	b.Helper()
+	blob, err := io.ReadAll(newBlobReader(1, profileBlobSize))
+	if err != nil {
+		b.Fatal(err)
+	}
+	sum := sha256.Sum256(blob)
+	digest := "sha256:" + hex.EncodeToString(sum[:])
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v2/", func(w http.ResponseWriter, r *http.Request) {})
+	mux.HandleFunc("GET /v2/acme/big/blobs/"+digest, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(len(blob)))
+		_, _ = w.Write(blob)
+	})
+	srv := httptest.NewServer(mux)
+	b.Cleanup(srv.Close)
+	return srv, digest
+}
+
+func benchBlobThrough(b *testing.B, handler func(up *url.URL) http.Handler) {
+	up, digest := blobUpstream(b)
+	u, _ := url.Parse(up.URL)
+	front := httptest.NewServer(handler(u))
+	b.Cleanup(front.Close)
+	client := noProxyClient()
+	target := front.URL + "/v2/acme/big/blobs/" + digest
+	b.SetBytes(profileBlobSize)
+	for b.Loop() {
+		if _, err := getBlob(b.Context(), client, target, digest, profileBlobSize, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkBlobPortcullis(b *testing.B) {
+	benchBlobThrough(b, func(up *url.URL) http.Handler {
+		p, err := proxy.New([]proxy.Upstream{{Registry: "registry.example", Endpoint: up}},
+			proxy.WithDefaultRegistry("registry.example"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		return p
+	})
+}
+
+func BenchmarkBlobReverseProxy(b *testing.B) {
+	benchBlobThrough(b, func(up *url.URL) http.Handler { return newReverseProxy(up) })
+}
+
+func newReverseProxy(up *url.URL) http.Handler {
+	return &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(up) }}
+}

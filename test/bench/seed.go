@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+// fixtures is what the upstream holds, for the phases to ask for.
+type fixtures struct {
+	Repo           string `json:"repo"`
+	Tag            string `json:"tag"`
+	ManifestDigest string `json:"manifest_digest"`
+	ManifestSize   int64  `json:"manifest_size"`
+	ManifestType   string `json:"manifest_media_type"`
+	BlobRepo       string `json:"blob_repo"`
+	BlobTag        string `json:"blob_tag"`
+	BlobDigest     string `json:"blob_digest"`
+	BlobSize       int64  `json:"blob_size"`
+}
+
+// seed pushes a small random image (for the manifest phase) and an image
+// with one large pseudo-random layer (for the blob phase) to the registry
+// at base (http://host:port).
+func seed(ctx context.Context, base string, cfg config) (fixtures, error) {
+	fix := fixtures{Repo: "acme/app", Tag: "v1", BlobRepo: "acme/big", BlobTag: "v1"}
+	if err := pushImage(ctx, base, &fix); err != nil {
+		return fix, err
+	}
+	logf("pushing a %s blob to %s", formatSize(cfg.blobSize), fix.BlobRepo)
+	d, err := uploadBlob(ctx, base, fix.BlobRepo, newBlobReader(cfg.seed, cfg.blobSize))
+	if err != nil {
+		return fix, fmt.Errorf("push the large blob: %w", err)
+	}
+	fix.BlobDigest, fix.BlobSize = d, cfg.blobSize
+	if err := pushBlobImage(ctx, base, fix); err != nil {
+		return fix, err
+	}
+	return fix, nil
+}
+
+// pushImage writes a random two-layer image with go-containerregistry.
+func pushImage(ctx context.Context, base string, fix *fixtures) error {
+	u, err := url.Parse(base)
+	if err != nil {
+		return fmt.Errorf("upstream url: %w", err)
+	}
+	ref, err := name.ParseReference(u.Host+"/"+fix.Repo+":"+fix.Tag, name.Insecure)
+	if err != nil {
+		return fmt.Errorf("image reference: %w", err)
+	}
+	img, err := random.Image(1024, 2)
+	if err != nil {
+		return fmt.Errorf("random image: %w", err)
+	}
+	if err := remote.Write(ref, img, remote.WithContext(ctx)); err != nil {
+		return fmt.Errorf("push %s: %w", ref, err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		return fmt.Errorf("image digest: %w", err)
+	}
+	raw, err := img.RawManifest()
+	if err != nil {
+		return fmt.Errorf("image manifest: %w", err)
+	}
+	mt, err := img.MediaType()
+	if err != nil {
+		return fmt.Errorf("image media type: %w", err)
+	}
+	fix.ManifestDigest, fix.ManifestSize, fix.ManifestType = d.String(), int64(len(raw)), string(mt)
+	return nil
+}
+
+// pushBlobImage tags an OCI image whose only layer is the large blob, so
+// the blob is reachable like any layer (a config blob and a manifest).
+func pushBlobImage(ctx context.Context, base string, fix fixtures) error {
+	cfgJSON, err := json.Marshal(map[string]any{
+		"architecture": "amd64", "os": "linux",
+		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{fix.BlobDigest}},
+	})
+	if err != nil {
+		return fmt.Errorf("config blob: %w", err)
+	}
+	cfgDigest, err := uploadBytes(ctx, base, fix.BlobRepo, cfgJSON)
+	if err != nil {
+		return fmt.Errorf("push the config blob: %w", err)
+	}
+	manifest, err := json.Marshal(map[string]any{
+		"schemaVersion": 2,
+		"mediaType":     mediaOCIManifest,
+		"config":        descriptor("application/vnd.oci.image.config.v1+json", cfgDigest, int64(len(cfgJSON))),
+		"layers":        []any{descriptor("application/vnd.oci.image.layer.v1.tar", fix.BlobDigest, fix.BlobSize)},
+	})
+	if err != nil {
+		return fmt.Errorf("manifest: %w", err)
+	}
+	return putManifest(ctx, base, fix.BlobRepo, fix.BlobTag, mediaOCIManifest, manifest)
+}
+
+const mediaOCIManifest = "application/vnd.oci.image.manifest.v1+json"
+
+func descriptor(mediaType, digest string, size int64) map[string]any {
+	return map[string]any{"mediaType": mediaType, "digest": digest, "size": size}
+}

@@ -1,0 +1,343 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Names of the targets, as they appear in the report.
+const (
+	targetUpstream   = "upstream"
+	targetDistProxy  = "distribution-proxy"
+	targetRevProxy   = "reverse-proxy"
+	targetPortcullis = "portcullis"
+)
+
+const (
+	startTimeout = 30 * time.Second
+	stopTimeout  = 10 * time.Second
+)
+
+// process is a server started by the harness, its output in a log file.
+type process struct {
+	name    string
+	cmd     *exec.Cmd
+	logPath string
+	done    chan struct{} // closed when the process has exited
+	waitErr error         // valid once done is closed
+	once    sync.Once
+}
+
+func (p *process) pid() int { return p.cmd.Process.Pid }
+
+func (p *process) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop sends SIGTERM, then kills the process group after stopTimeout.
+func (p *process) stop() {
+	p.once.Do(func() {
+		if p.exited() {
+			return
+		}
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(stopTimeout):
+			_ = syscall.Kill(-p.pid(), syscall.SIGKILL)
+			<-p.done
+		}
+	})
+	<-p.done
+}
+
+// logTail is the end of the process's log, for error messages.
+func (p *process) logTail() string {
+	b, err := os.ReadFile(p.logPath)
+	if err != nil {
+		return fmt.Sprintf("(cannot read %s: %v)", p.logPath, err)
+	}
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return string(b)
+}
+
+// procSet remembers every process started, so all are stopped on exit.
+type procSet struct {
+	mu    sync.Mutex
+	procs []*process
+}
+
+// start runs bin with args in its own process group (a terminal's Ctrl-C
+// reaches the harness, which stops the servers; if the harness dies, the
+// kernel kills them), output to logPath.
+func (s *procSet) start(name, logPath string, env []string, bin string, args ...string) (*process, error) {
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.Env = append(os.Environ(), env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	p := &process{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	go func() {
+		p.waitErr = cmd.Wait()
+		logFile.Close()
+		close(p.done)
+	}()
+	s.mu.Lock()
+	s.procs = append(s.procs, p)
+	s.mu.Unlock()
+	return p, nil
+}
+
+// stopAll stops every process ever started, in parallel.
+func (s *procSet) stopAll() {
+	s.mu.Lock()
+	procs := s.procs
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, p := range procs {
+		wg.Go(p.stop)
+	}
+	wg.Wait()
+}
+
+// freeAddr is a 127.0.0.1 address whose port was free a moment ago.
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// waitReady polls url until it answers 200, the process exits, ctx ends
+// or startTimeout passes.
+func waitReady(ctx context.Context, p *process, url string) error {
+	client := &http.Client{Timeout: 2 * time.Second}
+	deadline := time.Now().Add(startTimeout)
+	var last error
+	for time.Now().Before(deadline) {
+		if p.exited() {
+			return fmt.Errorf("%s exited while starting (%v); log:\n%s", p.name, p.waitErr, p.logTail())
+		}
+		if last = getOK(ctx, client, url); last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("%s not ready after %v: %w; log:\n%s", p.name, startTimeout, last, p.logTail())
+}
+
+func getOK(ctx context.Context, client *http.Client, url string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return nil
+}
+
+// target is one server the load is sent to.
+type target struct {
+	name string
+	base string   // http://127.0.0.1:port
+	proc *process // the process answering
+}
+
+// fleet is the servers of one phase: the upstream and every target.
+type fleet struct {
+	upstream *process
+	targets  []*target
+}
+
+// startFleet starts the upstream and the three proxies in front of it.
+func (b *bench) startFleet(ctx context.Context, phase string) (_ *fleet, err error) {
+	f := &fleet{}
+	defer func() {
+		if err != nil {
+			f.stop()
+		}
+	}()
+	if f.upstream, err = b.startUpstream(ctx, phase); err != nil {
+		return nil, err
+	}
+	f.targets = append(f.targets, &target{name: targetUpstream, base: "http://" + b.upAddr, proc: f.upstream})
+	starts := []func(context.Context, string) (*target, error){b.startDistProxy, b.startRevProxy, b.startPortcullis}
+	for _, start := range starts {
+		t, err := start(ctx, phase)
+		if err != nil {
+			return nil, err
+		}
+		f.targets = append(f.targets, t)
+	}
+	return f, nil
+}
+
+// stop stops the fleet's processes, proxies first.
+func (f *fleet) stop() {
+	for i := len(f.targets) - 1; i >= 0; i-- {
+		f.targets[i].proc.stop()
+	}
+	if f.upstream != nil {
+		f.upstream.stop()
+	}
+}
+
+// startUpstream starts the upstream distribution registry on b.upAddr with
+// its storage in data/upstream (kept across phases).
+func (b *bench) startUpstream(ctx context.Context, phase string) (*process, error) {
+	cfgPath := b.path("upstream-" + phase + ".yml")
+	if err := writeRegistryConfig(cfgPath, b.upAddr, b.path("data", "upstream"), ""); err != nil {
+		return nil, err
+	}
+	return b.startRegistry(ctx, targetUpstream+"-"+phase, b.upAddr, cfgPath)
+}
+
+// startDistProxy starts a distribution registry in proxy mode, with fresh
+// storage for the phase.
+func (b *bench) startDistProxy(ctx context.Context, phase string) (*target, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	cfgPath := b.path("distproxy-" + phase + ".yml")
+	if err := writeRegistryConfig(cfgPath, addr, b.path("data", "distproxy-"+phase), "http://"+b.upAddr); err != nil {
+		return nil, err
+	}
+	p, err := b.startRegistry(ctx, targetDistProxy+"-"+phase, addr, cfgPath)
+	if err != nil {
+		return nil, err
+	}
+	return &target{name: targetDistProxy, base: "http://" + addr, proc: p}, nil
+}
+
+func (b *bench) startRegistry(ctx context.Context, name, addr, cfgPath string) (*process, error) {
+	// No tracing exporter: the registry would try to reach a collector.
+	env := []string{"OTEL_TRACES_EXPORTER=none"}
+	p, err := b.procs.start(name, b.path("logs", name+".log"), env, b.bins.registry, "serve", cfgPath)
+	if err != nil {
+		return nil, err
+	}
+	if err := waitReady(ctx, p, "http://"+addr+"/v2/"); err != nil {
+		p.stop()
+		return nil, err
+	}
+	return p, nil
+}
+
+// writeRegistryConfig writes a distribution config: quiet logs, filesystem
+// storage, and pull-through to remote when it is not empty.
+func writeRegistryConfig(path, addr, storage, remote string) error {
+	cfg := fmt.Sprintf(`version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: %s
+  cache:
+    blobdescriptor: inmemory
+http:
+  addr: %s
+`, storage, addr)
+	if remote != "" {
+		cfg += fmt.Sprintf("proxy:\n  remoteurl: %s\n", remote)
+	}
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		return fmt.Errorf("write registry config: %w", err)
+	}
+	return nil
+}
+
+// startRevProxy starts the plain httputil.ReverseProxy of ./revproxy.
+func (b *bench) startRevProxy(ctx context.Context, phase string) (*target, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	name := targetRevProxy + "-" + phase
+	p, err := b.procs.start(name, b.path("logs", name+".log"), nil, b.bins.revproxy,
+		"-listen", addr, "-upstream", "http://"+b.upAddr)
+	if err != nil {
+		return nil, err
+	}
+	if err := waitReady(ctx, p, "http://"+addr+"/v2/"); err != nil {
+		p.stop()
+		return nil, err
+	}
+	return &target{name: targetRevProxy, base: "http://" + addr, proc: p}, nil
+}
+
+// startPortcullis writes its config and starts `portcullis serve`.
+func (b *bench) startPortcullis(ctx context.Context, phase string) (*target, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	admin, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	cfgPath := b.path("portcullis-" + phase + ".yml")
+	cfg := fmt.Sprintf(`listen: %s
+adminListen: %s
+upstreams:
+  - registry: registry.example
+    endpoint: http://%s
+    insecure: true
+defaultRegistry: registry.example
+tagTTL: 30s
+`, addr, admin, b.upAddr)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		return nil, fmt.Errorf("write portcullis config: %w", err)
+	}
+	name := targetPortcullis + "-" + phase
+	p, err := b.procs.start(name, b.path("logs", name+".log"), nil, b.bins.portcullis, "serve", "--config", cfgPath)
+	if err != nil {
+		return nil, err
+	}
+	err = waitReady(ctx, p, "http://"+admin+"/readyz")
+	if err == nil {
+		err = waitReady(ctx, p, "http://"+addr+"/v2/")
+	}
+	if err != nil {
+		p.stop()
+		return nil, err
+	}
+	return &target{name: targetPortcullis, base: "http://" + addr, proc: p}, nil
+}
