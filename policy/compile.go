@@ -1,0 +1,363 @@
+package policy
+
+import (
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+// This file turns the raw file into a Policy: it checks meanings (names,
+// globs, regexps, references), reads the files the policy names and
+// records warnings.
+
+// Load reads the policy file at path, then parses and compiles it like
+// [Parse], resolving relative paths against the file's directory. The
+// Policy's Path is the file's absolute path.
+//
+// A file that cannot be read gives an error wrapping the os error; a file
+// with errors gives a *LoadError listing them all, sorted by line, one per
+// line, each "FILE:LINE: PATH: MESSAGE" (FILE as given). Warnings do not
+// stop loading; they are in the Policy's Warnings.
+func Load(path string) (*Policy, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("policy file %s: %w", path, err)
+	}
+	data, err := os.ReadFile(abs)
+	if err != nil {
+		return nil, fmt.Errorf("read policy file: %w", err)
+	}
+	p, err := Parse(data, path, filepath.Dir(abs))
+	if err != nil {
+		return nil, err
+	}
+	p.Path = abs
+	return p, nil
+}
+
+// Parse parses and compiles the contents of a policy file. filename names
+// the file in messages ("policy" if empty); the files it references (keys,
+// trusted roots, TUF roots) are read relative to dir (the working directory
+// if empty). Errors are as for [Load].
+func Parse(data []byte, filename, dir string) (*Policy, error) {
+	p, problems := build(data, filename, dir)
+	if err := loadError(problems); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// compiler builds a Policy from a rawFile.
+type compiler struct {
+	*report
+	dir        string
+	p          *Policy
+	files      map[string][]byte // absolute path -> bytes read, for Revision
+	rootPaths  map[string]string // trust root name -> setting path
+	usedRoots  map[string]bool
+	publicGood bool // an authority uses the implicit public-good root
+}
+
+// build parses and compiles data, returning every problem, sorted by
+// line. The Policy is nil when one of them is an Error.
+func build(data []byte, filename, dir string) (*Policy, []Problem) {
+	if filename == "" {
+		filename = "policy"
+	}
+	r := newReport(filename)
+	absDir, err := filepath.Abs(dir)
+	if err != nil {
+		r.errorAt(0, "", "resolve the directory of relative paths: %v", err)
+		return nil, r.sorted()
+	}
+	f := parse(data, r)
+	if f == nil {
+		return nil, r.sorted()
+	}
+	c := &compiler{report: r, dir: absDir, files: make(map[string][]byte),
+		rootPaths: make(map[string]string), usedRoots: make(map[string]bool)}
+	c.compile(f)
+	problems := r.sorted()
+	if loadError(problems) != nil {
+		return nil, problems
+	}
+	c.p.Revision = revision(data, c.files)
+	c.p.Warnings = problems // all warnings, as there is no error
+	return c.p, problems
+}
+
+func (c *compiler) compile(f *rawFile) {
+	c.p = &Policy{TrustRoots: make(map[string]*TrustRoot), AllowDigests: make(map[string]bool)}
+	for _, rt := range f.trustRoots {
+		c.trustRoot(rt)
+	}
+	names := make(map[string]string) // policy name -> path
+	for _, rp := range f.policies {
+		c.unique(names, rp.name, rp.path, "policy")
+		c.p.Policies = append(c.p.Policies, c.policy(rp))
+	}
+	c.allowDigests(f.allowDigests)
+	switch f.defaultValue {
+	case "deny":
+		if len(f.policies) == 0 {
+			c.warnf("policies", "none, so every image is refused unless its digest is in allowDigests")
+		}
+	case "allow":
+		c.p.DefaultAllow = true
+		c.warnf("default", "images no policy matches are served without any signature check")
+	default:
+		c.errorf("default", "want \"deny\" or \"allow\", got %s", quote(f.defaultValue))
+	}
+	c.finishTrustRoots()
+}
+
+// unique reports name (at path) if names already has it, then adds it.
+func (c *compiler) unique(names map[string]string, name, path, what string) {
+	if name == "" {
+		return // missing or empty: reported already
+	}
+	if first, dup := names[name]; dup {
+		c.errorf(join(path, "name"), "%s name %q is already used by %s (line %d)", what, name, first, c.line(first))
+		return
+	}
+	names[name] = path
+}
+
+func (c *compiler) trustRoot(rt *rawTrustRoot) {
+	c.unique(c.rootPaths, rt.name, rt.path, "trust root")
+	t := &TrustRoot{Name: rt.name}
+	if rt.trustedRootFile != "" {
+		if rt.name == PublicGood {
+			c.errorf(join(rt.path, "name"), "the name %q is reserved for the public Sigstore instance; give a trustedRootFile root another name (only a tuf entry may use it, to override how the public instance is fetched)", PublicGood)
+		}
+		t.TrustedRootFile = c.abs(rt.trustedRootFile)
+		t.TrustedRootJSON = c.readChecked(join(rt.path, "trustedRootFile"), rt.trustedRootFile, maxRootBytes, checkTrustedRoot)
+	}
+	if rt.tuf != nil {
+		t.TUF = c.tuf(join(rt.path, "tuf"), rt.tuf)
+	}
+	if rt.name != "" && c.p.TrustRoots[rt.name] == nil {
+		c.p.TrustRoots[rt.name] = t
+	}
+}
+
+func (c *compiler) tuf(path string, rt *rawTUF) *TUF {
+	t := &TUF{URL: rt.url}
+	if err := checkURL(rt.url); err != nil {
+		c.errorf(join(path, "url"), "%v", err)
+	}
+	if rt.rootFile != "" {
+		t.RootFile = c.abs(rt.rootFile)
+		t.RootJSON = c.readChecked(join(path, "rootFile"), rt.rootFile, maxRootBytes, checkTUFRoot)
+	}
+	if rt.cacheDir != "" {
+		t.CacheDir = c.abs(rt.cacheDir)
+	}
+	return t
+}
+
+// finishTrustRoots adds the implicit public-good root if an authority uses
+// it, and warns about roots no authority uses.
+func (c *compiler) finishTrustRoots() {
+	if c.publicGood && c.p.TrustRoots[PublicGood] == nil {
+		c.p.TrustRoots[PublicGood] = &TrustRoot{Name: PublicGood, TUF: &TUF{}}
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.rootPaths)) {
+		if !c.usedRoots[name] {
+			c.warnf(join(c.rootPaths[name], "name"), "trust root %q is not used by any authority", name)
+		}
+	}
+}
+
+func (c *compiler) policy(rp *rawPolicy) *ImagePolicy {
+	ip := &ImagePolicy{Name: rp.name, Threshold: rp.threshold, MatchRepository: rp.matchRepository, Line: c.line(rp.path)}
+	ip.Images, ip.images = c.globs(rp.images)
+	ip.ExcludeImages, ip.exclude = c.globs(rp.exclude)
+	ip.Mode = c.mode(rp)
+	switch rp.allow {
+	case "":
+	case "unsigned":
+		ip.AllowUnsigned = true
+	default:
+		c.errorf(join(rp.path, "allow"), "the only value is \"unsigned\", got %s", quote(rp.allow))
+	}
+	if ip.AllowUnsigned {
+		c.checkUnsigned(rp)
+		return ip
+	}
+	if ip.Mode == Warn {
+		c.warnf(join(rp.path, "mode"), "images failing policy %q are served anyway; violations are only logged", rp.name)
+	}
+	c.checkAuthorities(rp)
+	names := make(map[string]string)
+	for _, ra := range rp.authorities {
+		c.unique(names, ra.name, ra.path, "authority")
+		ip.Authorities = append(ip.Authorities, c.authority(ra))
+	}
+	return ip
+}
+
+func (c *compiler) mode(rp *rawPolicy) Mode {
+	switch rp.mode {
+	case "", "enforce":
+	case "warn":
+		return Warn
+	default:
+		c.errorf(join(rp.path, "mode"), "want \"enforce\" or \"warn\", got %s%s", quote(rp.mode), suggest(rp.mode, []string{"enforce", "warn"}))
+	}
+	return Enforce
+}
+
+// checkUnsigned reports settings that make no sense with allow: unsigned.
+func (c *compiler) checkUnsigned(rp *rawPolicy) {
+	for _, key := range []string{"authorities", "threshold", "matchRepository"} {
+		if _, ok := rp.set[key]; ok {
+			c.errorf(join(rp.path, key), "a policy with \"allow: unsigned\" checks no signatures; remove %q (or \"allow\")", key)
+		}
+	}
+}
+
+// checkAuthorities reports a signed policy without authorities, or with a
+// threshold out of range.
+func (c *compiler) checkAuthorities(rp *rawPolicy) {
+	n := len(rp.authorities)
+	_, set := rp.set["authorities"]
+	switch {
+	case !set:
+		c.errorf(rp.path, "missing required field \"authorities\" (or \"allow: unsigned\" to allow images without signatures)")
+	case n == 0 && rp.authoritiesOK:
+		c.errorf(join(rp.path, "authorities"), "must list at least one authority")
+	case n > 0 && (rp.threshold < 1 || rp.threshold > n):
+		c.errorf(join(rp.path, "threshold"), "must be from 1 to %d (the number of authorities), got %d", n, rp.threshold)
+	}
+}
+
+func (c *compiler) authority(ra *rawAuthority) *Authority {
+	a := &Authority{Name: ra.name, TrustRoot: ra.trustRoot}
+	switch {
+	case ra.key != nil:
+		a.Key = c.key(ra.key)
+	case ra.keyless != nil:
+		a.Keyless = c.keyless(ra.keyless)
+		a.RequireTlog = true
+	}
+	if _, ok := ra.set["requireTlog"]; ok {
+		a.RequireTlog = ra.requireTlog
+	}
+	c.resolveTrustRoot(ra, a)
+	return a
+}
+
+// resolveTrustRoot checks a's trust root, or picks the public-good one
+// when a needs one and names none.
+func (c *compiler) resolveTrustRoot(ra *rawAuthority, a *Authority) {
+	switch {
+	case a.TrustRoot == PublicGood:
+		c.publicGood = true
+		c.usedRoots[PublicGood] = true
+	case a.TrustRoot != "":
+		if _, ok := c.rootPaths[a.TrustRoot]; !ok {
+			c.errorf(join(ra.path, "trustRoot"), "unknown trust root %q%s", a.TrustRoot, suggest(a.TrustRoot, append(slices.Sorted(maps.Keys(c.rootPaths)), PublicGood)))
+		}
+		c.usedRoots[a.TrustRoot] = true
+	case a.Keyless != nil:
+		a.TrustRoot, c.publicGood = PublicGood, true
+		c.warnf(ra.path, "no trustRoot: keyless signatures are checked against the public-good Sigstore instance, whose trusted root is fetched via TUF over the internet; name a trustRoot for a private or air-gapped instance")
+	case a.RequireTlog:
+		a.TrustRoot, c.publicGood = PublicGood, true
+		c.warnf(ra.path, "no trustRoot: the transparency log entry is checked against the public-good Sigstore instance, whose trusted root is fetched via TUF over the internet")
+	}
+}
+
+func (c *compiler) key(rk *rawKey) *Key {
+	k := &Key{}
+	switch {
+	case rk.file != "":
+		k.Path = c.abs(rk.file)
+		k.PEM = c.read(rk.path, rk.file, maxKeyBytes)
+	case rk.data != "":
+		k.PEM = []byte(rk.data)
+	}
+	if k.PEM == nil {
+		return k // missing or unreadable: reported already
+	}
+	pub, hint, err := parsePublicKey(k.PEM)
+	if err != nil {
+		if rk.file != "" {
+			err = fmt.Errorf("%s: %w", quote(rk.file), err)
+		}
+		c.errorf(rk.path, "%v", err)
+	}
+	k.Public, k.Hint = pub, hint
+	return k
+}
+
+func (c *compiler) keyless(rk *rawKeyless) *Keyless {
+	k := &Keyless{RequireSCT: rk.requireSCT}
+	for _, ri := range rk.identities {
+		id := Identity{Issuer: ri.issuer, IssuerRegExp: ri.issuerRegExp, Subject: ri.subject, SubjectRegExp: ri.subjectRegExp}
+		id.issuerRE = c.regexp(join(ri.path, "issuerRegExp"), ri.issuerRegExp)
+		id.subjectRE = c.regexp(join(ri.path, "subjectRegExp"), ri.subjectRegExp)
+		k.Identities = append(k.Identities, id)
+	}
+	return k
+}
+
+// regexp compiles expr (if set) as Go RE2, warning when it is not anchored
+// at the start, so that it could match inside an unrelated value.
+func (c *compiler) regexp(path, expr string) *regexp.Regexp {
+	if expr == "" {
+		return nil
+	}
+	re, err := regexp.Compile(expr)
+	if err != nil {
+		c.errorf(path, "bad regular expression (Go RE2 syntax): %v", strings.TrimPrefix(err.Error(), "error parsing regexp: "))
+		return nil
+	}
+	if !strings.HasPrefix(expr, "^") {
+		c.warnf(path, "%s is not anchored with \"^\", so it matches anywhere in the value (say, inside another organisation's URL); start it with \"^\"", quote(expr))
+	}
+	return re
+}
+
+// globs compiles the patterns, reporting the bad ones.
+func (c *compiler) globs(items []item) ([]string, []*glob) {
+	var pats []string
+	var globs []*glob
+	for _, it := range items {
+		g, err := compileGlob(it.value)
+		if err != nil {
+			c.errorf(it.path, "%v", err)
+			continue
+		}
+		pats = append(pats, it.value)
+		globs = append(globs, g)
+	}
+	return pats, globs
+}
+
+// digestRE is a break-glass digest as allowDigests takes it.
+var digestRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+
+func (c *compiler) allowDigests(items []item) {
+	for _, it := range items {
+		if !digestRE.MatchString(it.value) {
+			c.errorf(it.path, "want \"sha256:\" and 64 lower-case hex digits, got %s", quote(it.value))
+			continue
+		}
+		c.p.AllowDigests[it.value] = true
+		c.warnf(it.path, "break-glass: images with digest %s are served whatever the policies say", it.value[:19])
+	}
+}
+
+// abs returns p if absolute, else p relative to the policy's directory.
+func (c *compiler) abs(p string) string {
+	if filepath.IsAbs(p) {
+		return filepath.Clean(p)
+	}
+	return filepath.Join(c.dir, p)
+}

@@ -1,0 +1,283 @@
+package policy
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+const realTrustedRoot = "/work/shared/realdata/trusted-root/trusted_root.json"
+
+func TestLoadKeys(t *testing.T) {
+	for _, kind := range []string{"p256", "p384", "ed25519", "rsa2048"} {
+		t.Run(kind, func(t *testing.T) {
+			keyPEM := newKey(t, kind)
+			p, dir := mustLoad(t, y(
+				"policies:",
+				"  - name: p",
+				"    images: [r.example/**]",
+				"    authorities:",
+				"      - name: file",
+				"        key: {path: keys/cosign.pub}",
+			), map[string]string{"keys/cosign.pub": keyPEM})
+			k := p.Policies[0].Authorities[0].Key
+			block, _ := pem.Decode([]byte(keyPEM))
+			sum := sha256.Sum256(block.Bytes)
+			if k.Path != filepath.Join(dir, "keys/cosign.pub") || string(k.PEM) != keyPEM ||
+				k.Hint != base64.StdEncoding.EncodeToString(sum[:]) {
+				t.Errorf("key = path %q, hint %q, PEM %q", k.Path, k.Hint, k.PEM)
+			}
+			want, _ := x509.ParsePKIXPublicKey(block.Bytes)
+			if eq, ok := k.Public.(interface{ Equal(crypto.PublicKey) bool }); !ok || !eq.Equal(want) {
+				t.Errorf("Public = %T %v", k.Public, k.Public)
+			}
+			switch k.Public.(type) {
+			case *ecdsa.PublicKey, ed25519.PublicKey, *rsa.PublicKey:
+			default:
+				t.Errorf("Public is a %T", k.Public)
+			}
+		})
+	}
+}
+
+func TestLoadEverything(t *testing.T) {
+	keyPEM := newKey(t, "p256")
+	src := y(
+		"trustRoots:",
+		"  - name: corp",
+		"    trustedRootFile: roots/trusted_root.json",
+		"  - name: mirror",
+		"    tuf: {url: https://tuf.internal/, rootFile: root.json, cacheDir: cache}",
+		"policies:",
+		"  - name: acme-release",
+		"    images: [\"Registry.Example/acme/**\", \"docker.io/library/nginx\"]",
+		"    excludeImages: [\"registry.example/acme/sandbox/**\"]",
+		"    mode: enforce",
+		"    threshold: 2",
+		"    matchRepository: true",
+		"    authorities:",
+		"      - name: release-key",
+		"        key: {path: cosign.pub}",
+		"        requireTlog: true",
+		"        trustRoot: corp",
+		"      - name: ci",
+		"        trustRoot: mirror",
+		"        keyless:",
+		"          requireSCT: false",
+		"          identities:",
+		"            - issuer: https://token.actions.githubusercontent.com",
+		"              subjectRegExp: ^https://github\\.com/acme/",
+		"            - issuerRegExp: ^https://accounts\\.google\\.com$",
+		"              subject: release@acme.example",
+		"  - name: vendor",
+		"    images: [registry.example/vendor/**]",
+		"    allow: unsigned",
+		"    mode: warn",
+		"allowDigests: []",
+		"default: deny",
+	)
+	p, dir := mustLoad(t, src, map[string]string{
+		"cosign.pub":              keyPEM,
+		"roots/trusted_root.json": `{"mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1"}`,
+		"root.json":               `{"signed": {"_type": "root"}}`,
+	})
+	if p.Path != filepath.Join(dir, "policy.yaml") || len(p.Revision) != 64 || p.DefaultAllow || len(p.AllowDigests) != 0 {
+		t.Errorf("policy = path %q, revision %q, default allow %v, digests %v", p.Path, p.Revision, p.DefaultAllow, p.AllowDigests)
+	}
+	wantRoots := map[string]*TrustRoot{
+		"corp": {Name: "corp", TrustedRootFile: filepath.Join(dir, "roots/trusted_root.json"),
+			TrustedRootJSON: []byte(`{"mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1"}`)},
+		"mirror": {Name: "mirror", TUF: &TUF{URL: "https://tuf.internal/", RootFile: filepath.Join(dir, "root.json"),
+			RootJSON: []byte(`{"signed": {"_type": "root"}}`), CacheDir: filepath.Join(dir, "cache")}},
+	}
+	if !reflect.DeepEqual(p.TrustRoots, wantRoots) {
+		t.Errorf("TrustRoots = %+v", p.TrustRoots)
+	}
+	acme := p.Policies[0]
+	if acme.Name != "acme-release" || acme.Line != 7 || acme.Threshold != 2 || !acme.MatchRepository || acme.Mode != Enforce ||
+		!reflect.DeepEqual(acme.Images, []string{"Registry.Example/acme/**", "docker.io/library/nginx"}) {
+		t.Errorf("acme = %+v", acme)
+	}
+	key, ci := acme.Authorities[0], acme.Authorities[1]
+	if key.Name != "release-key" || key.Key == nil || key.Keyless != nil || !key.RequireTlog || key.TrustRoot != "corp" {
+		t.Errorf("release-key = %+v", key)
+	}
+	if ci.Key != nil || ci.Keyless == nil || !ci.RequireTlog || ci.TrustRoot != "mirror" || ci.Keyless.RequireSCT || len(ci.Keyless.Identities) != 2 {
+		t.Errorf("ci = %+v", ci)
+	}
+	vendor := p.Policies[1]
+	if !vendor.AllowUnsigned || vendor.Mode != Warn || vendor.Threshold != 1 || vendor.Authorities != nil {
+		t.Errorf("vendor = %+v", vendor)
+	}
+	if len(p.Warnings) != 0 { // mode: warn on an unsigned policy is harmless
+		t.Errorf("Warnings = %v", p.Warnings)
+	}
+}
+
+func TestKeylessDefaults(t *testing.T) {
+	p, _ := mustLoad(t, y(
+		"policies:",
+		"  - name: p",
+		"    images: [r.example/**]",
+		"    authorities:",
+		"      - name: ci",
+		"        keyless: {identities: [{issuer: i, subject: s}]}",
+		"      - name: key-tlog",
+		"        key: {path: k.pub}",
+		"        requireTlog: true",
+		"      - name: key",
+		"        key: {path: k.pub}",
+		"default: allow",
+	), map[string]string{"k.pub": newKey(t, "ed25519")})
+	as := p.Policies[0].Authorities
+	if !as[0].RequireTlog || !as[0].Keyless.RequireSCT || as[0].TrustRoot != PublicGood ||
+		as[1].TrustRoot != PublicGood || as[2].TrustRoot != "" || as[2].RequireTlog {
+		t.Errorf("authorities = %+v %+v %+v", as[0], as[1], as[2])
+	}
+	if !reflect.DeepEqual(p.TrustRoots, map[string]*TrustRoot{PublicGood: {Name: PublicGood, TUF: &TUF{}}}) {
+		t.Errorf("TrustRoots = %+v", p.TrustRoots)
+	}
+	if !p.DefaultAllow || len(p.Warnings) != 3 {
+		t.Errorf("default allow %v, warnings %v", p.DefaultAllow, p.Warnings)
+	}
+}
+
+func TestPublicGoodOverride(t *testing.T) {
+	p, _ := mustLoad(t, y(
+		"trustRoots:",
+		"  - name: public-good",
+		"    tuf: {cacheDir: /var/cache/tuf}",
+		"policies:",
+		"  - name: p",
+		"    images: [r.example/**]",
+		"    authorities: [{name: ci, keyless: {identities: [{issuer: i, subject: s}]}}]",
+	), nil)
+	if got := p.TrustRoots[PublicGood].TUF; len(p.TrustRoots) != 1 || got.CacheDir != "/var/cache/tuf" || got.URL != "" {
+		t.Errorf("TrustRoots = %+v", p.TrustRoots)
+	}
+}
+
+func TestRealTrustedRoot(t *testing.T) {
+	if _, err := os.Stat(realTrustedRoot); err != nil {
+		t.Skipf("no real trusted root: %v", err)
+	}
+	p, _ := mustLoad(t, y(
+		"trustRoots: [{name: pg, trustedRootFile: "+realTrustedRoot+"}]",
+		"policies:",
+		"  - name: p",
+		"    images: [r.example/**]",
+		"    authorities: [{name: ci, trustRoot: pg, keyless: {identities: [{issuer: i, subject: s}]}}]",
+	), nil)
+	want, err := os.ReadFile(realTrustedRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr := p.TrustRoots["pg"]; tr.TrustedRootFile != realTrustedRoot || string(tr.TrustedRootJSON) != string(want) || tr.TUF != nil {
+		t.Errorf("trust root = %+v", tr)
+	}
+}
+
+func TestRevision(t *testing.T) {
+	src := y(
+		"trustRoots: [{name: corp, trustedRootFile: trusted_root.json}]",
+		"policies:",
+		"  - name: p",
+		"    images: [r.example/**]",
+		"    authorities: [{name: k, key: {path: k.pub}, requireTlog: true, trustRoot: corp}]",
+	)
+	files := map[string]string{
+		"k.pub":             newKey(t, "p256"),
+		"trusted_root.json": `{"mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1"}`,
+	}
+	p, dir := mustLoad(t, src, files)
+	again, err := Load(filepath.Join(dir, "policy.yaml"))
+	if err != nil || again.Revision != p.Revision {
+		t.Fatalf("reload: %v, revision %q then %q", err, p.Revision, again.Revision)
+	}
+	check := func(what string) {
+		t.Helper()
+		q, err := Load(filepath.Join(dir, "policy.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if q.Revision == p.Revision {
+			t.Errorf("revision unchanged after %s", what)
+		}
+		p = q
+	}
+	writeFile(t, filepath.Join(dir, "k.pub"), newKey(t, "p256"))
+	check("changing the key file")
+	writeFile(t, filepath.Join(dir, "trusted_root.json"), files["trusted_root.json"]+"\n")
+	check("changing the trusted root")
+	writeFile(t, filepath.Join(dir, "policy.yaml"), src+"# comment\n")
+	check("changing the policy file")
+}
+
+func TestRevisionFraming(t *testing.T) {
+	a := revision([]byte("x"), map[string][]byte{"/a": []byte("bc"), "/b": []byte("d")})
+	b := revision([]byte("x"), map[string][]byte{"/a": []byte("b"), "/b": []byte("cd")})
+	c := revision([]byte("x"), map[string][]byte{"/a": []byte("b"), "/b": []byte("cd")})
+	if a == b || b != c || strings.ToLower(a) != a || len(a) != 64 {
+		t.Errorf("revisions %q %q %q", a, b, c)
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	_, _, err := load(t, y(
+		"policies:",
+		"  - name: p",
+		"    images: [nginx]",
+		"    mode: enforse",
+		"    authorities: [{name: k, key: {path: missing.pub}}]",
+		"default: allow",
+	), nil)
+	var le *LoadError
+	if !errors.As(err, &le) {
+		t.Fatalf("err = %v (%T), want a *LoadError", err, err)
+	}
+	want := []string{
+		`policy.yaml:3: policies[0].images[0]: "nginx" does not start with a registry; for Docker Hub write "docker.io/library/nginx"`,
+		`policy.yaml:4: policies[0].mode: want "enforce" or "warn", got "enforse" (did you mean "enforce"?)`,
+		`policy.yaml:5: policies[0].authorities[0].key.path: cannot read "missing.pub": no such file or directory`,
+	}
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) != len(want) || len(le.Problems) != len(want) {
+		t.Fatalf("got %d problems:\n%v", len(lines), err)
+	}
+	for i, line := range lines {
+		if !strings.HasSuffix(line, want[i]) {
+			t.Errorf("problem %d = %q, want suffix %q", i, line, want[i])
+		}
+	}
+	if _, err := Load(filepath.Join(t.TempDir(), "none.yaml")); err == nil || !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Load(missing) = %v", err)
+	}
+}
+
+func TestParseRelativeToDir(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "k.pub"), newKey(t, "ed25519"))
+	src := y("policies: [{name: p, images: [r.example/x], authorities: [{name: k, key: {path: k.pub}}]}]")
+	p, err := Parse([]byte(src), "", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Path != "" || p.Policies[0].Authorities[0].Key.Path != filepath.Join(dir, "k.pub") {
+		t.Errorf("policy %+v", p)
+	}
+	_, err = Parse([]byte("policies: 1\n"), "", dir)
+	if err == nil || !strings.HasPrefix(err.Error(), "policy:1: policies: want a list") {
+		t.Errorf("err = %v", err)
+	}
+}

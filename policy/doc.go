@@ -1,0 +1,70 @@
+// Package policy parses, compiles and evaluates the administrator's policy
+// file: which images must be signed, by whom, and what happens otherwise.
+//
+// [Load] (or [Parse]) turns the file into a [Policy]: patterns and regular
+// expressions compiled, keys parsed, referenced files (keys, trusted_root.json,
+// TUF root.json) read, relative paths made absolute against the file's
+// directory, and a [Policy.Revision] hashing the file and everything it
+// references. Evaluating is then a pure computation in three steps:
+//
+//	plan := pol.For("registry.example/acme/app", "sha256:…") // which policies apply
+//	for _, a := range plan.Authorities() { … }                // caller verifies each (package verify)
+//	out := plan.Decide(results)                               // combine: allowed, and why
+//
+// An example policy file:
+//
+//	trustRoots:
+//	  - name: corp-sigstore
+//	    trustedRootFile: trusted_root.json   # air gap: no network
+//	policies:
+//	  - name: acme-release
+//	    images: ["registry.example/acme/**", "docker.io/library/nginx"]
+//	    excludeImages: ["registry.example/acme/sandbox/**"]
+//	    mode: enforce            # or warn: serve failures, log them
+//	    threshold: 1             # authorities that must pass
+//	    authorities:
+//	      - name: release-key
+//	        key: {path: cosign.pub}
+//	      - name: ci
+//	        trustRoot: corp-sigstore
+//	        keyless:
+//	          identities:
+//	            - issuer: https://token.actions.githubusercontent.com
+//	              subjectRegExp: ^https://github\.com/acme/
+//	  - name: vendor
+//	    images: ["registry.example/vendor/**"]
+//	    allow: unsigned
+//	allowDigests: []             # break-glass "sha256:<hex>" digests
+//	default: deny                # images no policy matches
+//
+// # Semantics
+//
+// Patterns are "registry/repository": "*" matches within one path segment,
+// a "**" segment one or more whole segments ("acme/**" does not match "acme"),
+// everything else is literal. Registries are lower-cased, Docker Hub's
+// aliases become "docker.io", and "docker.io/x" means "docker.io/library/x",
+// in patterns and images alike ([NormalizeImage]). Every policy that matches
+// an image must pass (AND); within one, Threshold authorities must (k of n).
+// allowDigests overrides everything; an image no policy matches gets the
+// default. A keyless authority without a trustRoot (or a key authority with
+// requireTlog and none) uses the public-good Sigstore instance via TUF,
+// named [PublicGood]; Load warns about it.
+//
+// # Problems
+//
+// Every problem is reported at once, sorted by line, as
+// "FILE:LINE: PATH: MESSAGE" (warnings as "FILE:LINE: warning: PATH:
+// MESSAGE"), for example:
+//
+//	policy.yaml:7: policies[0].mode: want "enforce" or "warn", got "enforse" (did you mean "enforce"?)
+//
+// [Lint] returns errors and warnings; [Load] fails with a [*LoadError] iff
+// there is an error, and keeps the warnings in [Policy.Warnings].
+//
+// # What it is not
+//
+// This package verifies no signatures and fetches nothing: no network, no
+// TUF client, no context, no logging, no sigstore-go; it does not parse the
+// trusted root beyond checking its mediaType (package verify does), nor
+// watch or reload the file. A test fails if it comes to depend on net/http.
+package policy

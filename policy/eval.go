@@ -1,0 +1,278 @@
+package policy
+
+import (
+	"regexp"
+	"strings"
+)
+
+// This file evaluates a compiled Policy: For picks the policies that apply
+// to an image, the caller checks their authorities (package verify), and
+// Decide combines the results into an Outcome. Nothing here does I/O.
+
+// Plan is what must be checked for one image digest.
+type Plan struct {
+	// Image is the image as matched ("registry/repository", normalised).
+	Image  string
+	Digest string
+	// BreakGlass is true when Digest is in the policy's allowDigests: the
+	// image is allowed whatever the results, so checking may be skipped.
+	BreakGlass bool
+	// Matched are the policies whose images match Image and whose
+	// excludeImages do not, in file order.
+	Matched []*ImagePolicy
+	// Revision is the Policy's revision.
+	Revision string
+
+	defaultAllow bool
+}
+
+// For returns the plan for the manifest digest ("sha256:<hex>") of image
+// ("registry/repository" as clients name it; normalised like patterns, see
+// [NormalizeImage]).
+func (p *Policy) For(image, digest string) *Plan {
+	pl := &Plan{
+		Image:        normalizeImage(image),
+		Digest:       digest,
+		BreakGlass:   p.AllowDigests[strings.ToLower(digest)],
+		Revision:     p.Revision,
+		defaultAllow: p.DefaultAllow,
+	}
+	for _, ip := range p.Policies {
+		if ip.matches(pl.Image) {
+			pl.Matched = append(pl.Matched, ip)
+		}
+	}
+	return pl
+}
+
+// Matches reports whether ip applies to image (normalised first, see
+// [NormalizeImage]): one of its Images matches and none of its
+// ExcludeImages does.
+func (ip *ImagePolicy) Matches(image string) bool {
+	return ip.matches(normalizeImage(image))
+}
+
+func (ip *ImagePolicy) matches(image string) bool {
+	return matchAny(ip.images, ip.Images, image) && !matchAny(ip.exclude, ip.ExcludeImages, image)
+}
+
+// matchAny reports whether one of globs matches image. A Policy built by
+// hand rather than compiled has no globs; its patterns are compiled here.
+func matchAny(globs []*glob, patterns []string, image string) bool {
+	if globs == nil {
+		for _, pat := range patterns {
+			if g, err := compileGlob(pat); err == nil {
+				globs = append(globs, g)
+			}
+		}
+	}
+	for _, g := range globs {
+		if g.match(image) {
+			return true
+		}
+	}
+	return false
+}
+
+// Authorities returns the authorities to check: every authority of every
+// matched policy that is not allow: unsigned, each once, in file order.
+func (pl *Plan) Authorities() []*Authority {
+	var out []*Authority
+	seen := make(map[*Authority]bool)
+	for _, ip := range pl.Matched {
+		if ip.AllowUnsigned {
+			continue
+		}
+		for _, a := range ip.Authorities {
+			if !seen[a] {
+				seen[a] = true
+				out = append(out, a)
+			}
+		}
+	}
+	return out
+}
+
+// AuthorityResult is what checking one authority found.
+type AuthorityResult struct {
+	Passed bool
+	// Identity says who signed, when Passed: "key <hint>" or
+	// "issuer X subject Y".
+	Identity string
+	// Reasons say why it did not pass.
+	Reasons []string
+}
+
+// Reason says why an Outcome is what it is.
+type Reason int
+
+const (
+	// Denied: an enforce-mode policy failed. The zero Reason, so that a
+	// zero Outcome denies.
+	Denied Reason = iota
+	// DefaultDeny: no policy matches and the default is deny.
+	DefaultDeny
+	// BreakGlass: the digest is in allowDigests.
+	BreakGlass
+	// DefaultAllow: no policy matches and the default is allow.
+	DefaultAllow
+	// AllowedUnsigned: every matched policy is allow: unsigned.
+	AllowedUnsigned
+	// Verified: every matched policy passed.
+	Verified
+	// WarnViolation: only warn-mode policies failed; the image is served.
+	WarnViolation
+)
+
+var reasonNames = [...]string{"denied", "default-deny", "break-glass", "default-allow", "allowed-unsigned", "verified", "warn-violation"}
+
+func (r Reason) String() string {
+	if r < 0 || int(r) >= len(reasonNames) {
+		return "unknown"
+	}
+	return reasonNames[r]
+}
+
+// Outcome is the decision for a Plan.
+type Outcome struct {
+	Allowed bool
+	Reason  Reason
+	// Policies has one result per matched policy, in file order (also
+	// for BreakGlass, to log what would have happened).
+	Policies []PolicyResult
+}
+
+// PolicyResult is how one matched policy fared.
+type PolicyResult struct {
+	Policy   string
+	Mode     Mode
+	Unsigned bool // allow: unsigned; always Passed
+	Passed   bool
+	// Threshold is how many authorities had to pass (0 when Unsigned).
+	Threshold int
+	// PassedBy lists the authorities that passed: "name (identity)".
+	PassedBy []string
+	// Reasons lists, for each authority that did not pass (even when the
+	// policy passed), "name: reason".
+	Reasons []string
+}
+
+// Decide combines the authority results into an Outcome. It is pure; an
+// authority missing from results has not passed, for "not checked".
+func (pl *Plan) Decide(results map[*Authority]AuthorityResult) Outcome {
+	o := Outcome{Policies: make([]PolicyResult, 0, len(pl.Matched))}
+	failed, warned, signed := false, false, false
+	for _, ip := range pl.Matched {
+		pr := evaluate(ip, results)
+		o.Policies = append(o.Policies, pr)
+		signed = signed || !pr.Unsigned
+		switch {
+		case pr.Passed:
+		case pr.Mode == Warn:
+			warned = true
+		default:
+			failed = true
+		}
+	}
+	switch {
+	case pl.BreakGlass:
+		o.Allowed, o.Reason = true, BreakGlass
+	case len(pl.Matched) == 0 && pl.defaultAllow:
+		o.Allowed, o.Reason = true, DefaultAllow
+	case len(pl.Matched) == 0:
+		o.Reason = DefaultDeny
+	case failed:
+		o.Reason = Denied
+	case warned:
+		o.Allowed, o.Reason = true, WarnViolation
+	case signed:
+		o.Allowed, o.Reason = true, Verified
+	default:
+		o.Allowed, o.Reason = true, AllowedUnsigned
+	}
+	return o
+}
+
+// evaluate checks one policy against the results.
+func evaluate(ip *ImagePolicy, results map[*Authority]AuthorityResult) PolicyResult {
+	pr := PolicyResult{Policy: ip.Name, Mode: ip.Mode, Unsigned: ip.AllowUnsigned, Threshold: max(ip.Threshold, 1)}
+	if ip.AllowUnsigned {
+		pr.Passed, pr.Threshold = true, 0
+		return pr
+	}
+	for _, a := range ip.Authorities {
+		res, ok := results[a]
+		switch {
+		case !ok:
+			pr.Reasons = append(pr.Reasons, a.Name+": not checked")
+		case res.Passed:
+			pr.PassedBy = append(pr.PassedBy, a.Name+" ("+res.Identity+")")
+		case len(res.Reasons) == 0:
+			pr.Reasons = append(pr.Reasons, a.Name+": did not pass")
+		default:
+			pr.Reasons = append(pr.Reasons, a.Name+": "+strings.Join(res.Reasons, "; "))
+		}
+	}
+	pr.Passed = len(pr.PassedBy) >= pr.Threshold
+	return pr
+}
+
+// FirstFailure returns the first enforce-mode policy that failed, or nil.
+func (o Outcome) FirstFailure() *PolicyResult {
+	for i := range o.Policies {
+		if pr := &o.Policies[i]; !pr.Passed && pr.Mode == Enforce {
+			return pr
+		}
+	}
+	return nil
+}
+
+// Warnings returns the warn-mode policies that failed: the image is
+// served, and the violation should be logged.
+func (o Outcome) Warnings() []PolicyResult {
+	var out []PolicyResult
+	for _, pr := range o.Policies {
+		if !pr.Passed && pr.Mode == Warn {
+			out = append(out, pr)
+		}
+	}
+	return out
+}
+
+// MatchesIssuer reports whether the certificate issuer s is id's: equal to
+// Issuer, or matched by IssuerRegExp (unanchored, as regexp.MatchString).
+func (id Identity) MatchesIssuer(s string) bool {
+	return matchValue(id.Issuer, id.IssuerRegExp, id.issuerRE, s)
+}
+
+// MatchesSubject is MatchesIssuer for the certificate subject (SAN).
+func (id Identity) MatchesSubject(s string) bool {
+	return matchValue(id.Subject, id.SubjectRegExp, id.subjectRE, s)
+}
+
+// String describes id as "issuer X subject Y", regexps between slashes.
+func (id Identity) String() string {
+	describe := func(exact, expr string) string {
+		if expr != "" {
+			return "/" + expr + "/"
+		}
+		return exact
+	}
+	return "issuer " + describe(id.Issuer, id.IssuerRegExp) + " subject " + describe(id.Subject, id.SubjectRegExp)
+}
+
+// matchValue matches s exactly, or against expr when set: compiled as re,
+// or compiled now for an Identity built by hand. A bad expr matches
+// nothing.
+func matchValue(exact, expr string, re *regexp.Regexp, s string) bool {
+	if expr == "" {
+		return exact != "" && s == exact
+	}
+	if re == nil {
+		var err error
+		if re, err = regexp.Compile(expr); err != nil {
+			return false
+		}
+	}
+	return re.MatchString(s)
+}

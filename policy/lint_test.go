@@ -1,0 +1,104 @@
+package policy
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/lint/*.golden")
+
+// TestLintGolden lints each testdata/lint/*.yaml and compares the problems,
+// one per line, with the .golden file beside it.
+func TestLintGolden(t *testing.T) {
+	files, err := filepath.Glob("testdata/lint/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no fixtures: %v", err)
+	}
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			problems := Lint(file)
+			var b strings.Builder
+			hasError := false
+			for _, p := range problems {
+				b.WriteString(p.String() + "\n")
+				hasError = hasError || p.Severity == Error
+			}
+			golden := strings.TrimSuffix(file, ".yaml") + ".golden"
+			if *update {
+				if err := os.WriteFile(golden, []byte(b.String()), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test ./policy -update)", err)
+			}
+			if b.String() != string(want) {
+				t.Errorf("Lint(%s):\n%s\nwant:\n%s", file, b.String(), want)
+			}
+			if _, err := Load(file); (err != nil) != hasError {
+				t.Errorf("Load error %v, but Lint found an error: %v", err, hasError)
+			}
+		})
+	}
+}
+
+func TestLintSorted(t *testing.T) {
+	problems := Lint("testdata/lint/authorities.yaml")
+	for i := 1; i < len(problems); i++ {
+		if problems[i].Line < problems[i-1].Line {
+			t.Errorf("problem %d (line %d) after line %d", i, problems[i].Line, problems[i-1].Line)
+		}
+	}
+}
+
+func TestLintUnreadable(t *testing.T) {
+	problems := Lint("testdata/lint/nonexistent.yaml")
+	if len(problems) != 1 || problems[0].Severity != Error || problems[0].Line != 0 ||
+		!strings.HasPrefix(problems[0].String(), "testdata/lint/nonexistent.yaml: read policy file: ") {
+		t.Errorf("Lint = %v", problems)
+	}
+}
+
+func TestProblemString(t *testing.T) {
+	tests := []struct {
+		p    Problem
+		want string
+	}{
+		{Problem{File: "f.yaml", Line: 3, Path: "policies[0]", Message: "m"}, "f.yaml:3: policies[0]: m"},
+		{Problem{File: "f.yaml", Line: 3, Path: "default", Message: "m", Severity: Warning}, "f.yaml:3: warning: default: m"},
+		{Problem{File: "f.yaml", Message: "m"}, "f.yaml: m"},
+	}
+	for _, tc := range tests {
+		if got := tc.p.String(); got != tc.want {
+			t.Errorf("String() = %q, want %q", got, tc.want)
+		}
+	}
+}
+
+// TestAliasBudget checks that aliases repeating aliases cannot make
+// parsing explode, and that the problems they repeat are capped.
+func TestAliasBudget(t *testing.T) {
+	const n = 200
+	rep := func(s string) string { return strings.TrimSuffix(strings.Repeat(s+", ", n), ", ") }
+	src := y(
+		"trustRoots: [{name: r, tuf: {}}]",
+		"policies: [&p {name: p, images: [r.example/**], authorities: [",
+		"  &a {name: a, trustRoot: r, keyless: {identities: [&i {issuer: i, subject: s}, "+rep("*i")+"]}},",
+		"  "+rep("*a")+"]},",
+		"  "+rep("*p")+"]",
+	)
+	start := time.Now()
+	_, err := Parse([]byte(src), "bomb.yaml", t.TempDir())
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("Parse took %v", d)
+	}
+	if err == nil || !strings.Contains(err.Error(), "file is too complex") || !strings.Contains(err.Error(), "more problems not shown") {
+		t.Errorf("err = %.500v", err)
+	}
+}

@@ -1,0 +1,152 @@
+package policy
+
+import (
+	"crypto"
+	"regexp"
+)
+
+// Policy is a compiled policy file: everything resolved, read and checked,
+// ready to evaluate. It is immutable once built; a reload builds a new one.
+type Policy struct {
+	// Revision identifies this policy: a hash of the policy file and of
+	// every file it references (keys, trusted roots). Verdicts are cached
+	// under it, so a change to any of those files is a new revision.
+	Revision string
+	// Path is the policy file this was loaded from (absolute), if any.
+	Path string
+	// TrustRoots by name.
+	TrustRoots map[string]*TrustRoot
+	// Policies in file order.
+	Policies []*ImagePolicy
+	// AllowDigests are break-glass digests ("sha256:<hex>") served whatever
+	// the policies say.
+	AllowDigests map[string]bool
+	// DefaultAllow is true when `default: allow`: images no policy matches
+	// are served. The default is deny.
+	DefaultAllow bool
+	// Warnings are the file's warnings (see [Lint]), for the caller to log
+	// on load and reload.
+	Warnings []Problem
+}
+
+// Mode says what a failing policy does.
+type Mode int
+
+const (
+	// Enforce refuses images that fail the policy (the default).
+	Enforce Mode = iota
+	// Warn serves them, logging and counting the violation.
+	Warn
+)
+
+func (m Mode) String() string {
+	if m == Warn {
+		return "warn"
+	}
+	return "enforce"
+}
+
+// ImagePolicy is one entry of `policies:`.
+type ImagePolicy struct {
+	Name string
+	// Images and ExcludeImages are the patterns as written (compiled
+	// matchers are unexported).
+	Images, ExcludeImages []string
+	Mode                  Mode
+	// Threshold is how many Authorities must pass (default 1).
+	Threshold int
+	// AllowUnsigned is `allow: unsigned`: matching images pass without a
+	// signature check.
+	AllowUnsigned bool
+	// MatchRepository requires the signed payload's docker-reference to
+	// name the image's repository.
+	MatchRepository bool
+	Authorities     []*Authority
+	// Line is where the policy starts in the file, for messages.
+	Line int
+
+	images, exclude []*glob
+}
+
+// Authority is one trusted signer: a key, or a keyless (Fulcio) identity set.
+// Exactly one of Key and Keyless is set.
+type Authority struct {
+	Name    string
+	Key     *Key
+	Keyless *Keyless
+	// RequireTlog requires a transparency-log entry (Rekor) for the
+	// signature. Default false for keys, true for keyless.
+	RequireTlog bool
+	// TrustRoot names the trust root (TrustRoots key) used to verify; for
+	// keyless without one, the public-good instance via TUF (PublicGood).
+	TrustRoot string
+}
+
+// PublicGood is the TrustRoot name of the public Sigstore instance, used
+// by keyless authorities that name no trust root (and by key authorities
+// with RequireTlog that name none). When an authority uses it and the file
+// does not define it, Policy.TrustRoots has an implicit entry
+// {Name: PublicGood, TUF: &TUF{}}. A file may define "public-good" itself
+// only as a tuf entry (to set a mirror, root file or cache directory).
+const PublicGood = "public-good"
+
+// Key is a public key authority.
+type Key struct {
+	// PEM is the key as written (or read from Path).
+	PEM []byte
+	// Public is the parsed key: *ecdsa.PublicKey (P-256/384/521),
+	// ed25519.PublicKey or *rsa.PublicKey.
+	Public crypto.PublicKey
+	// Path is the absolute path of the key file, if it came from a file.
+	Path string
+	// Hint is a short printable identifier of the key for messages:
+	// base64(sha256(DER SubjectPublicKeyInfo)), the same hint cosign puts
+	// in a bundle's publicKey.hint.
+	Hint string
+}
+
+// Keyless is a Fulcio identity authority: a certificate chaining to the
+// trust root, with one of Identities.
+type Keyless struct {
+	Identities []Identity
+	// RequireSCT requires a signed certificate timestamp when the trust
+	// root has CT logs (default true; `requireSCT: false` waives it).
+	RequireSCT bool
+}
+
+// Identity is an issuer and a subject, each exact or a Go RE2 regular
+// expression matched as written (unanchored: write ^ and $). Exactly one of
+// Issuer/IssuerRegExp and one of Subject/SubjectRegExp is set.
+type Identity struct {
+	Issuer, IssuerRegExp   string
+	Subject, SubjectRegExp string
+
+	issuerRE, subjectRE *regexp.Regexp
+}
+
+// TrustRoot is a named Sigstore trust root: a trusted_root.json file (air
+// gap: never any network call) or a TUF repository.
+type TrustRoot struct {
+	Name string
+	// TrustedRootFile is the absolute path of a trusted_root.json; its
+	// bytes are TrustedRootJSON (read at load time, part of Revision).
+	TrustedRootFile string
+	TrustedRootJSON []byte
+	// TUF is set for a TUF-distributed root.
+	TUF *TUF
+}
+
+// TUF names a TUF repository serving a trusted root.
+type TUF struct {
+	// URL is the repository (mirror) URL; "" means the public-good instance.
+	URL string
+	// RootFile is the absolute path of the initial root.json to trust for
+	// a mirror; "" uses the one embedded for the public-good instance.
+	RootFile string
+	// RootJSON is the content of RootFile (read at load time, part of
+	// Revision); nil when RootFile is "".
+	RootJSON []byte
+	// CacheDir is where TUF metadata is cached on disk; "" lets the caller
+	// pick a default.
+	CacheDir string
+}
