@@ -10,15 +10,23 @@ import (
 
 // tagCache remembers tag -> digest resolutions for tagTTL, keyed by registry,
 // repository, tag and the client's Accept set (the same tag can resolve to
-// an index for one client and to a manifest for another).
+// an index for one client and to a manifest for another). An entry is kept
+// staleIfError longer than its TTL, to be used only when the upstream cannot
+// be asked.
 type tagCache struct {
-	c *ristretto.Cache[string, v1.Hash]
+	c          *ristretto.Cache[string, tagEntry]
+	ttl, stale time.Duration
+}
+
+type tagEntry struct {
+	digest v1.Hash
+	fresh  time.Time // used without asking the upstream until then
 }
 
 const maxCachedTags = 100_000
 
-func newTagCache() (*tagCache, error) {
-	c, err := ristretto.NewCache(&ristretto.Config[string, v1.Hash]{
+func newTagCache(ttl, stale time.Duration) (*tagCache, error) {
+	c, err := ristretto.NewCache(&ristretto.Config[string, tagEntry]{
 		NumCounters: 10 * maxCachedTags,
 		MaxCost:     maxCachedTags,
 		BufferItems: 64,
@@ -26,18 +34,25 @@ func newTagCache() (*tagCache, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &tagCache{c: c}, nil
+	return &tagCache{c: c, ttl: ttl, stale: stale}, nil
 }
 
 func tagKey(repo Repository, tag, accept string) string {
 	return repo.Registry + "/" + repo.Name + ":" + tag + "|" + accept
 }
 
-func (t *tagCache) get(key string) (v1.Hash, bool) { return t.c.Get(key) }
+// get returns the cached digest and whether it is still fresh.
+func (t *tagCache) get(key string, now time.Time) (d v1.Hash, fresh, ok bool) {
+	e, ok := t.c.Get(key)
+	if !ok {
+		return v1.Hash{}, false, false
+	}
+	return e.digest, now.Before(e.fresh), true
+}
 
-func (t *tagCache) set(key string, h v1.Hash, ttl time.Duration) {
-	if ttl > 0 {
-		t.c.SetWithTTL(key, h, 1, ttl)
+func (t *tagCache) set(key string, d v1.Hash, now time.Time) {
+	if keep := t.ttl + t.stale; keep > 0 {
+		t.c.SetWithTTL(key, tagEntry{digest: d, fresh: now.Add(t.ttl)}, 1, keep)
 	}
 }
 

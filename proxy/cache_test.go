@@ -128,3 +128,39 @@ func TestConcurrentFetchesCollapse(t *testing.T) {
 	mustEqual(t, "successful clients", ok.Load(), int32(n))
 	mustEqual(t, "upstream GETs", f.reg.count("GET", "/v2/acme/app/manifests/"+f.appDigest), 1)
 }
+
+// TestStaleIfError: during an upstream outage a tag resolution past its TTL
+// is used for up to staleIfError; a "not found" is never papered over.
+func TestStaleIfError(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		stale time.Duration
+		fault int
+		want  int
+	}{
+		{"outage within staleIfError", time.Hour, 503, 200},
+		{"outage without staleIfError", 0, 503, 502},
+		{"tag deleted upstream", time.Hour, 404, 404},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, WithTagTTL(20*time.Millisecond), WithStaleIfError(tc.stale))
+			path := "/v2/registry.example/acme/app/manifests/v1"
+			resp, _ := f.proxy.do(t, "GET", path, nil)
+			mustEqual(t, "first status", resp.StatusCode, 200)
+			f.proxy.settle()
+			time.Sleep(40 * time.Millisecond)
+			f.reg.setFault(func(w http.ResponseWriter, r *http.Request) bool {
+				if strings.HasSuffix(r.URL.Path, "/manifests/v1") {
+					w.WriteHeader(tc.fault)
+					return true
+				}
+				return false
+			})
+			resp, body := f.proxy.do(t, "GET", path, nil)
+			mustEqual(t, "status during the fault", resp.StatusCode, tc.want)
+			if tc.want == 200 {
+				mustEqual(t, "stale body", body, f.app)
+			}
+		})
+	}
+}

@@ -187,3 +187,10 @@ func fromUpstreamError(registry string, err error) *regError {
 	}
 	return unavailable(http.StatusServiceUnavailable, "upstream %s unreachable: %v", registry, err)
 }
+
+// isOutage reports whether err means the upstream could not answer (as
+// opposed to answering "not found" or "denied"): a 5xx, a 429, a timeout.
+func isOutage(err error) bool {
+	re := asRegError(err)
+	return re.Code == codeUnavailable || re.Code == codeTooManyRequests
+}

@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"go.uber.org/zap"
@@ -98,26 +99,33 @@ func (p *Proxy) manifestByDigest(ctx context.Context, rt *route, d v1.Hash, acce
 }
 
 // resolveTag returns the digest a tag names for this client's Accept set:
-// from the tag cache, else from one upstream HEAD (GET if the upstream's HEAD
-// gives no digest; then the bytes are hashed and cached too).
+// from the tag cache while fresh, else from one upstream HEAD (GET if the
+// upstream's HEAD gives no digest; then the bytes are hashed and cached
+// too). When the upstream cannot answer (5xx, timeout), a stale cached
+// resolution is used for up to staleIfError.
 func (p *Proxy) resolveTag(ctx context.Context, rt *route, accept []string) (v1.Hash, error) {
 	key := tagKey(rt.repo, rt.ref, acceptKey(accept))
-	if p.tagTTL > 0 {
-		if d, ok := p.tags.get(key); ok {
-			p.metrics.cacheLookup("tag", true)
-			return d, nil
-		}
-		p.metrics.cacheLookup("tag", false)
+	cached, fresh, ok := p.tags.get(key, time.Now())
+	p.metrics.cacheLookup("tag", fresh)
+	if fresh {
+		return cached, nil
 	}
 	v, err := p.shared(ctx, "tag|"+key, func(ctx context.Context) (any, error) {
 		d, err := p.headTag(ctx, rt, accept)
 		if err != nil {
 			return nil, err
 		}
-		p.tags.set(key, d, p.tagTTL)
+		p.tags.set(key, d, time.Now())
 		return d, nil
 	})
 	if err != nil {
+		if ok && isOutage(err) {
+			p.log.Warn("upstream unavailable: serving a stale tag resolution",
+				zap.String("registry", rt.up.registry), zap.String("repo", rt.repo.Name),
+				zap.String("tag", rt.ref), zap.String("digest", cached.String()), zap.Error(err))
+			p.metrics.staleServed.WithLabelValues("tag").Inc()
+			return cached, nil
+		}
 		return v1.Hash{}, err
 	}
 	return v.(v1.Hash), nil

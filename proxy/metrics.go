@@ -16,6 +16,7 @@ type metrics struct {
 	upstreamRequests *prometheus.CounterVec
 	cache            *prometheus.CounterVec
 	digestMismatch   *prometheus.CounterVec
+	staleServed      *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -50,10 +51,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "portcullis", Name: "digest_mismatches_total",
 			Help: "Upstream content whose bytes did not hash to the expected digest, by registry and route.",
 		}, []string{"registry", "route"}),
+		staleServed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "portcullis", Name: "stale_served_total",
+			Help: "Cached entries used past their TTL because the upstream could not answer, by kind.",
+		}, []string{"kind"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.requests, m.requestDuration, m.bytesServed, m.upstreamDuration,
-			m.upstreamRequests, m.cache, m.digestMismatch)
+			m.upstreamRequests, m.cache, m.digestMismatch, m.staleServed)
 	}
 	return m
 }

@@ -18,7 +18,6 @@ type Proxy struct {
 	gate      Gate
 	log       *zap.Logger
 	metrics   *metrics
-	tagTTL    time.Duration
 	timeout   time.Duration
 
 	tags      *tagCache
@@ -35,6 +34,7 @@ type options struct {
 	tagTTL             time.Duration
 	manifestCacheBytes int64
 	upstreamTimeout    time.Duration
+	staleIfError       time.Duration
 	transport          http.RoundTripper
 }
 
@@ -79,6 +79,19 @@ func WithTagTTL(d time.Duration) Option {
 			return fmt.Errorf("negative tag TTL %v", d)
 		}
 		o.tagTTL = d
+		return nil
+	}
+}
+
+// WithStaleIfError lets a tag resolution be used for up to d past its TTL
+// while the upstream cannot answer (5xx, 429, timeout). Default 0: never.
+// Manifests by digest are immutable and need no such grace.
+func WithStaleIfError(d time.Duration) Option {
+	return func(o *options) error {
+		if d < 0 {
+			return fmt.Errorf("negative staleIfError %v", d)
+		}
+		o.staleIfError = d
 		return nil
 	}
 }
@@ -136,7 +149,6 @@ func New(ups []Upstream, opts ...Option) (*Proxy, error) {
 		gate:      o.gate,
 		log:       o.logger,
 		metrics:   newMetrics(o.registerer),
-		tagTTL:    o.tagTTL,
 		timeout:   o.upstreamTimeout,
 	}
 	for _, u := range ups {
@@ -157,7 +169,7 @@ func New(ups []Upstream, opts ...Option) (*Proxy, error) {
 		p.defaultUp = up
 	}
 	var err error
-	if p.tags, err = newTagCache(); err != nil {
+	if p.tags, err = newTagCache(o.tagTTL, o.staleIfError); err != nil {
 		return nil, err
 	}
 	if p.manifests, err = newManifestCache(o.manifestCacheBytes); err != nil {

@@ -59,6 +59,7 @@ func serve(ctx context.Context, configPath, logFormat string) error {
 	p, err := proxy.New(ups,
 		proxy.WithDefaultRegistry(cfg.DefaultRegistry),
 		proxy.WithTagTTL(cfg.TagTTL),
+		proxy.WithStaleIfError(cfg.StaleIfError),
 		proxy.WithManifestCacheBytes(cfg.ManifestCacheBytes),
 		proxy.WithUpstreamTimeout(cfg.UpstreamTimeout),
 		proxy.WithLogger(log),
