@@ -20,6 +20,7 @@ import (
 
 	"github.com/portcullis-dev/portcullis/cmd/portcullis/config"
 	"github.com/portcullis-dev/portcullis/proxy"
+	"github.com/portcullis-dev/portcullis/verify"
 )
 
 func newServeCmd() *cobra.Command {
@@ -50,23 +51,17 @@ func serve(ctx context.Context, configPath, logFormat string) error {
 	if err != nil {
 		return usageError(err)
 	}
-	ups, err := upstreams(cfg)
-	if err != nil {
-		return usageError(err)
-	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	p, err := proxy.New(ups,
-		proxy.WithDefaultRegistry(cfg.DefaultRegistry),
-		proxy.WithTagTTL(cfg.TagTTL),
-		proxy.WithStaleIfError(cfg.StaleIfError),
-		proxy.WithManifestCacheBytes(cfg.ManifestCacheBytes),
-		proxy.WithUpstreamTimeout(cfg.UpstreamTimeout),
-		proxy.WithLogger(log),
-		proxy.WithRegisterer(reg),
-	)
+	p, gate, err := buildProxy(cfg, log, reg)
 	if err != nil {
-		return usageError(fmt.Errorf("%s: %w", cfg.Path, err))
+		return err
+	}
+	degraded := func() string { return "" }
+	if gate != nil {
+		reloader := newPolicyReloader(cfg.PolicyFile, gate, log, reg)
+		go reloader.run(ctx, policyPollInterval)
+		degraded = reloader.degraded
 	}
 	srv := &http.Server{
 		Handler:           p,
@@ -78,7 +73,7 @@ func serve(ctx context.Context, configPath, logFormat string) error {
 		return usageError(err)
 	}
 	var ready atomic.Bool
-	admin := &http.Server{Handler: adminHandler(reg, &ready), ReadHeaderTimeout: 10 * time.Second}
+	admin := &http.Server{Handler: adminHandler(reg, &ready, degraded), ReadHeaderTimeout: 10 * time.Second}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -102,7 +97,7 @@ func serve(ctx context.Context, configPath, logFormat string) error {
 	ready.Store(true)
 	log.Info("serving", zap.String("version", versionString()), zap.String("config", cfg.Path),
 		zap.String("listen", ln.Addr().String()), zap.String("adminListen", adminLn.Addr().String()),
-		zap.Bool("tls", tlsOn), zap.Int("upstreams", len(ups)))
+		zap.Bool("tls", tlsOn), zap.Int("upstreams", len(cfg.Upstreams)))
 
 	select {
 	case <-ctx.Done():
@@ -122,6 +117,57 @@ func serve(ctx context.Context, configPath, logFormat string) error {
 	}
 	log.Info("stopped")
 	return err
+}
+
+// policyPollInterval is how often the policy file and the files it
+// references are checked for changes.
+const policyPollInterval = 2 * time.Second
+
+// buildProxy wires the proxy and, when the config names a policy file, the
+// verification gate in front of every manifest and blob. Without a policy
+// file the proxy is a plain (digest-checking) mirror, and says so.
+func buildProxy(cfg *config.Config, log *zap.Logger, reg *prometheus.Registry) (*proxy.Proxy, *verify.Gate, error) {
+	ups, err := upstreams(cfg)
+	if err != nil {
+		return nil, nil, usageError(err)
+	}
+	opts := []proxy.Option{
+		proxy.WithDefaultRegistry(cfg.DefaultRegistry),
+		proxy.WithTagTTL(cfg.TagTTL),
+		proxy.WithStaleIfError(cfg.StaleIfError),
+		proxy.WithManifestCacheBytes(cfg.ManifestCacheBytes),
+		proxy.WithUpstreamTimeout(cfg.UpstreamTimeout),
+		proxy.WithLogger(log),
+		proxy.WithRegisterer(reg),
+	}
+	var snap *verify.Snapshot
+	adapter := &gateAdapter{}
+	if cfg.PolicyFile != "" {
+		if snap, err = loadSnapshot(cfg.PolicyFile); err != nil {
+			return nil, nil, usageError(fmt.Errorf("policyFile: %w", err))
+		}
+		opts = append(opts, proxy.WithGate(adapter))
+	} else {
+		log.Warn("no policyFile in the config: serving as a plain mirror, no signature is verified")
+	}
+	p, err := proxy.New(ups, opts...)
+	if err != nil {
+		return nil, nil, usageError(fmt.Errorf("%s: %w", cfg.Path, err))
+	}
+	if snap == nil {
+		return p, nil, nil
+	}
+	gate, err := verify.NewGate(readerAdapter{p}, snap,
+		verify.WithVerdictTTL(cfg.VerdictTTL), verify.WithDenyTTL(cfg.DenyTTL),
+		verify.WithStaleIfError(cfg.StaleIfError), verify.WithDecisionTimeout(cfg.DecisionTimeout),
+		verify.WithLimits(verify.Limits{MaxSignatures: cfg.MaxSignatures}),
+		verify.WithGateLogger(log.Named("gate")), verify.WithGateRegisterer(reg))
+	if err != nil {
+		return nil, nil, usageError(err)
+	}
+	adapter.g = gate
+	logPolicy(log, "policy loaded", cfg.PolicyFile, snap)
+	return p, gate, nil
 }
 
 // upstreams turns the config's upstreams into the proxy's.

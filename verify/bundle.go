@@ -1,0 +1,204 @@
+package verify
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/sigstore/sigstore-go/pkg/bundle"
+	"github.com/sigstore/sigstore-go/pkg/tlog"
+	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
+)
+
+const (
+	// SignPredicateType is the in-toto predicate type of a cosign v3 image
+	// signature; bundles with any other predicate type are attestations.
+	SignPredicateType = "https://sigstore.dev/cosign/sign/v1"
+	// annBundlePredicateType is the referrer manifest annotation cosign sets
+	// (copied into referrers API descriptors, absent from fallback indexes).
+	annBundlePredicateType = "dev.sigstore.bundle.predicateType"
+	bundleMediaTypeBase    = "application/vnd.dev.sigstore.bundle"
+	emptyConfigMediaType   = "application/vnd.oci.empty.v1+json"
+)
+
+// isBundleMediaType reports whether a layer media type is a Sigstore bundle,
+// in either spelling sigstore-go accepts: "…bundle.v0.3+json" or
+// "…bundle+json;version=0.3".
+func isBundleMediaType(mt string) bool {
+	mt = strings.ReplaceAll(mt, " ", "")
+	if v, ok := strings.CutPrefix(mt, bundleMediaTypeBase+".v"); ok {
+		return strings.HasSuffix(v, "+json") && len(v) > len("+json")
+	}
+	return strings.HasPrefix(mt, bundleMediaTypeBase+"+json;version=")
+}
+
+// maybeBundleArtifact reports whether a referrer descriptor's artifactType
+// may be a Sigstore bundle: missing, a bundle type, or the empty config type
+// registries report when they use config.mediaType.
+func maybeBundleArtifact(at string) bool {
+	return at == "" || at == emptyConfigMediaType || isBundleMediaType(at)
+}
+
+// referrerCandidate is one referrer manifest that may hold a bundle.
+type referrerCandidate struct{ desc v1.Descriptor }
+
+func (c referrerCandidate) examine(ctx context.Context, e *examiner) (*Signature, bool, error) {
+	source := "referrer " + c.desc.Digest.String()
+	bad := func(format string, args ...any) (*Signature, bool, error) {
+		return &Signature{Format: Bundle, Source: source, Malformed: fmt.Sprintf(format, args...)}, false, nil
+	}
+	m, err := e.r.Manifest(ctx, e.repo, c.desc.Digest.String())
+	if errors.Is(err, ErrNotFound) {
+		return bad("manifest listed by the registry but not found")
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("%s: %w", source, err)
+	}
+	mf, err := v1.ParseManifest(bytes.NewReader(m.Bytes))
+	if err != nil {
+		return nil, false, nil // not an image manifest: not a bundle
+	}
+	layer, n := bundleLayer(mf)
+	switch {
+	case n == 0:
+		return nil, false, nil // another kind of referrer
+	case n > 1:
+		return bad("%d bundle layers, want exactly one", n)
+	case mf.Subject == nil || mf.Subject.Digest != e.digest:
+		return bad("manifest subject is not %s", e.digest)
+	case layer.Size > e.lim.MaxLayerBytes:
+		return bad("bundle is %d bytes, over the %d-byte limit", layer.Size, e.lim.MaxLayerBytes)
+	}
+	b, err := e.r.Blob(ctx, e.repo, layer.Digest, e.lim.MaxLayerBytes)
+	if errors.Is(err, ErrNotFound) {
+		return bad("bundle blob %s not found", layer.Digest)
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("%s: %w", source, err)
+	}
+	s, err := parseBundleLayer(b)
+	if err != nil {
+		return bad("%v", err)
+	}
+	s.Source = source
+	return s, s.PredicateType != SignPredicateType, nil
+}
+
+// bundleLayer returns the bundle layer of a manifest and how many it has.
+func bundleLayer(mf *v1.Manifest) (v1.Descriptor, int) {
+	var found v1.Descriptor
+	n := 0
+	for _, l := range mf.Layers {
+		if isBundleMediaType(string(l.MediaType)) {
+			found = l
+			n++
+		}
+	}
+	return found, n
+}
+
+// inTotoStatement is the part of an in-toto statement discovery reads (the
+// predicate is not materialized).
+type inTotoStatement struct {
+	PredicateType string `json:"predicateType"`
+	Subject       []struct {
+		Digest map[string]string `json:"digest"`
+	} `json:"subject"`
+}
+
+// parseBundleLayer parses a Sigstore bundle (protobuf JSON) holding a DSSE
+// in-toto statement. Errors describe what is malformed.
+func parseBundleLayer(data []byte) (_ *Signature, err error) {
+	defer recoverTo(&err)
+	var b bundle.Bundle
+	if err := b.UnmarshalJSON(data); err != nil {
+		return nil, fmt.Errorf("not a valid Sigstore bundle: %w", err)
+	}
+	ent, err := newBundleEntity(&b)
+	if err != nil {
+		return nil, err
+	}
+	env := ent.sig.EnvelopeContent()
+	if env == nil {
+		return nil, errors.New("bundle holds a message signature, not a DSSE in-toto statement")
+	}
+	raw := env.RawEnvelope()
+	if raw.PayloadType != bundle.IntotoMediaType {
+		return nil, fmt.Errorf("DSSE payload type is %q, not in-toto", raw.PayloadType)
+	}
+	payload, err := raw.DecodeB64Payload()
+	if err != nil {
+		return nil, errors.New("DSSE payload is not base64")
+	}
+	var st inTotoStatement
+	if err := json.Unmarshal(payload, &st); err != nil {
+		return nil, fmt.Errorf("DSSE payload is not an in-toto statement: %w", err)
+	}
+	s := &Signature{Format: Bundle, Entity: ent, PredicateType: st.PredicateType, facts: ent.facts()}
+	for _, sub := range st.Subject {
+		if h := sub.Digest["sha256"]; h != "" {
+			s.SubjectDigests = append(s.SubjectDigests, "sha256:"+h)
+		}
+	}
+	s.Signer = s.facts.signer()
+	return s, nil
+}
+
+// bundleEntity wraps a parsed bundle with its derived parts computed once:
+// bundle.Bundle.TlogEntries writes to the bundle on every call and
+// VerificationContent re-parses the certificate, so the wrapper makes the
+// entity immutable (safe to verify concurrently) and cheaper.
+type bundleEntity struct {
+	*bundle.Bundle
+	entries []*tlog.Entry
+	content sgverify.VerificationContent
+	sig     sgverify.SignatureContent
+}
+
+var _ sgverify.SignedEntity = (*bundleEntity)(nil)
+
+func newBundleEntity(b *bundle.Bundle) (*bundleEntity, error) {
+	ent := &bundleEntity{Bundle: b}
+	var err error
+	if ent.entries, err = b.TlogEntries(); err != nil {
+		return nil, fmt.Errorf("transparency log entries: %w", err)
+	}
+	if ent.content, err = b.VerificationContent(); err != nil {
+		return nil, fmt.Errorf("verification material: %w", err)
+	}
+	if c := ent.content.Certificate(); c != nil {
+		clearSANCritical(c)
+	}
+	if ent.sig, err = b.SignatureContent(); err != nil {
+		return nil, fmt.Errorf("signature content: %w", err)
+	}
+	return ent, nil
+}
+
+func (ent *bundleEntity) TlogEntries() ([]*tlog.Entry, error) { return ent.entries, nil }
+func (ent *bundleEntity) VerificationContent() (sgverify.VerificationContent, error) {
+	return ent.content, nil
+}
+func (ent *bundleEntity) SignatureContent() (sgverify.SignatureContent, error) {
+	return ent.sig, nil
+}
+
+func (ent *bundleEntity) facts() sigFacts {
+	f := sigFacts{hasTlog: len(ent.entries) > 0}
+	for _, e := range ent.entries {
+		f.hasSET = f.hasSET || e.HasInclusionPromise()
+	}
+	if ts, err := ent.Timestamps(); err == nil {
+		f.hasTimestamp = len(ts) > 0
+	}
+	if c := ent.content.Certificate(); c != nil {
+		f.setCert(c)
+	} else if pk := ent.content.PublicKey(); pk != nil {
+		f.keyHint = pk.Hint()
+	}
+	return f
+}

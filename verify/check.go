@@ -1,0 +1,265 @@
+package verify
+
+import (
+	"bytes"
+	"encoding/hex"
+	"fmt"
+	"reflect"
+	"slices"
+	"sync"
+
+	"github.com/portcullis-dev/portcullis/policy"
+	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
+)
+
+// AuthorityResult is the decision for one authority. On a pass, Identity
+// is "key <hint>, <format>" or "issuer <iss> subject <san>, <format>"; on a
+// failure, Reasons explain it, most useful first.
+type AuthorityResult = policy.AuthorityResult
+
+// DefaultMaxReasons bounds the per-signature lines in a result.
+const DefaultMaxReasons = 8
+
+// maxCachedAuthorities bounds the compiled-authority cache (it is keyed by
+// *policy.Authority, so each policy reload adds entries).
+const maxCachedAuthorities = 1024
+
+// Option configures a Checker.
+type Option func(*Checker) error
+
+// WithMaxReasons sets how many per-signature reasons a failed result lists
+// (default DefaultMaxReasons); the rest are summarised in one line.
+func WithMaxReasons(n int) Option {
+	return func(c *Checker) error {
+		if n < 1 {
+			return fmt.Errorf("max reasons must be at least 1, got %d", n)
+		}
+		c.maxReasons = n
+		return nil
+	}
+}
+
+// Checker decides authorities against discovered signatures. It compiles
+// each authority into sigstore-go verifiers once and reuses them; it is
+// safe for concurrent use.
+type Checker struct {
+	trust      TrustProvider
+	maxReasons int
+
+	mu    sync.Mutex
+	auths map[*policy.Authority]*authority
+}
+
+// NewChecker returns a Checker taking trust roots from trust.
+func NewChecker(trust TrustProvider, opts ...Option) (*Checker, error) {
+	if trust == nil {
+		return nil, fmt.Errorf("verify: nil TrustProvider")
+	}
+	c := &Checker{trust: trust, maxReasons: DefaultMaxReasons, auths: map[*policy.Authority]*authority{}}
+	for _, o := range opts {
+		if err := o(c); err != nil {
+			return nil, fmt.Errorf("verify: %w", err)
+		}
+	}
+	return c, nil
+}
+
+// Prepare compiles a ahead of its first Check, so that a policy load can
+// report a bad key, identity regexp or missing trust root at once. Check
+// calls it lazily.
+func (c *Checker) Prepare(a *policy.Authority) error {
+	_, err := c.compiled(a)
+	return err
+}
+
+func (c *Checker) compiled(a *policy.Authority) (*authority, error) {
+	c.mu.Lock()
+	au := c.auths[a]
+	c.mu.Unlock()
+	if au != nil && c.fresh(a, au) {
+		return au, nil
+	}
+	au, err := compileAuthority(a, c.trust)
+	if err != nil {
+		return nil, fmt.Errorf("authority %q: %w", authorityName(a), err)
+	}
+	c.mu.Lock()
+	if len(c.auths) >= maxCachedAuthorities {
+		clear(c.auths)
+	}
+	c.auths[a] = au
+	c.mu.Unlock()
+	return au, nil
+}
+
+// fresh reports whether the trust material au was built with is still the
+// one the provider returns.
+func (c *Checker) fresh(a *policy.Authority, au *authority) bool {
+	if au.tm == nil {
+		return true
+	}
+	tm, err := c.trust.TrustedMaterial(rootName(a))
+	if err != nil || tm == nil {
+		return false
+	}
+	t1, t2 := reflect.TypeOf(tm), reflect.TypeOf(au.tm)
+	return t1 == t2 && t1.Comparable() && any(tm) == any(au.tm)
+}
+
+func authorityName(a *policy.Authority) string {
+	if a == nil {
+		return ""
+	}
+	return a.Name
+}
+
+// Check decides authority a for the image digest of disc. image names the
+// repository being served ("registry/repo"); matchRepository requires a
+// signed docker-reference naming it. Passed iff at least one signature
+// verifies under a and names the digest being served.
+func (c *Checker) Check(a *policy.Authority, disc *Discovery, image string, matchRepository bool) AuthorityResult {
+	au, err := c.compiled(a)
+	if err != nil {
+		return AuthorityResult{Reasons: []string{err.Error()}}
+	}
+	if disc == nil || len(disc.Signatures) == 0 {
+		return AuthorityResult{Reasons: noSignatures(disc)}
+	}
+	var fails []sigFailure
+	for _, s := range disc.Signatures {
+		if s.Malformed != "" {
+			fails = append(fails, sigFailure{s, "malformed: " + s.Malformed})
+			continue
+		}
+		id, reason := au.checkOne(s, disc.Digest.String(), image, matchRepository)
+		if reason == "" {
+			return AuthorityResult{Passed: true, Identity: id + ", " + s.Format.String()}
+		}
+		fails = append(fails, sigFailure{s, reason})
+	}
+	return AuthorityResult{Reasons: c.explainFailures(au, disc, fails)}
+}
+
+// sigFailure is why one signature did not pass.
+type sigFailure struct {
+	sig    *Signature
+	reason string
+}
+
+// checkOne verifies one signature: cheap claim and material checks first,
+// then sigstore-go. It returns the verified identity, or a reason.
+func (au *authority) checkOne(s *Signature, digest, image string, matchRepository bool) (string, string) {
+	if r := claimMismatch(s, digest, image, matchRepository); r != "" {
+		return "", r
+	}
+	if r := au.materialMismatch(s); r != "" {
+		return "", r
+	}
+	entity := s.Entity
+	if le, ok := entity.(*legacyEntity); ok && !au.keyless {
+		entity = le.asKey()
+	}
+	var reason string
+	for _, v := range au.verifiers(s) {
+		pb, err := au.policyFor(s, digest)
+		if err != nil {
+			return "", "cannot build verification policy: " + err.Error()
+		}
+		res, err := safeVerify(v, entity, pb)
+		if err == nil {
+			return au.identityOf(res), ""
+		}
+		reason = au.explain(err, s)
+	}
+	return "", reason
+}
+
+// safeVerify runs sigstore-go's Verify, turning a panic on hostile
+// signature material into an error: a signature must not crash the proxy.
+func safeVerify(v *sgverify.Verifier, e sgverify.SignedEntity, pb sgverify.PolicyBuilder) (res *sgverify.VerificationResult, err error) {
+	defer recoverTo(&err)
+	return v.Verify(e, pb)
+}
+
+// policyFor builds the sigstore-go policy: the artifact (the legacy
+// payload, or the served digest for a bundle's in-toto subject) and the
+// key or identities.
+func (au *authority) policyFor(s *Signature, digest string) (sgverify.PolicyBuilder, error) {
+	if s.Format == Legacy {
+		return sgverify.NewPolicy(sgverify.WithArtifact(bytes.NewReader(s.payload)), au.policyOpts...), nil
+	}
+	alg, hx, _ := cutDigest(digest)
+	raw, err := hex.DecodeString(hx)
+	if err != nil {
+		return sgverify.PolicyBuilder{}, fmt.Errorf("digest %q: %w", digest, err)
+	}
+	return sgverify.NewPolicy(sgverify.WithArtifactDigest(alg, raw), au.policyOpts...), nil
+}
+
+func (au *authority) identityOf(res *sgverify.VerificationResult) string {
+	if !au.keyless || res.Signature == nil || res.Signature.Certificate == nil {
+		return au.desc
+	}
+	c := res.Signature.Certificate
+	return fmt.Sprintf("issuer %s subject %s", c.Issuer, c.SubjectAlternativeName)
+}
+
+// claimMismatch checks what the signature says it signs.
+func claimMismatch(s *Signature, digest, image string, matchRepository bool) string {
+	switch s.Format {
+	case Legacy:
+		if s.claimType != CosignSignatureType {
+			return fmt.Sprintf("payload type is %q, not %q", s.claimType, CosignSignatureType)
+		}
+		if s.DockerManifestDigest != digest {
+			return fmt.Sprintf("payload names digest %s, not the image's %s", orNone(s.DockerManifestDigest), digest)
+		}
+		if matchRepository && !sameRepository(s.DockerReference, image) {
+			return fmt.Sprintf("payload names repository %s, not %s (the policy sets matchRepository)", orNone(s.DockerReference), image)
+		}
+	case Bundle:
+		if s.PredicateType != SignPredicateType {
+			return fmt.Sprintf("predicate type %s is not a cosign signature", s.PredicateType)
+		}
+		if !slices.Contains(s.SubjectDigests, digest) {
+			return fmt.Sprintf("statement names digest %s, not the image's %s", orNone(firstOf(s.SubjectDigests)), digest)
+		}
+		if matchRepository {
+			return "a sigstore bundle names no repository, and the policy sets matchRepository (only a legacy .sig signature can name one)"
+		}
+	}
+	return ""
+}
+
+// materialMismatch catches, before any cryptography, signatures that
+// cannot pass: wrong kind (key vs certificate), an identity that does not
+// match, no trusted time, no required log entry.
+func (au *authority) materialMismatch(s *Signature) string {
+	f := s.facts
+	switch {
+	case !au.keyless && f.hasCert && s.Format == Bundle:
+		return fmt.Sprintf("signed with a certificate (%s), not with %s", s.Signer, au.desc)
+	case au.keyless && !f.hasCert:
+		return fmt.Sprintf("signed with %s, not with a certificate for %s", s.Signer, au.desc)
+	case au.keyless && f.summary == nil:
+		return "certificate has no usable identity (no subject alternative name)"
+	case au.keyless:
+		if _, err := au.ids.Verify(*f.summary); err != nil {
+			return fmt.Sprintf("identity issuer %s subject %s does not match %s", orNone(f.issuer), orNone(f.san), au.desc)
+		}
+		if !f.hasSET && !f.hasTimestamp {
+			return noTrustedTime(f)
+		}
+	}
+	if au.requireTlog && !f.hasTlog {
+		return "no transparency log (Rekor) entry, and the authority requires one"
+	}
+	return ""
+}
+
+func firstOf(ss []string) string {
+	if len(ss) == 0 {
+		return ""
+	}
+	return ss[0]
+}

@@ -1,0 +1,322 @@
+package verify
+
+import (
+	"crypto"
+	"fmt"
+	"strings"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/portcullis-dev/portcullis/policy"
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+)
+
+// scenario is one signed image served by a registry and the authority to
+// check it with.
+type scenario struct {
+	tr    *testRegistry
+	repo  Repository
+	image v1.Descriptor
+}
+
+func newScenario(t testing.TB, referrers bool) *scenario {
+	tr := newRegistry(t, referrers, nil)
+	repo := tr.repo("acme/app")
+	return &scenario{tr: tr, repo: repo, image: tr.pushImage(repo, "v1")}
+}
+
+func (sc *scenario) check(t testing.TB, trust TrustProvider, a *policy.Authority, lim Limits, matchRepository bool) AuthorityResult {
+	t.Helper()
+	c, err := NewChecker(trust)
+	if err != nil {
+		t.Fatal(err)
+	}
+	disc := sc.tr.discover(sc.repo, sc.image.Digest, lim)
+	return c.Check(a, disc, sc.repo.String(), matchRepository)
+}
+
+func forBothRegistries(t *testing.T, f func(t *testing.T, referrers bool)) {
+	for _, referrers := range []bool{true, false} {
+		t.Run(fmt.Sprintf("referrersAPI=%v", referrers), func(t *testing.T) {
+			t.Parallel()
+			f(t, referrers)
+		})
+	}
+}
+
+func TestCheckKeys(t *testing.T) {
+	for name, k := range testKeys(t) {
+		t.Run(name, func(t *testing.T) {
+			forBothRegistries(t, func(t *testing.T, referrers bool) {
+				for _, format := range []Format{Legacy, Bundle} {
+					sc := newScenario(t, referrers)
+					if format == Legacy {
+						sc.tr.pushLegacy(sc.repo, sc.image.Digest, k.legacyKeyLayer(t, "registry.example/acme/app", sc.image.Digest))
+					} else {
+						sc.tr.pushReferrer(sc.repo, sc.image, k.keyBundle(t, statementFor(sc.image.Digest, SignPredicateType)), SignPredicateType)
+					}
+					res := sc.check(t, TrustMap{}, k.authority(false, ""), Limits{}, false)
+					want := "key " + hintOf(k.priv.Public()) + ", " + format.String()
+					if !res.Passed || res.Identity != want {
+						t.Errorf("%s: got %+v, want pass as %q", format, res, want)
+					}
+				}
+			})
+		})
+	}
+}
+
+func TestCheckKeyless(t *testing.T) {
+	id := policy.Identity{Issuer: testIssuer, Subject: testSubject}
+	cases := []struct {
+		name             string
+		format           Format
+		withTlog, withTS bool
+		requireTlog      bool
+	}{
+		{"legacy SET", Legacy, true, false, true},
+		{"legacy TSA", Legacy, false, true, false},
+		{"legacy SET and TSA", Legacy, true, true, true},
+		{"bundle SET", Bundle, true, false, true},
+		{"bundle TSA", Bundle, false, true, false},
+		{"bundle SET and TSA, tlog optional", Bundle, true, true, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			forBothRegistries(t, func(t *testing.T, referrers bool) {
+				sc, kl := newScenario(t, referrers), newKeyless(t)
+				d := sc.image.Digest
+				if tc.format == Legacy {
+					sc.tr.pushLegacy(sc.repo, d, kl.legacyLayer(t, testSubject, d, tc.withTlog, tc.withTS))
+				} else {
+					sc.tr.pushReferrer(sc.repo, sc.image, kl.bundle(t, testSubject, statementFor(d, SignPredicateType), tc.withTlog, tc.withTS), SignPredicateType)
+				}
+				res := sc.check(t, kl.trust(), keylessAuthority(id, tc.requireTlog), Limits{}, false)
+				want := fmt.Sprintf("issuer %s subject %s, %s", testIssuer, testSubject, tc.format)
+				if !res.Passed || res.Identity != want {
+					t.Errorf("got %+v, want pass as %q", res, want)
+				}
+			})
+		})
+	}
+}
+
+// TestCheckKeyWithTlog: a key authority requiring a transparency log entry
+// accepts a legacy key signature logged in the trust root's Rekor.
+func TestCheckKeyWithTlog(t *testing.T) {
+	k, kl := testKeys(t)["ecdsa-p256"], newKeyless(t)
+	sc := newScenario(t, true)
+	l := k.legacyKeyLayer(t, "registry.example/acme/app", sc.image.Digest)
+	pemKey, _ := cryptoutils.MarshalPublicKeyToPEM(k.priv.Public())
+	sig, _ := decodeB64(l.ann[annSignature])
+	l.ann[annRekorBundle] = kl.rekorBundle(t, l.payload, sig, pemKey)
+	sc.tr.pushLegacy(sc.repo, sc.image.Digest, l)
+	if res := sc.check(t, kl.trust(), k.authority(true, vsRoot), Limits{}, false); !res.Passed {
+		t.Errorf("got %+v, want pass", res)
+	}
+	// The same entry does not verify against another Rekor.
+	other := newKeyless(t)
+	res := sc.check(t, other.trust(), k.authority(true, vsRoot), Limits{}, false)
+	wantReasons(t, res, "transparency log entry does not verify against trust root virtual")
+}
+
+func TestCheckMatchRepository(t *testing.T) {
+	k := testKeys(t)["ecdsa-p256"]
+	sc := newScenario(t, true)
+	sc.tr.pushLegacy(sc.repo, sc.image.Digest, k.legacyKeyLayer(t, sc.repo.String()+":v1", sc.image.Digest))
+	if res := sc.check(t, TrustMap{}, k.authority(false, ""), Limits{}, true); !res.Passed {
+		t.Errorf("got %+v, want pass", res)
+	}
+}
+
+func TestSameRepository(t *testing.T) {
+	cases := []struct {
+		ref, image string
+		want       bool
+	}{
+		{"index.docker.io/library/alpine", "docker.io/library/alpine", true},
+		{"docker.io/alpine:3", "docker.io/library/alpine", true},
+		{"registry-1.docker.io/acme/app@sha256:" + strings.Repeat("a", 64), "docker.io/acme/app", true},
+		{"192.168.64.2:5000/cosign-signed/key-1", "192.168.64.2:5000/cosign-signed/key-1", true},
+		{"ghcr.io/acme/app", "ghcr.io/acme/other", false},
+		{"ghcr.io/acme/app", "quay.io/acme/app", false},
+		{"", "docker.io/library/alpine", false},
+	}
+	for _, tc := range cases {
+		if got := sameRepository(tc.ref, tc.image); got != tc.want {
+			t.Errorf("sameRepository(%q, %q) = %v, want %v", tc.ref, tc.image, got, tc.want)
+		}
+	}
+}
+
+// TestCheckRefusals has one case per refusal reason.
+func TestCheckRefusals(t *testing.T) {
+	keys := testKeys(t)
+	k, other := keys["ecdsa-p256"], keys["other-p256"]
+	id := policy.Identity{Issuer: testIssuer, Subject: testSubject}
+	cases := []struct {
+		name  string
+		setup func(t *testing.T, sc *scenario, kl *keyless) *policy.Authority
+		lim   Limits
+		match bool
+		want  []string
+	}{{
+		name:  "no signatures",
+		setup: func(t *testing.T, sc *scenario, kl *keyless) *policy.Authority { return k.authority(false, "") },
+		want:  []string{"no signatures found (looked in: referrers of sha256:", ", tag sha256-"},
+	}, {
+		name: "wrong key",
+		setup: func(t *testing.T, sc *scenario, kl *keyless) *policy.Authority {
+			sc.tr.pushLegacy(sc.repo, sc.image.Digest, other.legacyKeyLayer(t, "r/x", sc.image.Digest))
+			sc.tr.pushReferrer(sc.repo, sc.image, other.keyBundle(t, statementFor(sc.image.Digest, SignPredicateType)), SignPredicateType)
+			return k.authority(false, "")
+		},
+		want: []string{"2 signatures found, none verified for key " + hintOf(k.priv.Public()), "signers seen: key " + hintOf(other.priv.Public()) + "; an unidentified key",
+			"(legacy .sig): signature does not verify with key", "(sigstore bundle): signature does not verify with key"},
+	}, {
+		name: "wrong identity exact",
+		setup: func(t *testing.T, sc *scenario, kl *keyless) *policy.Authority {
+			sc.tr.pushLegacy(sc.repo, sc.image.Digest, kl.legacyLayer(t, "mallory@example.com", sc.image.Digest, true, false))
+			return keylessAuthority(id, true)
+		},
+		want: []string{"signers seen: certificate issuer https://issuer.example subject mallory@example.com",
+			"identity issuer https://issuer.example subject mallory@example.com does not match issuer https://issuer.example subject alice@example.com"},
+	}, {
+		name: "wrong identity regexp",
+		setup: func(t *testing.T, sc *scenario, kl *keyless) *policy.Authority {
+			sc.tr.pushReferrer(sc.repo, sc.image, kl.bundle(t, testSubject, statementFor(sc.image.Digest, SignPredicateType), true, false), SignPredicateType)
+			return keylessAuthority(policy.Identity{IssuerRegExp: `^https://issuer\.example$`, SubjectRegExp: `^.*@other\.example$`}, true)
+		},
+		want: []string{"does not match issuer ~^https://issuer\\.example$ subject ~^.*@other\\.example$"},
+	}, {
+		name: "payload names another digest",
+		setup: func(t *testing.T, sc *scenario, kl *keyless) *policy.Authority {
+			otherImg := sc.tr.pushImage(sc.repo, "v2")
+			sc.tr.pushLegacy(sc.repo, sc.image.Digest, k.legacyKeyLayer(t, "r/x", otherImg.Digest))
+			sc.tr.pushReferrer(sc.repo, sc.image, k.keyBundle(t, statementFor(otherImg.Digest, SignPredicateType)), SignPredicateType)
+			return k.authority(false, "")
+		},
+		want: []string{"(legacy .sig): payload names digest sha256:", "(sigstore bundle): statement names digest sha256:", ", not the image's sha256:"},
+	}, {
+		name: "attestation only",
+		setup: func(t *testing.T, sc *scenario, kl *keyless) *policy.Authority {
+			pt := "https://slsa.dev/provenance/v1"
+			sc.tr.pushReferrer(sc.repo, sc.image, k.keyBundle(t, statementFor(sc.image.Digest, pt)), pt)
+			return k.authority(false, "")
+		},
+		want: []string{"no signatures found", "1 attestation found but attestations are not signatures"},
+	}, {
+		name: "malformed annotation",
+		setup: func(t *testing.T, sc *scenario, kl *keyless) *policy.Authority {
+			l := k.legacyKeyLayer(t, "r/x", sc.image.Digest)
+			l.ann[annCertificate] = "not a certificate"
+			sc.tr.pushLegacy(sc.repo, sc.image.Digest, l)
+			return k.authority(false, "")
+		},
+		want: []string{"signature from tag sha256-", ".sig layer 0 (legacy .sig): malformed: certificate annotation: not PEM"},
+	}, {
+		name: "bundle under matchRepository",
+		setup: func(t *testing.T, sc *scenario, kl *keyless) *policy.Authority {
+			sc.tr.pushReferrer(sc.repo, sc.image, k.keyBundle(t, statementFor(sc.image.Digest, SignPredicateType)), SignPredicateType)
+			return k.authority(false, "")
+		},
+		match: true,
+		want:  []string{"a sigstore bundle names no repository, and the policy sets matchRepository"},
+	}, {
+		name: "legacy under matchRepository, other repository",
+		setup: func(t *testing.T, sc *scenario, kl *keyless) *policy.Authority {
+			sc.tr.pushLegacy(sc.repo, sc.image.Digest, k.legacyKeyLayer(t, "registry.example/acme/other", sc.image.Digest))
+			return k.authority(false, "")
+		},
+		match: true,
+		want:  []string{"payload names repository registry.example/acme/other, not "},
+	}, {
+		name: "over maxSignatures",
+		setup: func(t *testing.T, sc *scenario, kl *keyless) *policy.Authority {
+			d := sc.image.Digest
+			sc.tr.pushLegacy(sc.repo, d, other.legacyKeyLayer(t, "r/x", d), other.legacyKeyLayer(t, "r/x", d), k.legacyKeyLayer(t, "r/x", d))
+			return k.authority(false, "")
+		},
+		lim:  Limits{MaxSignatures: 2},
+		want: []string{"2 signatures found", "1 more signature candidate not examined (per-image limit)"},
+	}, {
+		name: "tlog required but absent",
+		setup: func(t *testing.T, sc *scenario, kl *keyless) *policy.Authority {
+			sc.tr.pushLegacy(sc.repo, sc.image.Digest, k.legacyKeyLayer(t, "r/x", sc.image.Digest))
+			return k.authority(true, vsRoot)
+		},
+		want: []string{"no transparency log (Rekor) entry, and the authority requires one"},
+	}, {
+		name: "keyless without trusted time",
+		setup: func(t *testing.T, sc *scenario, kl *keyless) *policy.Authority {
+			sc.tr.pushLegacy(sc.repo, sc.image.Digest, kl.legacyLayer(t, testSubject, sc.image.Digest, false, false))
+			return keylessAuthority(id, false)
+		},
+		want: []string{"no trusted timestamp (no Rekor SET or RFC 3161 timestamp)"},
+	}, {
+		name: "key signature for keyless authority",
+		setup: func(t *testing.T, sc *scenario, kl *keyless) *policy.Authority {
+			sc.tr.pushReferrer(sc.repo, sc.image, k.keyBundle(t, statementFor(sc.image.Digest, SignPredicateType)), SignPredicateType)
+			return keylessAuthority(id, true)
+		},
+		want: []string{"signed with key " + hintOf(k.priv.Public()) + ", not with a certificate for issuer https://issuer.example subject alice@example.com"},
+	}, {
+		name: "trust root missing",
+		setup: func(t *testing.T, sc *scenario, kl *keyless) *policy.Authority {
+			a := keylessAuthority(id, true)
+			a.TrustRoot = "nowhere"
+			return a
+		},
+		want: []string{`trust root "nowhere" not available`},
+	}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			sc, kl := newScenario(t, true), newKeyless(t)
+			a := tc.setup(t, sc, kl)
+			res := sc.check(t, kl.trust(), a, tc.lim, tc.match)
+			wantReasons(t, res, tc.want...)
+		})
+	}
+}
+
+// wantReasons asserts a refusal whose reasons contain every fragment.
+func wantReasons(t *testing.T, res AuthorityResult, fragments ...string) {
+	t.Helper()
+	if res.Passed {
+		t.Fatalf("passed as %q, want refusal", res.Identity)
+	}
+	all := strings.Join(res.Reasons, "\n")
+	t.Logf("reasons:\n%s", all)
+	for _, f := range fragments {
+		if !strings.Contains(all, f) {
+			t.Errorf("reasons lack %q:\n%s", f, all)
+		}
+	}
+}
+
+func TestNewCheckerOptions(t *testing.T) {
+	if _, err := NewChecker(nil); err == nil {
+		t.Error("NewChecker(nil) succeeded")
+	}
+	if _, err := NewChecker(TrustMap{}, WithMaxReasons(0)); err == nil {
+		t.Error("WithMaxReasons(0) accepted")
+	}
+	c, err := NewChecker(TrustMap{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := []*policy.Authority{
+		{Name: "none"},
+		{Name: "both", Key: &policy.Key{}, Keyless: &policy.Keyless{}},
+		{Name: "no key", Key: &policy.Key{}},
+		{Name: "bad key", Key: &policy.Key{Public: crypto.PublicKey("x")}},
+		{Name: "no ids", Keyless: &policy.Keyless{}},
+		{Name: "bad re", Keyless: &policy.Keyless{Identities: []policy.Identity{{Issuer: "i", SubjectRegExp: "("}}}},
+	}
+	for _, a := range bad {
+		if err := c.Prepare(a); err == nil {
+			t.Errorf("Prepare(%s) succeeded", a.Name)
+		}
+	}
+}

@@ -1,0 +1,25 @@
+// Package verify decides whether an image digest carries a valid cosign
+// signature from a policy authority.
+//
+// It has two halves:
+//
+//   - Discover finds the signature material of a digest upstream, in both
+//     formats cosign writes: cosign v3 Sigstore bundles stored as OCI
+//     referrers (predicate https://sigstore.dev/cosign/sign/v1), and legacy
+//     "sha256-<hex>.sig" tags with one simple-signing layer per signature.
+//     It reads through a Reader (the proxy's upstream client, or
+//     RemoteReader) and does bounded work (Limits). Malformed material is
+//     reported per signature, not as an error; an error means the upstream
+//     could not be read, so nothing can be decided.
+//
+//   - Checker.Check decides one policy.Authority (a key, or keyless Fulcio
+//     identities) against a Discovery, in process, with sigstore-go: the
+//     signature, the certificate chain at a trusted signing time (Rekor SET
+//     or RFC 3161 timestamp), the transparency log entry, the identity, and
+//     that the signed payload names the digest being served. The result
+//     carries reasons an administrator can act on.
+//
+// The package knows no HTTP server and never fetches TUF metadata: trust
+// roots come from a TrustProvider (StaticTrust parses trusted_root.json
+// bytes). It does not import cosign.
+package verify

@@ -1,0 +1,72 @@
+package verify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// ErrNotFound is returned (possibly wrapped) by a Reader when the manifest,
+// tag or blob asked for does not exist upstream. Any other error means the
+// upstream could not be read: the decision cannot be made.
+var ErrNotFound = errors.New("not found")
+
+// Repository names an upstream repository as clients name it, e.g.
+// {Registry: "registry.example", Name: "acme/app"}.
+type Repository struct{ Registry, Name string }
+
+// String returns "registry/name".
+func (r Repository) String() string { return r.Registry + "/" + r.Name }
+
+// Manifest is a manifest as the upstream served it: the exact bytes, their
+// digest (computed over the bytes, never taken from a header) and the media
+// type the registry reported.
+type Manifest struct {
+	Digest    v1.Hash
+	MediaType string
+	Bytes     []byte
+}
+
+// Reader reads what discovery needs from an upstream registry. Package proxy
+// implements it over its upstream client; RemoteReader implements it over
+// go-containerregistry's remote package.
+//
+// Implementations return ErrNotFound (errors.Is) for absent content and any
+// other error when the upstream cannot answer; the latter propagates out of
+// Discover and must make the caller answer "unavailable", never "unsigned".
+type Reader interface {
+	// Manifest fetches a manifest by tag or by "sha256:<hex>". The bytes
+	// are hashed and, for a digest reference, checked against it.
+	Manifest(ctx context.Context, repo Repository, ref string) (*Manifest, error)
+	// Referrers lists the manifests whose subject is subject: the referrers
+	// API, else the "sha256-<hex>" fallback tag index, else an empty index.
+	Referrers(ctx context.Context, repo Repository, subject v1.Hash) (*v1.IndexManifest, error)
+	// Blob fetches a whole blob, checked against d. It fails when the blob
+	// is larger than max bytes.
+	Blob(ctx context.Context, repo Repository, d v1.Hash, max int64) ([]byte, error)
+}
+
+// legacyTag is the cosign signature tag of digest d: "sha256-<hex>.sig".
+func legacyTag(d v1.Hash) string {
+	return d.Algorithm + "-" + d.Hex + ".sig"
+}
+
+// isDigestRef reports whether ref is a digest ("alg:hex") rather than a tag.
+func isDigestRef(ref string) bool {
+	return strings.Contains(ref, ":")
+}
+
+// checkDigest verifies that b hashes to want.
+func checkDigest(b []byte, want v1.Hash) error {
+	got, err := hashOf(b, want.Algorithm)
+	if err != nil {
+		return err
+	}
+	if got != want {
+		return fmt.Errorf("content digest %s does not match %s", got, want)
+	}
+	return nil
+}

@@ -1,0 +1,240 @@
+package verify
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/sigstore/sigstore-go/pkg/fulcio/certificate"
+	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
+	"golang.org/x/sync/errgroup"
+)
+
+// Default limits, used for zero Limits fields.
+const (
+	DefaultMaxSignatures       = 32
+	DefaultMaxLayerBytes int64 = 1 << 20
+)
+
+// fetchConcurrency bounds parallel upstream requests of one Discover.
+const fetchConcurrency = 8
+
+// Limits bound the work of one Discover. Zero fields take the defaults.
+type Limits struct {
+	// MaxSignatures is how many signature candidates (legacy layers and
+	// referrer manifests together) are examined per image; the rest are
+	// counted in Discovery.Skipped. Default 32.
+	MaxSignatures int
+	// MaxLayerBytes is the largest payload or bundle blob read. Default 1 MiB.
+	MaxLayerBytes int64
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxSignatures <= 0 {
+		l.MaxSignatures = DefaultMaxSignatures
+	}
+	if l.MaxLayerBytes <= 0 {
+		l.MaxLayerBytes = DefaultMaxLayerBytes
+	}
+	return l
+}
+
+// Format is the storage format of a signature.
+type Format int
+
+const (
+	// Legacy is a layer of a cosign "sha256-<hex>.sig" tag.
+	Legacy Format = iota + 1
+	// Bundle is a cosign v3 Sigstore bundle stored as an OCI referrer.
+	Bundle
+)
+
+func (f Format) String() string {
+	switch f {
+	case Legacy:
+		return "legacy .sig"
+	case Bundle:
+		return "sigstore bundle"
+	}
+	return fmt.Sprintf("Format(%d)", int(f))
+}
+
+// Signature is one signature found for an image. Everything in it is a
+// claim until Checker.Check has verified it.
+type Signature struct {
+	Format Format
+	// Source says where it was found, for messages: "tag sha256-<hex>.sig
+	// layer 0" or "referrer sha256:<hex>".
+	Source string
+	// Entity is what sigstore-go verifies; nil when Malformed != "".
+	Entity sgverify.SignedEntity
+	// Malformed says why this signature cannot be used ("" when usable).
+	Malformed string
+
+	// DockerManifestDigest and DockerReference are the legacy payload's
+	// critical.image.docker-manifest-digest and critical.identity.docker-reference.
+	DockerManifestDigest, DockerReference string
+	// PredicateType is a bundle statement's predicateType.
+	PredicateType string
+	// SubjectDigests are a bundle statement's subject digests ("sha256:<hex>").
+	SubjectDigests []string
+	// Signer describes the (unverified) signer for messages: "key <hint>",
+	// "key (unidentified)" or "certificate issuer <iss> subject <san>".
+	Signer string
+
+	claimType string // legacy critical.type
+	payload   []byte // legacy signed payload
+	facts     sigFacts
+}
+
+// sigFacts are unverified properties used to pick verifiers and explain
+// failures.
+type sigFacts struct {
+	hasCert      bool
+	summary      *certificate.Summary // certificate identity; nil without a certificate
+	issuer, san  string               // certificate OIDC issuer and SAN
+	keyHint      string               // key hint (bundle publicKey.hint or derived from Rekor entry)
+	notAfter     time.Time            // certificate expiry
+	hasTlog      bool                 // has at least one transparency log entry
+	hasSET       bool                 // has an entry with an inclusion promise (SET)
+	hasTimestamp bool                 // has an RFC 3161 timestamp
+}
+
+// Discovery is the signature material found for one image digest.
+type Discovery struct {
+	Digest     v1.Hash
+	Signatures []*Signature
+	// Attestations counts bundles with another predicate type (attestations
+	// are not signatures).
+	Attestations int
+	// Skipped counts candidates not examined because of Limits.MaxSignatures.
+	Skipped int
+	// Looked lists where signatures were looked for, for messages:
+	// "referrers of sha256:<hex>", "tag sha256-<hex>.sig".
+	Looked []string
+}
+
+// candidate is one thing to fetch and parse into a signature.
+type candidate interface {
+	examine(ctx context.Context, e *examiner) (*Signature, bool, error)
+}
+
+// examiner carries what every candidate needs.
+type examiner struct {
+	r      Reader
+	repo   Repository
+	digest v1.Hash
+	lim    Limits
+}
+
+// Discover finds the signatures of image digest d in repo, in both formats,
+// every time. It returns an error only when the upstream could not be read.
+func Discover(ctx context.Context, r Reader, repo Repository, d v1.Hash, lim Limits) (*Discovery, error) {
+	e := &examiner{r: r, repo: repo, digest: d, lim: lim.withDefaults()}
+	disc := &Discovery{Digest: d, Looked: []string{"referrers of " + d.String(), "tag " + legacyTag(d)}}
+	refs, sigTag, err := e.list(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cands := e.plan(refs, sigTag, disc)
+	if err := e.examineAll(ctx, cands, disc); err != nil {
+		return nil, err
+	}
+	return disc, nil
+}
+
+// list fetches the referrers index and the legacy signature tag together.
+func (e *examiner) list(ctx context.Context) (*v1.IndexManifest, *Manifest, error) {
+	var refs *v1.IndexManifest
+	var sigTag *Manifest
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		var err error
+		if refs, err = e.r.Referrers(gctx, e.repo, e.digest); err != nil {
+			return fmt.Errorf("referrers of %s in %s: %w", e.digest, e.repo, err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		var err error
+		sigTag, err = e.legacyManifest(gctx)
+		return err
+	})
+	if err := g.Wait(); err != nil {
+		return nil, nil, err
+	}
+	return refs, sigTag, nil
+}
+
+// plan orders the candidates (referrers annotated as signatures, then
+// legacy layers, then unannotated referrers) and applies the budget.
+func (e *examiner) plan(refs *v1.IndexManifest, sigTag *Manifest, disc *Discovery) []candidate {
+	signed, unknown, attestations := sortReferrers(refs)
+	disc.Attestations += attestations
+	legacy, bad := legacyCandidates(sigTag, e.digest)
+	if bad != nil {
+		disc.Signatures = append(disc.Signatures, bad)
+	}
+	all := append(append(signed, legacy...), unknown...)
+	if n := e.lim.MaxSignatures; len(all) > n {
+		disc.Skipped = len(all) - n
+		all = all[:n]
+	}
+	return all
+}
+
+// examineAll fetches and parses candidates concurrently, keeping their order.
+func (e *examiner) examineAll(ctx context.Context, cands []candidate, disc *Discovery) error {
+	sigs := make([]*Signature, len(cands))
+	atts := make([]bool, len(cands))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(fetchConcurrency)
+	for i, c := range cands {
+		g.Go(func() error {
+			var err error
+			sigs[i], atts[i], err = c.examine(gctx, e)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for i, s := range sigs {
+		if atts[i] {
+			disc.Attestations++
+		} else if s != nil {
+			disc.Signatures = append(disc.Signatures, s)
+		}
+	}
+	return nil
+}
+
+// sortReferrers splits referrer descriptors into those annotated as cosign
+// signatures, those that may be bundles (no annotation: fallback indexes and
+// registries that do not copy annotations) and a count of those annotated
+// with another predicate type (attestations). Descriptors whose artifactType
+// is neither a bundle nor the empty-config type some registries report are
+// not Sigstore material and are dropped.
+func sortReferrers(refs *v1.IndexManifest) (signed, unknown []candidate, attestations int) {
+	if refs == nil {
+		return nil, nil, 0
+	}
+	descs := append([]v1.Descriptor(nil), refs.Manifests...)
+	sort.SliceStable(descs, func(i, j int) bool { return descs[i].Digest.String() < descs[j].Digest.String() })
+	for _, d := range descs {
+		if !maybeBundleArtifact(d.ArtifactType) {
+			continue
+		}
+		switch pt := d.Annotations[annBundlePredicateType]; {
+		case pt == SignPredicateType:
+			signed = append(signed, referrerCandidate{desc: d})
+		case pt != "":
+			attestations++
+		default:
+			unknown = append(unknown, referrerCandidate{desc: d})
+		}
+	}
+	return signed, unknown, attestations
+}

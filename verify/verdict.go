@@ -1,0 +1,120 @@
+package verify
+
+import (
+	"fmt"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/portcullis-dev/portcullis/policy"
+)
+
+// Decision is what a verdict says: serve, or refuse.
+type Decision int
+
+const (
+	// Deny refuses the content (403 DENIED).
+	Deny Decision = iota
+	// Allow serves it.
+	Allow
+)
+
+func (d Decision) String() string {
+	if d == Allow {
+		return "allow"
+	}
+	return "deny"
+}
+
+// Cause says how a verdict was reached, beyond the policy outcome.
+type Cause string
+
+// Causes of verdicts that are not a plain policy evaluation.
+const (
+	CausePolicy            Cause = "policy"             // the policy was evaluated on the image's own signatures
+	CauseSignatureArtifact Cause = "signature-artifact" // a signature-shaped .sig/.att/.sbom manifest or referrer
+	CauseReferrersIndex    Cause = "referrers-index"    // a referrers fallback index (lists, grants nothing)
+	CauseParent            Cause = "allowed-parent"     // a child of an allowed index, or a blob of an allowed manifest
+	CauseMalformed         Cause = "malformed"          // the manifest is not a usable JSON manifest
+	CauseNotReferenced     Cause = "not-referenced"     // a blob no allowed manifest references
+)
+
+// Verdict is a decision about one digest in one repository under one
+// policy revision, with the reasons a person needs to act on it.
+type Verdict struct {
+	Image    string // "registry/repository"
+	Digest   v1.Hash
+	Decision Decision
+	Cause    Cause
+	// Outcome is the policy evaluation (zero when Cause is not CausePolicy).
+	Outcome policy.Outcome
+	// Message is one line: for a refusal, the image, the digest, the first
+	// failing policy (or "no policy matches; default deny") and why.
+	Message string
+	// Identity is who passed ("release-key (key <hint>, sigstore bundle)").
+	Identity string
+	// Revision is the policy revision the verdict was made under.
+	Revision string
+}
+
+// Allowed reports whether the verdict serves the content.
+func (v *Verdict) Allowed() bool { return v.Decision == Allow }
+
+// FailureDetail is one failing policy of a refusal, for the OCI error's
+// detail field.
+type FailureDetail struct {
+	Policy  string   `json:"policy"`
+	Mode    string   `json:"mode"`
+	Reasons []string `json:"reasons"`
+}
+
+// Detail lists every failing policy with its reasons (warn-mode ones too).
+func (v *Verdict) Detail() []FailureDetail {
+	var out []FailureDetail
+	for _, pr := range v.Outcome.Policies {
+		if pr.Passed {
+			continue
+		}
+		out = append(out, FailureDetail{Policy: pr.Policy, Mode: pr.Mode.String(), Reasons: pr.Reasons})
+	}
+	return out
+}
+
+// policyVerdict turns a policy outcome into a verdict with its message.
+func policyVerdict(plan *policy.Plan, out policy.Outcome) *Verdict {
+	v := &Verdict{Image: plan.Image, Cause: CausePolicy, Outcome: out, Revision: plan.Revision}
+	v.Digest, _ = v1.NewHash(plan.Digest)
+	if out.Allowed {
+		v.Decision = Allow
+		v.Identity = passedBy(out)
+		v.Message = fmt.Sprintf("%s@%s allowed: %s", plan.Image, plan.Digest, out.Reason)
+		return v
+	}
+	v.Decision = Deny
+	switch first := out.FirstFailure(); {
+	case out.Reason == policy.DefaultDeny:
+		v.Message = fmt.Sprintf("%s@%s refused: no policy matches %s; default deny", plan.Image, plan.Digest, plan.Image)
+	case first != nil:
+		v.Message = fmt.Sprintf("%s@%s refused by policy %q: %s", plan.Image, plan.Digest, first.Policy, summarize(first))
+	default:
+		v.Message = fmt.Sprintf("%s@%s refused: %s", plan.Image, plan.Digest, out.Reason)
+	}
+	return v
+}
+
+// summarize is the why of one failing policy in a line.
+func summarize(pr *policy.PolicyResult) string {
+	need := fmt.Sprintf("needs %d of its authorities, %d passed", pr.Threshold, len(pr.PassedBy))
+	if len(pr.Reasons) == 0 {
+		return need
+	}
+	return need + ": " + strings.Join(pr.Reasons, "; ")
+}
+
+func passedBy(out policy.Outcome) string {
+	var who []string
+	for _, pr := range out.Policies {
+		who = append(who, pr.PassedBy...)
+	}
+	return strings.Join(who, ", ")
+}
