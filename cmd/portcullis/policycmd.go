@@ -34,5 +34,3 @@ func newPolicyCmd() *cobra.Command {
 	})
 	return cmd
 }
-
-
