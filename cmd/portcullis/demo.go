@@ -7,7 +7,8 @@ import (
 	"log"
 	"net"
 	"net/http"
-	"net/url"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -15,22 +16,23 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
-	"github.com/portcullis-dev/portcullis/proxy"
+	"github.com/portcullis-dev/portcullis/cmd/portcullis/config"
+	"github.com/portcullis-dev/portcullis/verify/signing"
 )
-
-// demoRegistry is the name the demo's upstream is known by.
-const demoRegistry = "demo.local"
 
 func newDemoCmd() *cobra.Command {
 	var listen string
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Run a self-contained demo: an in-memory upstream registry with sample images and the proxy in front",
+		Short: "Run a self-contained demo: signed, unsigned and forged sample images behind the verifying proxy",
 		Long: `demo starts, inside this process, an upstream registry holding sample images
-and Portcullis in front of it on --listen, then prints commands to try.
+(signed with a key made for the demo, unsigned, and signed by another key),
+and Portcullis in front of it on --listen with a demo policy, then prints
+commands to try.
 Nothing leaves the machine. Stop it with Ctrl-C.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -53,24 +55,33 @@ func runDemo(ctx context.Context, out io.Writer, listen string) error {
 	upstream := &http.Server{Handler: registry.New(registry.Logger(log.New(io.Discard, "", 0))), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = upstream.Serve(upLn) }()
 	defer upstream.Close()
-	upHost := upLn.Addr().String()
-	digest, err := fillDemoUpstream(upHost)
+	dir, err := os.MkdirTemp("", "portcullis-demo-")
 	if err != nil {
 		return err
 	}
-
-	p, err := proxy.New([]proxy.Upstream{{Registry: demoRegistry, Endpoint: &url.URL{Scheme: "http", Host: upHost}}},
-		proxy.WithDefaultRegistry(demoRegistry), proxy.WithLogger(logger))
-	if err != nil {
+	defer os.RemoveAll(dir)
+	if err := fillDemo(upLn.Addr().String(), dir); err != nil {
 		return err
 	}
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
 	}
+	configPath := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(configPath, fmt.Appendf(nil, demoConfig, ln.Addr(), upLn.Addr()), 0o600); err != nil {
+		return err
+	}
+	cfg, err := config.Load(configPath)
+	if err != nil {
+		return err
+	}
+	p, _, err := buildProxy(cfg, logger, prometheus.NewRegistry())
+	if err != nil {
+		return err
+	}
 	srv := &http.Server{Handler: p, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
-	printDemoHelp(out, ln.Addr().String(), digest)
+	printDemoHelp(out, ln.Addr().String(), configPath)
 	<-ctx.Done()
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
@@ -78,41 +89,127 @@ func runDemo(ctx context.Context, out io.Writer, listen string) error {
 	return srv.Shutdown(sctx)
 }
 
-// fillDemoUpstream pushes the sample image and returns its digest.
-func fillDemoUpstream(host string) (v1.Hash, error) {
-	img, err := random.Image(2048, 2)
+// demoConfig and demoPolicy are what the demo runs with, written to a
+// temporary directory so that `portcullis verify` can use them too.
+const (
+	demoConfig = `listen: %s
+adminListen: 127.0.0.1:0
+upstreams:
+  - registry: demo.local
+    endpoint: http://%s
+    insecure: true
+defaultRegistry: demo.local
+policyFile: policy.yaml
+`
+	demoPolicy = `policies:
+  - name: acme-release
+    images: ["demo.local/acme/**"]
+    authorities:
+      - name: release-key
+        key: {path: cosign.pub}
+  - name: vendor
+    images: ["demo.local/vendor/**"]
+    allow: unsigned
+default: deny
+`
+)
+
+// fillDemo pushes the sample images to the upstream at host, signs some,
+// and writes the demo policy and its key into dir:
+//
+//	acme/signed:v1    signed with the release key (cosign v3 bundle)
+//	acme/legacy:v1    signed with the release key (legacy .sig tag)
+//	acme/unsigned:v1  no signature
+//	acme/forged:v1    signed, but by another key
+//	vendor/tool:v1    no signature, allowed by the vendor policy
+func fillDemo(host, dir string) error {
+	release, err := signing.NewSigner()
 	if err != nil {
-		return v1.Hash{}, err
+		return err
 	}
-	ref, err := name.NewTag(host+"/acme/hello:v1", name.Insecure)
+	forger, err := signing.NewSigner()
 	if err != nil {
-		return v1.Hash{}, err
+		return err
 	}
-	if err := remote.Write(ref, img); err != nil {
-		return v1.Hash{}, fmt.Errorf("filling the demo upstream: %w", err)
+	for _, img := range []struct {
+		repo string
+		sign func(name.Repository, v1.Descriptor) error
+	}{
+		{"acme/signed", func(r name.Repository, d v1.Descriptor) error { return release.SignBundle(r, d) }},
+		{"acme/legacy", func(r name.Repository, d v1.Descriptor) error { return release.SignLegacy(r, d.Digest) }},
+		{"acme/unsigned", nil},
+		{"acme/forged", func(r name.Repository, d v1.Descriptor) error { return forger.SignLegacy(r, d.Digest) }},
+		{"vendor/tool", nil},
+	} {
+		repo, err := name.NewRepository(host+"/"+img.repo, name.Insecure)
+		if err != nil {
+			return err
+		}
+		desc, err := pushDemoImage(repo)
+		if err != nil {
+			return fmt.Errorf("filling the demo upstream: %w", err)
+		}
+		if img.sign != nil {
+			if err := img.sign(repo, desc); err != nil {
+				return fmt.Errorf("signing %s: %w", img.repo, err)
+			}
+		}
 	}
-	return img.Digest()
+	pem, err := release.PublicKeyPEM()
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cosign.pub"), pem, 0o600); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "policy.yaml"), []byte(demoPolicy), 0o600)
 }
 
-func printDemoHelp(out io.Writer, addr string, digest v1.Hash) {
+func pushDemoImage(repo name.Repository) (v1.Descriptor, error) {
+	img, err := random.Image(2048, 2)
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	if err := remote.Write(repo.Tag("v1"), img); err != nil {
+		return v1.Descriptor{}, err
+	}
+	d, err := img.Digest()
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	size, err := img.Size()
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	mt, err := img.MediaType()
+	return v1.Descriptor{MediaType: mt, Digest: d, Size: size}, err
+}
+
+func printDemoHelp(out io.Writer, addr, configPath string) {
 	crane := "go run github.com/google/go-containerregistry/cmd/crane@v0.22.1"
 	fmt.Fprintf(out, `
-Portcullis demo: proxy on http://%[1]s, mirroring the in-memory registry %[2]q.
+Portcullis demo: proxy on http://%[1]s in front of an in-memory registry "demo.local".
+Policy (%[2]s): demo.local/acme/** must be signed by the release key; demo.local/vendor/**
+may be unsigned; anything else is refused.
 
 Try, in another terminal:
 
-  # the manifest, exactly as the upstream has it, with its digest
-  curl -si http://%[1]s/v2/%[2]s/acme/hello/manifests/v1 | head -n 12
+  # signed with the release key (cosign v3 bundle): served, with its digest
+  curl -si http://%[1]s/v2/demo.local/acme/signed/manifests/v1 | head -n 5
 
-  # the same image through containerd's ?ns= routing, by digest
-  curl -s 'http://%[1]s/v2/acme/hello/manifests/%[3]s?ns=%[2]s' | head -c 300; echo
+  # unsigned: 403 DENIED, and the message says which policy and why
+  curl -s http://%[1]s/v2/demo.local/acme/unsigned/manifests/v1; echo
 
-  # a write is refused: this is a read-only mirror
-  curl -s -X PUT http://%[1]s/v2/%[2]s/acme/hello/manifests/v2; echo
+  # signed, but by another key
+  curl -s http://%[1]s/v2/demo.local/acme/forged/manifests/v1; echo
 
-  # pull the whole image with a real client
-  %[4]s pull --insecure %[1]s/%[2]s/acme/hello:v1 /tmp/hello.tar
+  # the same decisions without serving (exit 1: one is denied)
+  go run ./cmd/portcullis verify --config %[3]s       demo.local/acme/signed:v1 demo.local/acme/legacy:v1 demo.local/acme/unsigned:v1 demo.local/vendor/tool:v1
 
-Every request is logged here, one line each. Ctrl-C stops the demo.
-`, addr, demoRegistry, digest, crane)
+  # a real client: the signed image pulls, the unsigned one does not
+  %[4]s pull --insecure %[1]s/demo.local/acme/signed:v1 /tmp/signed.tar
+  %[4]s pull --insecure %[1]s/demo.local/acme/unsigned:v1 /tmp/unsigned.tar
+
+Every request and every decision is logged here. Ctrl-C stops the demo.
+`, addr, filepath.Join(filepath.Dir(configPath), "policy.yaml"), configPath, crane)
 }
