@@ -75,7 +75,7 @@ func runDemo(ctx context.Context, out io.Writer, listen string) error {
 	if err != nil {
 		return err
 	}
-	p, _, err := buildProxy(cfg, logger, prometheus.NewRegistry())
+	p, _, err := buildProxy(cfg, &snapshotBuilder{}, logger, prometheus.NewRegistry())
 	if err != nil {
 		return err
 	}

@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/signal"
+	"sort"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -14,15 +17,69 @@ import (
 
 	"github.com/portcullis-dev/portcullis/policy"
 	"github.com/portcullis-dev/portcullis/verify"
+	"github.com/portcullis-dev/portcullis/verify/tuftrust"
 )
 
-// loadSnapshot reads and compiles the policy file and its trust roots.
-func loadSnapshot(path string) (*verify.Snapshot, error) {
+// snapshotBuilder compiles policies into snapshots. It owns the TUF client
+// of the policy's TUF trust roots, made again only when their settings
+// change, so that a reload of an unrelated edit fetches nothing.
+type snapshotBuilder struct {
+	tuf    *tuftrust.Provider
+	tufKey string
+}
+
+// load reads and compiles the policy file and its trust roots.
+func (b *snapshotBuilder) load(path string) (*verify.Snapshot, error) {
 	p, err := policy.Load(path)
 	if err != nil {
 		return nil, err
 	}
-	return verify.NewSnapshot(p, nil)
+	return b.build(p)
+}
+
+func (b *snapshotBuilder) build(p *policy.Policy) (*verify.Snapshot, error) {
+	sources, key := tufSources(p)
+	switch {
+	case len(sources) == 0:
+		b.tuf, b.tufKey = nil, ""
+	case b.tuf == nil || key != b.tufKey:
+		prov, err := tuftrust.New(sources)
+		if err != nil {
+			return nil, err
+		}
+		b.tuf, b.tufKey = prov, key
+	}
+	var trust verify.TrustProvider
+	if b.tuf != nil {
+		trust = b.tuf
+	}
+	snap, err := verify.NewSnapshot(p, trust)
+	if err != nil {
+		return nil, err
+	}
+	if b.tuf != nil {
+		snap.Revision = p.Revision + "+tuf:" + b.tuf.Revision()
+	}
+	return snap, nil
+}
+
+// tufSources lists the policy's TUF trust roots, and a key that changes
+// when any of their settings does.
+func tufSources(p *policy.Policy) ([]tuftrust.Source, string) {
+	var out []tuftrust.Source
+	h := sha256.New()
+	for name, tr := range p.TrustRoots {
+		if tr.TUF == nil {
+			continue
+		}
+		out = append(out, tuftrust.Source{Name: name, URL: tr.TUF.URL, Root: tr.TUF.RootJSON, CacheDir: tr.TUF.CacheDir})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	for _, s := range out {
+		fmt.Fprintf(h, "%q %q %q %d:", s.Name, s.URL, s.CacheDir, len(s.Root))
+		h.Write(s.Root)
+	}
+	return out, hex.EncodeToString(h.Sum(nil))
 }
 
 // policyReloader keeps the gate's policy current: it reloads on SIGHUP and
@@ -32,6 +89,7 @@ func loadSnapshot(path string) (*verify.Snapshot, error) {
 // as degraded, and the last good policy stays in force.
 type policyReloader struct {
 	path     string
+	builder  *snapshotBuilder
 	gate     *verify.Gate
 	log      *zap.Logger
 	failures prometheus.Counter
@@ -39,9 +97,9 @@ type policyReloader struct {
 	problem  atomic.Pointer[string] // the current reload failure, nil when healthy
 }
 
-func newPolicyReloader(path string, gate *verify.Gate, log *zap.Logger, reg prometheus.Registerer) *policyReloader {
+func newPolicyReloader(path string, builder *snapshotBuilder, gate *verify.Gate, log *zap.Logger, reg prometheus.Registerer) *policyReloader {
 	r := &policyReloader{
-		path: path, gate: gate, log: log,
+		path: path, builder: builder, gate: gate, log: log,
 		failures: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "portcullis", Name: "policy_reload_failures_total",
 			Help: "Policy reloads that failed; the last good policy stayed in force.",
@@ -64,7 +122,7 @@ func (r *policyReloader) reload() {
 	}
 	var snap *verify.Snapshot
 	if err == nil {
-		snap, err = verify.NewSnapshot(p, nil)
+		snap, err = r.builder.build(p)
 	}
 	if err != nil {
 		msg := fmt.Sprintf("policy reload failed, the last good policy (revision %s) stays in force: %v",
@@ -91,13 +149,40 @@ func (r *policyReloader) degraded() string {
 	return ""
 }
 
-// run reloads every interval and on SIGHUP until ctx ends.
-func (r *policyReloader) run(ctx context.Context, interval time.Duration) {
+// refreshTUF asks the TUF repositories for a new trusted root and, when one
+// came, puts a snapshot with it (and a new revision) in force.
+func (r *policyReloader) refreshTUF() {
+	tuf := r.builder.tuf
+	if tuf == nil {
+		return
+	}
+	before := tuf.Revision()
+	if err := tuf.Refresh(); err != nil {
+		r.log.Warn("TUF refresh failed: keeping the last good trusted roots", zap.Error(err))
+	}
+	if tuf.Revision() == before {
+		return
+	}
+	snap, err := r.builder.build(r.gate.Snapshot().Policy)
+	if err != nil {
+		r.log.Error("new TUF trusted root unusable: keeping the last good one", zap.Error(err))
+		return
+	}
+	r.gate.SetSnapshot(snap)
+	r.reloads.Inc()
+	logPolicy(r.log, "TUF trusted root refreshed", r.path, snap)
+}
+
+// run reloads every interval and on SIGHUP, and refreshes TUF roots every
+// tufInterval, until ctx ends.
+func (r *policyReloader) run(ctx context.Context, interval, tufInterval time.Duration) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	tt := time.NewTicker(tufInterval)
+	defer tt.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -107,6 +192,8 @@ func (r *policyReloader) run(ctx context.Context, interval time.Duration) {
 			r.reload()
 		case <-t.C:
 			r.reload()
+		case <-tt.C:
+			r.refreshTUF()
 		}
 	}
 }

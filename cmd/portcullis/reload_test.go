@@ -16,7 +16,8 @@ import (
 func TestPolicyReload(t *testing.T) {
 	dir := t.TempDir()
 	path := writeFile(t, dir, "policy.yaml", "policies:\n  - name: a\n    images: [\"r.example/**\"]\n    allow: unsigned\n")
-	snap, err := loadSnapshot(path)
+	builder := &snapshotBuilder{}
+	snap, err := builder.load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,7 +26,7 @@ func TestPolicyReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := newPolicyReloader(path, gate, zap.NewNop(), prometheus.NewRegistry())
+	r := newPolicyReloader(path, builder, gate, zap.NewNop(), prometheus.NewRegistry())
 	first := gate.Snapshot().Revision
 
 	r.reload() // unchanged

@@ -53,14 +53,15 @@ func serve(ctx context.Context, configPath, logFormat string) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	p, gate, err := buildProxy(cfg, log, reg)
+	builder := &snapshotBuilder{}
+	p, gate, err := buildProxy(cfg, builder, log, reg)
 	if err != nil {
 		return err
 	}
 	degraded := func() string { return "" }
 	if gate != nil {
-		reloader := newPolicyReloader(cfg.PolicyFile, gate, log, reg)
-		go reloader.run(ctx, policyPollInterval)
+		reloader := newPolicyReloader(cfg.PolicyFile, builder, gate, log, reg)
+		go reloader.run(ctx, policyPollInterval, tufRefreshInterval)
 		degraded = reloader.degraded
 	}
 	srv := &http.Server{
@@ -120,13 +121,17 @@ func serve(ctx context.Context, configPath, logFormat string) error {
 }
 
 // policyPollInterval is how often the policy file and the files it
-// references are checked for changes.
-const policyPollInterval = 2 * time.Second
+// references are checked for changes; tufRefreshInterval how often TUF
+// repositories are asked for a new trusted root.
+const (
+	policyPollInterval = 2 * time.Second
+	tufRefreshInterval = time.Hour
+)
 
 // buildProxy wires the proxy and, when the config names a policy file, the
 // verification gate in front of every manifest and blob. Without a policy
 // file the proxy is a plain (digest-checking) mirror, and says so.
-func buildProxy(cfg *config.Config, log *zap.Logger, reg *prometheus.Registry) (*proxy.Proxy, *verify.Gate, error) {
+func buildProxy(cfg *config.Config, builder *snapshotBuilder, log *zap.Logger, reg *prometheus.Registry) (*proxy.Proxy, *verify.Gate, error) {
 	ups, err := upstreams(cfg)
 	if err != nil {
 		return nil, nil, usageError(err)
@@ -143,7 +148,7 @@ func buildProxy(cfg *config.Config, log *zap.Logger, reg *prometheus.Registry) (
 	var snap *verify.Snapshot
 	adapter := &gateAdapter{}
 	if cfg.PolicyFile != "" {
-		if snap, err = loadSnapshot(cfg.PolicyFile); err != nil {
+		if snap, err = builder.load(cfg.PolicyFile); err != nil {
 			return nil, nil, usageError(fmt.Errorf("policyFile: %w", err))
 		}
 		opts = append(opts, proxy.WithGate(adapter))

@@ -62,7 +62,7 @@ func runVerify(ctx context.Context, out io.Writer, configPath, output string, im
 	if cfg.PolicyFile == "" {
 		return usageError(fmt.Errorf("%s: no policyFile: nothing to verify against", cfg.Path))
 	}
-	p, gate, err := buildProxy(cfg, zap.NewNop(), prometheus.NewRegistry())
+	p, gate, err := buildProxy(cfg, &snapshotBuilder{}, zap.NewNop(), prometheus.NewRegistry())
 	if err != nil {
 		return err
 	}
