@@ -18,7 +18,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/portcullis-dev/portcullis/policy"
 	"github.com/portcullis-dev/portcullis/verify/signing"
@@ -77,7 +79,7 @@ const keyPolicy = `policies:
         key: {path: cosign.pub}
 `
 
-func newGateFixture(t *testing.T, referrersAPI bool, opts ...GateOption) *gateFixture {
+func newGateFixture(t testing.TB, referrersAPI bool, opts ...GateOption) *gateFixture {
 	t.Helper()
 	srv := httptest.NewServer(registry.New(registry.WithReferrersSupport(referrersAPI), registry.Logger(log.New(io.Discard, "", 0))))
 	t.Cleanup(srv.Close)
@@ -117,7 +119,7 @@ func newGateFixture(t *testing.T, referrersAPI bool, opts ...GateOption) *gateFi
 	return f
 }
 
-func (f *gateFixture) snapshot(t *testing.T) *Snapshot {
+func (f *gateFixture) snapshot(t testing.TB) *Snapshot {
 	t.Helper()
 	p, err := policy.Load(f.policyFile)
 	if err != nil {
@@ -130,7 +132,7 @@ func (f *gateFixture) snapshot(t *testing.T) *Snapshot {
 	return s
 }
 
-func (f *gateFixture) push(t *testing.T, repo name.Repository, tag string) *pushed {
+func (f *gateFixture) push(t testing.TB, repo name.Repository, tag string) *pushed {
 	t.Helper()
 	img, err := random.Image(256, 2)
 	if err != nil {
@@ -150,7 +152,7 @@ func (f *gateFixture) push(t *testing.T, repo name.Repository, tag string) *push
 	return p
 }
 
-func (f *gateFixture) desc(t *testing.T, repo name.Repository, tag string) v1.Descriptor {
+func (f *gateFixture) desc(t testing.TB, repo name.Repository, tag string) v1.Descriptor {
 	t.Helper()
 	d, err := remote.Head(repo.Tag(tag))
 	if err != nil {
@@ -159,7 +161,7 @@ func (f *gateFixture) desc(t *testing.T, repo name.Repository, tag string) v1.De
 	return *d
 }
 
-func (f *gateFixture) decide(t *testing.T, ref string, p *pushed) *Verdict {
+func (f *gateFixture) decide(t testing.TB, ref string, p *pushed) *Verdict {
 	t.Helper()
 	v, err := f.gate.Manifest(context.Background(), &ManifestRequest{Repo: f.repo, Reference: ref, Digest: p.digest, Bytes: p.bytes})
 	if err != nil {
@@ -169,7 +171,7 @@ func (f *gateFixture) decide(t *testing.T, ref string, p *pushed) *Verdict {
 	return v
 }
 
-func writeTestFile(t *testing.T, dir, name, content string) string {
+func writeTestFile(t testing.TB, dir, name, content string) string {
 	t.Helper()
 	p := filepath.Join(dir, name)
 	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
@@ -313,5 +315,89 @@ func TestGateStaleIfError(t *testing.T) {
 	}
 	if _, err := f.gate.Manifest(context.Background(), &ManifestRequest{Repo: f.repo, Reference: "unsigned", Digest: f.unsigned.digest, Bytes: f.unsigned.bytes}); err == nil {
 		t.Fatal("no error for an undecidable image")
+	}
+}
+
+// TestGateMultiArch: an allowed index allows its children in the same
+// repository; a child of an unsigned index is judged on its own.
+func TestGateMultiArch(t *testing.T) {
+	f := newGateFixture(t, true)
+	repo, _ := name.NewRepository(f.host+"/acme/app", name.Insecure)
+	push := func(tag string) (v1.ImageIndex, *pushed) {
+		idx, err := random.Index(128, 1, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := remote.WriteIndex(repo.Tag(tag), idx); err != nil {
+			t.Fatal(err)
+		}
+		d, _ := idx.Digest()
+		b, _ := idx.RawManifest()
+		return idx, &pushed{digest: d, bytes: b}
+	}
+	childOf := func(idx v1.ImageIndex) *pushed {
+		im, _ := idx.IndexManifest()
+		img, _ := idx.Image(im.Manifests[0].Digest)
+		b, _ := img.RawManifest()
+		return &pushed{digest: im.Manifests[0].Digest, bytes: b}
+	}
+	signedIdx, signed := push("multi")
+	if err := f.signer.SignLegacy(repo, signed.digest); err != nil {
+		t.Fatal(err)
+	}
+	unsignedIdx, unsigned := push("multi-unsigned")
+
+	if v := f.decide(t, "multi", signed); !v.Allowed() {
+		t.Fatalf("signed index: %s", v.Message)
+	}
+	if v := f.decide(t, childOf(signedIdx).digest.String(), childOf(signedIdx)); !v.Allowed() || v.Cause != CauseParent {
+		t.Fatalf("child of the signed index: %+v", v)
+	}
+	if v := f.decide(t, "multi-unsigned", unsigned); v.Allowed() {
+		t.Fatal("unsigned index allowed")
+	}
+	if v := f.decide(t, childOf(unsignedIdx).digest.String(), childOf(unsignedIdx)); v.Allowed() {
+		t.Fatal("child of an unsigned index allowed")
+	}
+	// The allowance is per repository.
+	other := f.repo
+	other.Name = "acme/other"
+	c := childOf(signedIdx)
+	v, err := f.gate.Manifest(context.Background(), &ManifestRequest{Repo: other, Reference: c.digest.String(), Digest: c.digest, Bytes: c.bytes})
+	if err != nil || v.Allowed() {
+		t.Fatalf("child allowed in another repository: %v %v", v, err)
+	}
+}
+
+// TestGateFakeReferrer: a runnable image pushed as a referrer of an allowed
+// image (it has a subject) is not signature material and is refused.
+func TestGateFakeReferrer(t *testing.T) {
+	f := newGateFixture(t, true)
+	repo, _ := name.NewRepository(f.host+"/acme/app", name.Insecure)
+	img, _ := random.Image(128, 1)
+	fake := mutate.Subject(img, v1.Descriptor{MediaType: types.DockerManifestSchema2, Digest: f.legacy.digest, Size: int64(len(f.legacy.bytes))}).(v1.Image)
+	d, _ := fake.Digest()
+	if err := remote.Write(repo.Digest(d.String()), fake); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := fake.RawManifest()
+	if v := f.decide(t, d.String(), &pushed{digest: d, bytes: b}); v.Allowed() {
+		t.Fatalf("a runnable referrer was allowed: %+v", v)
+	}
+}
+
+// BenchmarkGateCacheHit is the gate's cost on a hot image: a cached
+// verdict (the goal is well under 50 us at p99).
+func BenchmarkGateCacheHit(b *testing.B) {
+	f := newGateFixture(b, true)
+	req := &ManifestRequest{Repo: f.repo, Reference: "legacy", Digest: f.legacy.digest, Bytes: f.legacy.bytes}
+	if v, err := f.gate.Manifest(context.Background(), req); err != nil || !v.Allowed() {
+		b.Fatal(v, err)
+	}
+	f.gate.Wait()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		_, _ = f.gate.Manifest(context.Background(), req)
 	}
 }
