@@ -47,6 +47,9 @@ func compileAuthority(a *policy.Authority, trust TrustProvider) (*authority, err
 	return compileKeyless(a, trust)
 }
 
+// Every verifier uses WithoutStatementPredicate: only the predicate type is
+// needed, not the predicate materialized as a structpb tree.
+
 // compileKey: without requireTlog the key alone decides
 // (WithNoObserverTimestamps: keys carry no validity window to check). With
 // it, a transparency log entry of the trust root must also verify
@@ -66,7 +69,7 @@ func compileKey(a *policy.Authority, trust TrustProvider) (*authority, error) {
 	}
 	au := &authority{requireTlog: a.RequireTlog, desc: "key " + hint, policyOpts: []sgverify.PolicyOption{sgverify.WithKey()}}
 	if !a.RequireTlog {
-		au.plainV, err = sgverify.NewVerifier(km, sgverify.WithNoObserverTimestamps())
+		au.plainV, err = sgverify.NewVerifier(km, sgverify.WithNoObserverTimestamps(), sgverify.WithoutStatementPredicate())
 		return au, wrapErr("key verifier", err)
 	}
 	au.rootName = rootName(a)
@@ -74,7 +77,7 @@ func compileKey(a *policy.Authority, trust TrustProvider) (*authority, error) {
 		return nil, err
 	}
 	tm := root.TrustedMaterialCollection{km, au.tm}
-	au.tlogV, err = sgverify.NewVerifier(tm, sgverify.WithTransparencyLog(1), sgverify.WithNoObserverTimestamps())
+	au.tlogV, err = sgverify.NewVerifier(tm, sgverify.WithTransparencyLog(1), sgverify.WithNoObserverTimestamps(), sgverify.WithoutStatementPredicate())
 	return au, wrapErr("key verifier", err)
 }
 
@@ -92,7 +95,7 @@ func compileKeyless(a *policy.Authority, trust TrustProvider) (*authority, error
 	if au.tm, err = trust.TrustedMaterial(au.rootName); err != nil {
 		return nil, err
 	}
-	base := []sgverify.VerifierOption{sgverify.WithObserverTimestamps(1)}
+	base := []sgverify.VerifierOption{sgverify.WithObserverTimestamps(1), sgverify.WithoutStatementPredicate()}
 	if a.Keyless.RequireSCT && len(au.tm.CTLogs()) > 0 {
 		base = append(base, sgverify.WithSignedCertificateTimestamps(1))
 	}

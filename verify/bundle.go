@@ -48,48 +48,60 @@ type referrerCandidate struct{ desc v1.Descriptor }
 
 func (c referrerCandidate) examine(ctx context.Context, e *examiner) (*Signature, bool, error) {
 	source := "referrer " + c.desc.Digest.String()
-	bad := func(format string, args ...any) (*Signature, bool, error) {
-		return &Signature{Format: Bundle, Source: source, Malformed: fmt.Sprintf(format, args...)}, false, nil
-	}
-	m, err := e.r.Manifest(ctx, e.repo, c.desc.Digest.String())
-	if errors.Is(err, ErrNotFound) {
-		return bad("manifest listed by the registry but not found")
-	}
-	if err != nil {
-		return nil, false, fmt.Errorf("%s: %w", source, err)
-	}
-	mf, err := v1.ParseManifest(bytes.NewReader(m.Bytes))
-	if err != nil {
-		return nil, false, nil // not an image manifest: not a bundle
-	}
-	layer, n := bundleLayer(mf)
+	layer, why, err := c.bundleLayer(ctx, e)
 	switch {
-	case n == 0:
+	case err != nil:
+		return nil, false, fmt.Errorf("%s: %w", source, err)
+	case why != "":
+		return malformed(Bundle, source, why), false, nil
+	case layer == nil:
 		return nil, false, nil // another kind of referrer
-	case n > 1:
-		return bad("%d bundle layers, want exactly one", n)
-	case mf.Subject == nil || mf.Subject.Digest != e.digest:
-		return bad("manifest subject is not %s", e.digest)
-	case layer.Size > e.lim.MaxLayerBytes:
-		return bad("bundle is %d bytes, over the %d-byte limit", layer.Size, e.lim.MaxLayerBytes)
 	}
 	b, err := e.r.Blob(ctx, e.repo, layer.Digest, e.lim.MaxLayerBytes)
 	if errors.Is(err, ErrNotFound) {
-		return bad("bundle blob %s not found", layer.Digest)
+		return malformed(Bundle, source, fmt.Sprintf("bundle blob %s not found", layer.Digest)), false, nil
 	}
 	if err != nil {
 		return nil, false, fmt.Errorf("%s: %w", source, err)
 	}
 	s, err := parseBundleLayer(b)
 	if err != nil {
-		return bad("%v", err)
+		return malformed(Bundle, source, err.Error()), false, nil
 	}
 	s.Source = source
 	return s, s.PredicateType != SignPredicateType, nil
 }
 
-// bundleLayer returns the bundle layer of a manifest and how many it has.
-func bundleLayer(mf *v1.Manifest) (v1.Descriptor, int) {
+// bundleLayer fetches the referrer manifest and returns its bundle layer:
+// nil when the manifest is not Sigstore material, or why it is unusable.
+func (c referrerCandidate) bundleLayer(ctx context.Context, e *examiner) (*v1.Descriptor, string, error) {
+	m, err := e.r.Manifest(ctx, e.repo, c.desc.Digest.String())
+	if errors.Is(err, ErrNotFound) {
+		return nil, "manifest listed by the registry but not found", nil
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	mf, err := v1.ParseManifest(bytes.NewReader(m.Bytes))
+	if err != nil {
+		return nil, "", nil // not an image manifest: not a bundle
+	}
+	layer, n := findBundleLayer(mf)
+	switch {
+	case n == 0:
+		return nil, "", nil
+	case n > 1:
+		return nil, fmt.Sprintf("%d bundle layers, want exactly one", n), nil
+	case mf.Subject == nil || mf.Subject.Digest != e.digest:
+		return nil, fmt.Sprintf("manifest subject is not %s", e.digest), nil
+	case layer.Size > e.lim.MaxLayerBytes:
+		return nil, fmt.Sprintf("bundle is %d bytes, over the %d-byte limit", layer.Size, e.lim.MaxLayerBytes), nil
+	}
+	return &layer, "", nil
+}
+
+// findBundleLayer returns the bundle layer of a manifest and how many it has.
+func findBundleLayer(mf *v1.Manifest) (v1.Descriptor, int) {
 	var found v1.Descriptor
 	n := 0
 	for _, l := range mf.Layers {
@@ -122,7 +134,23 @@ func parseBundleLayer(data []byte) (_ *Signature, err error) {
 	if err != nil {
 		return nil, err
 	}
-	env := ent.sig.EnvelopeContent()
+	st, err := readStatement(ent.sig)
+	if err != nil {
+		return nil, err
+	}
+	s := &Signature{Format: Bundle, Entity: ent, PredicateType: st.PredicateType, facts: ent.facts()}
+	for _, sub := range st.Subject {
+		if h := sub.Digest["sha256"]; h != "" {
+			s.SubjectDigests = append(s.SubjectDigests, "sha256:"+h)
+		}
+	}
+	s.Signer = s.facts.signer()
+	return s, nil
+}
+
+// readStatement decodes the in-toto statement of a DSSE signature.
+func readStatement(sig sgverify.SignatureContent) (*inTotoStatement, error) {
+	env := sig.EnvelopeContent()
 	if env == nil {
 		return nil, errors.New("bundle holds a message signature, not a DSSE in-toto statement")
 	}
@@ -138,14 +166,7 @@ func parseBundleLayer(data []byte) (_ *Signature, err error) {
 	if err := json.Unmarshal(payload, &st); err != nil {
 		return nil, fmt.Errorf("DSSE payload is not an in-toto statement: %w", err)
 	}
-	s := &Signature{Format: Bundle, Entity: ent, PredicateType: st.PredicateType, facts: ent.facts()}
-	for _, sub := range st.Subject {
-		if h := sub.Digest["sha256"]; h != "" {
-			s.SubjectDigests = append(s.SubjectDigests, "sha256:"+h)
-		}
-	}
-	s.Signer = s.facts.signer()
-	return s, nil
+	return &st, nil
 }
 
 // bundleEntity wraps a parsed bundle with its derived parts computed once:

@@ -92,18 +92,20 @@ func (c *Checker) compiled(a *policy.Authority) (*authority, error) {
 	return au, nil
 }
 
-// fresh reports whether the trust material au was built with is still the
-// one the provider returns.
+// fresh reports whether au can be reused: the provider still returns the
+// trust material it was built with. A provider error keeps the verifiers
+// built from the last good material (a transient TUF failure must not turn
+// into refusals).
 func (c *Checker) fresh(a *policy.Authority, au *authority) bool {
 	if au.tm == nil {
 		return true
 	}
 	tm, err := c.trust.TrustedMaterial(rootName(a))
 	if err != nil || tm == nil {
-		return false
+		return true
 	}
 	t1, t2 := reflect.TypeOf(tm), reflect.TypeOf(au.tm)
-	return t1 == t2 && t1.Comparable() && any(tm) == any(au.tm)
+	return t1 == t2 && t1.Comparable() && tm == au.tm
 }
 
 func authorityName(a *policy.Authority) string {
@@ -167,7 +169,7 @@ func (au *authority) checkOne(s *Signature, digest, image string, matchRepositor
 		}
 		res, err := safeVerify(v, entity, pb)
 		if err == nil {
-			return au.identityOf(res), ""
+			return au.verified(s, res)
 		}
 		reason = au.explain(err, s)
 	}
@@ -194,6 +196,16 @@ func (au *authority) policyFor(s *Signature, digest string) (sgverify.PolicyBuil
 		return sgverify.PolicyBuilder{}, fmt.Errorf("digest %q: %w", digest, err)
 	}
 	return sgverify.NewPolicy(sgverify.WithArtifactDigest(alg, raw), au.policyOpts...), nil
+}
+
+// verified checks what sigstore-go verified: a bundle's statement must be a
+// cosign signature (discovery read the predicate type with another JSON
+// parser; this is the verified one). It returns the identity, or a reason.
+func (au *authority) verified(s *Signature, res *sgverify.VerificationResult) (string, string) {
+	if s.Format == Bundle && (res.Statement == nil || res.Statement.GetPredicateType() != SignPredicateType) {
+		return "", fmt.Sprintf("verified statement has predicate type %q, not %s", res.Statement.GetPredicateType(), SignPredicateType)
+	}
+	return au.identityOf(res), ""
 }
 
 func (au *authority) identityOf(res *sgverify.VerificationResult) string {

@@ -4,10 +4,12 @@ import (
 	"crypto"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/portcullis-dev/portcullis/policy"
+	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 )
 
@@ -318,5 +320,77 @@ func TestNewCheckerOptions(t *testing.T) {
 		if err := c.Prepare(a); err == nil {
 			t.Errorf("Prepare(%s) succeeded", a.Name)
 		}
+	}
+}
+
+// TestCheckConcurrent: one Checker and one Discovery shared by concurrent
+// checks (run with -race): entities and compiled verifiers are immutable.
+func TestCheckConcurrent(t *testing.T) {
+	sc, kl := newScenario(t, true), newKeyless(t)
+	k, d := testKeys(t)["ecdsa-p384"], sc.image.Digest
+	sc.tr.pushLegacy(sc.repo, d, kl.legacyLayer(t, testSubject, d, true, true), k.legacyKeyLayer(t, "r/x", d))
+	sc.tr.pushReferrer(sc.repo, sc.image, kl.bundle(t, testSubject, statementFor(d, SignPredicateType), true, true), SignPredicateType)
+	disc := sc.tr.discover(sc.repo, d, Limits{})
+	c, err := NewChecker(kl.trust())
+	if err != nil {
+		t.Fatal(err)
+	}
+	authorities := []*policy.Authority{k.authority(false, ""), keylessAuthority(policy.Identity{Issuer: testIssuer, Subject: testSubject}, true),
+		keylessAuthority(policy.Identity{Issuer: testIssuer, Subject: testSubject}, false)}
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			for j := range 4 {
+				a := authorities[(i+j)%len(authorities)]
+				if res := c.Check(a, disc, sc.repo.String(), false); !res.Passed {
+					t.Errorf("%s: %v", a.Name, res.Reasons)
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// swappableTrust is a TrustProvider whose material changes, as a TUF-backed
+// one does after a refresh.
+type swappableTrust struct {
+	mu sync.Mutex
+	tm TrustMap
+}
+
+func (s *swappableTrust) set(tm TrustMap) { s.mu.Lock(); s.tm = tm; s.mu.Unlock() }
+func (s *swappableTrust) TrustedMaterial(name string) (root.TrustedMaterial, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tm.TrustedMaterial(name)
+}
+
+// TestCheckerTrustRefresh: verifiers are rebuilt when the provider returns
+// new material, and kept when it fails.
+func TestCheckerTrustRefresh(t *testing.T) {
+	sc, kl, other := newScenario(t, true), newKeyless(t), newKeyless(t)
+	sc.tr.pushLegacy(sc.repo, sc.image.Digest, kl.legacyLayer(t, testSubject, sc.image.Digest, true, false))
+	disc := sc.tr.discover(sc.repo, sc.image.Digest, Limits{})
+	trust := &swappableTrust{tm: TrustMap{vsRoot: kl.vs}}
+	c, err := NewChecker(trust)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := keylessAuthority(policy.Identity{Issuer: testIssuer, Subject: testSubject}, true)
+	check := func() bool { return c.Check(a, disc, sc.repo.String(), false).Passed }
+	if !check() {
+		t.Fatal("not passing with the signing trust root")
+	}
+	trust.set(TrustMap{vsRoot: other.vs})
+	if check() {
+		t.Fatal("passing after the trust root changed")
+	}
+	trust.set(TrustMap{vsRoot: kl.vs})
+	if !check() {
+		t.Fatal("not passing after the trust root came back")
+	}
+	trust.set(TrustMap{})
+	if !check() {
+		t.Fatal("a failing provider discarded the last good verifiers")
 	}
 }

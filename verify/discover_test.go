@@ -16,10 +16,14 @@ import (
 // ("could not decide"), never "no signatures".
 func TestDiscoverUpstreamErrors(t *testing.T) {
 	cases := map[string]func(r *http.Request) bool{
-		"referrers":      func(r *http.Request) bool { return strings.Contains(r.URL.Path, "/referrers/") },
-		"sig tag":        func(r *http.Request) bool { return strings.HasSuffix(r.URL.Path, ".sig") },
-		"payload blob":   func(r *http.Request) bool { return strings.Contains(r.URL.Path, "/blobs/") && r.Method == http.MethodGet },
-		"referrer by dg": func(r *http.Request) bool { return strings.Contains(r.URL.Path, "/manifests/sha256:") && r.Method == http.MethodGet },
+		"referrers": func(r *http.Request) bool { return strings.Contains(r.URL.Path, "/referrers/") },
+		"sig tag":   func(r *http.Request) bool { return strings.HasSuffix(r.URL.Path, ".sig") },
+		"payload blob": func(r *http.Request) bool {
+			return strings.Contains(r.URL.Path, "/blobs/") && r.Method == http.MethodGet
+		},
+		"referrer by dg": func(r *http.Request) bool {
+			return strings.Contains(r.URL.Path, "/manifests/sha256:") && r.Method == http.MethodGet
+		},
 	}
 	for name, fail := range cases {
 		t.Run(name, func(t *testing.T) {

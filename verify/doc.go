@@ -4,8 +4,9 @@
 // It has two halves:
 //
 //   - Discover finds the signature material of a digest upstream, in both
-//     formats cosign writes: cosign v3 Sigstore bundles stored as OCI
-//     referrers (predicate https://sigstore.dev/cosign/sign/v1), and legacy
+//     formats cosign writes, every time: cosign v3 Sigstore bundles stored as
+//     OCI referrers (predicate https://sigstore.dev/cosign/sign/v1; other
+//     predicates are attestations, counted but not signatures), and legacy
 //     "sha256-<hex>.sig" tags with one simple-signing layer per signature.
 //     It reads through a Reader (the proxy's upstream client, or
 //     RemoteReader) and does bounded work (Limits). Malformed material is
@@ -15,9 +16,12 @@
 //   - Checker.Check decides one policy.Authority (a key, or keyless Fulcio
 //     identities) against a Discovery, in process, with sigstore-go: the
 //     signature, the certificate chain at a trusted signing time (Rekor SET
-//     or RFC 3161 timestamp), the transparency log entry, the identity, and
-//     that the signed payload names the digest being served. The result
-//     carries reasons an administrator can act on.
+//     or RFC 3161 timestamp, never the wall clock), the transparency log
+//     entry, the identity, and that the signed payload names the digest
+//     being served. The result carries reasons an administrator can act on.
+//     Legacy layers are verified through a SignedEntity of this package (a
+//     message signature over the payload, with the layer's certificate,
+//     chain, Rekor SET and timestamp); bundles through sigstore-go's own.
 //
 // The package knows no HTTP server and never fetches TUF metadata: trust
 // roots come from a TrustProvider (StaticTrust parses trusted_root.json

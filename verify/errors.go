@@ -113,11 +113,14 @@ func plural(n int, what string) string {
 	return fmt.Sprintf("%d %ss", n, what)
 }
 
+// panicMessage starts the error recoverTo makes of a panic.
+const panicMessage = "internal error on this signature material"
+
 // recoverTo turns a panic in third-party parsing or verification code into
 // an error stored in *err. Signature material is attacker-controlled; a
 // bug it triggers must refuse one signature, not crash the proxy.
 func recoverTo(err *error) {
 	if r := recover(); r != nil {
-		*err = fmt.Errorf("internal error on this signature material: %v", r)
+		*err = fmt.Errorf("%s: %v", panicMessage, r)
 	}
 }

@@ -1,7 +1,9 @@
 package verify
 
 import (
+	"errors"
 	"flag"
+	"strings"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -35,19 +37,31 @@ func shortMinimize() {
 }
 
 // parseFuzzInput parses the inputs as a legacy layer and as a bundle layer.
-func parseFuzzInput(payload []byte, sig, cert, chain, rekor, ts string, bundleJSON []byte) *Discovery {
+// A recovered panic (recoverTo) fails the test: it is survivable in
+// production, but it is a bug to report.
+func parseFuzzInput(t *testing.T, payload []byte, sig, cert, chain, rekor, ts string, bundleJSON []byte) *Discovery {
 	disc := &Discovery{Digest: fuzzDigest}
 	ann := map[string]string{annSignature: sig, annCertificate: cert, annChain: chain, annRekorBundle: rekor, annTimestamp: ts}
-	if s, err := parseLegacyLayer(payload, ann); err == nil {
+	s, err := parseLegacyLayer(payload, ann)
+	noPanic(t, err)
+	if err == nil {
 		s.Source = "fuzz legacy"
 		disc.Signatures = append(disc.Signatures, s)
 	}
-	if s, err := parseBundleLayer(bundleJSON); err == nil {
+	s, err = parseBundleLayer(bundleJSON)
+	noPanic(t, err)
+	if err == nil {
 		s.Source = "fuzz bundle"
 		disc.Signatures = append(disc.Signatures, s)
 	}
 	isBundleMediaType(string(payload))
 	return disc
+}
+
+func noPanic(t *testing.T, err error) {
+	if err != nil && strings.Contains(err.Error(), panicMessage) {
+		t.Fatal(err)
+	}
 }
 
 // FuzzParseSignatureLayer: arbitrary annotation values, payloads and bundle
@@ -58,7 +72,7 @@ func FuzzParseSignatureLayer(f *testing.F) {
 	shortMinimize()
 	addSignatureSeeds(f, newKeyless(f), testKeys(f)["ecdsa-p256"])
 	f.Fuzz(func(t *testing.T, payload []byte, sig, cert, chain, rekor, ts string, bundleJSON []byte) {
-		parseFuzzInput(payload, sig, cert, chain, rekor, ts, bundleJSON)
+		parseFuzzInput(t, payload, sig, cert, chain, rekor, ts, bundleJSON)
 	})
 }
 
@@ -78,9 +92,10 @@ func FuzzCheckSignature(f *testing.F) {
 	authorities := []*policy.Authority{k.authority(false, ""), k.authority(true, vsRoot),
 		keylessAuthority(policy.Identity{Issuer: testIssuer, Subject: testSubject}, false)}
 	f.Fuzz(func(t *testing.T, payload []byte, sig, cert, chain, rekor, ts string, bundleJSON []byte) {
-		disc := parseFuzzInput(payload, sig, cert, chain, rekor, ts, bundleJSON)
+		disc := parseFuzzInput(t, payload, sig, cert, chain, rekor, ts, bundleJSON)
 		for _, a := range authorities {
-			checker.Check(a, disc, "registry.example/app", false)
+			res := checker.Check(a, disc, "registry.example/app", false)
+			noPanic(t, errors.New(strings.Join(res.Reasons, "\n")))
 		}
 	})
 }

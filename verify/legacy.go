@@ -63,7 +63,7 @@ func legacyCandidates(m *Manifest, d v1.Hash) ([]candidate, *Signature) {
 	source := "tag " + legacyTag(d)
 	mf, err := v1.ParseManifest(bytes.NewReader(m.Bytes))
 	if err != nil {
-		return nil, &Signature{Format: Legacy, Source: source, Malformed: "not an image manifest: " + err.Error()}
+		return nil, malformed(Legacy, source, "not an image manifest: "+err.Error())
 	}
 	var cands []candidate
 	for i, l := range mf.Layers {
@@ -81,22 +81,20 @@ type legacyCandidate struct {
 }
 
 func (c legacyCandidate) examine(ctx context.Context, e *examiner) (*Signature, bool, error) {
-	bad := func(format string, args ...any) (*Signature, bool, error) {
-		return &Signature{Format: Legacy, Source: c.source, Malformed: fmt.Sprintf(format, args...)}, false, nil
-	}
 	if c.layer.Size > e.lim.MaxLayerBytes {
-		return bad("payload is %d bytes, over the %d-byte limit", c.layer.Size, e.lim.MaxLayerBytes)
+		why := fmt.Sprintf("payload is %d bytes, over the %d-byte limit", c.layer.Size, e.lim.MaxLayerBytes)
+		return malformed(Legacy, c.source, why), false, nil
 	}
 	payload, err := e.r.Blob(ctx, e.repo, c.layer.Digest, e.lim.MaxLayerBytes)
 	if errors.Is(err, ErrNotFound) {
-		return bad("payload blob %s not found", c.layer.Digest)
+		return malformed(Legacy, c.source, fmt.Sprintf("payload blob %s not found", c.layer.Digest)), false, nil
 	}
 	if err != nil {
 		return nil, false, fmt.Errorf("%s: %w", c.source, err)
 	}
 	s, err := parseLegacyLayer(payload, c.layer.Annotations)
 	if err != nil {
-		return bad("%v", err)
+		return malformed(Legacy, c.source, err.Error()), false, nil
 	}
 	s.Source = c.source
 	return s, false, nil

@@ -141,6 +141,22 @@ func parseRekorBundle(b []byte) (*tlog.Entry, error) {
 	if err := json.Unmarshal(b, &rb); err != nil {
 		return nil, fmt.Errorf("not JSON: %w", err)
 	}
+	tle, err := rb.entry()
+	if err != nil {
+		return nil, err
+	}
+	entry, err := tlog.ParseTransparencyLogEntry(tle)
+	if err != nil {
+		return nil, fmt.Errorf("Rekor entry: %w", err)
+	}
+	if err := tlog.ValidateEntry(entry); err != nil {
+		return nil, fmt.Errorf("Rekor entry: %w", err)
+	}
+	return entry, nil
+}
+
+// entry is the bundle as a protobuf transparency log entry.
+func (rb *rekorBundle) entry() (*rekorpb.TransparencyLogEntry, error) {
 	if len(rb.SignedEntryTimestamp) == 0 {
 		return nil, errors.New("no SignedEntryTimestamp")
 	}
@@ -159,21 +175,14 @@ func parseRekorBundle(b []byte) (*tlog.Entry, error) {
 	if err := json.Unmarshal(body, &kv); err != nil {
 		return nil, fmt.Errorf("Payload.body is not JSON: %w", err)
 	}
-	entry, err := tlog.ParseTransparencyLogEntry(&rekorpb.TransparencyLogEntry{
+	return &rekorpb.TransparencyLogEntry{
 		LogIndex:          rb.Payload.LogIndex,
 		LogId:             &protocommon.LogId{KeyId: logID},
 		KindVersion:       &rekorpb.KindVersion{Kind: kv.Kind, Version: kv.APIVersion},
 		IntegratedTime:    rb.Payload.IntegratedTime,
 		InclusionPromise:  &rekorpb.InclusionPromise{SignedEntryTimestamp: rb.SignedEntryTimestamp},
 		CanonicalizedBody: body,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("Rekor entry: %w", err)
-	}
-	if err := tlog.ValidateEntry(entry); err != nil {
-		return nil, fmt.Errorf("Rekor entry: %w", err)
-	}
-	return entry, nil
+	}, nil
 }
 
 // hintOf is a key's cosign/sigstore hint: base64(sha256(DER SPKI)); for a

@@ -89,6 +89,11 @@ type Signature struct {
 	facts     sigFacts
 }
 
+// malformed is a signature that cannot be used, and why.
+func malformed(f Format, source, why string) *Signature {
+	return &Signature{Format: f, Source: source, Malformed: why}
+}
+
 // sigFacts are unverified properties used to pick verifiers and explain
 // failures.
 type sigFacts struct {
@@ -223,9 +228,9 @@ func sortReferrers(refs *v1.IndexManifest) (signed, unknown []candidate, attesta
 	}
 	descs := append([]v1.Descriptor(nil), refs.Manifests...)
 	sort.SliceStable(descs, func(i, j int) bool { return descs[i].Digest.String() < descs[j].Digest.String() })
-	for _, d := range descs {
-		if !maybeBundleArtifact(d.ArtifactType) {
-			continue
+	for i, d := range descs {
+		if !maybeBundleArtifact(d.ArtifactType) || (i > 0 && descs[i-1].Digest == d.Digest) {
+			continue // not Sigstore material, or listed twice
 		}
 		switch pt := d.Annotations[annBundlePredicateType]; {
 		case pt == SignPredicateType:
