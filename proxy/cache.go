@@ -30,6 +30,8 @@ func newTagCache(ttl, stale time.Duration) (*tagCache, error) {
 		NumCounters: 10 * maxCachedTags,
 		MaxCost:     maxCachedTags,
 		BufferItems: 64,
+		// Costs count entries, not bytes.
+		IgnoreInternalCost: true,
 	})
 	if err != nil {
 		return nil, err

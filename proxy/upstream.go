@@ -81,6 +81,8 @@ func newUpstream(u Upstream, timeout time.Duration, base http.RoundTripper) (*up
 		NumCounters: 10 * maxRepoTransports,
 		MaxCost:     maxRepoTransports,
 		BufferItems: 64,
+		// Costs count entries, not bytes.
+		IgnoreInternalCost: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("upstream %q: transport cache: %w", u.Registry, err)
