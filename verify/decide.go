@@ -2,8 +2,11 @@ package verify
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"go.uber.org/zap"
 
@@ -21,67 +24,63 @@ import (
 // An allowed manifest grants its children (index) or blobs (image).
 func (g *Gate) decideManifest(ctx context.Context, snap *Snapshot, req *ManifestRequest) (*Verdict, error) {
 	start := g.o.now()
-	base := Verdict{Image: req.Repo.String(), Digest: req.Digest, Revision: snap.Revision}
+	v := &Verdict{Image: req.Repo.String(), Digest: req.Digest}
 	shape, err := parseShape(req.Bytes)
-	if err != nil {
-		v := base
-		v.Decision, v.Cause = Deny, CauseMalformed
-		v.Message = fmt.Sprintf("%s@%s refused: the manifest is not valid JSON: %v", v.Image, v.Digest, err)
-		g.audit(&v, start)
-		return &v, nil
-	}
-	if v := g.exempt(snap, req, shape, base); v != nil {
-		g.audit(v, start)
-		return v, nil
-	}
-	if g.o.allowances.Granted(snap.Revision, req.Repo, req.Digest, start) {
-		v := base
-		v.Decision, v.Cause = Allow, CauseParent
-		v.Message = fmt.Sprintf("%s@%s allowed: listed by an allowed index", v.Image, v.Digest)
-		g.grant(snap, req, shape)
-		g.audit(&v, start)
-		return &v, nil
-	}
-	plan := snap.Policy.For(base.Image, req.Digest.String())
-	results, err := g.check(ctx, snap, plan, req)
-	if err != nil {
-		g.metrics.errors.Inc()
-		return nil, err
-	}
-	v := policyVerdict(plan, plan.Decide(results))
-	v.Revision = snap.Revision
-	if v.Allowed() {
-		g.grant(snap, req, shape)
+	switch {
+	case err != nil:
+		v.Judgement = &Judgement{Decision: Deny, Cause: CauseMalformed, Revision: snap.Revision,
+			Why: fmt.Sprintf("refused: the manifest is not valid JSON: %v", err)}
+	case g.exempt(snap, req, shape, v):
+	default:
+		byParent, err := g.parentAllows(ctx, snap, req.Repo, req.Digest)
+		if err != nil {
+			g.metrics.errors.Inc()
+			return nil, err
+		}
+		if byParent {
+			v.Judgement = &Judgement{Decision: Allow, Cause: CauseParent, Revision: snap.Revision,
+				Why: "allowed: listed by an allowed index"}
+			g.grant(snap.Revision, req.Repo, req.Digest, shape)
+			break
+		}
+		plan := snap.Policy.For(v.Image, req.Digest.String())
+		results, err := g.check(ctx, snap, plan, req)
+		if err != nil {
+			g.metrics.errors.Inc()
+			return nil, err
+		}
+		v.Judgement = policyJudgement(plan, plan.Decide(results), snap.Revision)
+		if v.Allowed() {
+			g.grant(snap.Revision, req.Repo, req.Digest, shape)
+		}
 	}
 	g.audit(v, start)
 	return v, nil
 }
 
-// exempt returns the verdict for signature material, or nil when the
-// manifest is not signature material and goes through the normal gate.
-// Only signature-shaped manifests are exempt, so a runnable image stored
-// under a .sig tag or as a referrer is no bypass.
-func (g *Gate) exempt(snap *Snapshot, req *ManifestRequest, shape *manifestShape, base Verdict) *Verdict {
+// exempt sets v's judgement for signature material and reports whether
+// it did; other manifests go through the normal gate. Only
+// signature-shaped manifests are exempt, so a runnable image stored under a
+// .sig tag or as a referrer is no bypass.
+func (g *Gate) exempt(snap *Snapshot, req *ManifestRequest, shape *manifestShape, v *Verdict) bool {
 	sigTag := IsSignatureTag(req.Reference)
 	if !sigTag && shape.Subject == nil {
-		return nil
+		return false
 	}
-	v := base
-	v.Decision = Allow
 	switch {
 	case shape.signatureShaped():
-		v.Cause = CauseSignatureArtifact
-		v.Message = fmt.Sprintf("%s@%s allowed: signature material", v.Image, v.Digest)
-		g.grant(snap, req, shape)
+		v.Judgement = &Judgement{Decision: Allow, Cause: CauseSignatureArtifact, Revision: snap.Revision,
+			Why: "allowed: signature material"}
+		g.grant(snap.Revision, req.Repo, req.Digest, shape)
 	case sigTag && shape.isIndex() && !signatureSuffix(req.Reference):
 		// A referrers fallback index lists referrers; it grants nothing:
 		// each listed manifest is judged when fetched.
-		v.Cause = CauseReferrersIndex
-		v.Message = fmt.Sprintf("%s@%s allowed: referrers index", v.Image, v.Digest)
+		v.Judgement = &Judgement{Decision: Allow, Cause: CauseReferrersIndex, Revision: snap.Revision,
+			Why: "allowed: referrers index"}
 	default:
-		return nil
+		return false
 	}
-	return &v
+	return true
 }
 
 // check discovers the image's signatures once and checks every authority
@@ -115,13 +114,48 @@ func (g *Gate) check(ctx context.Context, snap *Snapshot, plan *policy.Plan, req
 
 // grant records what an allowed manifest lets through, for as long as its
 // verdict lives: an index's children, an image's config and layers.
-func (g *Gate) grant(snap *Snapshot, req *ManifestRequest, shape *manifestShape) {
+func (g *Gate) grant(rev string, repo Repository, manifest v1.Hash, shape *manifestShape) {
 	until := g.o.now().Add(g.o.verdictTTL)
 	if shape.isIndex() {
-		g.o.allowances.Grant(snap.Revision, req.Repo, shape.children(), until)
+		g.o.allowances.Grant(rev, repo, manifest, shape.children(), until)
 		return
 	}
-	g.o.allowances.Grant(snap.Revision, req.Repo, shape.referencedBlobs(), until)
+	g.o.allowances.Grant(rev, repo, manifest, shape.referencedBlobs(), until)
+}
+
+// parentAllows reports whether an allowed manifest of repo lets d through
+// under the policy in force. A grant made under an older revision counts
+// only once its parent has been decided again, and allowed, under the
+// current one: a reload neither breaks a pull in flight nor keeps serving
+// what the new policy refuses.
+func (g *Gate) parentAllows(ctx context.Context, snap *Snapshot, repo Repository, d v1.Hash) (bool, error) {
+	now := g.o.now()
+	if g.o.allowances.Granted(snap.Revision, repo, d, now) {
+		return true, nil
+	}
+	for _, parent := range g.o.allowances.Parents(repo, d, now) {
+		m, err := g.reader.Manifest(ctx, repo, parent.String())
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return false, fmt.Errorf("re-checking %s@%s, which listed %s: %w", repo, parent, d, err)
+		}
+		v, err := g.Manifest(ctx, &ManifestRequest{Repo: repo, Reference: parent.String(), Digest: m.Digest, MediaType: m.MediaType, Bytes: m.Bytes})
+		if err != nil {
+			return false, err
+		}
+		if !v.Allowed() || v.Revision != snap.Revision {
+			continue
+		}
+		if shape, err := parseShape(m.Bytes); err == nil {
+			g.grant(v.Revision, repo, parent, shape) // the parent's verdict may have come from the cache
+		}
+		if g.o.allowances.Granted(snap.Revision, repo, d, now) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // audit writes the decision's log line and metrics.
@@ -131,7 +165,7 @@ func (g *Gate) audit(v *Verdict, start time.Time) {
 	fields := []zap.Field{
 		zap.String("image", v.Image), zap.String("digest", v.Digest.String()),
 		zap.String("revision", v.Revision), zap.String("result", v.Decision.String()),
-		zap.String("cause", string(v.Cause)), zap.String("message", v.Message), zap.Duration("duration", d),
+		zap.String("cause", string(v.Cause)), zap.String("message", v.Message()), zap.Duration("duration", d),
 	}
 	if v.Cause == CausePolicy {
 		fields = append(fields, zap.String("reason", v.Outcome.Reason.String()))

@@ -33,17 +33,20 @@ type Snapshot struct {
 // runs one verification for concurrent first requests, and remembers what
 // an allowed manifest lets through (children, blobs) as Allowances.
 type Gate struct {
-	reader  Reader
-	snap    atomic.Pointer[Snapshot]
-	o       gateOptions
-	cache   *ristretto.Cache[string, *cachedVerdict]
-	flight  singleflight.Group
-	metrics *gateMetrics
+	reader     Reader
+	snap       atomic.Pointer[Snapshot]
+	o          gateOptions
+	cache      *ristretto.Cache[string, *cachedVerdict]
+	judgements judgementPool
+	flight     singleflight.Group
+	metrics    *gateMetrics
 }
 
+// cachedVerdict is a cache entry: the judgement (shared between entries
+// where it repeats) and until when it is reused without deciding again.
 type cachedVerdict struct {
-	v     *Verdict
-	fresh time.Time // reused without re-deciding until then
+	j     *Judgement
+	fresh time.Time
 }
 
 type gateOptions struct {
@@ -148,6 +151,7 @@ func NewGate(r Reader, snap *Snapshot, opts ...GateOption) (*Gate, error) {
 	}
 	cache, err := ristretto.NewCache(&ristretto.Config[string, *cachedVerdict]{
 		NumCounters: 10 * o.cacheEntries, MaxCost: o.cacheEntries, BufferItems: 64,
+		IgnoreInternalCost: true, // costs count verdicts, not bytes
 	})
 	if err != nil {
 		return nil, fmt.Errorf("verdict cache: %w", err)
@@ -184,9 +188,11 @@ func (g *Gate) Manifest(ctx context.Context, req *ManifestRequest) (*Verdict, er
 	key := snap.Revision + "|" + req.Repo.String() + "@" + req.Digest.String()
 	now := g.o.now()
 	cached, ok := g.cache.Get(key)
-	if ok && now.Before(cached.fresh) {
+	// A cached denial is not reused for a manifest that an allowed parent
+	// now lists (a child asked for before its index).
+	if ok && now.Before(cached.fresh) && (cached.j.Decision == Allow || !g.o.allowances.Granted(snap.Revision, req.Repo, req.Digest, now)) {
 		g.metrics.cacheLookup(true)
-		return cached.v, nil
+		return &Verdict{Image: req.Repo.String(), Digest: req.Digest, Judgement: cached.j}, nil
 	}
 	g.metrics.cacheLookup(false)
 	ch := g.flight.DoChan(key, func() (any, error) {
@@ -206,11 +212,11 @@ func (g *Gate) Manifest(ctx context.Context, req *ManifestRequest) (*Verdict, er
 		if res.Err == nil {
 			return res.Val.(*Verdict), nil
 		}
-		if ok && cached.v.Allowed() && now.Before(cached.fresh.Add(g.o.staleIfError)) {
+		if ok && cached.j.Decision == Allow && now.Before(cached.fresh.Add(g.o.staleIfError)) {
 			g.o.logger.Warn("decision failed: serving a stale allow verdict",
 				zap.String("image", req.Repo.String()), zap.String("digest", req.Digest.String()), zap.Error(res.Err))
 			g.metrics.stale.Inc()
-			return cached.v, nil
+			return &Verdict{Image: req.Repo.String(), Digest: req.Digest, Judgement: cached.j}, nil
 		}
 		return nil, res.Err
 	}
@@ -221,24 +227,28 @@ func (g *Gate) Manifest(ctx context.Context, req *ManifestRequest) (*Verdict, er
 func (g *Gate) remember(key string, v *Verdict) {
 	now := g.o.now()
 	if v.Allowed() {
-		g.cache.SetWithTTL(key, &cachedVerdict{v: v, fresh: now.Add(g.o.verdictTTL)}, 1, g.o.verdictTTL+g.o.staleIfError)
+		j := g.judgements.intern(v.Judgement)
+		g.cache.SetWithTTL(key, &cachedVerdict{j: j, fresh: now.Add(g.o.verdictTTL)}, 1, g.o.verdictTTL+g.o.staleIfError)
 	} else if g.o.denyTTL > 0 {
-		g.cache.SetWithTTL(key, &cachedVerdict{v: v, fresh: now.Add(g.o.denyTTL)}, 1, g.o.denyTTL)
+		g.cache.SetWithTTL(key, &cachedVerdict{j: v.Judgement, fresh: now.Add(g.o.denyTTL)}, 1, g.o.denyTTL)
 	}
 }
 
 // Blob decides on a blob: served only when an allowed manifest of the same
 // repository references it, under the policy in force.
-func (g *Gate) Blob(_ context.Context, repo Repository, d v1.Hash) (*Verdict, error) {
+func (g *Gate) Blob(ctx context.Context, repo Repository, d v1.Hash) (*Verdict, error) {
 	snap := g.snap.Load()
-	v := &Verdict{Image: repo.String(), Digest: d, Revision: snap.Revision}
-	if g.o.allowances.Granted(snap.Revision, repo, d, g.o.now()) {
-		v.Decision, v.Cause = Allow, CauseParent
+	v := &Verdict{Image: repo.String(), Digest: d}
+	allowed, err := g.parentAllows(ctx, snap, repo, d)
+	if err != nil {
+		return nil, err
+	}
+	if allowed {
+		v.Judgement = &Judgement{Decision: Allow, Cause: CauseParent, Revision: snap.Revision, Why: "allowed: referenced by an allowed manifest"}
 		return v, nil
 	}
-	v.Decision, v.Cause = Deny, CauseNotReferenced
-	v.Message = fmt.Sprintf("%s@%s refused: no manifest allowed in %s references this blob (pull the image by tag or digest first; its manifest is checked against the policy)",
-		repo, d, repo)
+	v.Judgement = &Judgement{Decision: Deny, Cause: CauseNotReferenced, Revision: snap.Revision,
+		Why: fmt.Sprintf("refused: no manifest allowed in %s references this blob (pull the image by tag or digest first; its manifest is checked against the policy)", repo)}
 	g.metrics.verdict(string(CauseNotReferenced), v)
 	return v, nil
 }

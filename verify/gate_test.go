@@ -196,8 +196,8 @@ func TestGateDecides(t *testing.T) {
 				{"wrong", f.wrongKey, false, `refused by policy "acme-release"`},
 			} {
 				v := f.decide(t, tc.name, tc.p)
-				if v.Allowed() != tc.allowed || !strings.Contains(v.Message, tc.want) {
-					t.Errorf("%s: allowed=%v message %q; want allowed=%v containing %q (detail %v)", tc.name, v.Allowed(), v.Message, tc.allowed, tc.want, v.Detail())
+				if v.Allowed() != tc.allowed || !strings.Contains(v.Message(), tc.want) {
+					t.Errorf("%s: allowed=%v message %q; want allowed=%v containing %q (detail %v)", tc.name, v.Allowed(), v.Message(), tc.allowed, tc.want, v.Detail())
 				}
 				if tc.allowed && !strings.Contains(v.Identity, "release-key") {
 					t.Errorf("%s: identity %q", tc.name, v.Identity)
@@ -206,7 +206,7 @@ func TestGateDecides(t *testing.T) {
 			// Blobs: those of an allowed image only.
 			ctx := context.Background()
 			if v, _ := f.gate.Blob(ctx, f.repo, f.legacy.layers[0]); !v.Allowed() {
-				t.Errorf("layer of an allowed image refused: %s", v.Message)
+				t.Errorf("layer of an allowed image refused: %s", v.Message())
 			}
 			if v, _ := f.gate.Blob(ctx, f.repo, f.unsigned.layers[0]); v.Allowed() {
 				t.Error("layer of a refused image allowed")
@@ -222,7 +222,7 @@ func TestGateDefaultDeny(t *testing.T) {
 	f := newGateFixture(t, true)
 	f.repo = Repository{Registry: f.host, Name: "elsewhere/app"}
 	v := f.decide(t, "legacy", f.legacy)
-	if v.Allowed() || !strings.Contains(v.Message, "no policy matches") || !strings.Contains(v.Message, "default deny") {
+	if v.Allowed() || !strings.Contains(v.Message(), "no policy matches") || !strings.Contains(v.Message(), "default deny") {
 		t.Fatalf("verdict %+v", v)
 	}
 }
@@ -348,7 +348,7 @@ func TestGateMultiArch(t *testing.T) {
 	unsignedIdx, unsigned := push("multi-unsigned")
 
 	if v := f.decide(t, "multi", signed); !v.Allowed() {
-		t.Fatalf("signed index: %s", v.Message)
+		t.Fatalf("signed index: %s", v.Message())
 	}
 	if v := f.decide(t, childOf(signedIdx).digest.String(), childOf(signedIdx)); !v.Allowed() || v.Cause != CauseParent {
 		t.Fatalf("child of the signed index: %+v", v)
@@ -399,5 +399,59 @@ func BenchmarkGateCacheHit(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		_, _ = f.gate.Manifest(context.Background(), req)
+	}
+}
+
+// TestGateChildBeforeParent: a child refused before its index was pulled is
+// allowed once the index is.
+func TestGateChildBeforeParent(t *testing.T) {
+	f := newGateFixture(t, true)
+	repo, _ := name.NewRepository(f.host+"/acme/app", name.Insecure)
+	idx, _ := random.Index(128, 1, 2)
+	if err := remote.WriteIndex(repo.Tag("multi"), idx); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := idx.Digest()
+	b, _ := idx.RawManifest()
+	if err := f.signer.SignLegacy(repo, d); err != nil {
+		t.Fatal(err)
+	}
+	im, _ := idx.IndexManifest()
+	img, _ := idx.Image(im.Manifests[0].Digest)
+	cb, _ := img.RawManifest()
+	child := &pushed{digest: im.Manifests[0].Digest, bytes: cb}
+	if v := f.decide(t, child.digest.String(), child); v.Allowed() {
+		t.Fatal("unsigned child allowed on its own")
+	}
+	if v := f.decide(t, "multi", &pushed{digest: d, bytes: b}); !v.Allowed() {
+		t.Fatal(v.Message())
+	}
+	if v := f.decide(t, child.digest.String(), child); !v.Allowed() {
+		t.Fatalf("child still refused after its index was allowed: %s", v.Message())
+	}
+}
+
+// TestGateReloadKeepsPullsInFlight: grants made under the previous policy
+// revision hold once their parent is allowed again under the new one, and
+// stop when the new policy refuses the parent.
+func TestGateReloadKeepsPullsInFlight(t *testing.T) {
+	f := newGateFixture(t, true)
+	if v := f.decide(t, "legacy", f.legacy); !v.Allowed() {
+		t.Fatal(v.Message())
+	}
+	ctx := context.Background()
+	// An edit that changes no decision: a new revision.
+	writeTestFile(t, f.dir, "policy.yaml", strings.ReplaceAll(keyPolicy, "HOST", f.host)+"# a comment\n")
+	f.gate.SetSnapshot(f.snapshot(t))
+	if v, err := f.gate.Blob(ctx, f.repo, f.legacy.layers[1]); err != nil || !v.Allowed() {
+		t.Fatalf("layer refused after a no-op reload: %v %v", v, err)
+	}
+	// A key rotation: the parent is refused now, and so are its layers.
+	other, _ := signing.NewSigner()
+	pem, _ := other.PublicKeyPEM()
+	writeTestFile(t, f.dir, "cosign.pub", string(pem))
+	f.gate.SetSnapshot(f.snapshot(t))
+	if v, err := f.gate.Blob(ctx, f.repo, f.legacy.layers[0]); err != nil || v.Allowed() {
+		t.Fatalf("layer of a revoked image served: %v %v", v, err)
 	}
 }

@@ -42,20 +42,33 @@ const (
 // Verdict is a decision about one digest in one repository under one
 // policy revision, with the reasons a person needs to act on it.
 type Verdict struct {
-	Image    string // "registry/repository"
-	Digest   v1.Hash
+	Image  string // "registry/repository"
+	Digest v1.Hash
+	// Judgement is what was decided. Allow judgements are shared by every
+	// verdict they apply to (the same policy revision, outcome and signer),
+	// which keeps a cache of a million verdicts small.
+	*Judgement
+}
+
+// Judgement is the part of a verdict that does not depend on which image
+// it is about.
+type Judgement struct {
 	Decision Decision
 	Cause    Cause
 	// Outcome is the policy evaluation (zero when Cause is not CausePolicy).
+	// In a cached allow, passed policies keep no per-authority reasons.
 	Outcome policy.Outcome
-	// Message is one line: for a refusal, the image, the digest, the first
-	// failing policy (or "no policy matches; default deny") and why.
-	Message string
 	// Identity is who passed ("release-key (key <hint>, sigstore bundle)").
 	Identity string
 	// Revision is the policy revision the verdict was made under.
 	Revision string
+	// Why completes Message after "<image>@<digest> ".
+	Why string
 }
+
+// Message is one line: for a refusal, the image, the digest, the first
+// failing policy (or "no policy matches; default deny") and why.
+func (v *Verdict) Message() string { return v.Image + "@" + v.Digest.String() + " " + v.Why }
 
 // Allowed reports whether the verdict serves the content.
 func (v *Verdict) Allowed() bool { return v.Decision == Allow }
@@ -80,26 +93,24 @@ func (v *Verdict) Detail() []FailureDetail {
 	return out
 }
 
-// policyVerdict turns a policy outcome into a verdict with its message.
-func policyVerdict(plan *policy.Plan, out policy.Outcome) *Verdict {
-	v := &Verdict{Image: plan.Image, Cause: CausePolicy, Outcome: out, Revision: plan.Revision}
-	v.Digest, _ = v1.NewHash(plan.Digest)
+// policyJudgement turns a policy outcome into a judgement with its why.
+func policyJudgement(plan *policy.Plan, out policy.Outcome, rev string) *Judgement {
+	j := &Judgement{Cause: CausePolicy, Outcome: out, Revision: rev}
 	if out.Allowed {
-		v.Decision = Allow
-		v.Identity = passedBy(out)
-		v.Message = fmt.Sprintf("%s@%s allowed: %s", plan.Image, plan.Digest, out.Reason)
-		return v
+		j.Decision, j.Identity = Allow, passedBy(out)
+		j.Why = "allowed: " + out.Reason.String()
+		return j
 	}
-	v.Decision = Deny
+	j.Decision = Deny
 	switch first := out.FirstFailure(); {
 	case out.Reason == policy.DefaultDeny:
-		v.Message = fmt.Sprintf("%s@%s refused: no policy matches %s; default deny", plan.Image, plan.Digest, plan.Image)
+		j.Why = fmt.Sprintf("refused: no policy matches %s; default deny", plan.Image)
 	case first != nil:
-		v.Message = fmt.Sprintf("%s@%s refused by policy %q: %s", plan.Image, plan.Digest, first.Policy, summarize(first))
+		j.Why = fmt.Sprintf("refused by policy %q: %s", first.Policy, summarize(first))
 	default:
-		v.Message = fmt.Sprintf("%s@%s refused: %s", plan.Image, plan.Digest, out.Reason)
+		j.Why = "refused: " + out.Reason.String()
 	}
-	return v
+	return j
 }
 
 // summarize is the why of one failing policy in a line.
