@@ -84,13 +84,14 @@ func startContainerd(t *testing.T) (socket string) {
 }
 
 // renderHostsDir writes deploy/containerd/hosts.toml, switched to plain
-// HTTP on the test address, as <dir>/<registry>/hosts.toml for each registry.
-func renderHostsDir(t *testing.T, e *env, registries ...string) string {
+// HTTP on the proxy at addr, as <dir>/<registry>/hosts.toml for each
+// registry.
+func renderHostsDir(t *testing.T, addr string, registries ...string) string {
 	t.Helper()
 	dir := t.TempDir()
 	for _, r := range registries {
 		s := render(t, "containerd/hosts.toml", filepath.Join(dir, r, "hosts.toml"),
-			"https://"+placeholderHost, "http://"+e.addr,
+			"https://"+placeholderHost, "http://"+addr,
 			// A CA file for a plain-HTTP server is pointless, and containerd
 			// fails if the file is missing.
 			`ca = "/etc/containerd/certs.d/portcullis-ca.crt"`, "# ca: not used over plain HTTP",
@@ -104,7 +105,7 @@ func TestContainerdPull(t *testing.T) {
 	e := setup(t)
 	ctr := needTool(t, "ctr")
 	socket := startContainerd(t)
-	hostsDir := renderHostsDir(t, e, "registry.example", "docker.io")
+	hostsDir := renderHostsDir(t, e.addr, "registry.example", "docker.io")
 
 	// An index is pulled and unpacked for this machine's platform, as the
 	// kubelet would.

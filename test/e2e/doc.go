@@ -13,5 +13,11 @@
 // registry instead of the proxy (tests of proxy-only behaviour are skipped);
 // it checks the client setup on a machine without a working proxy.
 //
+// The gated tests (gated_*_test.go) start proxies of their own with a policy
+// file, in front of the same upstreams, and check the verification gate with
+// the same clients: images signed in-process (package verify/signing) are
+// served, unsigned ones refused with 403 DENIED, and every decision logged.
+// Reproducers of open gate bugs run only with PORTCULLIS_E2E_KNOWN_BUGS=1.
+//
 // It is not the place for proxy unit tests, which sit beside the code.
 package e2e

@@ -281,15 +281,35 @@ func (e *env) push(ctx context.Context) error {
 	return nil
 }
 
-// startProxy writes the proxy's config and starts `portcullis serve`.
+// startProxy starts the shared proxy: no policy file (a plain mirror), its
+// config and log in the scratch directory.
 func (e *env) startProxy() error {
-	addr, err := freeAddr()
+	p, err := e.launchProxy("portcullis", e.dir, "", "console")
 	if err != nil {
 		return err
 	}
-	admin, err := freeAddr()
-	if err != nil {
-		return err
+	e.procs = append(e.procs, p.process)
+	e.proxy, e.addr, e.adminAddr = p.process, p.addr, p.adminAddr
+	return nil
+}
+
+// proxyProc is a running `portcullis serve`.
+type proxyProc struct {
+	*process          // addr is the registry listener
+	adminAddr  string // the admin listener (/readyz, /metrics)
+	dir        string // holds its config and the files the config names
+	configPath string
+}
+
+// writeProxyConfig writes dir/portcullis.yaml: a proxy on fresh loopback
+// ports in front of e's upstreams, followed by the YAML lines in extra (for
+// example "policyFile: policy.yaml\n", relative to dir).
+func (e *env) writeProxyConfig(dir, extra string) (cfgPath, addr, admin string, err error) {
+	if addr, err = freeAddr(); err != nil {
+		return "", "", "", err
+	}
+	if admin, err = freeAddr(); err != nil {
+		return "", "", "", err
 	}
 	cfg := fmt.Sprintf(`listen: %s
 adminListen: %s
@@ -304,18 +324,31 @@ defaultRegistry: docker.io
 tagTTL: 30s
 upstreamTimeout: 20s
 shutdownTimeout: 5s
-`, addr, admin, e.upstreams["registry.example"].addr, e.upstreams["docker.io"].addr)
-	cfgPath := filepath.Join(e.dir, "portcullis.yaml")
+`, addr, admin, e.upstreams["registry.example"].addr, e.upstreams["docker.io"].addr) + extra
+	cfgPath = filepath.Join(dir, "portcullis.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		return err
+		return "", "", "", err
 	}
-	p, err := startProcess("portcullis", filepath.Join(e.dir, "portcullis.log"), nil,
-		e.binary, "serve", "--config", cfgPath, "--log-format", "console")
+	return cfgPath, addr, admin, nil
+}
+
+// launchProxy writes the config (see writeProxyConfig) into dir, starts
+// `portcullis serve` with its log in dir/portcullis.log, and waits until it
+// is ready. The caller stops it (checkProxyStop).
+func (e *env) launchProxy(name, dir, extra, logFormat string) (*proxyProc, error) {
+	cfgPath, addr, admin, err := e.writeProxyConfig(dir, extra)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	p, err := startProcess(name, filepath.Join(dir, "portcullis.log"), nil,
+		e.binary, "serve", "--config", cfgPath, "--log-format", logFormat)
+	if err != nil {
+		return nil, err
 	}
 	p.addr = addr
-	e.procs = append(e.procs, p)
-	e.proxy, e.addr, e.adminAddr = p, addr, admin
-	return waitHTTP(p, "http://"+admin+"/readyz")
+	if err := waitHTTP(p, "http://"+admin+"/readyz"); err != nil {
+		p.stop()
+		return nil, err
+	}
+	return &proxyProc{process: p, adminAddr: admin, dir: dir, configPath: cfgPath}, nil
 }

@@ -13,18 +13,18 @@ import (
 // podman pulls by the images' real names (registry.example/acme/app:v1);
 // deploy/registries.conf makes the proxy the registry's location.
 
-// podmanSetup renders deploy/registries.conf for the proxy over plain HTTP
-// and writes minimal containers.conf and storage.conf, so neither the host's
-// configuration nor systemd (absent in CI containers) is involved. It
-// returns the environment, the global flags for podman, and the flags for
-// podman pull.
-func podmanSetup(t *testing.T, e *env) (env, global, pull []string) {
+// podmanSetup renders deploy/registries.conf for the proxy at addr over
+// plain HTTP and writes minimal containers.conf and storage.conf, so neither
+// the host's configuration nor systemd (absent in CI containers) is
+// involved. It returns the environment, the global flags for podman, and the
+// flags for podman pull.
+func podmanSetup(t *testing.T, addr string) (env, global, pull []string) {
 	t.Helper()
 	dir := t.TempDir()
 	root, runroot, tmp := filepath.Join(dir, "root"), filepath.Join(dir, "runroot"), filepath.Join(dir, "tmp")
 
 	conf := render(t, "registries.conf", filepath.Join(dir, "registries.conf"),
-		placeholderHost, e.addr,
+		placeholderHost, addr,
 		"insecure = false", "insecure = true", // the test proxy speaks plain HTTP
 	)
 	t.Logf("registries.conf (settings):\n%s", settings(conf))
@@ -66,7 +66,7 @@ graphroot = %q
 func TestPodmanPull(t *testing.T) {
 	e := setup(t)
 	podman := needTool(t, "podman")
-	env, global, pull := podmanSetup(t, e)
+	env, global, pull := podmanSetup(t, e.addr)
 	for _, ref := range []string{appImage, ociImage, hubImage, multiImage} {
 		t.Run(ref, func(t *testing.T) {
 			want := e.fixture(t, ref)

@@ -1,0 +1,230 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// Interop with the real cosign CLI: images signed by cosign v3 and v2 with a
+// key pair cosign generated, in every storage format each writes offline,
+// must be served by a proxy whose policy trusts that key, and cosign must
+// verify them through the proxy. Both binaries are pinned and installed by
+// `make tools` (see the Makefile); a missing one skips its subtests (fails
+// with CI=true).
+//
+// Each combination signs on two upstreams: the shared distribution registry
+// (registry.example; no referrers API, so cosign keeps bundles under the
+// sha256-<hex> fallback tag) and go-containerregistry's registry with the
+// referrers API on (referrers.example). cosign signs against the upstream's
+// own address, as a publisher would, and everything else goes through the
+// proxy.
+
+// cosignFormat is one way a cosign version stores a signature.
+type cosignFormat struct {
+	name   string
+	sign   []string // flags of `cosign sign` that select the format
+	verify []string // flags of `cosign verify` that find it
+	env    []string // added to both commands' environment
+	// refused, if not "", is why the proxy does not accept this format: the
+	// signed image must then be refused like an unsigned one (the gate fails
+	// closed on signature formats it does not read).
+	refused string
+}
+
+// cosignVersion is a pinned cosign CLI and how to run it offline.
+type cosignVersion struct {
+	tool, version string
+	// sign and verify are the flags every command of this version needs to
+	// stay offline: no Rekor upload, no signing config or TUF fetch, plain
+	// HTTP registries.
+	sign, verify []string
+	formats      []cosignFormat
+}
+
+// oci11Refused is why the proxy refuses cosign's experimental OCI 1.1
+// variant of legacy signatures (a simple-signing referrer with artifactType
+// application/vnd.dev.cosign.artifact.sig.v1+json, written with
+// COSIGN_EXPERIMENTAL=1 --registry-referrers-mode=oci-1-1): package verify
+// reads bundles from referrers and simple-signing layers only from .sig
+// tags, and drops referrers of other artifact types.
+const oci11Refused = "the OCI 1.1 simple-signing referrer is not a format Portcullis reads"
+
+var cosignVersions = []cosignVersion{
+	{
+		tool: "cosign", version: "v3.1.3",
+		// --tlog-upload=false is refused unless the signing config (from TUF)
+		// is off too.
+		sign:   []string{"--use-signing-config=false", "--tlog-upload=false", "--allow-http-registry", "-y"},
+		verify: []string{"--insecure-ignore-tlog=true", "--allow-http-registry"},
+		formats: []cosignFormat{
+			{name: "bundle"},
+			{name: "legacy", sign: []string{"--new-bundle-format=false"}},
+			{
+				name:    "oci11-legacy",
+				sign:    []string{"--new-bundle-format=false", "--registry-referrers-mode=oci-1-1"},
+				verify:  []string{"--experimental-oci11"},
+				env:     []string{"COSIGN_EXPERIMENTAL=1"},
+				refused: oci11Refused,
+			},
+		},
+	},
+	{
+		tool: "cosign-v2", version: "v2.6.5",
+		sign:   []string{"--tlog-upload=false", "--allow-insecure-registry", "-y"},
+		verify: []string{"--insecure-ignore-tlog=true", "--allow-insecure-registry"},
+		formats: []cosignFormat{
+			{name: "legacy"},
+		},
+	},
+}
+
+// cosignUpstreams are the registries cosign signs on, as the proxy names them.
+var cosignUpstreams = []string{"registry.example", "referrers.example"}
+
+func TestCosignInterop(t *testing.T) {
+	e := setup(t)
+	e.needProxy(t)
+	upstreams := map[string]string{
+		"registry.example":  e.upstreams["registry.example"].addr,
+		"referrers.example": startCosignReferrersRegistry(t),
+	}
+	for _, v := range cosignVersions {
+		t.Run(v.tool+"@"+v.version, func(t *testing.T) {
+			c := needCosign(t, v.tool, v.version)
+			trusted := c.generateKeyPair(t, "trusted")
+			other := c.generateKeyPair(t, "other")
+			p := startCosignProxy(t, e, trusted.pub, upstreams)
+			for _, up := range cosignUpstreams {
+				for _, f := range v.formats {
+					t.Run(up+"/"+f.name, func(t *testing.T) {
+						p.logOnFailure(t)
+						ic := interopCase{e: e, c: c, v: v, f: f, p: p, registry: up, upstream: upstreams[up], trusted: trusted, other: other}
+						ic.run(t)
+					})
+				}
+			}
+		})
+	}
+}
+
+// interopCase is one cosign version and format on one upstream.
+type interopCase struct {
+	e        *env
+	c        *cosignCLI
+	v        cosignVersion
+	f        cosignFormat
+	p        *cosignProxy
+	registry string // the upstream's name on the proxy
+	upstream string // its host:port
+	trusted  cosignKey
+	other    cosignKey
+}
+
+func (ic *interopCase) run(t *testing.T) {
+	repo := "interop/" + ic.c.tool + "/" + ic.f.name
+	image := ic.registry + "/" + repo // as clients name it through the proxy
+	direct := ic.upstream + "/" + repo
+	signed := cosignImage(t, ic.upstream, image, "signed")
+	unsigned := cosignImage(t, ic.upstream, image, "unsigned")
+	forged := cosignImage(t, ic.upstream, image, "other-key")
+	t.Logf("%s: signed %s, unsigned %s, other-key %s", image, signed, unsigned, forged)
+
+	ic.sign(t, ic.trusted, direct+"@"+signed.String())
+	ic.sign(t, ic.other, direct+"@"+forged.String())
+	// cosign accepts its own signature on the upstream: what follows
+	// checks the proxy, not the signing.
+	ic.verify(t, ic.trusted, direct+"@"+signed.String())
+
+	// The manifests through the proxy, by tag.
+	r := cosignGetManifest(t, ic.p.addr, image, "signed")
+	if ic.f.refused == "" {
+		if r.status != http.StatusOK {
+			t.Errorf("GET %s:signed through the proxy: %d, want 200\n%s", image, r.status, r.body)
+		} else if got := r.header.Get("Docker-Content-Digest"); got != signed.String() || sha256Digest(r.body) != signed.String() {
+			t.Errorf("GET %s:signed: Docker-Content-Digest %s, body hashes to %s; want %s", image, got, sha256Digest(r.body), signed)
+		}
+		if d := ic.p.waitDecision(t, image, signed); d.Result != "allow" || d.Cause != "policy" {
+			t.Errorf("decision on %s@%s: %+v, want allow by policy", image, signed, d)
+		}
+	} else {
+		msg := cosignDenied(t, "GET "+image+":signed ("+ic.f.refused+")", r)
+		t.Logf("refused as expected (%s): %s", ic.f.refused, msg)
+	}
+	msg := cosignDenied(t, "GET "+image+":unsigned", cosignGetManifest(t, ic.p.addr, image, "unsigned"))
+	if !strings.Contains(msg, "no signatures found") {
+		t.Errorf("GET %s:unsigned: DENIED message does not say there are no signatures: %q", image, msg)
+	}
+	msg = cosignDenied(t, "GET "+image+":other-key", cosignGetManifest(t, ic.p.addr, image, "other-key"))
+	if ic.f.refused == "" && strings.Contains(msg, "no signatures found") {
+		t.Errorf("GET %s:other-key: the proxy found no signature (cosign signed it with another key): %q", image, msg)
+	}
+	for _, d := range []v1.Hash{unsigned, forged} {
+		if got := ic.p.waitDecision(t, image, d); got.Result != "deny" || got.Cause != "policy" {
+			t.Errorf("decision on %s@%s: %+v, want deny by policy", image, d, got)
+		}
+	}
+
+	// portcullis verify decides the same way.
+	code, res := cosignPortcullisVerify(t, ic.e, ic.p.configPath, image+":signed")
+	want, wantCode := "allow", 0
+	if ic.f.refused != "" {
+		want, wantCode = "deny", 1
+	}
+	if code != wantCode || len(res) != 1 || res[0].Decision != want || res[0].Digest != signed.String() {
+		t.Errorf("portcullis verify %s:signed: exit %d, %+v; want exit %d, %s of %s", image, code, res, wantCode, want, signed)
+	}
+	code, res = cosignPortcullisVerify(t, ic.e, ic.p.configPath, image+":unsigned", image+"@"+forged.String())
+	if code != 1 || len(res) != 2 || res[0].Decision != "deny" || res[1].Decision != "deny" {
+		t.Errorf("portcullis verify of the unsigned and other-key images: exit %d, %+v; want exit 1, both deny", code, res)
+	}
+
+	// cosign verifies through the proxy: the signature material must be
+	// served. (cosign verify of a digest reads only the signatures, never
+	// the image manifest, so this holds for a refused format too.)
+	through := ic.p.addr + "/" + image + "@" + signed.String()
+	ic.verify(t, ic.trusted, through)
+	if r := ic.c.exec(t, "", ic.f.env, ic.verifyArgs(ic.other, through)...); r.err == nil {
+		t.Errorf("cosign verify with the other key through the proxy succeeded:\n%s", r.stdout)
+	}
+	if ic.f.refused != "" {
+		t.Logf("cosign verifies %s through the proxy, which refuses to serve it: %s", through, ic.f.refused)
+	}
+	ic.logDecisions(t, image)
+}
+
+// sign signs ref with key in the case's format.
+func (ic *interopCase) sign(t *testing.T, key cosignKey, ref string) {
+	t.Helper()
+	args := append([]string{"sign", "--key", key.priv}, ic.v.sign...)
+	args = append(append(args, ic.f.sign...), ref)
+	ic.c.run(t, "", ic.f.env, args...)
+}
+
+// verifyArgs is `cosign verify` of ref with key's public key.
+func (ic *interopCase) verifyArgs(key cosignKey, ref string) []string {
+	args := append([]string{"verify", "--key", key.pub}, ic.v.verify...)
+	return append(append(args, ic.f.verify...), ref)
+}
+
+// verify runs cosign verify of ref with key, which must succeed.
+func (ic *interopCase) verify(t *testing.T, key cosignKey, ref string) {
+	t.Helper()
+	ic.c.run(t, "", ic.f.env, ic.verifyArgs(key, ref)...)
+}
+
+// logDecisions logs the proxy's decisions on the repository: the images,
+// and the signature material cosign fetched through it.
+func (ic *interopCase) logDecisions(t *testing.T, image string) {
+	var lines []string
+	for _, d := range ic.p.decisions(t, image, v1.Hash{}) {
+		lines = append(lines, d.Result+" "+d.Cause+": "+d.Message)
+	}
+	slices.Sort(lines)
+	t.Logf("proxy decisions on %s:\n%s", image, cosignIndent(strings.Join(slices.Compact(lines), "\n")))
+}
