@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/portcullis-dev/portcullis/policy/yamlfile"
 )
 
 // This file turns the raw file into a Policy: it checks meanings (names,
@@ -53,7 +55,7 @@ func Parse(data []byte, filename, dir string) (*Policy, error) {
 
 // compiler builds a Policy from a rawFile.
 type compiler struct {
-	*report
+	*yamlfile.Report
 	dir        string
 	p          *Policy
 	files      map[string][]byte // absolute path -> bytes read, for Revision
@@ -68,20 +70,20 @@ func build(data []byte, filename, dir string) (*Policy, []Problem) {
 	if filename == "" {
 		filename = "policy"
 	}
-	r := newReport(filename)
+	r := yamlfile.NewReport(filename, maxProblems)
 	absDir, err := filepath.Abs(dir)
 	if err != nil {
-		r.errorAt(0, "", "resolve the directory of relative paths: %v", err)
-		return nil, r.sorted()
+		r.ErrorAt(0, "", "resolve the directory of relative paths: %v", err)
+		return nil, r.Problems()
 	}
 	f := parse(data, r)
 	if f == nil {
-		return nil, r.sorted()
+		return nil, r.Problems()
 	}
-	c := &compiler{report: r, dir: absDir, files: make(map[string][]byte),
+	c := &compiler{Report: r, dir: absDir, files: make(map[string][]byte),
 		rootPaths: make(map[string]string), usedRoots: make(map[string]bool)}
 	c.compile(f)
-	problems := r.sorted()
+	problems := r.Problems()
 	if loadError(problems) != nil {
 		return nil, problems
 	}
@@ -104,13 +106,13 @@ func (c *compiler) compile(f *rawFile) {
 	switch f.defaultValue {
 	case "deny":
 		if len(f.policies) == 0 {
-			c.warnf("policies", "none, so every image is refused unless its digest is in allowDigests")
+			c.Warnf("policies", "none, so every image is refused unless its digest is in allowDigests")
 		}
 	case "allow":
 		c.p.DefaultAllow = true
-		c.warnf("default", "images no policy matches are served without any signature check")
+		c.Warnf("default", "images no policy matches are served without any signature check")
 	default:
-		c.errorf("default", "want \"deny\" or \"allow\", got %s", quote(f.defaultValue))
+		c.Errorf("default", "want \"deny\" or \"allow\", got %s", yamlfile.Quote(f.defaultValue))
 	}
 	c.finishTrustRoots()
 }
@@ -121,7 +123,7 @@ func (c *compiler) unique(names map[string]string, name, path, what string) {
 		return // missing or empty: reported already
 	}
 	if first, dup := names[name]; dup {
-		c.errorf(join(path, "name"), "%s name %q is already used by %s (line %d)", what, name, first, c.line(first))
+		c.Errorf(yamlfile.Join(path, "name"), "%s name %q is already used by %s (line %d)", what, name, first, c.Line(first))
 		return
 	}
 	names[name] = path
@@ -132,13 +134,13 @@ func (c *compiler) trustRoot(rt *rawTrustRoot) {
 	t := &TrustRoot{Name: rt.name}
 	if rt.trustedRootFile != "" {
 		if rt.name == PublicGood {
-			c.errorf(join(rt.path, "name"), "the name %q is reserved for the public Sigstore instance; give a trustedRootFile root another name (only a tuf entry may use it, to override how the public instance is fetched)", PublicGood)
+			c.Errorf(yamlfile.Join(rt.path, "name"), "the name %q is reserved for the public Sigstore instance; give a trustedRootFile root another name (only a tuf entry may use it, to override how the public instance is fetched)", PublicGood)
 		}
 		t.TrustedRootFile = c.abs(rt.trustedRootFile)
-		t.TrustedRootJSON = c.readChecked(join(rt.path, "trustedRootFile"), rt.trustedRootFile, maxRootBytes, checkTrustedRoot)
+		t.TrustedRootJSON = c.readChecked(yamlfile.Join(rt.path, "trustedRootFile"), rt.trustedRootFile, maxRootBytes, checkTrustedRoot)
 	}
 	if rt.tuf != nil {
-		t.TUF = c.tuf(join(rt.path, "tuf"), rt.tuf)
+		t.TUF = c.tuf(yamlfile.Join(rt.path, "tuf"), rt.tuf)
 	}
 	if rt.name != "" && c.p.TrustRoots[rt.name] == nil {
 		c.p.TrustRoots[rt.name] = t
@@ -148,11 +150,11 @@ func (c *compiler) trustRoot(rt *rawTrustRoot) {
 func (c *compiler) tuf(path string, rt *rawTUF) *TUF {
 	t := &TUF{URL: rt.url}
 	if err := checkURL(rt.url); err != nil {
-		c.errorf(join(path, "url"), "%v", err)
+		c.Errorf(yamlfile.Join(path, "url"), "%v", err)
 	}
 	if rt.rootFile != "" {
 		t.RootFile = c.abs(rt.rootFile)
-		t.RootJSON = c.readChecked(join(path, "rootFile"), rt.rootFile, maxRootBytes, checkTUFRoot)
+		t.RootJSON = c.readChecked(yamlfile.Join(path, "rootFile"), rt.rootFile, maxRootBytes, checkTUFRoot)
 	}
 	if rt.cacheDir != "" {
 		t.CacheDir = c.abs(rt.cacheDir)
@@ -168,13 +170,13 @@ func (c *compiler) finishTrustRoots() {
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.rootPaths)) {
 		if !c.usedRoots[name] {
-			c.warnf(join(c.rootPaths[name], "name"), "trust root %q is not used by any authority", name)
+			c.Warnf(yamlfile.Join(c.rootPaths[name], "name"), "trust root %q is not used by any authority", name)
 		}
 	}
 }
 
 func (c *compiler) policy(rp *rawPolicy) *ImagePolicy {
-	ip := &ImagePolicy{Name: rp.name, Threshold: rp.threshold, MatchRepository: rp.matchRepository, Line: c.line(rp.path)}
+	ip := &ImagePolicy{Name: rp.name, Threshold: rp.threshold, MatchRepository: rp.matchRepository, Line: c.Line(rp.path)}
 	ip.Images, ip.images = c.globs(rp.images)
 	ip.ExcludeImages, ip.exclude = c.globs(rp.exclude)
 	ip.Mode = c.mode(rp)
@@ -183,14 +185,14 @@ func (c *compiler) policy(rp *rawPolicy) *ImagePolicy {
 	case "unsigned":
 		ip.AllowUnsigned = true
 	default:
-		c.errorf(join(rp.path, "allow"), "the only value is \"unsigned\", got %s", quote(rp.allow))
+		c.Errorf(yamlfile.Join(rp.path, "allow"), "the only value is \"unsigned\", got %s", yamlfile.Quote(rp.allow))
 	}
 	if ip.AllowUnsigned {
 		c.checkUnsigned(rp)
 		return ip
 	}
 	if ip.Mode == Warn {
-		c.warnf(join(rp.path, "mode"), "images failing policy %q are served anyway; violations are only logged", rp.name)
+		c.Warnf(yamlfile.Join(rp.path, "mode"), "images failing policy %q are served anyway; violations are only logged", rp.name)
 	}
 	c.checkAuthorities(rp)
 	names := make(map[string]string)
@@ -207,7 +209,7 @@ func (c *compiler) mode(rp *rawPolicy) Mode {
 	case "warn":
 		return Warn
 	default:
-		c.errorf(join(rp.path, "mode"), "want \"enforce\" or \"warn\", got %s%s", quote(rp.mode), suggest(rp.mode, []string{"enforce", "warn"}))
+		c.Errorf(yamlfile.Join(rp.path, "mode"), "want \"enforce\" or \"warn\", got %s%s", yamlfile.Quote(rp.mode), yamlfile.Suggest(rp.mode, []string{"enforce", "warn"}))
 	}
 	return Enforce
 }
@@ -216,7 +218,7 @@ func (c *compiler) mode(rp *rawPolicy) Mode {
 func (c *compiler) checkUnsigned(rp *rawPolicy) {
 	for _, key := range []string{"authorities", "threshold", "matchRepository"} {
 		if _, ok := rp.set[key]; ok {
-			c.errorf(join(rp.path, key), "a policy with \"allow: unsigned\" checks no signatures; remove %q (or \"allow\")", key)
+			c.Errorf(yamlfile.Join(rp.path, key), "a policy with \"allow: unsigned\" checks no signatures; remove %q (or \"allow\")", key)
 		}
 	}
 }
@@ -228,11 +230,11 @@ func (c *compiler) checkAuthorities(rp *rawPolicy) {
 	_, set := rp.set["authorities"]
 	switch {
 	case !set:
-		c.errorf(rp.path, "missing required field \"authorities\" (or \"allow: unsigned\" to allow images without signatures)")
+		c.Errorf(rp.path, "missing required field \"authorities\" (or \"allow: unsigned\" to allow images without signatures)")
 	case n == 0 && rp.authoritiesOK:
-		c.errorf(join(rp.path, "authorities"), "must list at least one authority")
+		c.Errorf(yamlfile.Join(rp.path, "authorities"), "must list at least one authority")
 	case n > 0 && (rp.threshold < 1 || rp.threshold > n):
-		c.errorf(join(rp.path, "threshold"), "must be from 1 to %d (the number of authorities), got %d", n, rp.threshold)
+		c.Errorf(yamlfile.Join(rp.path, "threshold"), "must be from 1 to %d (the number of authorities), got %d", n, rp.threshold)
 	}
 }
 
@@ -261,15 +263,15 @@ func (c *compiler) resolveTrustRoot(ra *rawAuthority, a *Authority) {
 		c.usedRoots[PublicGood] = true
 	case a.TrustRoot != "":
 		if _, ok := c.rootPaths[a.TrustRoot]; !ok {
-			c.errorf(join(ra.path, "trustRoot"), "unknown trust root %q%s", a.TrustRoot, suggest(a.TrustRoot, append(slices.Sorted(maps.Keys(c.rootPaths)), PublicGood)))
+			c.Errorf(yamlfile.Join(ra.path, "trustRoot"), "unknown trust root %q%s", a.TrustRoot, yamlfile.Suggest(a.TrustRoot, append(slices.Sorted(maps.Keys(c.rootPaths)), PublicGood)))
 		}
 		c.usedRoots[a.TrustRoot] = true
 	case a.Keyless != nil:
 		a.TrustRoot, c.publicGood = PublicGood, true
-		c.warnf(ra.path, "no trustRoot: keyless signatures are checked against the public-good Sigstore instance, whose trusted root is fetched via TUF over the internet; name a trustRoot for a private or air-gapped instance")
+		c.Warnf(ra.path, "no trustRoot: keyless signatures are checked against the public-good Sigstore instance, whose trusted root is fetched via TUF over the internet; name a trustRoot for a private or air-gapped instance")
 	case a.RequireTlog:
 		a.TrustRoot, c.publicGood = PublicGood, true
-		c.warnf(ra.path, "no trustRoot: the transparency log entry is checked against the public-good Sigstore instance, whose trusted root is fetched via TUF over the internet")
+		c.Warnf(ra.path, "no trustRoot: the transparency log entry is checked against the public-good Sigstore instance, whose trusted root is fetched via TUF over the internet")
 	}
 }
 
@@ -288,9 +290,9 @@ func (c *compiler) key(rk *rawKey) *Key {
 	pub, hint, err := parsePublicKey(k.PEM)
 	if err != nil {
 		if rk.file != "" {
-			err = fmt.Errorf("%s: %w", quote(rk.file), err)
+			err = fmt.Errorf("%s: %w", yamlfile.Quote(rk.file), err)
 		}
-		c.errorf(rk.path, "%v", err)
+		c.Errorf(rk.path, "%v", err)
 	}
 	k.Public, k.Hint = pub, hint
 	return k
@@ -300,8 +302,8 @@ func (c *compiler) keyless(rk *rawKeyless) *Keyless {
 	k := &Keyless{RequireSCT: rk.requireSCT}
 	for _, ri := range rk.identities {
 		id := Identity{Issuer: ri.issuer, IssuerRegExp: ri.issuerRegExp, Subject: ri.subject, SubjectRegExp: ri.subjectRegExp}
-		id.issuerRE = c.regexp(join(ri.path, "issuerRegExp"), ri.issuerRegExp)
-		id.subjectRE = c.regexp(join(ri.path, "subjectRegExp"), ri.subjectRegExp)
+		id.issuerRE = c.regexp(yamlfile.Join(ri.path, "issuerRegExp"), ri.issuerRegExp)
+		id.subjectRE = c.regexp(yamlfile.Join(ri.path, "subjectRegExp"), ri.subjectRegExp)
 		k.Identities = append(k.Identities, id)
 	}
 	return k
@@ -315,11 +317,11 @@ func (c *compiler) regexp(path, expr string) *regexp.Regexp {
 	}
 	re, err := regexp.Compile(expr)
 	if err != nil {
-		c.errorf(path, "bad regular expression (Go RE2 syntax): %v", strings.TrimPrefix(err.Error(), "error parsing regexp: "))
+		c.Errorf(path, "bad regular expression (Go RE2 syntax): %v", strings.TrimPrefix(err.Error(), "error parsing regexp: "))
 		return nil
 	}
 	if !strings.HasPrefix(expr, "^") {
-		c.warnf(path, "%s is not anchored with \"^\", so it matches anywhere in the value (say, inside another organisation's URL); start it with \"^\"", quote(expr))
+		c.Warnf(path, "%s is not anchored with \"^\", so it matches anywhere in the value (say, inside another organisation's URL); start it with \"^\"", yamlfile.Quote(expr))
 	}
 	return re
 }
@@ -331,7 +333,7 @@ func (c *compiler) globs(items []item) ([]string, []*glob) {
 	for _, it := range items {
 		g, err := compileGlob(it.value)
 		if err != nil {
-			c.errorf(it.path, "%v", err)
+			c.Errorf(it.path, "%v", err)
 			continue
 		}
 		pats = append(pats, it.value)
@@ -346,11 +348,11 @@ var digestRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 func (c *compiler) allowDigests(items []item) {
 	for _, it := range items {
 		if !digestRE.MatchString(it.value) {
-			c.errorf(it.path, "want \"sha256:\" and 64 lower-case hex digits, got %s", quote(it.value))
+			c.Errorf(it.path, "want \"sha256:\" and 64 lower-case hex digits, got %s", yamlfile.Quote(it.value))
 			continue
 		}
 		c.p.AllowDigests[it.value] = true
-		c.warnf(it.path, "break-glass: images with digest %s are served whatever the policies say", it.value[:19])
+		c.Warnf(it.path, "break-glass: images with digest %s are served whatever the policies say", it.value[:19])
 	}
 }
 

@@ -19,6 +19,8 @@ import (
 	"net/url"
 	"os"
 	"strings"
+
+	"github.com/portcullis-dev/portcullis/policy/yamlfile"
 )
 
 // This file reads and checks the files a policy names. It is the package's
@@ -40,7 +42,7 @@ func (c *compiler) read(path, name string, limit int64) []byte {
 	abs := c.abs(name)
 	data, err := readFile(abs, limit)
 	if err != nil {
-		c.errorf(path, "cannot read %s: %v", quote(name), err)
+		c.Errorf(path, "cannot read %s: %v", yamlfile.Quote(name), err)
 		return nil
 	}
 	c.files[abs] = data
@@ -54,7 +56,7 @@ func (c *compiler) readChecked(path, name string, limit int64, check func([]byte
 		return nil
 	}
 	if err := check(data); err != nil {
-		c.errorf(path, "%s: %v", quote(name), err)
+		c.Errorf(path, "%s: %v", yamlfile.Quote(name), err)
 		return nil
 	}
 	return data
@@ -159,7 +161,7 @@ func checkTrustedRoot(data []byte) error {
 	case v.MediaType == nil:
 		return errors.New(`no "mediaType"; want a Sigstore trusted_root.json`)
 	case !strings.HasPrefix(*v.MediaType, trustedRootMediaType):
-		return fmt.Errorf("mediaType %s is not a Sigstore trusted root (%s+json;version=...)", quote(*v.MediaType), trustedRootMediaType)
+		return fmt.Errorf("mediaType %s is not a Sigstore trusted root (%s+json;version=...)", yamlfile.Quote(*v.MediaType), trustedRootMediaType)
 	}
 	return nil
 }
@@ -198,7 +200,7 @@ func checkURL(s string) error {
 	}
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return fmt.Errorf("%s is not an http(s) URL; want the TUF repository, such as \"https://tuf.internal/\" (or \"\" for the public-good instance)", quote(s))
+		return fmt.Errorf("%s is not an http(s) URL; want the TUF repository, such as \"https://tuf.internal/\" (or \"\" for the public-good instance)", yamlfile.Quote(s))
 	}
 	return nil
 }

@@ -3,6 +3,8 @@ package policy
 import (
 	"fmt"
 	"strings"
+
+	"github.com/portcullis-dev/portcullis/policy/yamlfile"
 )
 
 // dockerHub is Docker Hub's canonical registry name; its aliases are folded
@@ -66,7 +68,7 @@ func compileGlob(pattern string) (*glob, error) {
 		return nil, fmt.Errorf("empty image pattern")
 	}
 	if strings.Contains(pattern, "://") {
-		return nil, fmt.Errorf("%s is a URL; write registry/repository, such as \"ghcr.io/acme/**\"", quote(pattern))
+		return nil, fmt.Errorf("%s is a URL; write registry/repository, such as \"ghcr.io/acme/**\"", yamlfile.Quote(pattern))
 	}
 	segs := strings.Split(pattern, "/")
 	if err := checkRegistrySegment(pattern, segs); err != nil {
@@ -94,17 +96,17 @@ func checkRegistrySegment(pattern string, segs []string) error {
 	case first == "" || strings.Contains(first, "@"):
 		return checkSegment(pattern, first)
 	case strings.Contains(first, "**"):
-		return fmt.Errorf("%s: \"**\" must be a whole path segment, such as \"a/**/b\"", quote(pattern))
+		return fmt.Errorf("%s: \"**\" must be a whole path segment, such as \"a/**/b\"", yamlfile.Quote(pattern))
 	case strings.ContainsAny(first, ".:") || strings.EqualFold(first, "localhost"):
 	default:
 		hint := dockerHub + "/" + pattern
 		if len(segs) == 1 {
 			hint = dockerHub + "/library/" + pattern
 		}
-		return fmt.Errorf("%s does not start with a registry; for Docker Hub write %s", quote(pattern), quote(hint))
+		return fmt.Errorf("%s does not start with a registry; for Docker Hub write %s", yamlfile.Quote(pattern), yamlfile.Quote(hint))
 	}
 	if len(segs) == 1 && first != "**" { // "**" alone matches every image
-		return fmt.Errorf("%s names a registry but no repository; write %s to match all its repositories", quote(pattern), quote(pattern+"/**"))
+		return fmt.Errorf("%s names a registry but no repository; write %s to match all its repositories", yamlfile.Quote(pattern), yamlfile.Quote(pattern+"/**"))
 	}
 	return nil
 }
@@ -113,13 +115,13 @@ func checkRegistrySegment(pattern string, segs []string) error {
 func checkSegment(pattern, s string) error {
 	switch {
 	case s == "":
-		return fmt.Errorf("%s has an empty path segment (a doubled, leading or trailing \"/\")", quote(pattern))
+		return fmt.Errorf("%s has an empty path segment (a doubled, leading or trailing \"/\")", yamlfile.Quote(pattern))
 	case strings.ContainsAny(s, "@:"):
-		return fmt.Errorf("%s: patterns match repositories, not tags or digests; remove the %q part", quote(pattern), s[strings.IndexAny(s, "@:"):])
+		return fmt.Errorf("%s: patterns match repositories, not tags or digests; remove the %q part", yamlfile.Quote(pattern), s[strings.IndexAny(s, "@:"):])
 	case s != "**" && strings.Contains(s, "**"):
-		return fmt.Errorf("%s: \"**\" must be a whole path segment, such as \"a/**/b\" (use \"*\" within a segment)", quote(pattern))
+		return fmt.Errorf("%s: \"**\" must be a whole path segment, such as \"a/**/b\" (use \"*\" within a segment)", yamlfile.Quote(pattern))
 	case strings.ToLower(s) != s:
-		return fmt.Errorf("%s: repository names are lower-case in image references, so this never matches; write %s", quote(pattern), quote(strings.ToLower(pattern)))
+		return fmt.Errorf("%s: repository names are lower-case in image references, so this never matches; write %s", yamlfile.Quote(pattern), yamlfile.Quote(strings.ToLower(pattern)))
 	}
 	return nil
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/portcullis-dev/portcullis/policy/yamlfile"
 )
 
 // parseDuration parses a Go duration string such as "30s", "10m", "1h30m"
@@ -16,7 +18,7 @@ func parseDuration(s string) (time.Duration, error) {
 	}
 	const want = `want a duration such as "30s", "10m" or "1h30m"`
 	if s != "" && strings.Trim(s, "0123456789") == "" {
-		return 0, fmt.Errorf("invalid duration %s: a number needs a unit (%s)", quote(s), want)
+		return 0, fmt.Errorf("invalid duration %s: a number needs a unit (%s)", yamlfile.Quote(s), want)
 	}
-	return 0, fmt.Errorf("invalid duration %s (%s)", quote(s), want)
+	return 0, fmt.Errorf("invalid duration %s (%s)", yamlfile.Quote(s), want)
 }

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/portcullis-dev/portcullis/policy/yamlfile"
 )
 
 // maxPasswordBytes bounds what is read from a password file, so that
@@ -43,7 +45,7 @@ func fileSettings(c *Config) []fileSetting {
 
 // checkFiles makes every file setting of c absolute, relative to dir,
 // checks that each names a readable regular file, and reads passwords.
-func checkFiles(c *Config, dir string, r *report) {
+func checkFiles(c *Config, dir string, r *yamlfile.Report) {
 	for _, f := range fileSettings(c) {
 		if *f.file == "" {
 			continue // not set, or empty and reported as such
@@ -56,7 +58,7 @@ func checkFiles(c *Config, dir string, r *report) {
 			err = checkReadable(*f.file)
 		}
 		if err != nil {
-			r.add(f.path, "%v", err)
+			r.Errorf(f.path, "%v", err)
 		}
 	}
 }

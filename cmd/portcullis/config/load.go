@@ -1,14 +1,14 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/portcullis-dev/portcullis/policy/yamlfile"
 )
 
 // Load reads the config file at path, then parses and validates it like
@@ -49,136 +49,112 @@ func Parse(data []byte, filename, dir string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: resolve directory of relative paths: %w", filename, err)
 	}
-	r := newReport(filename)
-	root := topLevel(data, r)
+	r := yamlfile.NewReport(filename, 0)
+	root := yamlfile.TopLevel(data, r, configFormat)
 	if root == nil {
-		return nil, r.err()
+		return nil, problemsError(r)
 	}
-	d := &decoder{report: r}
 	c := defaults()
-	d.mapping("", root, configFields(c))
+	yamlfile.NewDecoder(r, 0).Mapping("", root, configFields(c))
 	validate(c, dir, r)
-	if err := r.err(); err != nil {
+	if err := problemsError(r); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
+// configFormat describes a config file for the problems of
+// [yamlfile.TopLevel].
+var configFormat = yamlfile.Format{
+	Name:                    "config file",
+	Needs:                   `an "upstreams" list`,
+	TopLevel:                `a mapping of settings such as "listen:" and "upstreams:" at the top level`,
+	SecondDocumentAtContent: true,
+}
+
+// problemsError returns the problems of r, sorted by line, joined into one
+// error, one per line; nil when there are none.
+func problemsError(r *yamlfile.Report) error {
+	problems := r.Problems()
+	if len(problems) == 0 {
+		return nil
+	}
+	errs := make([]error, len(problems))
+	for i, p := range problems {
+		errs[i] = errors.New(p.String())
+	}
+	return errors.Join(errs...)
+}
+
 // configFields is the schema of the config file: for each YAML name, how
 // its value is decoded into c. Settings the file leaves out keep the value
 // c already has, which is their default.
-func configFields(c *Config) []field {
-	return []field{
-		{key: "listen", decode: address(&c.Listen)},
-		{key: "adminListen", decode: address(&c.AdminListen)},
-		{key: "tls", decode: section(func(d *decoder, path string, n *yaml.Node) {
+func configFields(c *Config) []yamlfile.Field {
+	return []yamlfile.Field{
+		{Key: "listen", Decode: address(&c.Listen)},
+		{Key: "adminListen", Decode: address(&c.AdminListen)},
+		{Key: "tls", Decode: section(func(d *yamlfile.Decoder, path string, n *yaml.Node) {
 			c.TLS = &TLS{}
-			d.mapping(path, n, tlsFields(c.TLS))
+			d.Mapping(path, n, tlsFields(c.TLS))
 		})},
-		{key: "allowAnonymousClients", decode: flag(&c.AllowAnonymousClients)},
-		{key: "upstreams", required: true, decode: upstreams(&c.Upstreams)},
-		{key: "defaultRegistry", decode: text(&c.DefaultRegistry)},
-		{key: "tagTTL", decode: duration(&c.TagTTL)},
-		{key: "manifestCacheBytes", decode: atLeast(&c.ManifestCacheBytes, 1)},
-		{key: "upstreamTimeout", decode: positiveDuration(&c.UpstreamTimeout)},
-		{key: "shutdownTimeout", decode: positiveDuration(&c.ShutdownTimeout)},
-		{key: "policyFile", decode: nonEmpty(&c.PolicyFile)},
-		{key: "verdictTTL", decode: duration(&c.VerdictTTL)},
-		{key: "denyTTL", decode: duration(&c.DenyTTL)},
-		{key: "staleIfError", decode: duration(&c.StaleIfError)},
-		{key: "maxSignatures", decode: atLeast(&c.MaxSignatures, 1)},
-		{key: "decisionTimeout", decode: positiveDuration(&c.DecisionTimeout)},
+		{Key: "allowAnonymousClients", Decode: yamlfile.Bool(&c.AllowAnonymousClients)},
+		{Key: "upstreams", Required: true, Decode: upstreams(&c.Upstreams)},
+		{Key: "defaultRegistry", Decode: yamlfile.Text(&c.DefaultRegistry)},
+		{Key: "tagTTL", Decode: duration(&c.TagTTL)},
+		{Key: "manifestCacheBytes", Decode: yamlfile.IntAtLeast(&c.ManifestCacheBytes, 1)},
+		{Key: "upstreamTimeout", Decode: positiveDuration(&c.UpstreamTimeout)},
+		{Key: "shutdownTimeout", Decode: positiveDuration(&c.ShutdownTimeout)},
+		{Key: "policyFile", Decode: yamlfile.NonEmpty(&c.PolicyFile)},
+		{Key: "verdictTTL", Decode: duration(&c.VerdictTTL)},
+		{Key: "denyTTL", Decode: duration(&c.DenyTTL)},
+		{Key: "staleIfError", Decode: duration(&c.StaleIfError)},
+		{Key: "maxSignatures", Decode: yamlfile.IntAtLeast(&c.MaxSignatures, 1)},
+		{Key: "decisionTimeout", Decode: positiveDuration(&c.DecisionTimeout)},
 	}
 }
 
 // tlsFields is the schema of "tls".
-func tlsFields(t *TLS) []field {
-	return []field{
-		{key: "certFile", required: true, decode: nonEmpty(&t.CertFile)},
-		{key: "keyFile", required: true, decode: nonEmpty(&t.KeyFile)},
-		{key: "clientCAFile", decode: nonEmpty(&t.ClientCAFile)},
+func tlsFields(t *TLS) []yamlfile.Field {
+	return []yamlfile.Field{
+		{Key: "certFile", Required: true, Decode: yamlfile.NonEmpty(&t.CertFile)},
+		{Key: "keyFile", Required: true, Decode: yamlfile.NonEmpty(&t.KeyFile)},
+		{Key: "clientCAFile", Decode: yamlfile.NonEmpty(&t.ClientCAFile)},
 	}
 }
 
 // upstreams decodes the list "upstreams", which must not be empty.
-func upstreams(list *[]Upstream) decodeFunc {
-	return func(d *decoder, path string, n *yaml.Node) {
-		if isNull(n) || (n.Kind == yaml.SequenceNode && len(n.Content) == 0) {
-			d.addAt(n.Line, path, "must list at least one upstream registry")
+func upstreams(list *[]Upstream) yamlfile.DecodeFunc {
+	return func(d *yamlfile.Decoder, path string, n *yaml.Node) {
+		if yamlfile.IsNull(n) || (n.Kind == yaml.SequenceNode && len(n.Content) == 0) {
+			d.ErrorAt(n.Line, path, "must list at least one upstream registry")
 			return
 		}
-		d.list(path, n, func(path string, n *yaml.Node) {
+		d.List(path, n, func(path string, n *yaml.Node) {
 			var u Upstream
-			d.mapping(path, n, upstreamFields(&u))
+			d.Mapping(path, n, upstreamFields(&u))
 			*list = append(*list, u)
 		})
 	}
 }
 
 // upstreamFields is the schema of each item of "upstreams".
-func upstreamFields(u *Upstream) []field {
-	return []field{
-		{key: "registry", required: true, decode: nonEmpty(&u.Registry)},
-		{key: "endpoint", decode: endpoint(&u.Endpoint)},
-		{key: "insecure", decode: flag(&u.Insecure)},
-		{key: "caFile", decode: nonEmpty(&u.CAFile)},
-		{key: "auth", decode: section(func(d *decoder, path string, n *yaml.Node) {
+func upstreamFields(u *Upstream) []yamlfile.Field {
+	return []yamlfile.Field{
+		{Key: "registry", Required: true, Decode: yamlfile.NonEmpty(&u.Registry)},
+		{Key: "endpoint", Decode: endpoint(&u.Endpoint)},
+		{Key: "insecure", Decode: yamlfile.Bool(&u.Insecure)},
+		{Key: "caFile", Decode: yamlfile.NonEmpty(&u.CAFile)},
+		{Key: "auth", Decode: section(func(d *yamlfile.Decoder, path string, n *yaml.Node) {
 			u.Auth = &Auth{}
-			d.mapping(path, n, authFields(u.Auth))
+			d.Mapping(path, n, authFields(u.Auth))
 		})},
 	}
 }
 
 // authFields is the schema of "upstreams[i].auth".
-func authFields(a *Auth) []field {
-	return []field{
-		{key: "username", required: true, decode: nonEmpty(&a.Username)},
-		{key: "passwordFile", required: true, decode: nonEmpty(&a.PasswordFile)},
+func authFields(a *Auth) []yamlfile.Field {
+	return []yamlfile.Field{
+		{Key: "username", Required: true, Decode: yamlfile.NonEmpty(&a.Username)},
+		{Key: "passwordFile", Required: true, Decode: yamlfile.NonEmpty(&a.PasswordFile)},
 	}
-}
-
-// topLevel parses data as a single YAML document and returns its top-level
-// mapping; nil, with the problem in r, when there is none.
-func topLevel(data []byte, r *report) *yaml.Node {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var doc yaml.Node
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			r.addAt(0, "", "file is empty; it needs at least an \"upstreams\" list")
-		} else {
-			r.addYAML(err)
-		}
-		return nil
-	}
-	var next yaml.Node
-	switch err := dec.Decode(&next); {
-	case errors.Is(err, io.EOF):
-	case err != nil:
-		r.addYAML(err)
-		return nil
-	default:
-		r.addAt(firstLine(&next), "", "found a second YAML document; a config file holds one")
-		return nil
-	}
-	root := &doc
-	if doc.Kind == yaml.DocumentNode && len(doc.Content) > 0 {
-		root = resolve(doc.Content[0])
-	}
-	switch {
-	case root.Kind == yaml.DocumentNode || isNull(root):
-		r.addAt(0, "", "file is empty; it needs at least an \"upstreams\" list")
-		return nil
-	case root.Kind != yaml.MappingNode:
-		r.addAt(root.Line, "", "want a mapping of settings such as \"listen:\" and \"upstreams:\" at the top level, got %s", describe(root))
-		return nil
-	}
-	return root
-}
-
-// firstLine returns the line a document's content starts on.
-func firstLine(doc *yaml.Node) int {
-	if len(doc.Content) > 0 {
-		return doc.Content[0].Line
-	}
-	return doc.Line
 }

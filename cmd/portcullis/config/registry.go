@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 
+	"github.com/portcullis-dev/portcullis/policy/yamlfile"
 	"github.com/portcullis-dev/portcullis/proxy"
 )
 
@@ -30,20 +31,20 @@ func NormalizeRegistry(s string) string { return proxy.NormalizeRegistry(s) }
 func checkRegistry(s string) error {
 	const want = `want a host[:port] such as "ghcr.io" or "registry.example:5000"`
 	if strings.Contains(s, "://") {
-		return fmt.Errorf("%s is a URL, not a registry name (%s; put the URL in endpoint)", quote(s), want)
+		return fmt.Errorf("%s is a URL, not a registry name (%s; put the URL in endpoint)", yamlfile.Quote(s), want)
 	}
 	if _, err := name.NewRegistry(s, name.StrictValidation); err != nil {
-		return fmt.Errorf("%s is not a valid registry name (%s)", quote(s), want)
+		return fmt.Errorf("%s is not a valid registry name (%s)", yamlfile.Quote(s), want)
 	}
 	// name.NewRegistry only checks that s parses as a URL authority, which
 	// lets through an empty host, user info and characters that are not
 	// valid in a host name; be as strict as image references are.
 	u, err := url.Parse("//" + s)
 	if err != nil || u.Host != s || u.User != nil || !validHost(u.Hostname()) || strings.HasSuffix(s, ":") {
-		return fmt.Errorf("%s is not a valid registry name (%s)", quote(s), want)
+		return fmt.Errorf("%s is not a valid registry name (%s)", yamlfile.Quote(s), want)
 	}
 	if err := checkPort(u.Port()); err != nil {
-		return fmt.Errorf("%s: %w", quote(s), err)
+		return fmt.Errorf("%s: %w", yamlfile.Quote(s), err)
 	}
 	return nil
 }
@@ -76,7 +77,7 @@ func checkPort(port string) error {
 		return nil
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		return fmt.Errorf("port %s is not a number from 1 to 65535", quote(port))
+		return fmt.Errorf("port %s is not a number from 1 to 65535", yamlfile.Quote(port))
 	}
 	return nil
 }
@@ -100,7 +101,7 @@ func parseEndpoint(s string) (*url.URL, error) {
 		return nil, fmt.Errorf("must not be empty (%s)", want)
 	}
 	if !strings.Contains(s, "://") {
-		return nil, fmt.Errorf("%s is not an absolute URL (%s)", quote(s), want)
+		return nil, fmt.Errorf("%s is not an absolute URL (%s)", yamlfile.Quote(s), want)
 	}
 	u, err := url.Parse(s)
 	if err != nil {
@@ -112,20 +113,20 @@ func parseEndpoint(s string) (*url.URL, error) {
 	scheme := strings.ToLower(u.Scheme)
 	switch {
 	case scheme != "http" && scheme != "https":
-		return nil, fmt.Errorf("scheme %s not supported (want http or https)", quote(u.Scheme))
+		return nil, fmt.Errorf("scheme %s not supported (want http or https)", yamlfile.Quote(u.Scheme))
 	case u.User != nil:
-		return nil, fmt.Errorf("%s must not hold user info; put credentials in auth", quote(u.Redacted()))
+		return nil, fmt.Errorf("%s must not hold user info; put credentials in auth", yamlfile.Quote(u.Redacted()))
 	case !validHost(u.Hostname()) || strings.HasSuffix(u.Host, ":"):
-		return nil, fmt.Errorf("%s has no valid host (%s)", quote(s), want)
+		return nil, fmt.Errorf("%s has no valid host (%s)", yamlfile.Quote(s), want)
 	case u.Path != "" && u.Path != "/":
-		return nil, fmt.Errorf("%s must not have a path (%s)", quote(s), want)
+		return nil, fmt.Errorf("%s must not have a path (%s)", yamlfile.Quote(s), want)
 	case u.RawQuery != "" || u.ForceQuery:
-		return nil, fmt.Errorf("%s must not have a query (%s)", quote(s), want)
+		return nil, fmt.Errorf("%s must not have a query (%s)", yamlfile.Quote(s), want)
 	case u.Fragment != "" || strings.Contains(s, "#"):
-		return nil, fmt.Errorf("%s must not have a fragment (%s)", quote(s), want)
+		return nil, fmt.Errorf("%s must not have a fragment (%s)", yamlfile.Quote(s), want)
 	}
 	if err := checkPort(u.Port()); err != nil {
-		return nil, fmt.Errorf("%s: %w", quote(s), err)
+		return nil, fmt.Errorf("%s: %w", yamlfile.Quote(s), err)
 	}
 	return &url.URL{Scheme: scheme, Host: strings.ToLower(u.Host)}, nil
 }

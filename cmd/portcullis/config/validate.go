@@ -5,13 +5,15 @@ import (
 	"net"
 	"slices"
 	"strings"
+
+	"github.com/portcullis-dev/portcullis/policy/yamlfile"
 )
 
 // validate checks what decoding each value alone cannot: registry names,
 // settings that must agree with each other, and files on disk. It completes
 // c on the way: registry names normalised, endpoints defaulted, paths made
 // absolute against dir, passwords read.
-func validate(c *Config, dir string, r *report) {
+func validate(c *Config, dir string, r *yamlfile.Report) {
 	checkListeners(c, r)
 	checkUpstreams(c, r)
 	checkDefaultRegistry(c, r)
@@ -20,19 +22,19 @@ func validate(c *Config, dir string, r *report) {
 }
 
 // checkListeners rejects the registry and admin servers sharing an address.
-func checkListeners(c *Config, r *report) {
+func checkListeners(c *Config, r *yamlfile.Report) {
 	if c.Listen != c.AdminListen {
 		return
 	}
 	if _, port, err := net.SplitHostPort(c.Listen); err == nil && port == "0" {
 		return // two different ports picked by the system
 	}
-	r.add("adminListen", "%s is also the address of listen; the admin server needs an address of its own", quote(c.AdminListen))
+	r.Errorf("adminListen", "%s is also the address of listen; the admin server needs an address of its own", yamlfile.Quote(c.AdminListen))
 }
 
 // checkUpstreams normalises and checks registry names, rejects duplicates,
 // defaults endpoints and checks that insecure agrees with the endpoint.
-func checkUpstreams(c *Config, r *report) {
+func checkUpstreams(c *Config, r *yamlfile.Report) {
 	first := make(map[string]string) // registry -> path of the first upstream with it
 	for i := range c.Upstreams {
 		u := &c.Upstreams[i]
@@ -40,10 +42,10 @@ func checkUpstreams(c *Config, r *report) {
 		if u.Registry != "" { // "" is reported as missing or empty
 			u.Registry = NormalizeRegistry(u.Registry)
 			if err := checkRegistry(u.Registry); err != nil {
-				r.add(path+".registry", "%v", err)
+				r.Errorf(path+".registry", "%v", err)
 			} else if prev, dup := first[u.Registry]; dup {
-				r.add(path+".registry", "%s is already configured by %s at line %d%s",
-					quote(u.Registry), prev, r.line(prev+".registry"), dockerHubNote(u.Registry))
+				r.Errorf(path+".registry", "%s is already configured by %s at line %d%s",
+					yamlfile.Quote(u.Registry), prev, r.Line(prev+".registry"), dockerHubNote(u.Registry))
 			} else {
 				first[u.Registry] = path
 			}
@@ -54,10 +56,10 @@ func checkUpstreams(c *Config, r *report) {
 				u.Endpoint = defaultEndpoint(u.Registry)
 			}
 		case u.Endpoint.Scheme == "http" && !u.Insecure:
-			r.add(path+".endpoint", "%s is plain http; set \"insecure: true\" on this upstream to allow it", quote(u.Endpoint.String()))
+			r.Errorf(path+".endpoint", "%s is plain http; set \"insecure: true\" on this upstream to allow it", yamlfile.Quote(u.Endpoint.String()))
 		}
 		if u.Insecure && u.CAFile != "" {
-			r.add(path+".caFile", "is ignored because \"insecure: true\" turns off certificate verification; remove one of them")
+			r.Errorf(path+".caFile", "is ignored because \"insecure: true\" turns off certificate verification; remove one of them")
 		}
 	}
 }
@@ -71,7 +73,7 @@ func dockerHubNote(registry string) string {
 
 // checkDefaultRegistry normalises defaultRegistry and checks that it names
 // a configured upstream.
-func checkDefaultRegistry(c *Config, r *report) {
+func checkDefaultRegistry(c *Config, r *yamlfile.Report) {
 	if c.DefaultRegistry == "" {
 		return
 	}
@@ -85,14 +87,14 @@ func checkDefaultRegistry(c *Config, r *report) {
 			names = append(names, u.Registry)
 		}
 	}
-	r.add("defaultRegistry", "%s is not the registry of any upstream (configured: %s)",
-		quote(c.DefaultRegistry), strings.Join(names, ", "))
+	r.Errorf("defaultRegistry", "%s is not the registry of any upstream (configured: %s)",
+		yamlfile.Quote(c.DefaultRegistry), strings.Join(names, ", "))
 }
 
 // checkCredentialExposure refuses upstream credentials on a proxy that does
 // not authenticate its clients, unless the administrator says that is fine:
 // whoever can reach the proxy would pull with those credentials.
-func checkCredentialExposure(c *Config, r *report) {
+func checkCredentialExposure(c *Config, r *yamlfile.Report) {
 	if c.AllowAnonymousClients || (c.TLS != nil && c.TLS.ClientCAFile != "") {
 		return
 	}
@@ -112,7 +114,7 @@ func checkCredentialExposure(c *Config, r *report) {
 	if firstPath == "" {
 		return
 	}
-	r.add(firstPath,
+	r.Errorf(firstPath,
 		"the proxy would hand its upstream credentials (for %s) to anyone who can reach it on %s, "+
 			"because it does not require client certificates; "+
 			"set tls.clientCAFile to accept only clients with a certificate from your CA, "+
