@@ -44,7 +44,7 @@ func refusal(v *verify.Verdict, err error) error {
 	if d := v.Detail(); len(d) > 0 {
 		detail = d
 	}
-	return &proxy.DeniedError{Message: v.Message, Detail: detail}
+	return &proxy.DeniedError{Message: v.Message(), Detail: detail}
 }
 
 // readerAdapter is verify's view of the registry, served by the proxy's

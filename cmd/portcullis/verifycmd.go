@@ -108,7 +108,7 @@ func verifyOne(ctx context.Context, p *proxy.Proxy, gate *verify.Gate, cfg *conf
 		r.Message = fmt.Sprintf("no decision: %v", err)
 		return r
 	}
-	r.Decision, r.Cause, r.Message = v.Decision.String(), string(v.Cause), v.Message
+	r.Decision, r.Cause, r.Message = v.Decision.String(), string(v.Cause), v.Message()
 	r.Identity, r.Revision, r.Failures = v.Identity, v.Revision, v.Detail()
 	if v.Cause == verify.CausePolicy {
 		r.Reason = v.Outcome.Reason.String()
