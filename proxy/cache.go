@@ -43,20 +43,27 @@ func tagKey(repo Repository, tag, accept string) string {
 	return repo.Registry + "/" + repo.Name + ":" + tag + "|" + accept
 }
 
-// get returns the cached digest and whether it is still fresh.
-func (t *tagCache) get(key string, now time.Time) (d v1.Hash, fresh, ok bool) {
+// get returns the cached digest, whether it is still fresh, whether it may
+// still stand in while the upstream is down (staleIfError), and whether the
+// tag is known at all.
+func (t *tagCache) get(key string, now time.Time) (d v1.Hash, fresh, usableStale, ok bool) {
 	e, ok := t.c.Get(key)
 	if !ok {
-		return v1.Hash{}, false, false
+		return v1.Hash{}, false, false, false
 	}
-	return e.digest, now.Before(e.fresh), true
+	return e.digest, now.Before(e.fresh), now.Before(e.fresh.Add(t.stale)), true
 }
 
+// set records a resolution. It is kept past its TTL, for staleIfError and
+// so that the next resolution of a tag seen before can be a cheap HEAD.
 func (t *tagCache) set(key string, d v1.Hash, now time.Time) {
-	if keep := t.ttl + t.stale; keep > 0 {
-		t.c.SetWithTTL(key, tagEntry{digest: d, fresh: now.Add(t.ttl)}, 1, keep)
-	}
+	keep := t.ttl + max(t.stale, seenTagMemory)
+	t.c.SetWithTTL(key, tagEntry{digest: d, fresh: now.Add(t.ttl)}, 1, keep)
 }
+
+// seenTagMemory is how long a tag's last resolution is remembered, at
+// least, after its TTL.
+const seenTagMemory = 10 * time.Minute
 
 // manifestEntry is a manifest as fetched: its exact bytes, their digest and
 // media type. Entries are immutable once made.

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -61,9 +62,12 @@ func (p *Proxy) loadManifest(ctx context.Context, rt *route, accept []string) (*
 	if !tagRE.MatchString(rt.ref) {
 		return nil, newError(http.StatusBadRequest, codeTagInvalid, "invalid tag %q", rt.ref)
 	}
-	d, err := p.resolveTag(ctx, rt, accept)
+	d, m, err := p.resolveTag(ctx, rt, accept)
 	if err != nil {
 		return nil, err
+	}
+	if m != nil { // resolved by a GET: these are the bytes the digest was computed from
+		return m, nil
 	}
 	return p.manifestByDigest(ctx, rt, d, accept)
 }
@@ -98,38 +102,63 @@ func (p *Proxy) manifestByDigest(ctx context.Context, rt *route, d v1.Hash, acce
 	return v.(*manifestEntry), nil
 }
 
-// resolveTag returns the digest a tag names for this client's Accept set:
-// from the tag cache while fresh, else from one upstream HEAD (GET if the
-// upstream's HEAD gives no digest; then the bytes are hashed and cached
-// too). When the upstream cannot answer (5xx, timeout), a stale cached
-// resolution is used for up to staleIfError.
-func (p *Proxy) resolveTag(ctx context.Context, rt *route, accept []string) (v1.Hash, error) {
+// resolveTag returns the digest a tag names for this client's Accept set,
+// and the manifest itself when resolving it fetched the bytes:
+//   - from the tag cache while fresh;
+//   - a tag seen before (its entry stale): one upstream HEAD, since the
+//     manifest is most likely cached by digest already (and on Docker Hub a
+//     HEAD is not a pull);
+//   - a tag never seen: one GET, hashed, which resolves and fetches at once;
+//   - a HEAD that gives no digest: a GET too.
+//
+// When the upstream cannot answer (5xx, timeout), a stale cached resolution
+// is used for up to staleIfError.
+func (p *Proxy) resolveTag(ctx context.Context, rt *route, accept []string) (v1.Hash, *manifestEntry, error) {
 	key := tagKey(rt.repo, rt.ref, acceptKey(accept))
-	cached, fresh, ok := p.tags.get(key, time.Now())
+	cached, fresh, usableStale, ok := p.tags.get(key, time.Now())
 	p.metrics.cacheLookup("tag", fresh)
 	if fresh {
-		return cached, nil
+		return cached, nil, nil
 	}
 	v, err := p.shared(ctx, "tag|"+key, func(ctx context.Context) (any, error) {
-		d, err := p.headTag(ctx, rt, accept)
+		var m *manifestEntry
+		d, err := v1.Hash{}, error(nil)
+		if ok {
+			d, err = p.headTag(ctx, rt, accept)
+		}
+		if !ok || errors.Is(err, errNoDigest) {
+			if m, err = p.getTag(ctx, rt, accept); err == nil {
+				d = m.digest
+			}
+		}
 		if err != nil {
 			return nil, err
 		}
 		p.tags.set(key, d, time.Now())
-		return d, nil
+		return resolved{d, m}, nil
 	})
 	if err != nil {
-		if ok && isOutage(err) {
+		if usableStale && isOutage(err) {
 			p.log.Warn("upstream unavailable: serving a stale tag resolution",
 				zap.String("registry", rt.up.registry), zap.String("repo", rt.repo.Name),
 				zap.String("tag", rt.ref), zap.String("digest", cached.String()), zap.Error(err))
 			p.metrics.staleServed.WithLabelValues("tag").Inc()
-			return cached, nil
+			return cached, nil, nil
 		}
-		return v1.Hash{}, err
+		return v1.Hash{}, nil, err
 	}
-	return v.(v1.Hash), nil
+	r := v.(resolved)
+	return r.digest, r.m, nil
 }
+
+type resolved struct {
+	digest v1.Hash
+	m      *manifestEntry
+}
+
+// errNoDigest is headTag's answer when the upstream's HEAD carries no
+// usable Docker-Content-Digest (or HEAD is not allowed).
+var errNoDigest = errors.New("no digest in the upstream's HEAD response")
 
 func (p *Proxy) headTag(ctx context.Context, rt *route, accept []string) (v1.Hash, error) {
 	path := "/v2/" + rt.repo.Name + "/manifests/" + rt.ref
@@ -138,20 +167,27 @@ func (p *Proxy) headTag(ctx context.Context, rt *route, accept []string) (v1.Has
 		return v1.Hash{}, err
 	}
 	_ = resp.Body.Close()
-	if resp.StatusCode == http.StatusOK {
+	switch {
+	case resp.StatusCode == http.StatusOK:
 		if d, rerr := parseDigest(resp.Header.Get("Docker-Content-Digest")); rerr == nil {
 			return d, nil
 		}
-	} else if resp.StatusCode != http.StatusMethodNotAllowed {
-		return v1.Hash{}, fromUpstreamResponse(rt.up.registry, resp, codeManifestUnknown)
+		return v1.Hash{}, errNoDigest
+	case resp.StatusCode == http.StatusMethodNotAllowed:
+		return v1.Hash{}, errNoDigest
 	}
-	// No usable digest from HEAD: GET the tag and hash what came.
+	return v1.Hash{}, fromUpstreamResponse(rt.up.registry, resp, codeManifestUnknown)
+}
+
+// getTag GETs a tag and hashes what came: the digest is that of the bytes,
+// never the upstream's header. The manifest is cached by that digest.
+func (p *Proxy) getTag(ctx context.Context, rt *route, accept []string) (*manifestEntry, error) {
 	m, err := p.fetchManifest(ctx, rt, rt.ref, "sha256", accept)
 	if err != nil {
-		return v1.Hash{}, err
+		return nil, err
 	}
 	p.manifests.set(manifestKey(rt.repo, m.digest), m)
-	return m.digest, nil
+	return m, nil
 }
 
 // fetchManifest GETs a manifest from the upstream and hashes it with alg.

@@ -77,7 +77,7 @@ func TestCalls(t *testing.T) {
 			WantHeader: map[string]string{"Docker-Content-Digest": f.appDigest, "Content-Type": mt(f.app), "Content-Length": strconv.Itoa(len(f.app))}},
 		{Description: "manifest via ns", Method: "GET", Path: "/v2/acme/app/manifests/v1?ns=registry.example", Code: 200, Want: f.app,
 			WantHeader: map[string]string{"OCI-Namespace": "registry.example"}},
-		{Description: "ns wins over the path", Method: "GET", Path: "/v2/registry.example/acme/app/manifests/v1?ns=docker.io", Code: 404, ErrCode: "MANIFEST_UNKNOWN"},
+		{Description: "ns wins over the path", Method: "GET", Path: "/v2/registry.example/acme/app/manifests/v1?ns=docker.io", Code: 404, ErrCode: "NAME_UNKNOWN"},
 		{Description: "ns naming an unconfigured registry", Method: "GET", Path: "/v2/acme/app/manifests/v1?ns=evil.example", Code: 404, ErrCode: "NAME_UNKNOWN"},
 		{Description: "default registry, library implied", Method: "GET", Path: "/v2/alpine/manifests/3", Code: 200, Want: f.hubRawMani},
 		{Description: "docker hub alias in ns", Method: "GET", Path: "/v2/library/alpine/manifests/3?ns=registry-1.docker.io", Code: 200, Want: f.hubRawMani},

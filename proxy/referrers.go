@@ -40,6 +40,9 @@ func (p *Proxy) serveReferrers(w http.ResponseWriter, r *http.Request, rt *route
 // referrers returns the referrers index of d, filtered by artifactType if
 // not empty; filtered reports whether the filter was applied.
 func (p *Proxy) referrers(ctx context.Context, rt *route, d v1.Hash, artifactType string) (body []byte, filtered bool, err error) {
+	if rt.up.referrersAPIAbsent() {
+		return p.fallbackReferrers(ctx, rt, d, artifactType)
+	}
 	var q url.Values
 	if artifactType != "" {
 		q = url.Values{"artifactType": {artifactType}}
@@ -67,6 +70,7 @@ func (p *Proxy) referrers(ctx context.Context, rt *route, d v1.Hash, artifactTyp
 		}
 		return b, applied && artifactType != "", err
 	}
+	rt.up.noteNoReferrersAPI()
 	return p.fallbackReferrers(ctx, rt, d, artifactType)
 }
 

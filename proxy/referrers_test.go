@@ -54,6 +54,13 @@ func TestReferrers(t *testing.T) {
 					mustEqual(t, "OCI-Filters-Applied", resp.Header.Get("OCI-Filters-Applied"), "artifactType")
 				}
 			}
+			// Without the API, the proxy stops asking for it and reads the
+			// fallback tag directly.
+			if !api {
+				before := up.count("GET", "/v2/acme/app/referrers/"+sd.String())
+				tp.do(t, "GET", "/v2/registry.example/acme/app/referrers/"+sd.String(), nil)
+				mustEqual(t, "referrers API asked again", up.count("GET", "/v2/acme/app/referrers/"+sd.String())-before, 0)
+			}
 			// No referrers at all: an empty index, not a 404.
 			other := up.push(t, "acme/app", "v2", randomImage(t, 10, 1))
 			resp, body := tp.do(t, "GET", "/v2/registry.example/acme/app/referrers/"+other.String(), nil)

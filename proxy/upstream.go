@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
@@ -50,6 +51,23 @@ type upstream struct {
 	// transports holds the authenticated transport of each repository.
 	transports *ristretto.Cache[string, http.RoundTripper]
 	creating   singleflight.Group
+
+	// noReferrersUntil (unix nanoseconds) remembers that the upstream has
+	// no referrers API, so lookups go straight to the fallback tag and a
+	// cold verification saves a round trip.
+	noReferrersUntil atomic.Int64
+}
+
+// referrersMemory is how long "this upstream has no referrers API" is
+// believed before asking again.
+const referrersMemory = 5 * time.Minute
+
+func (u *upstream) referrersAPIAbsent() bool {
+	return time.Now().UnixNano() < u.noReferrersUntil.Load()
+}
+
+func (u *upstream) noteNoReferrersAPI() {
+	u.noReferrersUntil.Store(time.Now().Add(referrersMemory).UnixNano())
 }
 
 const maxRepoTransports = 4096
