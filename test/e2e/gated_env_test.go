@@ -266,9 +266,35 @@ func (p *proxyProc) waitAudit(t *testing.T, image, digest string) auditLine {
 	}
 }
 
-// logContains reports whether the proxy's log holds s.
+// logContains reports whether the proxy's log holds s, waiting up to 5s
+// for it: the proxy buffers its log and flushes it every second.
 func (p *proxyProc) logContains(s string) bool {
-	return strings.Contains(p.log(0, 1<<30), s)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if strings.Contains(p.log(0, 1<<30), s) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// eventuallyAudit reports whether a decision line satisfying ok appears
+// within 5s (the log is flushed every second).
+func (p *proxyProc) eventuallyAudit(t *testing.T, ok func(auditLine) bool) bool {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if slices.ContainsFunc(p.auditLines(t), ok) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // ociErrorBody is an OCI distribution error response.

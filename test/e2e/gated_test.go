@@ -418,7 +418,7 @@ func TestGatedPolicyReload(t *testing.T) {
 	if r := registryGet(t, http.MethodGet, p.addr, blobPath(appImage, app.layers[0])); r.status != http.StatusOK || sha256Digest(r.body) != app.layers[0].String() {
 		t.Errorf("blob %s of the now-allowed %s: %d", app.layers[0], appImage, r.status)
 	}
-	if !slices.ContainsFunc(p.auditLines(t), func(l auditLine) bool {
+	if !p.eventuallyAudit(t, func(l auditLine) bool {
 		return l.Image == repoOf(appImage) && l.Digest == app.digest.String() && l.Result == "allow" && l.Reason == "allowed-unsigned"
 	}) {
 		t.Errorf("no audit line allows %s@%s as allowed-unsigned after the reload", repoOf(appImage), app.digest)
