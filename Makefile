@@ -15,6 +15,14 @@ REGISTRY_VERSION := v3.1.2
 CRANE_MOD := github.com/google/go-containerregistry
 CRANE_PKG := $(CRANE_MOD)/cmd/crane
 CRANE_VERSION := v0.22.1
+# Two cosign CLIs for the interop tests (test/e2e/cosign_test.go): the
+# current major as `cosign`, the previous one as `cosign-v2`.
+COSIGN_MOD := github.com/sigstore/cosign/v3
+COSIGN_PKG := $(COSIGN_MOD)/cmd/cosign
+COSIGN_VERSION := v3.1.3
+COSIGN_V2_MOD := github.com/sigstore/cosign/v2
+COSIGN_V2_PKG := $(COSIGN_V2_MOD)/cmd/cosign
+COSIGN_V2_VERSION := v2.6.5
 
 # Debian 12 packages for the e2e clients, at the versions `apt-cache policy`
 # shows for bookworm. Their dependencies (runc, crun, conmon,
@@ -28,27 +36,36 @@ FUZZTIME ?= 10s
 
 .PHONY: test tools deps vet unit fuzz e2e build clean
 
-test: tools deps vet unit fuzz e2e
+test: tools deps vet unit fuzz e2e bench-smoke
 
 # go-install-pinned BINARY MODULE PACKAGE VERSION: install PACKAGE@VERSION
-# into $(TOOLS_BIN) unless the binary there was already built from
+# as $(TOOLS_BIN)/BINARY unless the binary there was already built from
 # MODULE@VERSION (checked with `go version -m`, so a stale or hand-copied
-# binary is replaced).
+# binary is replaced). It is built into a scratch GOBIN and renamed, so
+# BINARY may differ from the package's name (cosign-v2), and an interrupted
+# build leaves no half-written binary behind.
 define go-install-pinned
 	@if [ -x "$(TOOLS_BIN)/$(1)" ] && $(GO) version -m "$(TOOLS_BIN)/$(1)" 2>/dev/null \
 		| awk '$$1 == "mod" && $$2 == "$(2)" && $$3 == "$(4)" { found = 1 } END { exit !found }'; then \
 		echo "tools: $(1) $(4) present"; \
 	else \
-		echo "tools: installing $(3)@$(4)"; \
+		echo "tools: installing $(3)@$(4) as $(1)"; \
 		mkdir -p "$(TOOLS_BIN)"; \
 		rm -f "$(TOOLS_BIN)/$(1)"; \
-		GOBIN="$(TOOLS_BIN)" $(GO) install "$(3)@$(4)"; \
+		gobin=$$(mktemp -d "$(dir $(TOOLS_BIN)).install.XXXXXX"); \
+		trap 'rm -rf "$$gobin"' EXIT; \
+		start=$$(date +%s); \
+		GOBIN="$$gobin" $(GO) install "$(3)@$(4)"; \
+		mv "$$gobin/$(notdir $(3))" "$(TOOLS_BIN)/$(1)"; \
+		echo "tools: $(1) $(4) installed in $$(( $$(date +%s) - start ))s"; \
 	fi
 endef
 
 tools:
 	$(call go-install-pinned,registry,$(REGISTRY_MOD),$(REGISTRY_PKG),$(REGISTRY_VERSION))
 	$(call go-install-pinned,crane,$(CRANE_MOD),$(CRANE_PKG),$(CRANE_VERSION))
+	$(call go-install-pinned,cosign,$(COSIGN_MOD),$(COSIGN_PKG),$(COSIGN_VERSION))
+	$(call go-install-pinned,cosign-v2,$(COSIGN_V2_MOD),$(COSIGN_V2_PKG),$(COSIGN_V2_VERSION))
 
 deps:
 	@missing=(); \
@@ -99,16 +116,23 @@ build:
 clean:
 	rm -rf bin .tools
 
-# Side-by-side benchmark (test/bench): Portcullis against its upstream, a
-# distribution pull-through proxy and a plain reverse proxy. bench-smoke is
-# the quick CI check (no timing asserted). Extra flags via BENCH_FLAGS, e.g.
-# BENCH_FLAGS='-json bench.json -md bench.md'.
+# Side-by-side benchmark (test/bench): Portcullis, enforcing a signature
+# policy, against its upstream, a distribution pull-through proxy, a plain
+# reverse proxy and `cosign verify` (.tools/bin/cosign, if installed), plus
+# in-process verification-cost and verdict-cache figures. `make bench`
+# (about 5 minutes) writes docs/benchmarks.md and docs/benchmarks.png and
+# prints a headline block for README.md; run it on a quiet machine.
+# bench-smoke is the quick CI check (tiny sizes, no cosign, no timing
+# asserted; fails only if a target does not serve or verify). Extra flags
+# via BENCH_FLAGS, e.g. BENCH_FLAGS='-json bench.json' or
+# BENCH_FLAGS='-phases cold,herd -keep'; BENCH_OUT= keeps docs/ untouched.
 BENCH_FLAGS ?=
+BENCH_OUT ?= -md docs/benchmarks.md -png docs/benchmarks.png
 
 .PHONY: bench bench-smoke
 
 bench: tools
-	PATH="$(TOOLS_BIN):$$PATH" $(GO) run ./test/bench $(BENCH_FLAGS)
+	PATH="$(TOOLS_BIN):$$PATH" $(GO) run ./test/bench $(BENCH_OUT) $(BENCH_FLAGS)
 
 bench-smoke: tools
 	PATH="$(TOOLS_BIN):$$PATH" $(GO) run ./test/bench -smoke $(BENCH_FLAGS)

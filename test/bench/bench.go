@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // bench is the environment of one run: the temporary directory, the
@@ -22,7 +23,12 @@ type bench struct {
 	tools  map[string]string // tool name -> version
 }
 
-type binaries struct{ registry, portcullis, revproxy string }
+type binaries struct {
+	registry, portcullis, revproxy string
+	// cosign is the cosign CLI the cold phase compares with; "" when it
+	// is not measured, and cosignMissing then says why.
+	cosign, cosignMissing string
+}
 
 // newBench makes the temporary directory, finds the registry and builds
 // Portcullis and the reverse proxy.
@@ -61,6 +67,12 @@ func (b *bench) setup(ctx context.Context) error {
 	if b.bins.revproxy, err = b.build(ctx, "revproxy", "./test/bench/revproxy"); err != nil {
 		return err
 	}
+	b.bins.cosign, b.bins.cosignMissing = findCosign(b.cfg.cosignBin, b.root)
+	if b.bins.cosign != "" {
+		logf("cosign: %s", b.bins.cosign)
+	} else {
+		logf("cosign: not measured: %s", b.bins.cosignMissing)
+	}
 	if b.upAddr, err = freeAddr(); err != nil {
 		return err
 	}
@@ -80,14 +92,23 @@ func (b *bench) close(ok bool) {
 	logf("logs and configs kept in %s", b.dir)
 }
 
-// fill starts the upstream and pushes the fixtures into it.
+// fill starts the upstream, pushes the fixtures into it and signs them
+// with a new key, written as cosign.pub beside policy.yaml (which
+// Portcullis's config names).
 func (b *bench) fill(ctx context.Context) error {
 	up, err := b.startUpstream(ctx, "fill")
 	if err != nil {
 		return err
 	}
 	defer up.stop()
-	fix, err := seed(ctx, "http://"+b.upAddr, b.cfg)
+	sg, err := newSigner(b.upAddr)
+	if err != nil {
+		return err
+	}
+	if err := sg.writeTrust(b.dir); err != nil {
+		return err
+	}
+	fix, err := seed(ctx, "http://"+b.upAddr, b.cfg, sg)
 	if err != nil {
 		return err
 	}
@@ -99,6 +120,8 @@ func (b *bench) fill(ctx context.Context) error {
 func (b *bench) build(ctx context.Context, name, pkg string) (string, error) {
 	out := filepath.Join(b.dir, "bin", name)
 	logf("building %s", pkg)
+	start := time.Now()
+	defer func() { logf("built %s in %.1f s", pkg, time.Since(start).Seconds()) }()
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
 	cmd.Dir = b.root
 	if msg, err := cmd.CombinedOutput(); err != nil {
@@ -141,4 +164,28 @@ func findRegistry(flagValue, root string) (string, error) {
 		return "", fmt.Errorf("distribution registry not found in .tools/bin or $PATH (run `make tools` or pass -registry): %w", err)
 	}
 	return p, nil
+}
+
+// findCosign resolves -cosign: "none" skips it, a given path must exist,
+// the default is .tools/bin/cosign (installed by make tools) if present.
+// It returns the binary, or "" and why it is not measured.
+func findCosign(flagValue, root string) (bin, missing string) {
+	switch flagValue {
+	case "none":
+		return "", "skipped (-cosign none, or -smoke)"
+	case "":
+		local := filepath.Join(root, ".tools", "bin", "cosign")
+		if fi, err := os.Stat(local); err == nil && !fi.IsDir() {
+			return local, ""
+		}
+		return "", "cosign missing (no .tools/bin/cosign; run make tools)"
+	}
+	p, err := exec.LookPath(flagValue)
+	if err != nil {
+		return "", fmt.Sprintf("cosign missing (-cosign %s: %v)", flagValue, err)
+	}
+	if abs, err := filepath.Abs(p); err == nil {
+		p = abs
+	}
+	return p, ""
 }

@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"os"
 	"time"
 )
 
@@ -181,7 +182,9 @@ func drain(r io.Reader, h hash.Hash) (int64, error) {
 	}
 }
 
-// runBlobPhase GETs the large blob through every target: one verified,
+// runBlobPhase GETs the large blob through every target: first the
+// image's manifest by tag (as a client pulling it would; Portcullis serves
+// a blob only once an allowed manifest references it), then one verified,
 // untimed-for-comparison first GET (for the distribution proxy, the one
 // that fills its storage), then -blob-runs timed GETs, interleaved across
 // targets, with the CPU time of the target and the upstream around each.
@@ -192,6 +195,9 @@ func runBlobPhase(ctx context.Context, b *bench, f *fleet) ([]Metric, error) {
 	for _, t := range f.targets {
 		clients[t.name] = noProxyClient()
 		defer clients[t.name].CloseIdleConnections()
+		if _, err := manifestGetter(clients[t.name], t.base, fix.BlobRepo, fix.BlobTag, fix.BlobManifest)(ctx); err != nil {
+			return nil, fmt.Errorf("%s: manifest of the blob image: %w", t.name, err)
+		}
 		d, err := getBlob(ctx, clients[t.name], blobURL(t, fix), fix.BlobDigest, fix.BlobSize, true)
 		if err != nil {
 			return nil, fmt.Errorf("%s: first GET: %w", t.name, err)
@@ -218,13 +224,13 @@ func runBlobPhase(ctx context.Context, b *bench, f *fleet) ([]Metric, error) {
 
 // blobRuns accumulates the timed GETs of one target.
 type blobRuns struct {
-	rates      []float64 // MiB/s
-	cpu, upCPU float64   // seconds, summed over runs
-	n          int
+	rates                 []float64 // MiB/s
+	cpu, upCPU, clientCPU float64   // seconds, summed over runs
+	n                     int
 }
 
 func (r *blobRuns) measure(ctx context.Context, c *http.Client, t *target, f *fleet, fix fixtures) error {
-	m, err := startCPU(t.proc.pid(), f.upstream.pid())
+	m, err := startCPU(t.proc.pid(), f.upstream.pid(), os.Getpid())
 	if err != nil {
 		return err
 	}
@@ -241,6 +247,7 @@ func (r *blobRuns) measure(ctx context.Context, c *http.Client, t *target, f *fl
 	r.rates = append(r.rates, rate)
 	r.cpu += cpu[0]
 	r.upCPU += cpu[1]
+	r.clientCPU += cpu[2]
 	r.n++
 	return nil
 }
@@ -254,7 +261,7 @@ func (r *blobRuns) metrics(name string, size int64) []Metric {
 	if name != targetUpstream {
 		ms = append(ms, blobMetric(name, "upstream_cpu_per_gib", "CPU s/GiB", r.upCPU/gibs, nil))
 	}
-	return ms
+	return append(ms, blobMetric(name, "client_cpu_per_gib", "CPU s/GiB", r.clientCPU/gibs, nil))
 }
 
 func blobMetric(target, name, unit string, v float64, samples []float64) Metric {

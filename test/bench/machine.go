@@ -33,7 +33,7 @@ func currentMachine() Machine {
 		Platform:    runtime.GOOS + "/" + runtime.GOARCH,
 		MemTotal:    procField("/proc/meminfo", "MemTotal"),
 		ClockTicks:  clockTicks(),
-		LoadAvgFrom: readTrim("/proc/loadavg"),
+		LoadAvgFrom: loadAvg(),
 	}
 }
 
@@ -69,10 +69,21 @@ func toolVersions(ctx context.Context, bins binaries, root string) map[string]st
 		"portcullis":    commandOutput(ctx, bins.portcullis, "version") + gitRevision(ctx, root),
 		"reverse-proxy": "net/http/httputil.ReverseProxy " + runtime.Version(),
 	}
+	if bins.cosign != "" {
+		v["cosign"] = moduleVersion(ctx, bins.cosign, "github.com/sigstore/cosign/v3")
+		if v["cosign"] == "unknown" {
+			v["cosign"] = moduleVersion(ctx, bins.cosign, "github.com/sigstore/cosign/v2")
+		}
+	} else {
+		v["cosign"] = "not measured: " + bins.cosignMissing
+	}
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		for _, dep := range bi.Deps {
-			if dep.Path == "github.com/google/go-containerregistry" {
+			switch dep.Path {
+			case "github.com/google/go-containerregistry":
 				v["go-containerregistry (fixtures)"] = dep.Version
+			case "github.com/sigstore/sigstore-go":
+				v["sigstore-go (verify-cost, in process)"] = dep.Version
 			}
 		}
 	}
@@ -118,4 +129,13 @@ func gitRevision(ctx context.Context, root string) string {
 		s += "+dirty"
 	}
 	return s + ")"
+}
+
+// loadAvg is the 1, 5 and 15 minute load averages.
+func loadAvg() string {
+	f := strings.Fields(readTrim("/proc/loadavg"))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }

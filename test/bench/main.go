@@ -5,20 +5,36 @@
 //
 // It starts a CNCF distribution registry as the upstream and, in front of
 // it, a distribution registry in proxy mode, a plain httputil.ReverseProxy
-// (./test/bench/revproxy) and Portcullis, each in its own process, fills the
-// upstream, and measures every target (the upstream itself included):
-// warm manifest GETs by tag and by digest, and a full GET of one large blob.
+// (./test/bench/revproxy) and Portcullis (enforcing a key policy: every
+// fixture is signed, in-process, with verify/signing), each in its own
+// process, fills the upstream, and measures:
+//
+//   - manifest: warm manifest GETs by tag and by digest through every
+//     target (the upstream itself included; Portcullis with a cached verdict);
+//   - cold: the first GET of never-seen signed images through Portcullis
+//     (discovery and verification included), against `cosign verify` of
+//     the same images;
+//   - herd: concurrent first GETs of one fresh digest, counting the
+//     signature lookups that reach the upstream;
+//   - blob: a full GET of one large blob through every target;
+//   - verify-cost: in process, the CPU cost of verifying one signature,
+//     key against keyless (sigstore-go's VirtualSigstore);
+//   - verdict-cache: in process, gate latency and heap per entry with many
+//     cached verdicts.
+//
 // Every process it starts listens on 127.0.0.1 only and is stopped on exit.
 //
-// make bench-smoke runs it with -smoke (tiny sizes, short runs: CI checks
-// that every target serves, asserting no timing); make bench runs it in
-// full. Pass -json FILE and -md FILE (BENCH_FLAGS with make) to keep the
-// figures.
+// make bench-smoke runs it with -smoke (tiny sizes, short runs, no cosign:
+// CI checks that every target serves and verifies, asserting no timing);
+// make bench runs it in full and writes docs/benchmarks.md and
+// docs/benchmarks.png. Pass -json FILE, -md FILE and -png FILE (BENCH_FLAGS
+// with make) to keep the figures elsewhere.
 //
-// Measurements are organised in phases (see phases below); each phase gets
-// freshly started servers, so a process's peak RSS belongs to one phase. A
-// new figure is a new phase, or a new metric added by an existing one; the
-// report pivots whatever metrics the phases return.
+// Measurements are organised in phases (see phases below; -phases runs a
+// subset); each phase gets freshly started servers, so a process's peak RSS
+// belongs to one phase. A new figure is a new phase, or a new metric added
+// by an existing one; the report pivots whatever metrics the phases
+// return, computes ratioSpecs (report.go) and checks goals (goals.go).
 package main
 
 import (
@@ -28,6 +44,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -46,18 +63,36 @@ type config struct {
 	seed        uint64
 	jsonPath    string
 	mdPath      string
+	pngPath     string
+	coldImages  int
+	cosignBin   string // "" when not measured
+	herd        int
+	herdTrials  int
+	cacheSizes  []int
+	cacheProbes int
+	verifyTime  time.Duration
+	trace       bool
+	only        map[string]bool // -phases; nil runs them all
+	args        []string        // the command line, for the report
 }
 
-// phase is one group of measurements, run against a fresh fleet of servers.
+// phase is one group of measurements, run against a fresh fleet of
+// servers (none, and a nil fleet, for in-process phases).
 type phase struct {
-	name string
-	run  func(ctx context.Context, b *bench, f *fleet) ([]Metric, error)
+	name  string
+	fleet *fleetSpec
+	run   func(ctx context.Context, b *bench, f *fleet) ([]Metric, error)
 }
 
-// phases run in order. Add new measurements here.
+// phases run in order. Add new measurements here. The in-process phases
+// come last, so their heap does not weigh on the load generator.
 var phases = []phase{
-	{name: "manifest", run: runManifestPhase},
-	{name: "blob", run: runBlobPhase},
+	{name: "manifest", fleet: &allTargets, run: runManifestPhase},
+	{name: "cold", fleet: &portcullisOnly, run: runColdPhase},
+	{name: "herd", fleet: &herdFleet, run: runHerdPhase},
+	{name: "blob", fleet: &allTargets, run: runBlobPhase},
+	{name: "verify-cost", run: runVerifyCostPhase},
+	{name: "verdict-cache", run: runCachePhase},
 }
 
 func main() {
@@ -76,8 +111,8 @@ func main() {
 }
 
 func parseFlags(args []string) (config, error) {
-	var cfg config
-	var blobSize string
+	cfg := config{args: args}
+	var blobSize, cacheSizes, only string
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.StringVar(&cfg.registryBin, "registry", "", "distribution `registry` binary (default .tools/bin/registry, then $PATH)")
 	fs.IntVar(&cfg.rounds, "rounds", 3, "load runs per target and case; the median is reported")
@@ -90,7 +125,17 @@ func parseFlags(args []string) (config, error) {
 	fs.BoolVar(&cfg.keep, "keep", false, "keep the temporary directory (logs, configs) after a successful run")
 	fs.Uint64Var(&cfg.seed, "seed", 1, "seed of the blob's pseudo-random content")
 	fs.StringVar(&cfg.jsonPath, "json", "", "write all figures as JSON to `FILE`")
-	fs.StringVar(&cfg.mdPath, "md", "", "write all figures as Markdown tables to `FILE`")
+	fs.StringVar(&cfg.mdPath, "md", "", "write the report (figures, goals, headline) as Markdown to `FILE`")
+	fs.StringVar(&cfg.pngPath, "png", "", "draw the chart to `FILE` (PNG); the Markdown report links it")
+	fs.IntVar(&cfg.coldImages, "cold-images", 50, "fresh signed images of the cold phase (half legacy, half bundle)")
+	fs.StringVar(&cfg.cosignBin, "cosign", "", "cosign `binary` the cold phase compares with (default .tools/bin/cosign; \"none\" skips it; -smoke skips it unless given)")
+	fs.IntVar(&cfg.herd, "herd", 64, "concurrent first GETs of one fresh digest in the herd phase")
+	fs.IntVar(&cfg.herdTrials, "herd-trials", 4, "herd trials, each on a fresh image (alternately legacy and bundle)")
+	fs.StringVar(&cacheSizes, "cache-sizes", "10000,100000,1000000", "comma-separated verdict cache fills of the verdict-cache phase")
+	fs.IntVar(&cfg.cacheProbes, "cache-probes", 200000, "timed gate lookups per verdict cache fill")
+	fs.DurationVar(&cfg.verifyTime, "verify-benchtime", 500*time.Millisecond, "time per verify-cost benchmark (as go test -benchtime)")
+	fs.BoolVar(&cfg.trace, "trace", false, "log every upstream request of the herd phase (method, path, duration)")
+	fs.StringVar(&only, "phases", "", "comma-separated phases to run (default all: "+phaseNames()+")")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -100,26 +145,68 @@ func parseFlags(args []string) (config, error) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if cfg.smoke {
-		applySmoke(&cfg, &blobSize, set)
+		applySmoke(&cfg, &blobSize, &cacheSizes, set)
 	}
 	n, err := parseSize(blobSize)
 	if err != nil {
 		return cfg, fmt.Errorf("-blob-size: %w", err)
 	}
 	cfg.blobSize = n
+	if cfg.cacheSizes, err = parseCounts(cacheSizes); err != nil {
+		return cfg, fmt.Errorf("-cache-sizes: %w", err)
+	}
+	if only != "" {
+		cfg.only = map[string]bool{}
+		for _, name := range strings.Split(only, ",") {
+			name = strings.TrimSpace(name)
+			if !strings.Contains(","+phaseNames()+",", ","+name+",") {
+				return cfg, fmt.Errorf("-phases: no phase %q (have %s)", name, phaseNames())
+			}
+			cfg.only[name] = true
+		}
+		if !cfg.only["blob"] && !set["blob-size"] {
+			cfg.blobSize = mib // no phase reads it: do not push 1 GiB
+		}
+	}
 	return cfg, validate(cfg)
 }
 
+func phaseNames() string {
+	var names []string
+	for _, ph := range phases {
+		names = append(names, ph.name)
+	}
+	return strings.Join(names, ",")
+}
+
 // applySmoke shrinks every setting the user did not give explicitly.
-func applySmoke(cfg *config, blobSize *string, set map[string]bool) {
+func applySmoke(cfg *config, blobSize, cacheSizes *string, set map[string]bool) {
 	if !set["rounds"] {
 		cfg.rounds = 1
 	}
 	if !set["warmup"] {
-		cfg.warmup = 200 * time.Millisecond
+		cfg.warmup = 100 * time.Millisecond
 	}
 	if !set["duration"] {
-		cfg.duration = time.Second
+		cfg.duration = 500 * time.Millisecond
+	}
+	if !set["cold-images"] {
+		cfg.coldImages = 5
+	}
+	if !set["cosign"] {
+		cfg.cosignBin = "none"
+	}
+	if !set["herd-trials"] {
+		cfg.herdTrials = 2
+	}
+	if !set["cache-sizes"] {
+		*cacheSizes = "1000,10000"
+	}
+	if !set["cache-probes"] {
+		cfg.cacheProbes = 20000
+	}
+	if !set["verify-benchtime"] {
+		cfg.verifyTime = 20 * time.Millisecond
 	}
 	if !set["blob-size"] {
 		*blobSize = "16MiB"
@@ -141,6 +228,14 @@ func validate(cfg config) error {
 		return errors.New("-blob-size must be positive")
 	case cfg.blobRuns < 1:
 		return errors.New("-blob-runs must be at least 1")
+	case cfg.coldImages < 1:
+		return errors.New("-cold-images must be at least 1")
+	case cfg.herd < 1 || cfg.herdTrials < 1:
+		return errors.New("-herd and -herd-trials must be at least 1")
+	case len(cfg.cacheSizes) == 0 || cfg.cacheProbes < 1:
+		return errors.New("-cache-sizes needs a size and -cache-probes must be at least 1")
+	case cfg.verifyTime <= 0:
+		return errors.New("-verify-benchtime must be positive")
 	}
 	return nil
 }
@@ -155,15 +250,22 @@ func run(ctx context.Context, cfg config) (err error) {
 	defer func() { b.close(err == nil) }()
 
 	rep := newReport(cfg, b)
+	start := time.Now()
 	if err := b.fill(ctx); err != nil {
 		return fmt.Errorf("fill the upstream: %w", err)
 	}
+	logf("fill: done in %.1f s", time.Since(start).Seconds())
 	rep.Fixtures = b.fix
 	for _, ph := range phases {
+		if cfg.only != nil && !cfg.only[ph.name] {
+			continue
+		}
+		start := time.Now()
 		ms, err := b.runPhase(ctx, ph)
 		if err != nil {
 			return fmt.Errorf("phase %s: %w", ph.name, err)
 		}
+		logf("phase %s: done in %.1f s", ph.name, time.Since(start).Seconds())
 		rep.add(ms...)
 	}
 	rep.finish()
@@ -173,8 +275,12 @@ func run(ctx context.Context, cfg config) (err error) {
 // runPhase starts a fresh fleet, runs ph against it, adds each process's
 // peak RSS for the phase, and stops the fleet.
 func (b *bench) runPhase(ctx context.Context, ph phase) ([]Metric, error) {
+	if ph.fleet == nil {
+		logf("phase %s: in process", ph.name)
+		return ph.run(ctx, b, nil)
+	}
 	logf("phase %s: starting servers", ph.name)
-	f, err := b.startFleet(ctx, ph.name)
+	f, err := b.startFleet(ctx, ph.name, *ph.fleet)
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"math"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -22,6 +23,11 @@ type Metric struct {
 	Unit    string    `json:"unit"`
 	Value   float64   `json:"value"`             // the median when there are samples
 	Samples []float64 `json:"samples,omitempty"` // one per round
+	// Missing, when not empty, says why the figure was not measured
+	// ("not measured: cosign missing"); Value is then meaningless.
+	Missing string `json:"missing,omitempty"`
+	// Note is printed under the figure's table (a profile's top lines).
+	Note string `json:"note,omitempty"`
 }
 
 // Ratio compares one metric between two targets.
@@ -45,12 +51,27 @@ var ratioSpecs = []ratioSpec{
 	{"portcullis/distribution-proxy manifest req/s by tag", "manifest", "by tag", "req_per_s", targetPortcullis, targetDistProxy},
 	{"portcullis/distribution-proxy manifest req/s by digest", "manifest", "by digest", "req_per_s", targetPortcullis, targetDistProxy},
 	{"portcullis/reverse-proxy manifest CPU per request by tag", "manifest", "by tag", "cpu_per_10k", targetPortcullis, targetRevProxy},
+	{"portcullis/distribution-proxy manifest CPU per request by tag", "manifest", "by tag", "cpu_per_10k", targetPortcullis, targetDistProxy},
+	{"cosign-verify/portcullis cold p50, legacy .sig", "cold", coldCase(formatLegacy), "p50", targetCosign, targetPortcullis},
+	{"cosign-verify/portcullis cold p50, sigstore bundle", "cold", coldCase(formatBundle), "p50", targetCosign, targetPortcullis},
 	{"portcullis/distribution-proxy blob throughput", "blob", "full GET", "throughput", targetPortcullis, targetDistProxy},
 	{"portcullis/reverse-proxy blob throughput", "blob", "full GET", "throughput", targetPortcullis, targetRevProxy},
 	{"portcullis/reverse-proxy blob CPU per GiB", "blob", "full GET", "cpu_per_gib", targetPortcullis, targetRevProxy},
 	{"portcullis/distribution-proxy blob-phase peak RSS", "blob", "process", "peak_rss", targetPortcullis, targetDistProxy},
 	{"portcullis/reverse-proxy blob-phase peak RSS", "blob", "process", "peak_rss", targetPortcullis, targetRevProxy},
+	{"keyless+SET/key Check cost, legacy .sig", "verify-cost", verifyCostCase, "check", "keyless, legacy .sig + Rekor SET", "key, legacy .sig"},
+	{"keyless+TSA/key Check cost, legacy .sig", "verify-cost", verifyCostCase, "check", "keyless, legacy .sig + TSA", "key, legacy .sig"},
+	{"keyless+SET/key Check cost, bundle", "verify-cost", verifyCostCase, "check", "keyless, bundle + Rekor SET+proof", "key, sigstore bundle"},
+	{"keyless+TSA/key Check cost, bundle", "verify-cost", verifyCostCase, "check", "keyless, bundle + TSA", "key, sigstore bundle"},
+	{"verdict cache p99, 1M/10k verdicts", "verdict-cache", cacheCase, "p99", "1M verdicts", "10k verdicts"},
+	{"verdict cache bytes per entry, 1M/10k verdicts", "verdict-cache", cacheCase, "bytes_per_entry", "1M verdicts", "10k verdicts"},
 }
+
+// Case names of the in-process phases.
+const (
+	verifyCostCase = "one signature, in process"
+	cacheCase      = "gate.Manifest on a cached digest (in process)"
+)
 
 // Report is everything a run found; it is also the JSON document.
 type Report struct {
@@ -63,7 +84,10 @@ type Report struct {
 	Fixtures fixtures          `json:"fixtures"`
 	Metrics  []Metric          `json:"metrics"`
 	Ratios   []Ratio           `json:"ratios"`
+	Goals    []GoalResult      `json:"goals"`
 	Notes    []string          `json:"notes"`
+	Command  string            `json:"command"`
+	Headline string            `json:"headline"`
 }
 
 func newReport(cfg config, b *bench) *Report {
@@ -82,6 +106,7 @@ func newReport(cfg config, b *bench) *Report {
 		Machine: currentMachine(),
 		Tools:   b.tools,
 		Notes:   notes,
+		Command: strings.TrimSpace("go run ./test/bench " + strings.Join(cfg.args, " ")),
 	}
 }
 
@@ -95,6 +120,12 @@ var notes = []string{
 	"The box has few cores: a target that answers from memory drives the load generator and itself to saturate them, so its req/s is a bound of the machine, not of the server; compare cpu_per_10k (the server's own cost) too.",
 	"Blob GETs are one stream at a time; Portcullis hashes every full blob as it streams (to cut off bytes that do not match the digest), the other targets do not.",
 	"Portcullis logs one JSON line per request to its log file; distribution runs with log level error and no access log; the reverse proxy logs nothing.",
+	"Portcullis enforces policy.yaml (default deny; images must carry a signature by the run's key, cosign.pub); every fixture is signed in process with verify/signing (no Rekor entry). Warm manifest figures are with a cached verdict; the blob phase pulls the image's manifest first, as a client does.",
+	"The upstream (distribution v3) has no OCI referrers API: a discovery asks /referrers/ (404), then reads the referrers fallback tag sha256-<hex>, and the .sig tag.",
+	"Cold: each image is GET by digest once, one at a time, through a Portcullis started for the phase (connections warmed with the manifest fixture). cosign verify runs the same images, straight against the upstream, one process per image (what a CI step or admission hook does), with --insecure-ignore-tlog=true and its HOME and TUF cache in the run's directory; its time includes process start. With --key and --insecure-ignore-tlog it needs no trust root: it connects only to the upstream (checked with strace -e connect).",
+	"Herd: every client has its own connection, opened beforehand; the requests are released together. The counting proxy sits between Portcullis and the upstream in that phase only. discoveries is the larger of the referrers and .sig requests per trial (1 means one discovery served every client).",
+	"verify-cost: testing.Benchmark in the harness's process; check is Checker.Check of one discovered signature with the authority compiled; discover_check adds Discover from go-containerregistry's in-memory registry over loopback. Keyless signatures come from sigstore-go's VirtualSigstore.",
+	"verdict-cache: a verify.Gate with production defaults, filled in process with N allow verdicts (allow: unsigned policy, one repository, distinct digests); bytes_per_entry is the HeapAlloc growth (after GC) over N; p50/p99 are of gate.Manifest on uniformly random filled digests; hit_ratio is the share of those lookups the cache answered (the rest were decided again).",
 }
 
 func (r *Report) add(ms ...Metric) { r.Metrics = append(r.Metrics, ms...) }
@@ -102,16 +133,18 @@ func (r *Report) add(ms ...Metric) { r.Metrics = append(r.Metrics, ms...) }
 // finish computes the ratios and closes the timing.
 func (r *Report) finish() {
 	r.Seconds = math.Round(time.Since(r.Started).Seconds())
-	r.Machine.LoadAvgTo = readTrim("/proc/loadavg")
+	r.Machine.LoadAvgTo = loadAvg()
 	for _, s := range ratioSpecs {
 		num, ok1 := r.find(s.phase, s.caseName, s.metric, s.num)
 		den, ok2 := r.find(s.phase, s.caseName, s.metric, s.den)
-		if !ok1 || !ok2 || den.Value == 0 {
+		if !ok1 || !ok2 || den.Value == 0 || num.Missing != "" || den.Missing != "" {
 			continue
 		}
 		r.Ratios = append(r.Ratios, Ratio{Name: s.name, Value: num.Value / den.Value,
 			Numerator: num.Value, Denominator: den.Value, Unit: num.Unit})
 	}
+	r.Goals = r.evalGoals()
+	r.Headline = r.headline()
 }
 
 func (r *Report) find(phase, caseName, name, target string) (Metric, bool) {
@@ -121,6 +154,24 @@ func (r *Report) find(phase, caseName, name, target string) (Metric, bool) {
 		}
 	}
 	return Metric{}, false
+}
+
+// value is a measured figure's value; false when absent or not measured.
+func (r *Report) value(phase, caseName, name, target string) (float64, bool) {
+	m, ok := r.find(phase, caseName, name, target)
+	if !ok || m.Missing != "" {
+		return 0, false
+	}
+	return m.Value, true
+}
+
+func (r *Report) ratio(name string) (float64, bool) {
+	for _, x := range r.Ratios {
+		if x.Name == name {
+			return x.Value, true
+		}
+	}
+	return 0, false
 }
 
 // write prints the tables to w and writes the -json and -md files.
@@ -137,9 +188,21 @@ func (r *Report) write(w io.Writer, cfg config) error {
 			return fmt.Errorf("-json: %w", err)
 		}
 	}
+	var chart string
+	if cfg.pngPath != "" {
+		if err := r.writeChart(cfg.pngPath); err != nil {
+			return fmt.Errorf("-png: %w", err)
+		}
+		chart = cfg.pngPath
+		if cfg.mdPath != "" {
+			if rel, err := filepath.Rel(filepath.Dir(cfg.mdPath), cfg.pngPath); err == nil {
+				chart = rel
+			}
+		}
+	}
 	if cfg.mdPath != "" {
 		var sb strings.Builder
-		r.writeMarkdown(&sb)
+		r.writeMarkdown(&sb, chart)
 		if err := os.WriteFile(cfg.mdPath, []byte(sb.String()), 0o644); err != nil {
 			return fmt.Errorf("-md: %w", err)
 		}
@@ -154,7 +217,8 @@ type table struct {
 	columns []string // metric names
 	units   map[string]string
 	rows    []string // targets
-	cells   map[[2]string]float64
+	cells   map[[2]string]Metric
+	notes   []string
 }
 
 func (r *Report) tables() []*table {
@@ -165,7 +229,7 @@ func (r *Report) tables() []*table {
 		k := [2]string{m.Phase, m.Case}
 		t := byKey[k]
 		if t == nil {
-			t = &table{title: m.Phase + ", " + m.Case, units: map[string]string{}, cells: map[[2]string]float64{}}
+			t = &table{title: m.Phase + ", " + m.Case, units: map[string]string{}, cells: map[[2]string]Metric{}}
 			byKey[k] = t
 			out = append(out, t)
 		}
@@ -177,7 +241,10 @@ func (r *Report) tables() []*table {
 		if !slices.Contains(t.rows, m.Target) {
 			t.rows = append(t.rows, m.Target)
 		}
-		t.cells[[2]string{m.Target, m.Name}] = m.Value
+		t.cells[[2]string{m.Target, m.Name}] = m
+		if m.Note != "" {
+			t.notes = append(t.notes, m.Target+" "+m.Name+":\n"+m.Note)
+		}
 	}
 	return out
 }
@@ -204,12 +271,15 @@ func (t *table) header() []string {
 func (t *table) row(target string) []string {
 	row := []string{target}
 	for _, c := range t.columns {
-		v, ok := t.cells[[2]string{target, c}]
-		if !ok {
+		m, ok := t.cells[[2]string{target, c}]
+		switch {
+		case !ok:
 			row = append(row, "-")
-			continue
+		case m.Missing != "":
+			row = append(row, m.Missing)
+		default:
+			row = append(row, formatValue(m.Value))
 		}
-		row = append(row, formatValue(v))
 	}
 	return row
 }
@@ -244,37 +314,110 @@ func (r *Report) writeText(w io.Writer) error {
 	for _, x := range r.Ratios {
 		fmt.Fprintf(tw, "%s\t%.3f\t(%s / %s %s)\t\n", x.Name, x.Value, formatValue(x.Numerator), formatValue(x.Denominator), x.Unit)
 	}
-	fmt.Fprintln(tw)
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "\ngoals")
+	for _, g := range r.Goals {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", g.Status, g.Name, g.Measured, g.Want)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, g := range r.Goals {
+		if g.Note != "" && g.Status != goalMet {
+			fmt.Fprintf(w, "  %s: %s\n", g.Name, g.Note)
+		}
+	}
+	for _, t := range r.tables() {
+		for _, n := range t.notes {
+			fmt.Fprintf(w, "\n%s, %s\n", t.title, n)
+		}
+	}
+	fmt.Fprintf(w, "\nheadline (for README.md)\n\n%s\n", r.Headline)
+	return nil
 }
 
-func (r *Report) writeMarkdown(w io.Writer) {
-	fmt.Fprintf(w, "# Portcullis side-by-side benchmark (%s mode)\n\n", r.Mode)
-	fmt.Fprintf(w, "Run %s, %.0f s. Machine: %s. Load average %s at start, %s at end.\n\n",
-		r.Started.Format(time.RFC3339), r.Seconds, r.machineLine(), r.Machine.LoadAvgFrom, r.Machine.LoadAvgTo)
+func (r *Report) writeMarkdown(w io.Writer, chart string) {
+	fmt.Fprintf(w, "# Portcullis benchmarks\n\n")
+	fmt.Fprintf(w, "Portcullis against what a user would run instead, side by side on one machine in one run: "+
+		"the registry it fronts (CNCF distribution), distribution's pull-through proxy, a plain `httputil.ReverseProxy`, "+
+		"and `cosign verify`. Portcullis runs as in production, enforcing a signature policy. "+
+		"Generated by `test/bench` (%s mode); do not edit by hand.\n\n", r.Mode)
+	fmt.Fprintf(w, "## Reproduce\n\n```sh\nmake tools   # distribution registry, crane, cosign into .tools/bin\n"+
+		"make bench   # go run ./test/bench -md docs/benchmarks.md -png docs/benchmarks.png\n```\n\n"+
+		"This run: `%s` (commit in the portcullis row below).\n\n", r.Command)
+	fmt.Fprintf(w, "Run %s, %.0f s. Machine: %s, %s RAM. Load average %s at start, %s at end "+
+		"(other work on the machine skews every figure; compare within one run).\n\n",
+		r.Started.Format(time.RFC3339), r.Seconds, r.machineLine(), r.Machine.MemTotal, r.Machine.LoadAvgFrom, r.Machine.LoadAvgTo)
 	fmt.Fprintln(w, "| tool | version |\n|---|---|")
 	for _, k := range slices.Sorted(maps.Keys(r.Tools)) {
 		fmt.Fprintf(w, "| %s | %s |\n", k, r.Tools[k])
 	}
 	fmt.Fprintf(w, "\nSettings: %s.\n", settingsLine(r.Settings))
+	fmt.Fprintf(w, "\n## Headline\n\n%s\n", r.Headline)
+	if chart != "" {
+		fmt.Fprintf(w, "\n![warm manifest req/s, cold first GET latency against cosign verify, blob throughput](%s)\n", chart)
+	}
+	fmt.Fprintln(w, "\n## Goals\n\n| status | figure | measured | goal | what bounds it here |\n|---|---|---|---|---|")
+	for _, g := range r.Goals {
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s |\n", g.Status, g.Name, g.Measured, g.Want, g.Note)
+	}
 	for _, t := range r.tables() {
 		fmt.Fprintf(w, "\n## %s\n\n", t.title)
+		if d := tableDoc[strings.SplitN(t.title, ",", 2)[0]]; d != "" && !strings.HasSuffix(t.title, "process") {
+			fmt.Fprintf(w, "%s\n\n", d)
+		}
 		h := t.header()
 		fmt.Fprintf(w, "| %s |\n|%s\n", strings.Join(h, " | "), strings.Repeat("---|", len(h)))
 		for _, target := range t.rows {
 			fmt.Fprintf(w, "| %s |\n", strings.Join(t.row(target), " | "))
 		}
+		for _, n := range t.notes {
+			fmt.Fprintf(w, "\n```\n%s\n```\n", n)
+		}
 	}
-	fmt.Fprintln(w, "\n## ratios\n\n| ratio | value | numerator | denominator |\n|---|---|---|---|")
+	fmt.Fprintln(w, "\n## Ratios\n\n| ratio | value | numerator | denominator |\n|---|---|---|---|")
 	for _, x := range r.Ratios {
 		fmt.Fprintf(w, "| %s | %.3f | %s %s | %s %s |\n", x.Name, x.Value, formatValue(x.Numerator), x.Unit, formatValue(x.Denominator), x.Unit)
 	}
-	fmt.Fprintln(w, "\n## notes")
+	fmt.Fprintln(w, "\n## Notes")
 	fmt.Fprintln(w)
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "- %s\n", n)
 	}
+	fmt.Fprint(w, profilingDoc)
 }
+
+// tableDoc introduces each phase's tables in the Markdown report.
+var tableDoc = map[string]string{
+	"manifest":      "Warm manifest GETs (closed loop, keep-alive connections, containerd's Accept header); Portcullis answers from its manifest cache with a cached verdict. cpu_per_10k is the server process's own CPU.",
+	"cold":          "First GET of never-seen signed images by digest through Portcullis (manifest fetch, signature discovery, verification, policy), against `cosign verify --key` of the same images.",
+	"herd":          "Concurrent first GETs of one fresh signed digest through Portcullis; upstream_* count the requests that reached the upstream, by kind.",
+	"blob":          "One stream at a time; the manifest is pulled first (Portcullis serves blobs of allowed manifests only).",
+	"verify-cost":   "CPU cost of verifying one signature with a key against keyless (Fulcio certificate with a Rekor SET, or an RFC 3161 timestamp), in both formats.",
+	"verdict-cache": "The verification gate with many cached verdicts: latency of a cached decision and heap per cached verdict.",
+}
+
+const profilingDoc = `
+## Profiling
+
+The side-by-side run measures processes from outside; these in-process
+benchmarks give CPU and heap profiles of the same paths:
+
+` + "```sh" + `
+go test ./test/bench -run '^$' -bench Blob -benchtime 20x -cpuprofile /tmp/cpu.out
+go test ./test/bench -run '^$' -bench VerifyCost -cpuprofile /tmp/cpu.out
+go test ./test/bench -run '^$' -bench ManifestWarm -cpuprofile /tmp/cpu.out
+go test ./verify -run '^$' -bench GateCacheHit -memprofile /tmp/mem.out
+go tool pprof -top -nodecount 30 /tmp/cpu.out
+` + "```" + `
+
+With -keep, the verdict-cache phase leaves its heap profile
+(verdict-cache-<N>.heap.pprof) in the run's directory when an entry costs
+more than 300 bytes: ` + "`go tool pprof -sample_index=inuse_space -top FILE`" + `.
+`
 
 func (r *Report) machineLine() string {
 	m := r.Machine

@@ -1,14 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/url"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // fixtures is what the upstream holds, for the phases to ask for.
@@ -22,23 +25,59 @@ type fixtures struct {
 	BlobTag        string `json:"blob_tag"`
 	BlobDigest     string `json:"blob_digest"`
 	BlobSize       int64  `json:"blob_size"`
+	// BlobManifest is the digest of the image at BlobRepo:BlobTag.
+	BlobManifest string `json:"blob_manifest_digest"`
+	// KeyHint is the hint of the key every fixture is signed with.
+	KeyHint string `json:"key_hint"`
+	// Cold are images no phase pulls before the cold phase; Herd are the
+	// images of the herd phase, one per trial.
+	Cold []signedImage `json:"cold"`
+	Herd []signedImage `json:"herd"`
 }
 
-// seed pushes a small random image (for the manifest phase) and an image
-// with one large pseudo-random layer (for the blob phase) to the registry
-// at base (http://host:port).
-func seed(ctx context.Context, base string, cfg config) (fixtures, error) {
-	fix := fixtures{Repo: "acme/app", Tag: "v1", BlobRepo: "acme/big", BlobTag: "v1"}
+// seed pushes a small random image (for the manifest phase), an image
+// with one large pseudo-random layer (for the blob phase), and the fresh
+// images of the cold and herd phases to the registry at base
+// (http://host:port), and signs them all with sg: the manifest image in
+// both formats, the blob image with a legacy signature, the fresh images
+// alternately legacy and bundle.
+func seed(ctx context.Context, base string, cfg config, sg *signer) (fixtures, error) {
+	fix := fixtures{Repo: "acme/app", Tag: "v1", BlobRepo: "acme/big", BlobTag: "v1", KeyHint: sg.s.Hint()}
 	if err := pushImage(ctx, base, &fix); err != nil {
 		return fix, err
 	}
+	d, err := v1.NewHash(fix.ManifestDigest)
+	if err != nil {
+		return fix, err
+	}
+	desc := v1.Descriptor{Digest: d, Size: fix.ManifestSize, MediaType: types.MediaType(fix.ManifestType)}
+	if err := sg.sign(ctx, fix.Repo, desc, formatLegacy, formatBundle); err != nil {
+		return fix, err
+	}
+	logf("pushing and signing %d cold and %d herd images", cfg.coldImages, cfg.herdTrials)
+	if fix.Cold, err = sg.pushSignedSet(ctx, "acme/cold", "c", cfg.coldImages); err != nil {
+		return fix, err
+	}
+	if fix.Herd, err = sg.pushSignedSet(ctx, "acme/herd", "h", cfg.herdTrials); err != nil {
+		return fix, err
+	}
 	logf("pushing a %s blob to %s", formatSize(cfg.blobSize), fix.BlobRepo)
-	d, err := uploadBlob(ctx, base, fix.BlobRepo, newBlobReader(cfg.seed, cfg.blobSize))
+	bd, err := uploadBlob(ctx, base, fix.BlobRepo, newBlobReader(cfg.seed, cfg.blobSize))
 	if err != nil {
 		return fix, fmt.Errorf("push the large blob: %w", err)
 	}
-	fix.BlobDigest, fix.BlobSize = d, cfg.blobSize
-	if err := pushBlobImage(ctx, base, fix); err != nil {
+	fix.BlobDigest, fix.BlobSize = bd, cfg.blobSize
+	manifest, err := pushBlobImage(ctx, base, fix)
+	if err != nil {
+		return fix, err
+	}
+	md, _, err := v1.SHA256(bytes.NewReader(manifest))
+	if err != nil {
+		return fix, err
+	}
+	fix.BlobManifest = md.String()
+	desc = v1.Descriptor{Digest: md, Size: int64(len(manifest)), MediaType: mediaOCIManifest}
+	if err := sg.sign(ctx, fix.BlobRepo, desc, formatLegacy); err != nil {
 		return fix, err
 	}
 	return fix, nil
@@ -78,18 +117,19 @@ func pushImage(ctx context.Context, base string, fix *fixtures) error {
 }
 
 // pushBlobImage tags an OCI image whose only layer is the large blob, so
-// the blob is reachable like any layer (a config blob and a manifest).
-func pushBlobImage(ctx context.Context, base string, fix fixtures) error {
+// the blob is reachable like any layer (a config blob and a manifest), and
+// returns the manifest.
+func pushBlobImage(ctx context.Context, base string, fix fixtures) ([]byte, error) {
 	cfgJSON, err := json.Marshal(map[string]any{
 		"architecture": "amd64", "os": "linux",
 		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{fix.BlobDigest}},
 	})
 	if err != nil {
-		return fmt.Errorf("config blob: %w", err)
+		return nil, fmt.Errorf("config blob: %w", err)
 	}
 	cfgDigest, err := uploadBytes(ctx, base, fix.BlobRepo, cfgJSON)
 	if err != nil {
-		return fmt.Errorf("push the config blob: %w", err)
+		return nil, fmt.Errorf("push the config blob: %w", err)
 	}
 	manifest, err := json.Marshal(map[string]any{
 		"schemaVersion": 2,
@@ -98,9 +138,9 @@ func pushBlobImage(ctx context.Context, base string, fix fixtures) error {
 		"layers":        []any{descriptor("application/vnd.oci.image.layer.v1.tar", fix.BlobDigest, fix.BlobSize)},
 	})
 	if err != nil {
-		return fmt.Errorf("manifest: %w", err)
+		return nil, fmt.Errorf("manifest: %w", err)
 	}
-	return putManifest(ctx, base, fix.BlobRepo, fix.BlobTag, mediaOCIManifest, manifest)
+	return manifest, putManifest(ctx, base, fix.BlobRepo, fix.BlobTag, mediaOCIManifest, manifest)
 }
 
 const mediaOCIManifest = "application/vnd.oci.image.manifest.v1+json"

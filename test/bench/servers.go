@@ -182,10 +182,36 @@ type target struct {
 type fleet struct {
 	upstream *process
 	targets  []*target
+	// counter, when the phase asked for it, sits between Portcullis and
+	// the upstream and counts what Portcullis asks.
+	counter *countingProxy
 }
 
-// startFleet starts the upstream and the three proxies in front of it.
-func (b *bench) startFleet(ctx context.Context, phase string) (_ *fleet, err error) {
+// target returns the fleet's target called name, or nil.
+func (f *fleet) target(name string) *target {
+	for _, t := range f.targets {
+		if t.name == name {
+			return t
+		}
+	}
+	return nil
+}
+
+// fleetSpec says which servers a phase needs besides the upstream.
+type fleetSpec struct {
+	proxies []string // targetDistProxy, targetRevProxy, targetPortcullis, in order
+	// counting puts an in-process counting reverse proxy between
+	// Portcullis and the upstream.
+	counting bool
+}
+
+var (
+	allTargets     = fleetSpec{proxies: []string{targetDistProxy, targetRevProxy, targetPortcullis}}
+	portcullisOnly = fleetSpec{proxies: []string{targetPortcullis}}
+)
+
+// startFleet starts the upstream and the proxies of spec in front of it.
+func (b *bench) startFleet(ctx context.Context, phase string, spec fleetSpec) (_ *fleet, err error) {
 	f := &fleet{}
 	defer func() {
 		if err != nil {
@@ -196,9 +222,25 @@ func (b *bench) startFleet(ctx context.Context, phase string) (_ *fleet, err err
 		return nil, err
 	}
 	f.targets = append(f.targets, &target{name: targetUpstream, base: "http://" + b.upAddr, proc: f.upstream})
-	starts := []func(context.Context, string) (*target, error){b.startDistProxy, b.startRevProxy, b.startPortcullis}
-	for _, start := range starts {
-		t, err := start(ctx, phase)
+	portcullisUpstream := "http://" + b.upAddr
+	if spec.counting {
+		if f.counter, err = startCountingProxy("http://"+b.upAddr, b.cfg.trace); err != nil {
+			return nil, err
+		}
+		portcullisUpstream = f.counter.url
+	}
+	for _, name := range spec.proxies {
+		var t *target
+		switch name {
+		case targetDistProxy:
+			t, err = b.startDistProxy(ctx, phase)
+		case targetRevProxy:
+			t, err = b.startRevProxy(ctx, phase)
+		case targetPortcullis:
+			t, err = b.startPortcullis(ctx, phase, portcullisUpstream)
+		default:
+			err = fmt.Errorf("unknown target %q", name)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -211,6 +253,9 @@ func (b *bench) startFleet(ctx context.Context, phase string) (_ *fleet, err err
 func (f *fleet) stop() {
 	for i := len(f.targets) - 1; i >= 0; i-- {
 		f.targets[i].proc.stop()
+	}
+	if f.counter != nil {
+		f.counter.close()
 	}
 	if f.upstream != nil {
 		f.upstream.stop()
@@ -303,8 +348,10 @@ func (b *bench) startRevProxy(ctx context.Context, phase string) (*target, error
 	return &target{name: targetRevProxy, base: "http://" + addr, proc: p}, nil
 }
 
-// startPortcullis writes its config and starts `portcullis serve`.
-func (b *bench) startPortcullis(ctx context.Context, phase string) (*target, error) {
+// startPortcullis writes its config and starts `portcullis serve` in
+// front of endpoint (the upstream, or the counting proxy in front of it),
+// enforcing policy.yaml (written by fill, beside the config).
+func (b *bench) startPortcullis(ctx context.Context, phase, endpoint string) (*target, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -317,12 +364,13 @@ func (b *bench) startPortcullis(ctx context.Context, phase string) (*target, err
 	cfg := fmt.Sprintf(`listen: %s
 adminListen: %s
 upstreams:
-  - registry: registry.example
-    endpoint: http://%s
+  - registry: %s
+    endpoint: %s
     insecure: true
-defaultRegistry: registry.example
+defaultRegistry: %s
 tagTTL: 30s
-`, addr, admin, b.upAddr)
+policyFile: policy.yaml
+`, addr, admin, benchRegistry, endpoint, benchRegistry)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return nil, fmt.Errorf("write portcullis config: %w", err)
 	}

@@ -56,3 +56,36 @@ func formatSize(n int64) string {
 	}
 	return fmt.Sprintf("%dB", n)
 }
+
+// parseCounts reads a comma-separated list of positive counts, each
+// optionally with a k or M suffix (10k = 10000, 1M = 1000000).
+func parseCounts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		mult := 1
+		switch {
+		case strings.HasSuffix(f, "k"):
+			f, mult = strings.TrimSuffix(f, "k"), 1000
+		case strings.HasSuffix(f, "M"):
+			f, mult = strings.TrimSuffix(f, "M"), 1000000
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q: want positive counts like 10000,100k,1M", s)
+		}
+		out = append(out, n*mult)
+	}
+	return out, nil
+}
+
+// percentileOf is the p-th percentile (nearest rank) of xs.
+func percentileOf(xs []float64, p float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	i := int(float64(len(s))*p/100+0.5) - 1
+	return s[min(max(i, 0), len(s)-1)]
+}

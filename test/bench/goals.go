@@ -1,0 +1,324 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// GoalResult is one goal of issue 4 checked against this run's figures.
+type GoalResult struct {
+	Name     string  `json:"name"`
+	Want     string  `json:"want"`
+	Measured string  `json:"measured"`
+	Status   string  `json:"status"` // met, accepted, NOT MET, not measured
+	Value    float64 `json:"value"`
+	// Note says what bounds the figure on this machine, when known.
+	Note string `json:"note,omitempty"`
+}
+
+// Goal statuses.
+const (
+	goalMet         = "met"
+	goalAccepted    = "accepted"
+	goalNotMet      = "NOT MET"
+	goalNotMeasured = "not measured"
+)
+
+// goalSpec is a goal: a figure, the bound it must reach, and a looser
+// bound that is accepted (0 when there is none).
+type goalSpec struct {
+	name    string
+	atLeast bool // the figure must be >= goal (else <=)
+	goal    float64
+	accept  float64
+	format  func(float64) string
+	get     func(r *Report) (v float64, missing string, ok bool)
+	note    func(r *Report) string // optional
+}
+
+func ratioGoal(name string) func(r *Report) (float64, string, bool) {
+	return func(r *Report) (float64, string, bool) {
+		v, ok := r.ratio(name)
+		return v, "", ok
+	}
+}
+
+func metricGoal(phase, caseName, metric, target string) func(r *Report) (float64, string, bool) {
+	return func(r *Report) (float64, string, bool) {
+		m, ok := r.find(phase, caseName, metric, target)
+		if ok && m.Missing != "" {
+			return 0, m.Missing, false
+		}
+		return m.Value, "", ok
+	}
+}
+
+// coldRatioGoal explains a missing cosign figure rather than "absent".
+func coldRatioGoal(format string) func(r *Report) (float64, string, bool) {
+	return func(r *Report) (float64, string, bool) {
+		if m, ok := r.find("cold", coldCase(format), "p50", targetCosign); ok && m.Missing != "" {
+			return 0, m.Missing, false
+		}
+		return ratioGoal("cosign-verify/portcullis cold p50, " + formatName(format))(r)
+	}
+}
+
+func formatName(format string) string {
+	if format == formatLegacy {
+		return "legacy .sig"
+	}
+	return "sigstore bundle"
+}
+
+// herdGoal is the worst trial's discovery count.
+func herdGoal(r *Report) (float64, string, bool) {
+	var worst float64
+	found := false
+	for _, m := range r.Metrics {
+		if m.Phase == "herd" && m.Name == "discoveries" {
+			found = true
+			worst = max(worst, m.Value)
+			if len(m.Samples) > 0 {
+				worst = max(worst, slices.Max(m.Samples))
+			}
+		}
+	}
+	return worst, "", found
+}
+
+func times(v float64) string    { return fmt.Sprintf("%.2fx", v) }
+func millis(v float64) string   { return fmt.Sprintf("%.2f ms", v) }
+func mebibyte(v float64) string { return fmt.Sprintf("%.0f MiB", v) }
+func bytesEach(v float64) string {
+	return fmt.Sprintf("%.0f B/entry", v)
+}
+func count(v float64) string   { return fmt.Sprintf("%.0f", v) }
+func percent(v float64) string { return fmt.Sprintf("%.1f%%", 100*v) }
+
+// goals are issue 4's, in its order.
+var goals = []goalSpec{
+	{"warm by tag: portcullis / upstream req/s", true, 5, 3, times, ratioGoal("portcullis/upstream manifest req/s by tag"), warmCeiling},
+	{"warm by tag: portcullis / distribution-proxy req/s", true, 10, 0, times, ratioGoal("portcullis/distribution-proxy manifest req/s by tag"), nil},
+	{"warm by digest: portcullis / distribution-proxy req/s", true, 3, 0, times, ratioGoal("portcullis/distribution-proxy manifest req/s by digest"), nil},
+	{"cold p50, legacy .sig", false, 5, 0, millis, metricGoal("cold", coldCase(formatLegacy), "p50", targetPortcullis), nil},
+	{"cold p50, sigstore bundle", false, 5, 0, millis, metricGoal("cold", coldCase(formatBundle), "p50", targetPortcullis), nil},
+	{"cold, legacy .sig: cosign verify / portcullis p50", true, 10, 0, times, coldRatioGoal(formatLegacy), coldNote},
+	{"cold, sigstore bundle: cosign verify / portcullis p50", true, 10, 0, times, coldRatioGoal(formatBundle), coldNote},
+	{"blob: portcullis / reverse-proxy throughput", true, 0.95, 0.8, times, ratioGoal("portcullis/reverse-proxy blob throughput"), blobCeiling},
+	{"blob: portcullis peak RSS", false, 128, 0, mebibyte, metricGoal("blob", "process", "peak_rss", targetPortcullis), nil},
+	{"herd: signature discoveries (worst trial)", false, 1, 0, count, herdGoal, nil},
+	{"1M cached verdicts: share the cache keeps (lookup hit ratio)", true, 0.99, 0, percent, metricGoal("verdict-cache", cacheCase, "hit_ratio", "1M verdicts"), nil},
+	{"1M cached verdicts: heap per verdict kept", false, 300, 0, bytesEach, metricGoal("verdict-cache", cacheCase, "bytes_per_kept_entry", "1M verdicts"), nil},
+	{"1M cached verdicts: p99 / p99 at 10k", false, 2, 0, times, ratioGoal("verdict cache p99, 1M/10k verdicts"), nil},
+}
+
+func (g goalSpec) want() string {
+	op := "<="
+	if g.atLeast {
+		op = ">="
+	}
+	s := op + " " + g.format(g.goal)
+	if g.accept != 0 {
+		s += " (accept " + op + " " + g.format(g.accept) + ")"
+	}
+	return s
+}
+
+func (r *Report) evalGoals() []GoalResult {
+	var out []GoalResult
+	for _, g := range goals {
+		res := GoalResult{Name: g.name, Want: g.want()}
+		v, missing, ok := g.get(r)
+		meets := func(bound float64) bool {
+			if g.atLeast {
+				return v >= bound
+			}
+			return v <= bound
+		}
+		switch {
+		case !ok:
+			res.Status, res.Measured = goalNotMeasured, missing
+			if res.Measured == "" {
+				res.Measured = "not in this run"
+			}
+		case meets(g.goal):
+			res.Status, res.Measured = goalMet, g.format(v)
+		case g.accept != 0 && meets(g.accept):
+			res.Status, res.Measured = goalAccepted, g.format(v)
+		default:
+			res.Status, res.Measured = goalNotMet, g.format(v)
+		}
+		res.Value = v
+		if g.note != nil && ok {
+			res.Note = g.note(r)
+		}
+		out = append(out, res)
+	}
+	return out
+}
+
+// sumOf adds the named metrics of one target (absent ones count 0); false
+// when the first is absent.
+func (r *Report) sumOf(phase, caseName, target string, names ...string) (float64, bool) {
+	var sum float64
+	for i, n := range names {
+		v, ok := r.value(phase, caseName, n, target)
+		if !ok && i == 0 {
+			return 0, false
+		}
+		sum += v
+	}
+	return sum, true
+}
+
+// warmCeiling: with every core busy, req/s is inversely proportional to
+// the CPU all processes spend per request (server, upstream, load
+// generator), so their ratio bounds the req/s ratio on this machine.
+func warmCeiling(r *Report) string {
+	names := []string{"cpu_per_10k", "upstream_cpu_per_10k", "client_cpu_per_10k"}
+	up, ok1 := r.sumOf("manifest", "by tag", targetUpstream, names...)
+	pc, ok2 := r.sumOf("manifest", "by tag", targetPortcullis, names...)
+	srv, ok3 := r.value("manifest", "by tag", "cpu_per_10k", targetPortcullis)
+	upSrv, ok4 := r.value("manifest", "by tag", "cpu_per_10k", targetUpstream)
+	if !ok1 || !ok2 || !ok3 || !ok4 || pc == 0 || srv == 0 {
+		return ""
+	}
+	return fmt.Sprintf("CPU-bound on this machine: all processes' CPU per request, upstream run / Portcullis run = %.1fx "+
+		"(the load generator uses %.0f%% of the Portcullis run's CPU); server CPU alone: %.1fx less per request than the upstream",
+		up/pc, 100*(pc-srv)/pc, upSrv/srv)
+}
+
+// blobCeiling: the same bound for the blob streams.
+func blobCeiling(r *Report) string {
+	names := []string{"cpu_per_gib", "upstream_cpu_per_gib", "client_cpu_per_gib"}
+	rp, ok1 := r.sumOf("blob", "full GET", targetRevProxy, names...)
+	pc, ok2 := r.sumOf("blob", "full GET", targetPortcullis, names...)
+	pcs, _ := r.value("blob", "full GET", "cpu_per_gib", targetPortcullis)
+	rps, _ := r.value("blob", "full GET", "cpu_per_gib", targetRevProxy)
+	if !ok1 || !ok2 || pc == 0 {
+		return ""
+	}
+	return fmt.Sprintf("CPU-bound on this machine: all processes' CPU per GiB, reverse-proxy run / Portcullis run = %.2fx; "+
+		"Portcullis spends %.2f CPU s/GiB against the reverse proxy's %.2f, most of the difference SHA-256 of every byte (go test ./test/bench -bench BlobPortcullis -cpuprofile)",
+		rp/pc, pcs, rps)
+}
+
+func coldNote(r *Report) string {
+	s := "cosign verify's time includes starting the cosign process; Portcullis's is mostly upstream round trips"
+	var parts []string
+	for _, f := range []string{formatLegacy, formatBundle} {
+		for _, m := range r.Metrics {
+			if m.Phase == "herd" && m.Name == "upstream_total" && strings.HasSuffix(m.Case, ", "+formatName(f)) {
+				parts = append(parts, fmt.Sprintf("%.0f upstream requests per first GET (%s)", m.Value, formatName(f)))
+			}
+		}
+	}
+	if len(parts) > 0 {
+		s += ": " + strings.Join(parts, ", ") + " (herd tables)"
+	}
+	return s
+}
+
+// headline is the block the README quotes: the run's figures in a few
+// lines, each naming what it is compared with.
+func (r *Report) headline() string {
+	var lines []string
+	add := func(format string, args ...any) { lines = append(lines, "- "+fmt.Sprintf(format, args...)) }
+
+	if rps, ok := r.value("manifest", "by tag", "req_per_s", targetPortcullis); ok {
+		s := fmt.Sprintf("**Warm pulls:** %s manifest GETs/s by tag with a cached verdict", commas(rps))
+		var cmp []string
+		if x, ok := r.ratio("portcullis/upstream manifest req/s by tag"); ok {
+			cmp = append(cmp, fmt.Sprintf("%.1fx the registry it fronts", x))
+		}
+		if x, ok := r.ratio("portcullis/distribution-proxy manifest req/s by tag"); ok {
+			cmp = append(cmp, fmt.Sprintf("%.0fx distribution's pull-through proxy", x))
+		}
+		if len(cmp) > 0 {
+			s += ", " + strings.Join(cmp, " and ")
+		}
+		if x, ok := r.ratio("portcullis/distribution-proxy manifest req/s by digest"); ok {
+			s += fmt.Sprintf(" (%.1fx by digest)", x)
+		}
+		if p99, ok := r.value("manifest", "by tag", "p99", targetPortcullis); ok {
+			s += fmt.Sprintf("; p99 %.1f ms at %d connections", p99, r.Settings["concurrency"])
+		}
+		lines = append(lines, "- "+s+".")
+	}
+	l50, okL := r.value("cold", coldCase(formatLegacy), "p50", targetPortcullis)
+	b50, okB := r.value("cold", coldCase(formatBundle), "p50", targetPortcullis)
+	if okL && okB {
+		s := fmt.Sprintf("**First pull of a signed image** (signatures found and verified): p50 %.1f ms (legacy .sig), %.1f ms (sigstore bundle)", l50, b50)
+		xl, ok1 := r.ratio("cosign-verify/portcullis cold p50, legacy .sig")
+		xb, ok2 := r.ratio("cosign-verify/portcullis cold p50, sigstore bundle")
+		if ok1 && ok2 {
+			s += fmt.Sprintf(", %.0fx / %.0fx faster than `cosign verify` of the same image", xl, xb)
+		} else if m, ok := r.find("cold", coldCase(formatLegacy), "p50", targetCosign); ok && m.Missing != "" {
+			s += " (`cosign verify` " + m.Missing + ")"
+		}
+		lines = append(lines, "- "+s+".")
+	}
+	if d, _, ok := herdGoal(r); ok {
+		add("**Thundering herd:** %d concurrent first pulls of a new digest cost %s upstream.", r.herdClients(), plural(int(d), "signature discovery", "signature discoveries"))
+	}
+	if x, ok := r.ratio("portcullis/reverse-proxy blob throughput"); ok {
+		rss, _ := r.value("blob", "process", "peak_rss", targetPortcullis)
+		add("**Large layers:** a %s blob streams at %.2fx the throughput of a plain reverse proxy, digest checked on the fly, at %.0f MiB peak RSS.", formatSizeReport(r), x, rss)
+	}
+	if be, ok := r.value("verdict-cache", cacheCase, "bytes_per_kept_entry", "1M verdicts"); ok {
+		hr, _ := r.value("verdict-cache", cacheCase, "hit_ratio", "1M verdicts")
+		var s string
+		if hr >= 0.99 {
+			s = fmt.Sprintf("**1M cached verdicts:** %.0f bytes each", be)
+		} else {
+			s = fmt.Sprintf("**Verdict cache:** of 1M verdicts, %.1f%% stay cached, at %.0f bytes each", 100*hr, be)
+		}
+		if p99, ok := r.value("verdict-cache", cacheCase, "p99", "1M verdicts"); ok {
+			s += fmt.Sprintf("; p99 gate latency %.1f µs", p99)
+			if p10k, ok := r.value("verdict-cache", cacheCase, "p99", "10k verdicts"); ok {
+				s += fmt.Sprintf(" (%.1f µs with 10k)", p10k)
+			}
+		}
+		lines = append(lines, "- "+s+".")
+	}
+	if k, ok := r.value("verify-cost", verifyCostCase, "check", "key, legacy .sig"); ok {
+		if kl, ok := r.value("verify-cost", verifyCostCase, "check", "keyless, legacy .sig + Rekor SET"); ok {
+			add("**Verification cost:** %.0f µs per key signature, %.0f µs per keyless one (Fulcio certificate + Rekor SET), in process.", k, kl)
+		}
+	}
+	head := fmt.Sprintf("Measured by `make bench` (%s, load average %s), one run, all servers side by side on 127.0.0.1; see docs/benchmarks.md.",
+		r.machineLine(), r.Machine.LoadAvgFrom)
+	return head + "\n\n" + strings.Join(lines, "\n")
+}
+
+func (r *Report) herdClients() int {
+	for _, m := range r.Metrics {
+		if m.Phase == "herd" {
+			var n int
+			fmt.Sscanf(m.Case, "%d", &n)
+			return n
+		}
+	}
+	return 0
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
+// commas prints an integer part with thousands separators.
+func commas(v float64) string {
+	s := fmt.Sprintf("%.0f", v)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}

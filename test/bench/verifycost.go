@@ -1,0 +1,567 @@
+package main
+
+// The verify-cost phase: what verifying one signature costs, with a key
+// against keyless (a Fulcio certificate, with a Rekor SET or an RFC 3161
+// timestamp as the trusted signing time), in both storage formats. The
+// keyless signatures come from sigstore-go's VirtualSigstore (a CA, a
+// Rekor and a TSA in memory); the builders follow verify's own test
+// fixtures (verify/fixtures_test.go), copied here because those are test
+// code of another package. Signatures are pushed to go-containerregistry's
+// in-memory registry (with the referrers API) on a loopback listener.
+//
+// The same benchmarks run under go test:
+//
+//	go test ./test/bench -run '^$' -bench VerifyCost -cpuprofile /tmp/cpu.out
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/secure-systems-lab/go-securesystemslib/dsse"
+	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
+	protocommon "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
+	rekorpb "github.com/sigstore/protobuf-specs/gen/pb-go/rekor/v1"
+	"github.com/sigstore/sigstore-go/pkg/sign"
+	"github.com/sigstore/sigstore-go/pkg/testing/ca"
+	"github.com/sigstore/sigstore-go/pkg/tlog"
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+	"github.com/sigstore/sigstore/pkg/signature"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/portcullis-dev/portcullis/policy"
+	"github.com/portcullis-dev/portcullis/verify"
+	"github.com/portcullis-dev/portcullis/verify/signing"
+)
+
+const (
+	vcIssuer  = "https://issuer.example"
+	vcSubject = "release@example.com"
+	vcRoot    = "virtual"
+	vcImage   = "registry.example/acme/app"
+
+	annSignature   = "dev.cosignproject.cosign/signature"
+	annCertificate = "dev.sigstore.cosign/certificate"
+	annRekorBundle = "dev.sigstore.cosign/bundle"
+	annTimestamp   = "dev.sigstore.cosign/rfc3161timestamp"
+)
+
+// verifyCase is one signed image in the in-memory registry and the
+// authority it passes.
+type verifyCase struct {
+	name   string // "key, legacy .sig", ...
+	trust  verify.TrustProvider
+	a      *policy.Authority
+	reader verify.Reader
+	repo   verify.Repository
+	digest v1.Hash
+}
+
+// verifyEnv is the in-memory registry and the signers of the phase.
+type verifyEnv struct {
+	srv    *httptest.Server
+	host   string
+	reader *verify.RemoteReader
+	vs     *ca.VirtualSigstore
+	key    *signing.Signer
+	keyA   *policy.Authority
+}
+
+func newVerifyEnv() (*verifyEnv, error) {
+	h := registry.New(registry.WithReferrersSupport(true), registry.Logger(log.New(io.Discard, "", 0)))
+	e := &verifyEnv{srv: httptest.NewServer(h)}
+	e.host = strings.TrimPrefix(e.srv.URL, "http://")
+	var err error
+	if e.reader, err = verify.NewRemoteReader(true); err != nil {
+		e.close()
+		return nil, err
+	}
+	if e.vs, err = ca.NewVirtualSigstore(); err != nil {
+		e.close()
+		return nil, fmt.Errorf("virtual sigstore: %w", err)
+	}
+	if e.key, err = signing.NewSigner(); err != nil {
+		e.close()
+		return nil, err
+	}
+	// The key authority as the policy compiler makes it from cosign.pub.
+	pem, err := e.key.PublicKeyPEM()
+	if err != nil {
+		e.close()
+		return nil, err
+	}
+	pub, err := cryptoutils.UnmarshalPEMToPublicKey(pem)
+	if err != nil {
+		e.close()
+		return nil, err
+	}
+	e.keyA = &policy.Authority{Name: "bench-key", Key: &policy.Key{PEM: pem, Public: pub, Hint: e.key.Hint()}}
+	return e, nil
+}
+
+func (e *verifyEnv) close() { e.srv.Close() }
+
+func keylessAuthority(requireTlog bool) *policy.Authority {
+	return &policy.Authority{
+		Name:        "keyless",
+		Keyless:     &policy.Keyless{Identities: []policy.Identity{{Issuer: vcIssuer, Subject: vcSubject}}},
+		RequireTlog: requireTlog,
+		TrustRoot:   vcRoot,
+	}
+}
+
+// cases pushes one image per case, signed as the case says.
+func (e *verifyEnv) cases(ctx context.Context) ([]*verifyCase, error) {
+	keyless := verify.TrustMap{vcRoot: e.vs}
+	specs := []struct {
+		name  string
+		trust verify.TrustProvider
+		a     *policy.Authority
+		sign  func(repo name.Repository, desc v1.Descriptor) error
+	}{
+		{"key, legacy .sig", verify.TrustMap{}, e.keyA, func(r name.Repository, d v1.Descriptor) error {
+			return e.key.SignLegacy(r, d.Digest, remote.WithContext(ctx))
+		}},
+		{"key, sigstore bundle", verify.TrustMap{}, e.keyA, func(r name.Repository, d v1.Descriptor) error {
+			return e.key.SignBundle(r, d, remote.WithContext(ctx))
+		}},
+		{"keyless, legacy .sig + Rekor SET", keyless, keylessAuthority(true), func(r name.Repository, d v1.Descriptor) error {
+			return e.pushKeylessLegacy(ctx, r, d.Digest, true, false)
+		}},
+		{"keyless, legacy .sig + TSA", keyless, keylessAuthority(false), func(r name.Repository, d v1.Descriptor) error {
+			return e.pushKeylessLegacy(ctx, r, d.Digest, false, true)
+		}},
+		{"keyless, bundle + Rekor SET+proof", keyless, keylessAuthority(true), func(r name.Repository, d v1.Descriptor) error {
+			return e.pushKeylessBundle(ctx, r, d, true, false)
+		}},
+		{"keyless, bundle + TSA", keyless, keylessAuthority(false), func(r name.Repository, d v1.Descriptor) error {
+			return e.pushKeylessBundle(ctx, r, d, false, true)
+		}},
+	}
+	var out []*verifyCase
+	for i, s := range specs {
+		repoName := fmt.Sprintf("acme/case%d", i)
+		r, err := name.NewRepository(e.host+"/"+repoName, name.Insecure)
+		if err != nil {
+			return nil, err
+		}
+		img, err := random.Image(256, 2)
+		if err != nil {
+			return nil, err
+		}
+		if err := remote.Write(r.Tag("v1"), img, remote.WithContext(ctx)); err != nil {
+			return nil, fmt.Errorf("%s: push: %w", s.name, err)
+		}
+		desc, err := describe(img)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.sign(r, desc); err != nil {
+			return nil, fmt.Errorf("%s: sign: %w", s.name, err)
+		}
+		vc := &verifyCase{name: s.name, trust: s.trust, a: s.a, reader: e.reader,
+			repo: verify.Repository{Registry: e.host, Name: repoName}, digest: desc.Digest}
+		if err := vc.selfCheck(ctx); err != nil {
+			return nil, err
+		}
+		out = append(out, vc)
+	}
+	return out, nil
+}
+
+// selfCheck makes sure the case's signature is found and passes, once.
+func (vc *verifyCase) selfCheck(ctx context.Context) error {
+	disc, err := verify.Discover(ctx, vc.reader, vc.repo, vc.digest, verify.Limits{})
+	if err != nil {
+		return fmt.Errorf("%s: discover: %w", vc.name, err)
+	}
+	c, err := verify.NewChecker(vc.trust)
+	if err != nil {
+		return fmt.Errorf("%s: checker: %w", vc.name, err)
+	}
+	if len(disc.Signatures) != 1 {
+		return fmt.Errorf("%s: discovered %d signatures, want 1", vc.name, len(disc.Signatures))
+	}
+	if res := c.Check(vc.a, disc, vcImage, false); !res.Passed {
+		return fmt.Errorf("%s: signature does not verify: %v", vc.name, res.Reasons)
+	}
+	return nil
+}
+
+// benchCheck is the cost of one Check of a discovered signature with a
+// warm Checker (authority compiled): the cryptography and policy of one
+// signature, nothing read.
+func (vc *verifyCase) benchCheck(b *testing.B) {
+	disc, err := verify.Discover(context.Background(), vc.reader, vc.repo, vc.digest, verify.Limits{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := verify.NewChecker(vc.trust)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if res := c.Check(vc.a, disc, vcImage, false); !res.Passed {
+		b.Fatalf("not passing: %v", res.Reasons)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		c.Check(vc.a, disc, vcImage, false)
+	}
+}
+
+// benchDiscoverCheck is Discover (over loopback HTTP from the in-memory
+// registry: referrers, .sig tag, the signature manifest and its layer) and
+// Check together: a first verification, without Portcullis around it.
+func (vc *verifyCase) benchDiscoverCheck(b *testing.B) {
+	c, err := verify.NewChecker(vc.trust)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		disc, err := verify.Discover(ctx, vc.reader, vc.repo, vc.digest, verify.Limits{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if res := c.Check(vc.a, disc, vcImage, false); !res.Passed {
+			b.Fatalf("not passing: %v", res.Reasons)
+		}
+	}
+}
+
+var initTesting sync.Once
+
+// benchmark runs f as `go test -bench` would, for d per run.
+func benchmark(d time.Duration, f func(*testing.B)) (testing.BenchmarkResult, error) {
+	var err error
+	initTesting.Do(func() {
+		testing.Init()
+		err = flag.CommandLine.Parse(nil)
+	})
+	if err != nil {
+		return testing.BenchmarkResult{}, err
+	}
+	if err := flag.CommandLine.Set("test.benchtime", d.String()); err != nil {
+		return testing.BenchmarkResult{}, err
+	}
+	r := testing.Benchmark(f)
+	if r.N == 0 {
+		return r, fmt.Errorf("benchmark failed (see the log above)")
+	}
+	return r, nil
+}
+
+// runVerifyCostPhase measures, per case, Check alone and Discover+Check.
+func runVerifyCostPhase(ctx context.Context, b *bench, _ *fleet) ([]Metric, error) {
+	e, err := newVerifyEnv()
+	if err != nil {
+		return nil, err
+	}
+	defer e.close()
+	cases, err := e.cases(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []Metric
+	for _, vc := range cases {
+		m := func(name, unit string, v float64) Metric {
+			return Metric{Phase: "verify-cost", Case: "one signature, in process", Target: vc.name, Name: name, Unit: unit, Value: v}
+		}
+		rc, err := benchmark(b.cfg.verifyTime, vc.benchCheck)
+		if err != nil {
+			return nil, fmt.Errorf("%s: Check: %w", vc.name, err)
+		}
+		rd, err := benchmark(b.cfg.verifyTime, vc.benchDiscoverCheck)
+		if err != nil {
+			return nil, fmt.Errorf("%s: Discover+Check: %w", vc.name, err)
+		}
+		logf("verify cost %s: Check %.0f us/op (%d allocs), Discover+Check %.0f us/op",
+			vc.name, float64(rc.NsPerOp())/1e3, rc.AllocsPerOp(), float64(rd.NsPerOp())/1e3)
+		out = append(out,
+			m("check", "us/op", float64(rc.NsPerOp())/1e3),
+			m("check_allocs", "allocs/op", float64(rc.AllocsPerOp())),
+			m("check_bytes", "B/op", float64(rc.AllocedBytesPerOp())),
+			m("discover_check", "us/op", float64(rd.NsPerOp())/1e3),
+		)
+	}
+	return out, nil
+}
+
+// --- keyless signatures (after verify/fixtures_test.go) ---
+
+func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+// payloadFor is a cosign simple-signing payload for digest d.
+func payloadFor(dockerRef string, d v1.Hash) []byte {
+	return signing.Payload(dockerRef, d)
+}
+
+// signMessage signs as cosign sign does (ECDSA with SHA-256 here).
+func signMessage(priv crypto.Signer, payload []byte) ([]byte, error) {
+	s, err := signature.LoadDefaultSigner(priv)
+	if err != nil {
+		return nil, err
+	}
+	return s.SignMessage(bytes.NewReader(payload))
+}
+
+// pushKeylessLegacy pushes a .sig manifest whose one layer is a keyless
+// signature of d: a Fulcio leaf certificate from the VirtualSigstore, with
+// a Rekor SET (cosign's bundle annotation) and/or an RFC 3161 timestamp.
+func (e *verifyEnv) pushKeylessLegacy(ctx context.Context, r name.Repository, d v1.Hash, withSET, withTSA bool) error {
+	leaf, priv, err := e.vs.GenerateLeafCert(vcSubject, vcIssuer)
+	if err != nil {
+		return err
+	}
+	p := payloadFor(r.Name(), d)
+	sig, err := signMessage(priv.(crypto.Signer), p)
+	if err != nil {
+		return err
+	}
+	certPEM, err := cryptoutils.MarshalCertificateToPEM(leaf)
+	if err != nil {
+		return err
+	}
+	ann := map[string]string{annSignature: b64(sig), annCertificate: string(certPEM)}
+	if withSET {
+		if ann[annRekorBundle], err = e.rekorBundle(p, sig, certPEM); err != nil {
+			return err
+		}
+	}
+	if withTSA {
+		ts, err := e.vs.TimestampResponse(sig)
+		if err != nil {
+			return err
+		}
+		ann[annTimestamp] = fmt.Sprintf(`{"SignedRFC3161Timestamp":%q}`, b64(ts))
+	}
+	cfg, err := pushBlob(ctx, r, []byte("{}"), "application/vnd.oci.image.config.v1+json")
+	if err != nil {
+		return err
+	}
+	layer, err := pushBlob(ctx, r, p, signing.SimpleSigningType)
+	if err != nil {
+		return err
+	}
+	layer.Annotations = ann
+	m := &v1.Manifest{SchemaVersion: 2, MediaType: types.OCIManifestSchema1, Config: cfg, Layers: []v1.Descriptor{layer}}
+	return putJSONManifest(ctx, r.Tag(signing.LegacyTag(d)), m)
+}
+
+// rekorBundle logs a hashedrekord entry for payload in the virtual Rekor
+// and returns cosign's bundle annotation (with its SET).
+func (e *verifyEnv) rekorBundle(payload, sig, certPEM []byte) (string, error) {
+	sum := sha256.Sum256(payload)
+	body := fmt.Sprintf(`{"apiVersion":"0.0.1","kind":"hashedrekord","spec":{"data":{"hash":{"algorithm":"sha256","value":%q}},"signature":{"content":%q,"publicKey":{"content":%q}}}}`,
+		hex.EncodeToString(sum[:]), b64(sig), b64(certPEM))
+	logID, err := e.vs.RekorLogID()
+	if err != nil {
+		return "", err
+	}
+	p := tlog.RekorPayload{Body: b64([]byte(body)), IntegratedTime: time.Now().Add(time.Minute).Unix(), LogIndex: 42, LogID: logID}
+	set, err := e.vs.RekorSignPayload(p)
+	if err != nil {
+		return "", err
+	}
+	out, err := json.Marshal(map[string]any{"SignedEntryTimestamp": set, "Payload": p})
+	return string(out), err
+}
+
+// pushKeylessBundle pushes a cosign v3 bundle referrer of subject: a DSSE
+// envelope over the statement, signed with a Fulcio leaf certificate, with
+// a Rekor entry (SET and inclusion proof) and/or an RFC 3161 timestamp.
+func (e *verifyEnv) pushKeylessBundle(ctx context.Context, r name.Repository, subject v1.Descriptor, withTlog, withTSA bool) error {
+	leaf, priv, err := e.vs.GenerateLeafCert(vcSubject, vcIssuer)
+	if err != nil {
+		return err
+	}
+	opts := sign.BundleOptions{CertificateProvider: certProvider{leaf.Raw}}
+	if withTlog {
+		opts.TransparencyLogs = []sign.Transparency{vsRekor{e.vs, leaf}}
+	}
+	kp, err := newKeypair(priv.(crypto.Signer))
+	if err != nil {
+		return err
+	}
+	stmt := signing.Statement(subject.Digest)
+	pb, err := sign.Bundle(&sign.DSSEData{Data: stmt, PayloadType: "application/vnd.in-toto+json"}, kp, opts)
+	if err != nil {
+		return err
+	}
+	if withTSA {
+		ts, err := e.vs.TimestampResponse(pb.GetDsseEnvelope().Signatures[0].Sig)
+		if err != nil {
+			return err
+		}
+		pb.VerificationMaterial.TimestampVerificationData = &protobundle.TimestampVerificationData{
+			Rfc3161Timestamps: []*protocommon.RFC3161SignedTimestamp{{SignedTimestamp: ts}},
+		}
+	}
+	bundleJSON, err := protojson.Marshal(pb)
+	if err != nil {
+		return err
+	}
+	cfg, err := pushBlob(ctx, r, []byte("{}"), string(types.OCIEmptyJSON))
+	if err != nil {
+		return err
+	}
+	layer, err := pushBlob(ctx, r, bundleJSON, signing.BundleType)
+	if err != nil {
+		return err
+	}
+	m := &v1.Manifest{
+		SchemaVersion: 2,
+		MediaType:     types.OCIManifestSchema1,
+		ArtifactType:  signing.BundleType,
+		Config:        cfg,
+		Layers:        []v1.Descriptor{layer},
+		Annotations: map[string]string{
+			"dev.sigstore.bundle.content":       "dsse-envelope",
+			"dev.sigstore.bundle.predicateType": signing.SignPredicateType,
+		},
+		Subject: &subject,
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	d, _, err := v1.SHA256(bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	return remote.Put(r.Digest(d.String()), rawManifest{b, types.OCIManifestSchema1}, remote.WithContext(ctx))
+}
+
+// keypair is a sign.Keypair over an existing key.
+type keypair struct {
+	priv crypto.Signer
+	alg  signature.AlgorithmDetails
+}
+
+func newKeypair(priv crypto.Signer) (*keypair, error) {
+	alg, err := signature.GetDefaultAlgorithmDetails(priv.Public())
+	if err != nil {
+		return nil, err
+	}
+	return &keypair{priv: priv, alg: alg}, nil
+}
+
+func (k *keypair) GetHashAlgorithm() protocommon.HashAlgorithm { return k.alg.GetProtoHashType() }
+func (k *keypair) GetSigningAlgorithm() protocommon.PublicKeyDetails {
+	return k.alg.GetSignatureAlgorithm()
+}
+func (k *keypair) GetHint() []byte {
+	der, err := x509.MarshalPKIXPublicKey(k.priv.Public())
+	if err != nil {
+		return nil
+	}
+	sum := sha256.Sum256(der)
+	return []byte(b64(sum[:]))
+}
+func (k *keypair) GetKeyAlgorithm() string        { return "" }
+func (k *keypair) GetPublicKey() crypto.PublicKey { return k.priv.Public() }
+func (k *keypair) GetPublicKeyPem() (string, error) {
+	b, err := cryptoutils.MarshalPublicKeyToPEM(k.priv.Public())
+	return string(b), err
+}
+func (k *keypair) SignData(_ context.Context, data []byte) ([]byte, []byte, error) {
+	hf := k.alg.GetHashType()
+	toSign := data
+	if hf != crypto.Hash(0) {
+		h := hf.New()
+		h.Write(data)
+		toSign = h.Sum(nil)
+	}
+	sig, err := k.priv.Sign(rand.Reader, toSign, hf)
+	return sig, toSign, err
+}
+
+// certProvider hands sign.Bundle a pre-made certificate.
+type certProvider struct{ der []byte }
+
+func (c certProvider) GetCertificate(context.Context, sign.Keypair, *sign.CertificateProviderOptions) ([]byte, error) {
+	return c.der, nil
+}
+
+// vsRekor is a sign.Transparency logging DSSE entries in a VirtualSigstore.
+type vsRekor struct {
+	vs   *ca.VirtualSigstore
+	leaf *x509.Certificate
+}
+
+func (r vsRekor) GetTransparencyLogEntry(_ context.Context, _ []byte, b *protobundle.Bundle) error {
+	pe := b.GetDsseEnvelope()
+	env := &dsse.Envelope{PayloadType: pe.PayloadType, Payload: b64(pe.Payload),
+		Signatures: []dsse.Signature{{Sig: b64(pe.Signatures[0].Sig)}}}
+	integrated := time.Now().Add(time.Minute).Unix()
+	entry, err := r.vs.GenerateTlogEntry(r.leaf, env, pe.Signatures[0].Sig, integrated, true)
+	if err != nil {
+		return err
+	}
+	tle := entry.TransparencyLogEntry()
+	tle.KindVersion = &rekorpb.KindVersion{Kind: "dsse", Version: "0.0.1"}
+	set, err := r.vs.RekorSignPayload(tlog.RekorPayload{Body: b64(tle.CanonicalizedBody), IntegratedTime: integrated,
+		LogIndex: tle.LogIndex, LogID: hex.EncodeToString(tle.LogId.KeyId)})
+	if err != nil {
+		return err
+	}
+	tle.InclusionPromise = &rekorpb.InclusionPromise{SignedEntryTimestamp: set}
+	b.VerificationMaterial.TlogEntries = append(b.VerificationMaterial.TlogEntries, tle)
+	return nil
+}
+
+// --- pushing raw manifests ---
+
+// rawManifest is a manifest pushed byte for byte.
+type rawManifest struct {
+	b  []byte
+	mt types.MediaType
+}
+
+func (m rawManifest) RawManifest() ([]byte, error)        { return m.b, nil }
+func (m rawManifest) MediaType() (types.MediaType, error) { return m.mt, nil }
+
+func pushBlob(ctx context.Context, r name.Repository, b []byte, mt string) (v1.Descriptor, error) {
+	l := static.NewLayer(b, types.MediaType(mt))
+	if err := remote.WriteLayer(r, l, remote.WithContext(ctx)); err != nil {
+		return v1.Descriptor{}, err
+	}
+	d, err := l.Digest()
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	return v1.Descriptor{MediaType: types.MediaType(mt), Size: int64(len(b)), Digest: d}, nil
+}
+
+func putJSONManifest(ctx context.Context, ref name.Reference, m *v1.Manifest) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return remote.Put(ref, rawManifest{b, m.MediaType}, remote.WithContext(ctx))
+}
