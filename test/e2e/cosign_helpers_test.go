@@ -21,9 +21,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
 // Helpers of cosign_test.go: the real cosign CLIs (installed by `make tools`
@@ -42,6 +44,7 @@ type cosignCLI struct {
 	tool    string // name in PATH: cosign, cosign-v2
 	version string // the pinned version, as `cosign version --json` reports it
 	bin     string
+	dir     string   // its temporary files: HOME, caches, trusted root
 	env     []string // the whole environment of every command
 }
 
@@ -49,8 +52,8 @@ type cosignCLI struct {
 // skip when it is missing or another version, a failure when CI=true.
 func needCosign(t *testing.T, tool, version string) *cosignCLI {
 	t.Helper()
-	c := &cosignCLI{tool: tool, version: version, bin: needTool(t, tool)}
-	c.env = cosignEnv(t.TempDir())
+	c := &cosignCLI{tool: tool, version: version, bin: needTool(t, tool), dir: t.TempDir()}
+	c.env = cosignEnv(c.dir)
 	var v struct {
 		GitVersion string `json:"gitVersion"`
 	}
@@ -80,10 +83,7 @@ func cosignEnv(dir string) []string {
 		out = append(out, kv)
 	}
 	home := filepath.Join(dir, "home")
-	// Port 9 (discard) on loopback: nothing listens there, so a proxied
-	// request is refused at once. Go never proxies loopback addresses, so
-	// the registries and the proxy under test are reached directly.
-	const nowhere = "http://127.0.0.1:9"
+	proxy := "http://" + nowhere
 	return append(out,
 		"HOME="+home,
 		"XDG_CONFIG_HOME="+filepath.Join(home, ".config"),
@@ -92,9 +92,27 @@ func cosignEnv(dir string) []string {
 		"DOCKER_CONFIG="+filepath.Join(dir, "docker"),
 		"REGISTRY_AUTH_FILE="+filepath.Join(dir, "docker", "auth.json"),
 		"COSIGN_PASSWORD=",
-		"HTTP_PROXY="+nowhere, "HTTPS_PROXY="+nowhere, "http_proxy="+nowhere, "https_proxy="+nowhere,
+		"HTTP_PROXY="+proxy, "HTTPS_PROXY="+proxy, "http_proxy="+proxy, "https_proxy="+proxy,
 		"NO_PROXY=127.0.0.1,localhost", "no_proxy=127.0.0.1,localhost",
 	)
+}
+
+// nowhere is the proxy of every cosign command: a closed loopback port
+// (9, discard), so that a request that is not to 127.0.0.1 is refused at
+// once. Go never proxies loopback addresses, so the registries and the proxy
+// under test are reached directly.
+const nowhere = "127.0.0.1:9"
+
+// emptyTrustedRoot writes a Sigstore trusted root that trusts nothing (no
+// CA, no log, no TSA) and returns its path: enough for key-based checks
+// with --insecure-ignore-tlog, and it keeps cosign from fetching one.
+func (c *cosignCLI) emptyTrustedRoot(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(c.dir, "empty_trusted_root.json")
+	if err := os.WriteFile(p, []byte(`{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // exec runs one cosign command in dir ("" for the current directory), with
@@ -125,6 +143,9 @@ func (c *cosignCLI) run(t *testing.T, dir string, extra []string, args ...string
 	r := c.exec(t, dir, extra, args...)
 	if r.err != nil {
 		t.Fatalf("$ %s\nfailed after %v: %v\nstdout:\n%s\nstderr:\n%s", line, time.Since(start).Round(time.Millisecond), r.err, r.stdout, r.stderr)
+	}
+	if strings.Contains(r.stderr, "proxyconnect") || strings.Contains(r.stderr, nowhere+":") {
+		t.Errorf("$ %s\ntried to reach the network (through the proxy at %s that refuses all):\n%s", line, nowhere, r.stderr)
 	}
 	t.Logf("$ %s   (%v)\n%s", line, time.Since(start).Round(time.Millisecond), cosignIndent(r.stderr))
 	return r.stdout
@@ -198,6 +219,45 @@ func cosignImage(t *testing.T, addr, image, tag string) v1.Hash {
 		t.Fatal(err)
 	}
 	return d
+}
+
+// cosignPull pulls ref (host:port/registry/repo:tag, plain HTTP) with
+// go-containerregistry: the manifest, then the config and every layer, each
+// checked against its digest.
+func cosignPull(t *testing.T, ref string) {
+	t.Helper()
+	r, err := name.ParseReference(ref, name.Insecure, name.StrictValidation)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), commandTimeout)
+	defer cancel()
+	img, err := remote.Image(r, remote.WithContext(ctx))
+	if err != nil {
+		t.Errorf("pull %s: %v", ref, err)
+		return
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		t.Errorf("pull %s: %v", ref, err)
+		return
+	}
+	if _, err := img.RawConfigFile(); err != nil { // checked against m.Config.Digest
+		t.Errorf("pull %s: config %s: %v", ref, m.Config.Digest, err)
+	}
+	for _, d := range m.Layers {
+		l, err := img.LayerByDigest(d.Digest)
+		if err == nil {
+			var rc io.ReadCloser
+			if rc, err = l.Compressed(); err == nil { // verifies the digest at EOF
+				_, err = io.Copy(io.Discard, rc)
+				rc.Close()
+			}
+		}
+		if err != nil {
+			t.Errorf("pull %s: layer %s: %v", ref, d.Digest, err)
+		}
+	}
 }
 
 // cosignProxy is a `portcullis serve` with a policy that trusts one cosign

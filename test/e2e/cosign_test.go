@@ -44,7 +44,11 @@ type cosignVersion struct {
 	// stay offline: no Rekor upload, no signing config or TUF fetch, plain
 	// HTTP registries.
 	sign, verify []string
-	formats      []cosignFormat
+	// emptyTrustedRoot adds --trusted-root with a trusted root that trusts
+	// nothing to cosign verify: cosign v2 otherwise fetches trusted_root.json
+	// from the Sigstore TUF CDN first (and, for bundles, fails without it).
+	emptyTrustedRoot bool
+	formats          []cosignFormat
 }
 
 // oci11Refused is why the proxy refuses cosign's experimental OCI 1.1
@@ -55,31 +59,44 @@ type cosignVersion struct {
 // tags, and drops referrers of other artifact types.
 const oci11Refused = "the OCI 1.1 simple-signing referrer is not a format Portcullis reads"
 
+// oci11Legacy is that experimental variant; both versions write it.
+var oci11Legacy = cosignFormat{
+	name:    "oci11-legacy",
+	sign:    []string{"--new-bundle-format=false", "--registry-referrers-mode=oci-1-1"},
+	verify:  []string{"--experimental-oci11"},
+	env:     []string{"COSIGN_EXPERIMENTAL=1"},
+	refused: oci11Refused,
+}
+
 var cosignVersions = []cosignVersion{
 	{
 		tool: "cosign", version: "v3.1.3",
 		// --tlog-upload=false is refused unless the signing config (from TUF)
-		// is off too.
+		// is off too. --tlog-upload and --new-bundle-format are deprecated
+		// (hidden from --help) but work.
 		sign:   []string{"--use-signing-config=false", "--tlog-upload=false", "--allow-http-registry", "-y"},
 		verify: []string{"--insecure-ignore-tlog=true", "--allow-http-registry"},
 		formats: []cosignFormat{
-			{name: "bundle"},
+			{name: "bundle"}, // the default
 			{name: "legacy", sign: []string{"--new-bundle-format=false"}},
-			{
-				name:    "oci11-legacy",
-				sign:    []string{"--new-bundle-format=false", "--registry-referrers-mode=oci-1-1"},
-				verify:  []string{"--experimental-oci11"},
-				env:     []string{"COSIGN_EXPERIMENTAL=1"},
-				refused: oci11Refused,
-			},
+			oci11Legacy,
 		},
 	},
 	{
 		tool: "cosign-v2", version: "v2.6.5",
-		sign:   []string{"--tlog-upload=false", "--allow-insecure-registry", "-y"},
-		verify: []string{"--insecure-ignore-tlog=true", "--allow-insecure-registry"},
+		// v2 signs with the legacy format and no signing config by default.
+		// It has --allow-insecure-registry too (HTTP and unverified TLS);
+		// --allow-http-registry is the narrower one.
+		sign:             []string{"--tlog-upload=false", "--allow-http-registry", "-y"},
+		verify:           []string{"--insecure-ignore-tlog=true", "--allow-http-registry"},
+		emptyTrustedRoot: true,
 		formats: []cosignFormat{
-			{name: "legacy"},
+			{name: "legacy"}, // the default
+			// A bundle referrer like v3's, but its descriptor in the
+			// referrers fallback index has artifactType
+			// application/vnd.oci.empty.v1+json (v3: the bundle type).
+			{name: "bundle", sign: []string{"--new-bundle-format"}, verify: []string{"--new-bundle-format"}},
+			oci11Legacy,
 		},
 	},
 }
@@ -131,30 +148,38 @@ func (ic *interopCase) run(t *testing.T) {
 	image := ic.registry + "/" + repo // as clients name it through the proxy
 	direct := ic.upstream + "/" + repo
 	signed := cosignImage(t, ic.upstream, image, "signed")
+	both := cosignImage(t, ic.upstream, image, "both-keys")
 	unsigned := cosignImage(t, ic.upstream, image, "unsigned")
 	forged := cosignImage(t, ic.upstream, image, "other-key")
-	t.Logf("%s: signed %s, unsigned %s, other-key %s", image, signed, unsigned, forged)
+	t.Logf("%s: signed %s, both-keys %s, unsigned %s, other-key %s", image, signed, both, unsigned, forged)
 
 	ic.sign(t, ic.trusted, direct+"@"+signed.String())
+	ic.sign(t, ic.other, direct+"@"+both.String()) // two signatures, the trusted one second
+	ic.sign(t, ic.trusted, direct+"@"+both.String())
 	ic.sign(t, ic.other, direct+"@"+forged.String())
 	// cosign accepts its own signature on the upstream: what follows
 	// checks the proxy, not the signing.
 	ic.verify(t, ic.trusted, direct+"@"+signed.String())
 
 	// The manifests through the proxy, by tag.
-	r := cosignGetManifest(t, ic.p.addr, image, "signed")
-	if ic.f.refused == "" {
+	for _, img := range []struct {
+		tag string
+		d   v1.Hash
+	}{{"signed", signed}, {"both-keys", both}} {
+		r := cosignGetManifest(t, ic.p.addr, image, img.tag)
+		what := "GET " + image + ":" + img.tag + " through the proxy"
+		if ic.f.refused != "" {
+			t.Logf("%s: refused as expected (%s): %s", what, ic.f.refused, cosignDenied(t, what, r))
+			continue
+		}
 		if r.status != http.StatusOK {
-			t.Errorf("GET %s:signed through the proxy: %d, want 200\n%s", image, r.status, r.body)
-		} else if got := r.header.Get("Docker-Content-Digest"); got != signed.String() || sha256Digest(r.body) != signed.String() {
-			t.Errorf("GET %s:signed: Docker-Content-Digest %s, body hashes to %s; want %s", image, got, sha256Digest(r.body), signed)
+			t.Errorf("%s: %d, want 200\n%s", what, r.status, r.body)
+		} else if got := r.header.Get("Docker-Content-Digest"); got != img.d.String() || sha256Digest(r.body) != img.d.String() {
+			t.Errorf("%s: Docker-Content-Digest %s, body hashes to %s; want %s", what, got, sha256Digest(r.body), img.d)
 		}
-		if d := ic.p.waitDecision(t, image, signed); d.Result != "allow" || d.Cause != "policy" {
-			t.Errorf("decision on %s@%s: %+v, want allow by policy", image, signed, d)
+		if d := ic.p.waitDecision(t, image, img.d); d.Result != "allow" || d.Cause != "policy" {
+			t.Errorf("decision on %s@%s: %+v, want allow by policy", image, img.d, d)
 		}
-	} else {
-		msg := cosignDenied(t, "GET "+image+":signed ("+ic.f.refused+")", r)
-		t.Logf("refused as expected (%s): %s", ic.f.refused, msg)
 	}
 	msg := cosignDenied(t, "GET "+image+":unsigned", cosignGetManifest(t, ic.p.addr, image, "unsigned"))
 	if !strings.Contains(msg, "no signatures found") {
@@ -169,15 +194,19 @@ func (ic *interopCase) run(t *testing.T) {
 			t.Errorf("decision on %s@%s: %+v, want deny by policy", image, d, got)
 		}
 	}
+	if ic.f.refused == "" {
+		// The whole image: manifest, config and layers, checked by digest.
+		cosignPull(t, ic.p.addr+"/"+image+":signed")
+	}
 
 	// portcullis verify decides the same way.
-	code, res := cosignPortcullisVerify(t, ic.e, ic.p.configPath, image+":signed")
+	code, res := cosignPortcullisVerify(t, ic.e, ic.p.configPath, image+":signed", image+"@"+both.String())
 	want, wantCode := "allow", 0
 	if ic.f.refused != "" {
 		want, wantCode = "deny", 1
 	}
-	if code != wantCode || len(res) != 1 || res[0].Decision != want || res[0].Digest != signed.String() {
-		t.Errorf("portcullis verify %s:signed: exit %d, %+v; want exit %d, %s of %s", image, code, res, wantCode, want, signed)
+	if code != wantCode || len(res) != 2 || res[0].Decision != want || res[0].Digest != signed.String() || res[1].Decision != want {
+		t.Errorf("portcullis verify of the signed and both-keys images: exit %d, %+v; want exit %d, both %s", code, res, wantCode, want)
 	}
 	code, res = cosignPortcullisVerify(t, ic.e, ic.p.configPath, image+":unsigned", image+"@"+forged.String())
 	if code != 1 || len(res) != 2 || res[0].Decision != "deny" || res[1].Decision != "deny" {
@@ -185,15 +214,23 @@ func (ic *interopCase) run(t *testing.T) {
 	}
 
 	// cosign verifies through the proxy: the signature material must be
-	// served. (cosign verify of a digest reads only the signatures, never
-	// the image manifest, so this holds for a refused format too.)
-	through := ic.p.addr + "/" + image + "@" + signed.String()
-	ic.verify(t, ic.trusted, through)
-	if r := ic.c.exec(t, "", ic.f.env, ic.verifyArgs(ic.other, through)...); r.err == nil {
+	// served. cosign verify of a digest reads only the signatures, never the
+	// image manifest, so this holds for a refused format too; by tag, cosign
+	// first resolves the tag through the gate.
+	through := ic.p.addr + "/" + image
+	ic.verify(t, ic.trusted, through+"@"+signed.String())
+	if r := ic.c.exec(t, "", ic.f.env, ic.verifyArgs(t, ic.other, through+"@"+signed.String())...); r.err == nil {
 		t.Errorf("cosign verify with the other key through the proxy succeeded:\n%s", r.stdout)
 	}
-	if ic.f.refused != "" {
-		t.Logf("cosign verifies %s through the proxy, which refuses to serve it: %s", through, ic.f.refused)
+	if ic.f.refused == "" {
+		ic.verify(t, ic.trusted, through+":both-keys")
+	} else {
+		t.Logf("cosign verifies %s@%s through the proxy, which refuses to serve the image: %s", through, signed, ic.f.refused)
+		r := ic.c.exec(t, "", ic.f.env, ic.verifyArgs(t, ic.trusted, through+":both-keys")...)
+		if r.err == nil {
+			t.Errorf("cosign verify of %s:both-keys through the proxy succeeded; the proxy must refuse the tag", through)
+		}
+		t.Logf("cosign verify of %s:both-keys through the proxy fails (%v):\n%s", through, r.err, cosignIndent(r.stderr))
 	}
 	ic.logDecisions(t, image)
 }
@@ -207,15 +244,18 @@ func (ic *interopCase) sign(t *testing.T, key cosignKey, ref string) {
 }
 
 // verifyArgs is `cosign verify` of ref with key's public key.
-func (ic *interopCase) verifyArgs(key cosignKey, ref string) []string {
+func (ic *interopCase) verifyArgs(t *testing.T, key cosignKey, ref string) []string {
 	args := append([]string{"verify", "--key", key.pub}, ic.v.verify...)
+	if ic.v.emptyTrustedRoot {
+		args = append(args, "--trusted-root", ic.c.emptyTrustedRoot(t))
+	}
 	return append(append(args, ic.f.verify...), ref)
 }
 
 // verify runs cosign verify of ref with key, which must succeed.
 func (ic *interopCase) verify(t *testing.T, key cosignKey, ref string) {
 	t.Helper()
-	ic.c.run(t, "", ic.f.env, ic.verifyArgs(key, ref)...)
+	ic.c.run(t, "", ic.f.env, ic.verifyArgs(t, key, ref)...)
 }
 
 // logDecisions logs the proxy's decisions on the repository: the images,
