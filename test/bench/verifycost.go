@@ -4,10 +4,10 @@ package main
 // against keyless (a Fulcio certificate, with a Rekor SET or an RFC 3161
 // timestamp as the trusted signing time), in both storage formats. The
 // keyless signatures come from sigstore-go's VirtualSigstore (a CA, a
-// Rekor and a TSA in memory); the builders follow verify's own test
-// fixtures (verify/fixtures_test.go), copied here because those are test
-// code of another package. Signatures are pushed to go-containerregistry's
-// in-memory registry (with the referrers API) on a loopback listener.
+// Rekor and a TSA in memory), built by verify/signing/virtualsig, which
+// verify's own test fixtures use too. Signatures are pushed to
+// go-containerregistry's in-memory registry (with the referrers API) on a
+// loopback listener.
 //
 // The same benchmarks run under go test:
 //
@@ -16,12 +16,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto"
-	"crypto/rand"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -40,20 +34,13 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/secure-systems-lab/go-securesystemslib/dsse"
-	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
-	protocommon "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
-	rekorpb "github.com/sigstore/protobuf-specs/gen/pb-go/rekor/v1"
-	"github.com/sigstore/sigstore-go/pkg/sign"
 	"github.com/sigstore/sigstore-go/pkg/testing/ca"
-	"github.com/sigstore/sigstore-go/pkg/tlog"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
-	"github.com/sigstore/sigstore/pkg/signature"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/portcullis-dev/portcullis/policy"
 	"github.com/portcullis-dev/portcullis/verify"
 	"github.com/portcullis-dev/portcullis/verify/signing"
+	"github.com/portcullis-dev/portcullis/verify/signing/virtualsig"
 )
 
 const (
@@ -61,11 +48,6 @@ const (
 	vcSubject = "release@example.com"
 	vcRoot    = "virtual"
 	vcImage   = "registry.example/acme/app"
-
-	annSignature   = "dev.cosignproject.cosign/signature"
-	annCertificate = "dev.sigstore.cosign/certificate"
-	annRekorBundle = "dev.sigstore.cosign/bundle"
-	annTimestamp   = "dev.sigstore.cosign/rfc3161timestamp"
 )
 
 // verifyCase is one signed image in the in-memory registry and the
@@ -312,53 +294,21 @@ func runVerifyCostPhase(ctx context.Context, b *bench, _ *fleet) ([]Metric, erro
 	return out, nil
 }
 
-// --- keyless signatures (after verify/fixtures_test.go) ---
-
-func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+// --- keyless signatures (verify/signing/virtualsig) ---
 
 // payloadFor is a cosign simple-signing payload for digest d.
 func payloadFor(dockerRef string, d v1.Hash) []byte {
 	return signing.Payload(dockerRef, d)
 }
 
-// signMessage signs as cosign sign does (ECDSA with SHA-256 here).
-func signMessage(priv crypto.Signer, payload []byte) ([]byte, error) {
-	s, err := signature.LoadDefaultSigner(priv)
-	if err != nil {
-		return nil, err
-	}
-	return s.SignMessage(bytes.NewReader(payload))
-}
-
 // pushKeylessLegacy pushes a .sig manifest whose one layer is a keyless
 // signature of d: a Fulcio leaf certificate from the VirtualSigstore, with
 // a Rekor SET (cosign's bundle annotation) and/or an RFC 3161 timestamp.
 func (e *verifyEnv) pushKeylessLegacy(ctx context.Context, r name.Repository, d v1.Hash, withSET, withTSA bool) error {
-	leaf, priv, err := e.vs.GenerateLeafCert(vcSubject, vcIssuer)
-	if err != nil {
-		return err
-	}
 	p := payloadFor(r.Name(), d)
-	sig, err := signMessage(priv.(crypto.Signer), p)
+	ann, err := virtualsig.LegacyKeyless(e.vs, vcSubject, vcIssuer, p, withSET, withTSA)
 	if err != nil {
 		return err
-	}
-	certPEM, err := cryptoutils.MarshalCertificateToPEM(leaf)
-	if err != nil {
-		return err
-	}
-	ann := map[string]string{annSignature: b64(sig), annCertificate: string(certPEM)}
-	if withSET {
-		if ann[annRekorBundle], err = e.rekorBundle(p, sig, certPEM); err != nil {
-			return err
-		}
-	}
-	if withTSA {
-		ts, err := e.vs.TimestampResponse(sig)
-		if err != nil {
-			return err
-		}
-		ann[annTimestamp] = fmt.Sprintf(`{"SignedRFC3161Timestamp":%q}`, b64(ts))
 	}
 	cfg, err := pushBlob(ctx, r, []byte("{}"), "application/vnd.oci.image.config.v1+json")
 	if err != nil {
@@ -373,56 +323,12 @@ func (e *verifyEnv) pushKeylessLegacy(ctx context.Context, r name.Repository, d 
 	return putJSONManifest(ctx, r.Tag(signing.LegacyTag(d)), m)
 }
 
-// rekorBundle logs a hashedrekord entry for payload in the virtual Rekor
-// and returns cosign's bundle annotation (with its SET).
-func (e *verifyEnv) rekorBundle(payload, sig, certPEM []byte) (string, error) {
-	sum := sha256.Sum256(payload)
-	body := fmt.Sprintf(`{"apiVersion":"0.0.1","kind":"hashedrekord","spec":{"data":{"hash":{"algorithm":"sha256","value":%q}},"signature":{"content":%q,"publicKey":{"content":%q}}}}`,
-		hex.EncodeToString(sum[:]), b64(sig), b64(certPEM))
-	logID, err := e.vs.RekorLogID()
-	if err != nil {
-		return "", err
-	}
-	p := tlog.RekorPayload{Body: b64([]byte(body)), IntegratedTime: time.Now().Add(time.Minute).Unix(), LogIndex: 42, LogID: logID}
-	set, err := e.vs.RekorSignPayload(p)
-	if err != nil {
-		return "", err
-	}
-	out, err := json.Marshal(map[string]any{"SignedEntryTimestamp": set, "Payload": p})
-	return string(out), err
-}
-
 // pushKeylessBundle pushes a cosign v3 bundle referrer of subject: a DSSE
 // envelope over the statement, signed with a Fulcio leaf certificate, with
 // a Rekor entry (SET and inclusion proof) and/or an RFC 3161 timestamp.
 func (e *verifyEnv) pushKeylessBundle(ctx context.Context, r name.Repository, subject v1.Descriptor, withTlog, withTSA bool) error {
-	leaf, priv, err := e.vs.GenerateLeafCert(vcSubject, vcIssuer)
-	if err != nil {
-		return err
-	}
-	opts := sign.BundleOptions{CertificateProvider: certProvider{leaf.Raw}}
-	if withTlog {
-		opts.TransparencyLogs = []sign.Transparency{vsRekor{e.vs, leaf}}
-	}
-	kp, err := newKeypair(priv.(crypto.Signer))
-	if err != nil {
-		return err
-	}
 	stmt := signing.Statement(subject.Digest)
-	pb, err := sign.Bundle(&sign.DSSEData{Data: stmt, PayloadType: "application/vnd.in-toto+json"}, kp, opts)
-	if err != nil {
-		return err
-	}
-	if withTSA {
-		ts, err := e.vs.TimestampResponse(pb.GetDsseEnvelope().Signatures[0].Sig)
-		if err != nil {
-			return err
-		}
-		pb.VerificationMaterial.TimestampVerificationData = &protobundle.TimestampVerificationData{
-			Rfc3161Timestamps: []*protocommon.RFC3161SignedTimestamp{{SignedTimestamp: ts}},
-		}
-	}
-	bundleJSON, err := protojson.Marshal(pb)
+	bundleJSON, err := virtualsig.KeylessBundle(e.vs, vcSubject, vcIssuer, stmt, withTlog, withTSA)
 	if err != nil {
 		return err
 	}
@@ -455,84 +361,6 @@ func (e *verifyEnv) pushKeylessBundle(ctx context.Context, r name.Repository, su
 		return err
 	}
 	return remote.Put(r.Digest(d.String()), rawManifest{b, types.OCIManifestSchema1}, remote.WithContext(ctx))
-}
-
-// keypair is a sign.Keypair over an existing key.
-type keypair struct {
-	priv crypto.Signer
-	alg  signature.AlgorithmDetails
-}
-
-func newKeypair(priv crypto.Signer) (*keypair, error) {
-	alg, err := signature.GetDefaultAlgorithmDetails(priv.Public())
-	if err != nil {
-		return nil, err
-	}
-	return &keypair{priv: priv, alg: alg}, nil
-}
-
-func (k *keypair) GetHashAlgorithm() protocommon.HashAlgorithm { return k.alg.GetProtoHashType() }
-func (k *keypair) GetSigningAlgorithm() protocommon.PublicKeyDetails {
-	return k.alg.GetSignatureAlgorithm()
-}
-func (k *keypair) GetHint() []byte {
-	der, err := x509.MarshalPKIXPublicKey(k.priv.Public())
-	if err != nil {
-		return nil
-	}
-	sum := sha256.Sum256(der)
-	return []byte(b64(sum[:]))
-}
-func (k *keypair) GetKeyAlgorithm() string        { return "" }
-func (k *keypair) GetPublicKey() crypto.PublicKey { return k.priv.Public() }
-func (k *keypair) GetPublicKeyPem() (string, error) {
-	b, err := cryptoutils.MarshalPublicKeyToPEM(k.priv.Public())
-	return string(b), err
-}
-func (k *keypair) SignData(_ context.Context, data []byte) ([]byte, []byte, error) {
-	hf := k.alg.GetHashType()
-	toSign := data
-	if hf != crypto.Hash(0) {
-		h := hf.New()
-		h.Write(data)
-		toSign = h.Sum(nil)
-	}
-	sig, err := k.priv.Sign(rand.Reader, toSign, hf)
-	return sig, toSign, err
-}
-
-// certProvider hands sign.Bundle a pre-made certificate.
-type certProvider struct{ der []byte }
-
-func (c certProvider) GetCertificate(context.Context, sign.Keypair, *sign.CertificateProviderOptions) ([]byte, error) {
-	return c.der, nil
-}
-
-// vsRekor is a sign.Transparency logging DSSE entries in a VirtualSigstore.
-type vsRekor struct {
-	vs   *ca.VirtualSigstore
-	leaf *x509.Certificate
-}
-
-func (r vsRekor) GetTransparencyLogEntry(_ context.Context, _ []byte, b *protobundle.Bundle) error {
-	pe := b.GetDsseEnvelope()
-	env := &dsse.Envelope{PayloadType: pe.PayloadType, Payload: b64(pe.Payload),
-		Signatures: []dsse.Signature{{Sig: b64(pe.Signatures[0].Sig)}}}
-	integrated := time.Now().Add(time.Minute).Unix()
-	entry, err := r.vs.GenerateTlogEntry(r.leaf, env, pe.Signatures[0].Sig, integrated, true)
-	if err != nil {
-		return err
-	}
-	tle := entry.TransparencyLogEntry()
-	tle.KindVersion = &rekorpb.KindVersion{Kind: "dsse", Version: "0.0.1"}
-	set, err := r.vs.RekorSignPayload(tlog.RekorPayload{Body: b64(tle.CanonicalizedBody), IntegratedTime: integrated,
-		LogIndex: tle.LogIndex, LogID: hex.EncodeToString(tle.LogId.KeyId)})
-	if err != nil {
-		return err
-	}
-	tle.InclusionPromise = &rekorpb.InclusionPromise{SignedEntryTimestamp: set}
-	b.VerificationMaterial.TlogEntries = append(b.VerificationMaterial.TlogEntries, tle)
-	return nil
 }
 
 // --- pushing raw manifests ---
