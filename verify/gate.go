@@ -185,7 +185,7 @@ type ManifestRequest struct {
 // be made (the caller answers 503); a Verdict always says allow or deny.
 func (g *Gate) Manifest(ctx context.Context, req *ManifestRequest) (*Verdict, error) {
 	snap := g.snap.Load()
-	key := snap.Revision + "|" + req.Repo.String() + "@" + req.Digest.String()
+	key := snap.Revision + "|" + req.Repo.String() + "@" + req.Digest.Algorithm + ":" + req.Digest.Hex
 	now := g.o.now()
 	cached, ok := g.cache.Get(key)
 	// A cached denial is not reused for a manifest that an allowed parent
