@@ -35,7 +35,6 @@ type options struct {
 	manifestCacheBytes int64
 	upstreamTimeout    time.Duration
 	staleIfError       time.Duration
-	transport          http.RoundTripper
 }
 
 // Option configures a Proxy.
@@ -121,12 +120,6 @@ func WithUpstreamTimeout(d time.Duration) Option {
 	}
 }
 
-// WithTransport replaces the base transport to every upstream (tests,
-// custom dialers). Authentication is still layered on top of it.
-func WithTransport(t http.RoundTripper) Option {
-	return func(o *options) error { o.transport = t; return nil }
-}
-
 // New returns a Proxy mirroring ups.
 func New(ups []Upstream, opts ...Option) (*Proxy, error) {
 	o := options{
@@ -152,7 +145,7 @@ func New(ups []Upstream, opts ...Option) (*Proxy, error) {
 		timeout:   o.upstreamTimeout,
 	}
 	for _, u := range ups {
-		up, err := newUpstream(u, o.upstreamTimeout, o.transport)
+		up, err := newUpstream(u, o.upstreamTimeout)
 		if err != nil {
 			return nil, err
 		}

@@ -72,7 +72,7 @@ func (u *upstream) noteNoReferrersAPI() {
 
 const maxRepoTransports = 4096
 
-func newUpstream(u Upstream, timeout time.Duration, base http.RoundTripper) (*upstream, error) {
+func newUpstream(u Upstream, timeout time.Duration) (*upstream, error) {
 	if u.Endpoint == nil || u.Endpoint.Host == "" {
 		return nil, fmt.Errorf("upstream %q: no endpoint", u.Registry)
 	}
@@ -88,9 +88,7 @@ func newUpstream(u Upstream, timeout time.Duration, base http.RoundTripper) (*up
 	if err != nil {
 		return nil, fmt.Errorf("upstream %q: %w", u.Registry, err)
 	}
-	if base == nil {
-		base = newBaseTransport(u.TLSConfig, timeout)
-	}
+	base := newBaseTransport(u.TLSConfig, timeout)
 	auth := u.Auth
 	if auth == nil {
 		auth = authn.Anonymous
