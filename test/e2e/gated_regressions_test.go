@@ -14,10 +14,8 @@ import (
 
 // A child manifest fetched by digest before its (signed) index is denied,
 // rightly: it is unsigned and no allowed index lists it yet. Once the index
-// is allowed, the child must be served (it is granted to the index), but
-// the gate answers the denial it cached (denyTTL, 30s by default) before
-// looking at the new allowance: Gate.Manifest returns a fresh cached
-// verdict without consulting Allowances.
+// is allowed, the child must be served: a cached denial (denyTTL) must not
+// outlive the grant its parent now gives it.
 func TestGatedRegressionChildDeniedBeforeParent(t *testing.T) {
 	e := setup(t)
 	p := e.startGatedProxy(t)
@@ -33,13 +31,10 @@ func TestGatedRegressionChildDeniedBeforeParent(t *testing.T) {
 	}
 }
 
-// Allowances belong to one policy revision, and every reload makes a new
-// one, even for an edit that changes nothing (a comment). A pull in flight
-// across any reload then fails: its manifest was allowed under the old
-// revision, and its remaining blobs and index children are refused under
-// the new one ("no manifest allowed ... references this blob"; a child is
-// judged on its own signatures and refused). The proxy polls the file every
-// 2s, so any policy edit (or TUF root refresh) breaks the pulls running then.
+// Every reload makes a new policy revision, even for an edit that changes
+// nothing (a comment). A pull in flight across it must go on: the blobs and
+// index children its manifest was granted under the old revision stay
+// servable once that manifest is allowed again under the new one.
 func TestGatedRegressionReloadBreaksPullsInFlight(t *testing.T) {
 	e := setup(t)
 	p := e.startGatedProxy(t)
