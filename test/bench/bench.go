@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/portcullis-dev/portcullis/test/proc"
 )
 
 // bench is the environment of one run: the temporary directory, the
@@ -73,7 +75,7 @@ func (b *bench) setup(ctx context.Context) error {
 	} else {
 		logf("cosign: not measured: %s", b.bins.cosignMissing)
 	}
-	if b.upAddr, err = freeAddr(); err != nil {
+	if b.upAddr, err = proc.FreeAddr(); err != nil {
 		return err
 	}
 	b.tools = toolVersions(ctx, b.bins, b.root)
@@ -100,7 +102,7 @@ func (b *bench) fill(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer up.stop()
+	defer up.Stop()
 	sg, err := newSigner(b.upAddr)
 	if err != nil {
 		return err

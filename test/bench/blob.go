@@ -230,7 +230,7 @@ type blobRuns struct {
 }
 
 func (r *blobRuns) measure(ctx context.Context, c *http.Client, t *target, f *fleet, fix fixtures) error {
-	m, err := startCPU(t.proc.pid(), f.upstream.pid(), os.Getpid())
+	m, err := startCPU(t.proc.Pid(), f.upstream.Pid(), os.Getpid())
 	if err != nil {
 		return err
 	}

@@ -63,7 +63,7 @@ func measureManifest(ctx context.Context, b *bench, f *fleet, t *target, c manif
 			return manifestSample{}, fmt.Errorf("warm-up: %w", err)
 		}
 	}
-	m, err := startCPU(t.proc.pid(), f.upstream.pid(), os.Getpid())
+	m, err := startCPU(t.proc.Pid(), f.upstream.Pid(), os.Getpid())
 	if err != nil {
 		return manifestSample{}, err
 	}

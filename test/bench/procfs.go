@@ -112,7 +112,7 @@ func (m *cpuMeter) stop() ([]float64, error) {
 func (f *fleet) peakRSS(phase string) ([]Metric, error) {
 	var ms []Metric
 	for _, t := range f.targets {
-		mib, err := peakRSSMiB(t.proc.pid())
+		mib, err := peakRSSMiB(t.proc.Pid())
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", t.name, err)
 		}

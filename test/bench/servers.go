@@ -4,13 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/portcullis-dev/portcullis/test/proc"
 )
 
 // Names of the targets, as they appear in the report.
@@ -21,89 +20,20 @@ const (
 	targetPortcullis = "portcullis"
 )
 
-const (
-	startTimeout = 30 * time.Second
-	stopTimeout  = 10 * time.Second
-)
-
-// process is a server started by the harness, its output in a log file.
-type process struct {
-	name    string
-	cmd     *exec.Cmd
-	logPath string
-	done    chan struct{} // closed when the process has exited
-	waitErr error         // valid once done is closed
-	once    sync.Once
-}
-
-func (p *process) pid() int { return p.cmd.Process.Pid }
-
-func (p *process) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// stop sends SIGTERM, then kills the process group after stopTimeout.
-func (p *process) stop() {
-	p.once.Do(func() {
-		if p.exited() {
-			return
-		}
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(stopTimeout):
-			_ = syscall.Kill(-p.pid(), syscall.SIGKILL)
-			<-p.done
-		}
-	})
-	<-p.done
-}
-
-// logTail is the end of the process's log, for error messages.
-func (p *process) logTail() string {
-	b, err := os.ReadFile(p.logPath)
-	if err != nil {
-		return fmt.Sprintf("(cannot read %s: %v)", p.logPath, err)
-	}
-	if len(b) > 4000 {
-		b = b[len(b)-4000:]
-	}
-	return string(b)
-}
+const startTimeout = 30 * time.Second
 
 // procSet remembers every process started, so all are stopped on exit.
 type procSet struct {
 	mu    sync.Mutex
-	procs []*process
+	procs []*proc.Process
 }
 
-// start runs bin with args in its own process group (a terminal's Ctrl-C
-// reaches the harness, which stops the servers; if the harness dies, the
-// kernel kills them), output to logPath.
-func (s *procSet) start(name, logPath string, env []string, bin string, args ...string) (*process, error) {
-	logFile, err := os.Create(logPath)
+// start starts a server with proc.Start and remembers it.
+func (s *procSet) start(name, logPath string, env []string, bin string, args ...string) (*proc.Process, error) {
+	p, err := proc.Start(name, logPath, env, bin, args...)
 	if err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
+		return nil, err
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.Env = append(os.Environ(), env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &process{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
-	go func() {
-		p.waitErr = cmd.Wait()
-		logFile.Close()
-		close(p.done)
-	}()
 	s.mu.Lock()
 	s.procs = append(s.procs, p)
 	s.mu.Unlock()
@@ -117,30 +47,20 @@ func (s *procSet) stopAll() {
 	s.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, p := range procs {
-		wg.Go(p.stop)
+		wg.Go(func() { _ = p.Stop() })
 	}
 	wg.Wait()
 }
 
-// freeAddr is a 127.0.0.1 address whose port was free a moment ago.
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
 // waitReady polls url until it answers 200, the process exits, ctx ends
 // or startTimeout passes.
-func waitReady(ctx context.Context, p *process, url string) error {
+func waitReady(ctx context.Context, p *proc.Process, url string) error {
 	client := &http.Client{Timeout: 2 * time.Second}
 	deadline := time.Now().Add(startTimeout)
 	var last error
 	for time.Now().Before(deadline) {
-		if p.exited() {
-			return fmt.Errorf("%s exited while starting (%v); log:\n%s", p.name, p.waitErr, p.logTail())
+		if p.Exited() {
+			return fmt.Errorf("%s exited while starting (%v); log:\n%s", p.Name(), p.Err(), p.Log(0, 4000))
 		}
 		if last = getOK(ctx, client, url); last == nil {
 			return nil
@@ -151,7 +71,7 @@ func waitReady(ctx context.Context, p *process, url string) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("%s not ready after %v: %w; log:\n%s", p.name, startTimeout, last, p.logTail())
+	return fmt.Errorf("%s not ready after %v: %w; log:\n%s", p.Name(), startTimeout, last, p.Log(0, 4000))
 }
 
 func getOK(ctx context.Context, client *http.Client, url string) error {
@@ -174,13 +94,13 @@ func getOK(ctx context.Context, client *http.Client, url string) error {
 // target is one server the load is sent to.
 type target struct {
 	name string
-	base string   // http://127.0.0.1:port
-	proc *process // the process answering
+	base string        // http://127.0.0.1:port
+	proc *proc.Process // the process answering
 }
 
 // fleet is the servers of one phase: the upstream and every target.
 type fleet struct {
-	upstream *process
+	upstream *proc.Process
 	targets  []*target
 	// counter, when the phase asked for it, sits between Portcullis and
 	// the upstream and counts what Portcullis asks.
@@ -252,19 +172,19 @@ func (b *bench) startFleet(ctx context.Context, phase string, spec fleetSpec) (_
 // stop stops the fleet's processes, proxies first.
 func (f *fleet) stop() {
 	for i := len(f.targets) - 1; i >= 0; i-- {
-		f.targets[i].proc.stop()
+		f.targets[i].proc.Stop()
 	}
 	if f.counter != nil {
 		f.counter.close()
 	}
 	if f.upstream != nil {
-		f.upstream.stop()
+		_ = f.upstream.Stop()
 	}
 }
 
 // startUpstream starts the upstream distribution registry on b.upAddr with
 // its storage in data/upstream (kept across phases).
-func (b *bench) startUpstream(ctx context.Context, phase string) (*process, error) {
+func (b *bench) startUpstream(ctx context.Context, phase string) (*proc.Process, error) {
 	cfgPath := b.path("upstream-" + phase + ".yml")
 	if err := writeRegistryConfig(cfgPath, b.upAddr, b.path("data", "upstream"), ""); err != nil {
 		return nil, err
@@ -275,7 +195,7 @@ func (b *bench) startUpstream(ctx context.Context, phase string) (*process, erro
 // startDistProxy starts a distribution registry in proxy mode, with fresh
 // storage for the phase.
 func (b *bench) startDistProxy(ctx context.Context, phase string) (*target, error) {
-	addr, err := freeAddr()
+	addr, err := proc.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -290,7 +210,7 @@ func (b *bench) startDistProxy(ctx context.Context, phase string) (*target, erro
 	return &target{name: targetDistProxy, base: "http://" + addr, proc: p}, nil
 }
 
-func (b *bench) startRegistry(ctx context.Context, name, addr, cfgPath string) (*process, error) {
+func (b *bench) startRegistry(ctx context.Context, name, addr, cfgPath string) (*proc.Process, error) {
 	// No tracing exporter: the registry would try to reach a collector.
 	env := []string{"OTEL_TRACES_EXPORTER=none"}
 	p, err := b.procs.start(name, b.path("logs", name+".log"), env, b.bins.registry, "serve", cfgPath)
@@ -298,7 +218,7 @@ func (b *bench) startRegistry(ctx context.Context, name, addr, cfgPath string) (
 		return nil, err
 	}
 	if err := waitReady(ctx, p, "http://"+addr+"/v2/"); err != nil {
-		p.stop()
+		_ = p.Stop()
 		return nil, err
 	}
 	return p, nil
@@ -331,7 +251,7 @@ http:
 
 // startRevProxy starts the plain httputil.ReverseProxy of ./revproxy.
 func (b *bench) startRevProxy(ctx context.Context, phase string) (*target, error) {
-	addr, err := freeAddr()
+	addr, err := proc.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -342,7 +262,7 @@ func (b *bench) startRevProxy(ctx context.Context, phase string) (*target, error
 		return nil, err
 	}
 	if err := waitReady(ctx, p, "http://"+addr+"/v2/"); err != nil {
-		p.stop()
+		_ = p.Stop()
 		return nil, err
 	}
 	return &target{name: targetRevProxy, base: "http://" + addr, proc: p}, nil
@@ -352,11 +272,11 @@ func (b *bench) startRevProxy(ctx context.Context, phase string) (*target, error
 // front of endpoint (the upstream, or the counting proxy in front of it),
 // enforcing policy.yaml (written by fill, beside the config).
 func (b *bench) startPortcullis(ctx context.Context, phase, endpoint string) (*target, error) {
-	addr, err := freeAddr()
+	addr, err := proc.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	admin, err := freeAddr()
+	admin, err := proc.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -384,7 +304,7 @@ policyFile: policy.yaml
 		err = waitReady(ctx, p, "http://"+addr+"/v2/")
 	}
 	if err != nil {
-		p.stop()
+		_ = p.Stop()
 		return nil, err
 	}
 	return &target{name: targetPortcullis, base: "http://" + addr, proc: p}, nil

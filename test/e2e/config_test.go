@@ -18,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/portcullis-dev/portcullis/test/proc"
 )
 
 // The binary's command line and deploy/config-example.yaml.
@@ -66,11 +68,11 @@ func TestConfigExample(t *testing.T) {
 	e := setup(t)
 	e.needProxy(t)
 	dir := t.TempDir()
-	addr, err := freeAddr()
+	addr, err := proc.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin, err := freeAddr()
+	admin, err := proc.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +104,7 @@ func TestConfigExample(t *testing.T) {
 			t.Error(err)
 		}
 		if t.Failed() {
-			t.Logf("---- portcullis (config-example.yaml) log ----\n%s", p.log(0, 16000))
+			t.Logf("---- portcullis (config-example.yaml) log ----\n%s", p.Log(0, 16000))
 		}
 	})
 	if err := waitHTTP(p, "http://"+admin+"/healthz"); err != nil {

@@ -63,9 +63,9 @@ func startContainerd(t *testing.T) (socket string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		p.stop()
+		p.Stop()
 		if t.Failed() {
-			t.Logf("---- containerd log ----\n%s", p.log(0, 16000))
+			t.Logf("---- containerd log ----\n%s", p.Log(0, 16000))
 		}
 		os.RemoveAll(dir)
 	})
@@ -76,8 +76,8 @@ func startContainerd(t *testing.T) (socket string) {
 				return socket
 			}
 		}
-		if p.exited() || time.Now().After(deadline) {
-			t.Fatalf("containerd did not start (exited: %v, %v); log:\n%s", p.exited(), p.waitErr, p.log(0, 8000))
+		if p.Exited() || time.Now().After(deadline) {
+			t.Fatalf("containerd did not start (exited: %v, %v); log:\n%s", p.Exited(), p.Err(), p.Log(0, 8000))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -26,6 +26,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/portcullis-dev/portcullis/test/proc"
 )
 
 // Helpers of cosign_test.go: the real cosign CLIs (installed by `make tools`
@@ -291,11 +293,11 @@ func startCosignProxy(t *testing.T, e *env, pub string, upstreams map[string]str
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr, err := freeAddr()
+	addr, err := proc.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin, err := freeAddr()
+	admin, err := proc.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -335,10 +337,10 @@ func startCosignProxy(t *testing.T, e *env, pub string, upstreams map[string]str
 
 // logOnFailure makes t, if it fails, log what the proxy wrote during it.
 func (p *cosignProxy) logOnFailure(t *testing.T) {
-	from := p.logSize()
+	from := p.LogSize()
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("---- %s log during this test (%s) ----\n%s", p.name, p.logPath, p.log(from, 32000))
+			t.Logf("---- %s log during this test (%s) ----\n%s", p.Name(), p.LogPath(), p.Log(from, 32000))
 		}
 	})
 }
@@ -358,7 +360,7 @@ type cosignDecision struct {
 // every digest of image if d is the zero Hash).
 func (p *cosignProxy) decisions(t *testing.T, image string, d v1.Hash) []cosignDecision {
 	t.Helper()
-	f, err := os.Open(p.logPath)
+	f, err := os.Open(p.LogPath())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,7 +376,7 @@ func (p *cosignProxy) decisions(t *testing.T, image string, d v1.Hash) []cosignD
 		}
 	}
 	if err := sc.Err(); err != nil {
-		t.Fatalf("%s: %v", p.logPath, err)
+		t.Fatalf("%s: %v", p.LogPath(), err)
 	}
 	return out
 }
@@ -389,7 +391,7 @@ func (p *cosignProxy) waitDecision(t *testing.T, image string, d v1.Hash) cosign
 			return ds[0]
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no decision logged for %s@%s in %s", image, d, p.logPath)
+			t.Fatalf("no decision logged for %s@%s in %s", image, d, p.LogPath())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

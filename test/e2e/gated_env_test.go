@@ -202,7 +202,7 @@ func (e *env) startProxyIn(t *testing.T, dir, extra string) *proxyProc {
 			t.Error(err)
 		}
 		if t.Failed() {
-			t.Logf("---- %s log (%s) ----\n%s", p.name, p.logPath, p.log(0, 32000))
+			t.Logf("---- %s log (%s) ----\n%s", p.Name(), p.LogPath(), p.Log(0, 32000))
 		}
 	})
 	return p
@@ -227,7 +227,7 @@ type auditLine struct {
 // auditLines returns the decision lines the proxy has logged so far.
 func (p *proxyProc) auditLines(t *testing.T) []auditLine {
 	t.Helper()
-	f, err := os.Open(p.logPath)
+	f, err := os.Open(p.LogPath())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +242,7 @@ func (p *proxyProc) auditLines(t *testing.T) []auditLine {
 		}
 	}
 	if err := sc.Err(); err != nil {
-		t.Fatalf("%s: %v", p.logPath, err)
+		t.Fatalf("%s: %v", p.LogPath(), err)
 	}
 	return out
 }
@@ -260,7 +260,7 @@ func (p *proxyProc) waitAudit(t *testing.T, image, digest string) auditLine {
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no decision line for %s@%s in %s; decisions:\n%+v", image, digest, p.logPath, p.auditLines(t))
+			t.Fatalf("no decision line for %s@%s in %s; decisions:\n%+v", image, digest, p.LogPath(), p.auditLines(t))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -271,7 +271,7 @@ func (p *proxyProc) waitAudit(t *testing.T, image, digest string) auditLine {
 func (p *proxyProc) logContains(s string) bool {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		if strings.Contains(p.log(0, 1<<30), s) {
+		if strings.Contains(p.Log(0, 1<<30), s) {
 			return true
 		}
 		if time.Now().After(deadline) {

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/portcullis-dev/portcullis/test/proc"
 )
 
 // directEnv, when "1", points clients at the upstream registry instead of
@@ -90,14 +92,14 @@ func (e *env) fixture(t *testing.T, ref string) fixture {
 func (e *env) logOnFailure(t *testing.T) {
 	offsets := map[*process]int64{}
 	for _, p := range e.procs {
-		offsets[p] = p.logSize()
+		offsets[p] = p.LogSize()
 	}
 	t.Cleanup(func() {
 		if !t.Failed() {
 			return
 		}
 		for _, p := range e.procs {
-			t.Logf("---- %s log during this test (%s) ----\n%s", p.name, p.logPath, p.log(offsets[p], 16000))
+			t.Logf("---- %s log during this test (%s) ----\n%s", p.Name(), p.LogPath(), p.Log(offsets[p], 16000))
 		}
 	})
 }
@@ -158,8 +160,8 @@ func (e *env) failStart(err error) error {
 	var b strings.Builder
 	fmt.Fprint(&b, err)
 	for _, p := range e.procs {
-		if !strings.Contains(err.Error(), p.logPath) {
-			fmt.Fprintf(&b, "\n---- %s log ----\n%s", p.name, p.log(0, 8000))
+		if !strings.Contains(err.Error(), p.LogPath()) {
+			fmt.Fprintf(&b, "\n---- %s log ----\n%s", p.Name(), p.Log(0, 8000))
 		}
 	}
 	if cerr := e.close(); cerr != nil {
@@ -179,7 +181,7 @@ func (e *env) close() error {
 		if p := e.procs[i]; p == e.proxy {
 			err = checkProxyStop(p)
 		} else {
-			p.stop()
+			p.Stop()
 		}
 	}
 	if os.Getenv("PORTCULLIS_E2E_KEEP") == "" {
@@ -219,7 +221,7 @@ func buildProxy(ctx context.Context, dir string) (string, error) {
 // startRegistry starts a CNCF distribution registry on a free loopback port
 // with its storage under dir.
 func startRegistry(bin, dir, registry string) (*process, error) {
-	addr, err := freeAddr()
+	addr, err := proc.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -251,7 +253,7 @@ http:
 	}
 	p.addr = addr
 	if err := waitHTTP(p, "http://"+addr+"/v2/"); err != nil {
-		p.stop()
+		p.Stop()
 		return nil, err
 	}
 	return p, nil
@@ -305,10 +307,10 @@ type proxyProc struct {
 // ports in front of e's upstreams, followed by the YAML lines in extra (for
 // example "policyFile: policy.yaml\n", relative to dir).
 func (e *env) writeProxyConfig(dir, extra string) (cfgPath, addr, admin string, err error) {
-	if addr, err = freeAddr(); err != nil {
+	if addr, err = proc.FreeAddr(); err != nil {
 		return "", "", "", err
 	}
-	if admin, err = freeAddr(); err != nil {
+	if admin, err = proc.FreeAddr(); err != nil {
 		return "", "", "", err
 	}
 	cfg := fmt.Sprintf(`listen: %s
@@ -347,7 +349,7 @@ func (e *env) launchProxy(name, dir, extra, logFormat string) (*proxyProc, error
 	}
 	p.addr = addr
 	if err := waitHTTP(p, "http://"+admin+"/readyz"); err != nil {
-		p.stop()
+		p.Stop()
 		return nil, err
 	}
 	return &proxyProc{process: p, adminAddr: admin, dir: dir, configPath: cfgPath}, nil

@@ -8,22 +8,20 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/portcullis-dev/portcullis/test/proc"
 )
 
 // Bounds for everything the tests wait on.
 const (
 	commandTimeout = 90 * time.Second // one client command (a pull, a copy)
 	startTimeout   = 30 * time.Second // a server becoming ready
-	stopTimeout    = 10 * time.Second // SIGTERM to exit, then SIGKILL
 )
 
 // inCI reports whether missing tools are failures rather than skips.
@@ -66,109 +64,21 @@ func skipOrFail(t *testing.T, err error) {
 	t.Skip(err)
 }
 
-// freeAddr returns a 127.0.0.1 address with a port that was free a moment
-// ago.
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
 // process is a long-running server started by the tests, with its combined
 // output in a log file.
 type process struct {
-	name    string
-	addr    string // the address it listens on, for servers
-	cmd     *exec.Cmd
-	logPath string
-	done    chan struct{} // closed when the process has exited
-	waitErr error         // valid after done is closed
-	once    sync.Once
+	*proc.Process
+	addr string // the address it listens on, for servers
 }
 
 // startProcess starts bin with args, writing stdout and stderr to logPath.
 // env is added to the test's environment.
 func startProcess(name, logPath string, env []string, bin string, args ...string) (*process, error) {
-	logFile, err := os.Create(logPath)
+	p, err := proc.Start(name, logPath, env, bin, args...)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.Env = append(os.Environ(), env...)
-	// Own process group, so a Ctrl-C to `go test` reaches us first and we
-	// stop the servers in order; killed with us if the test binary dies
-	// without cleaning up (a -timeout panic, a SIGKILL).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &process{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
-	go func() {
-		p.waitErr = cmd.Wait()
-		logFile.Close()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-// exited reports whether the process is gone.
-func (p *process) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// stop sends SIGTERM, waits up to stopTimeout, then kills the process group.
-// It returns the process's exit error (nil for a clean exit).
-func (p *process) stop() error {
-	p.once.Do(func() {
-		if p.exited() {
-			return
-		}
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(stopTimeout):
-			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-			<-p.done
-		}
-	})
-	<-p.done
-	return p.waitErr
-}
-
-// log returns the process's output from byte offset from, at most max
-// bytes from the end.
-func (p *process) log(from int64, max int) string {
-	b, err := os.ReadFile(p.logPath)
-	if err != nil {
-		return fmt.Sprintf("(cannot read %s: %v)", p.logPath, err)
-	}
-	if from > int64(len(b)) {
-		from = 0
-	}
-	b = b[from:]
-	if len(b) > max {
-		b = append([]byte("...\n"), b[len(b)-max:]...)
-	}
-	return string(b)
-}
-
-// logSize is the current size of the process's log, for log(from, ...).
-func (p *process) logSize() int64 {
-	fi, err := os.Stat(p.logPath)
-	if err != nil {
-		return 0
-	}
-	return fi.Size()
+	return &process{Process: p}, nil
 }
 
 // waitHTTP polls url until it answers 200, the process exits, or
@@ -178,8 +88,8 @@ func waitHTTP(p *process, url string) error {
 	deadline := time.Now().Add(startTimeout)
 	var last error
 	for time.Now().Before(deadline) {
-		if p.exited() {
-			return fmt.Errorf("%s exited while starting (%v); log:\n%s", p.name, p.waitErr, p.log(0, 8000))
+		if p.Exited() {
+			return fmt.Errorf("%s exited while starting (%v); log:\n%s", p.Name(), p.Err(), p.Log(0, 8000))
 		}
 		resp, err := client.Get(url)
 		if err == nil {
@@ -193,18 +103,18 @@ func waitHTTP(p *process, url string) error {
 		last = err
 		time.Sleep(100 * time.Millisecond)
 	}
-	return fmt.Errorf("%s not ready after %v: %v; log:\n%s", p.name, startTimeout, last, p.log(0, 8000))
+	return fmt.Errorf("%s not ready after %v: %v; log:\n%s", p.Name(), startTimeout, last, p.Log(0, 8000))
 }
 
 // checkProxyStop stops a portcullis process and reports an unclean exit or
 // a data race it logged (the tests build it with -race).
 func checkProxyStop(p *process) error {
 	var errs []string
-	if err := p.stop(); err != nil {
-		errs = append(errs, fmt.Sprintf("%s did not exit cleanly on SIGTERM: %v", p.name, err))
+	if err := p.Stop(); err != nil {
+		errs = append(errs, fmt.Sprintf("%s did not exit cleanly on SIGTERM: %v", p.Name(), err))
 	}
-	if log := p.log(0, 1<<20); strings.Contains(log, "WARNING: DATA RACE") {
-		errs = append(errs, p.name+" (built with -race) reported a data race:\n"+log)
+	if log := p.Log(0, 1<<20); strings.Contains(log, "WARNING: DATA RACE") {
+		errs = append(errs, p.Name()+" (built with -race) reported a data race:\n"+log)
 	}
 	if len(errs) > 0 {
 		return errors.New(strings.Join(errs, "\n"))
