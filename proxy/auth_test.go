@@ -72,7 +72,7 @@ func TestUpstreamAuth(t *testing.T) {
 				{&authn.Basic{Username: "bot", Password: "wrong"}, 403},
 				{nil, 403},
 			} {
-				p, err := New([]Upstream{{Registry: "registry.example", Endpoint: endpoint, Auth: tc.auth}})
+				p, err := New([]Upstream{{Registry: "registry.example", Endpoint: endpoint, Auth: tc.auth}}, WithGate(AllowAllUnsafe{}))
 				if err != nil {
 					t.Fatal(err)
 				}

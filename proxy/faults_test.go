@@ -97,7 +97,7 @@ func TestUnreachableUpstream(t *testing.T) {
 	ln.Close()
 	up := &upstreamServer{}
 	up.Server = nil
-	p, err := New([]Upstream{{Registry: "registry.example", Endpoint: mustURL("http://" + addr)}}, WithUpstreamTimeout(time.Second))
+	p, err := New([]Upstream{{Registry: "registry.example", Endpoint: mustURL("http://" + addr)}}, WithUpstreamTimeout(time.Second), WithGate(AllowAllUnsafe{}))
 	if err != nil {
 		t.Fatal(err)
 	}

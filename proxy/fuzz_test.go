@@ -46,7 +46,7 @@ func FuzzRoute(f *testing.F) {
 	p, err := New([]Upstream{
 		{Registry: "registry.example", Endpoint: mustURL("https://mirror.internal:5000")},
 		{Registry: "docker.io", Endpoint: mustURL("https://registry-1.docker.io")},
-	}, WithDefaultRegistry("docker.io"))
+	}, WithDefaultRegistry("docker.io"), WithGate(AllowAllUnsafe{}))
 	if err != nil {
 		f.Fatal(err)
 	}

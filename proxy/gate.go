@@ -41,14 +41,15 @@ type Gate interface {
 	CheckBlob(ctx context.Context, repo Repository, digest v1.Hash) error
 }
 
-// AllowAll is the Gate of a plain mirror: it allows everything. It is the
-// default until a verifying Gate is set with WithGate.
-type AllowAll struct{}
+// AllowAllUnsafe is the Gate of a plain mirror: it allows everything, so
+// nothing is verified. It is never a default: New requires a Gate, and a
+// deployment gets this one only with "unverified: true" in its config.
+type AllowAllUnsafe struct{}
 
-var _ Gate = AllowAll{}
+var _ Gate = AllowAllUnsafe{}
 
 // CheckManifest allows every manifest.
-func (AllowAll) CheckManifest(context.Context, *Manifest) error { return nil }
+func (AllowAllUnsafe) CheckManifest(context.Context, *Manifest) error { return nil }
 
 // CheckBlob allows every blob.
-func (AllowAll) CheckBlob(context.Context, Repository, v1.Hash) error { return nil }
+func (AllowAllUnsafe) CheckBlob(context.Context, Repository, v1.Hash) error { return nil }

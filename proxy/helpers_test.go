@@ -99,7 +99,7 @@ func newTestProxy(t testing.TB, ups map[string]*upstreamServer, opts ...Option) 
 	for name, u := range ups {
 		list = append(list, Upstream{Registry: name, Endpoint: u.endpoint()})
 	}
-	p, err := New(list, opts...)
+	p, err := New(list, append([]Option{WithGate(AllowAllUnsafe{})}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

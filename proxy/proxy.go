@@ -46,8 +46,8 @@ func WithDefaultRegistry(registry string) Option {
 	return func(o *options) error { o.defaultRegistry = NormalizeRegistry(registry); return nil }
 }
 
-// WithGate sets the Gate every manifest and blob is checked against.
-// The default, AllowAll, makes a plain mirror.
+// WithGate sets the Gate every manifest and blob is checked against. It is
+// required: there is no default (AllowAllUnsafe makes a plain mirror).
 func WithGate(g Gate) Option {
 	return func(o *options) error {
 		if g == nil {
@@ -123,7 +123,6 @@ func WithUpstreamTimeout(d time.Duration) Option {
 // New returns a Proxy mirroring ups.
 func New(ups []Upstream, opts ...Option) (*Proxy, error) {
 	o := options{
-		gate:               AllowAll{},
 		logger:             zap.NewNop(),
 		tagTTL:             30 * time.Second,
 		manifestCacheBytes: 64 << 20,
@@ -136,6 +135,9 @@ func New(ups []Upstream, opts ...Option) (*Proxy, error) {
 	}
 	if len(ups) == 0 {
 		return nil, errors.New("no upstream registries configured")
+	}
+	if o.gate == nil {
+		return nil, errors.New("no Gate: pass WithGate (AllowAllUnsafe serves everything unverified)")
 	}
 	p := &Proxy{
 		upstreams: make(map[string]*upstream, len(ups)),

@@ -154,6 +154,7 @@ func buildProxy(cfg *config.Config, builder *snapshotBuilder, log *zap.Logger, r
 		opts = append(opts, proxy.WithGate(adapter))
 	} else {
 		log.Warn("no policyFile in the config: serving as a plain mirror, no signature is verified")
+		opts = append(opts, proxy.WithGate(proxy.AllowAllUnsafe{}))
 	}
 	p, err := proxy.New(ups, opts...)
 	if err != nil {

@@ -64,7 +64,7 @@ func benchBlobThrough(b *testing.B, handler func(up *url.URL) http.Handler) {
 func BenchmarkBlobPortcullis(b *testing.B) {
 	benchBlobThrough(b, func(up *url.URL) http.Handler {
 		p, err := proxy.New([]proxy.Upstream{{Registry: "registry.example", Endpoint: up}},
-			proxy.WithDefaultRegistry("registry.example"))
+			proxy.WithDefaultRegistry("registry.example"), proxy.WithGate(proxy.AllowAllUnsafe{}))
 		if err != nil {
 			b.Fatal(err)
 		}
