@@ -1,11 +1,15 @@
 package proxy
 
 import (
+	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 
@@ -48,6 +52,11 @@ type regError struct {
 	Detail  any
 	// Header holds extra response headers (Retry-After, Content-Range).
 	Header http.Header
+	// cause is the error the regError was made from, when that error's
+	// text is not for clients (it may hold what an upstream or a token
+	// realm answered). It is never written to a client; it is there for
+	// the log.
+	cause error
 }
 
 func (e *regError) Error() string {
@@ -172,20 +181,66 @@ func upstreamMessage(resp *http.Response) string {
 }
 
 // fromUpstreamError maps a failure to get any answer from the upstream
-// (connection refused, timeout, token exchange failed) to 503 UNAVAILABLE,
-// or to what the upstream said during the token exchange.
+// (connection refused, timeout, a target the host rules refuse, a failed
+// token exchange) to what the client gets. The message names the upstream
+// and, for a token exchange or ping that was answered, the status only:
+// what a token realm answered is never copied into it (it may be anything,
+// from anywhere the upstream pointed the proxy). The proxy's own refusals,
+// network errors and timeouts are described; anything else is not.
 func fromUpstreamError(registry string, err error) *regError {
+	e := upstreamFailure(registry, err)
+	e.cause = err
+	return e
+}
+
+func upstreamFailure(registry string, err error) *regError {
 	var te *transport.Error
 	if errors.As(err, &te) && te.StatusCode != 0 {
 		switch te.StatusCode {
 		case http.StatusUnauthorized, http.StatusForbidden:
-			return newError(http.StatusForbidden, codeDenied, "upstream %s refused the proxy's credentials: %v", registry, err)
+			return newError(http.StatusForbidden, codeDenied, "upstream %s refused the proxy's credentials (%d)", registry, te.StatusCode)
 		case http.StatusTooManyRequests:
-			return newError(http.StatusTooManyRequests, codeTooManyRequests, "upstream %s is rate limiting the proxy: %v", registry, err)
+			return newError(http.StatusTooManyRequests, codeTooManyRequests, "upstream %s is rate limiting the proxy (%d)", registry, te.StatusCode)
 		}
-		return unavailable(http.StatusBadGateway, "upstream %s: %v", registry, err)
+		return unavailable(http.StatusBadGateway, "upstream %s: authenticating the proxy failed (%d)", registry, te.StatusCode)
 	}
-	return unavailable(http.StatusServiceUnavailable, "upstream %s unreachable: %v", registry, err)
+	// Before refusals: ggcr pings an http endpoint over https too, which the
+	// host rules refuse; when the http ping fails as well, that is the news.
+	if detail, ok := networkFailure(err); ok {
+		return unavailable(http.StatusServiceUnavailable, "upstream %s unreachable: %s", registry, detail)
+	}
+	var refused *refusedError
+	if errors.As(err, &refused) {
+		return unavailable(http.StatusBadGateway, "upstream %s: %v", registry, refused)
+	}
+	return unavailable(http.StatusBadGateway, "upstream %s: no usable answer while authenticating or connecting", registry)
+}
+
+// networkFailure describes err if it is one whose text is the network's or
+// the TLS stack's (dial, DNS, certificate, timeout), not an upstream's.
+func networkFailure(err error) (string, bool) {
+	var (
+		op   *net.OpError
+		dns  *net.DNSError
+		cert *tls.CertificateVerificationError
+		rec  tls.RecordHeaderError
+		to   interface{ Timeout() bool }
+	)
+	switch {
+	case errors.As(err, &op):
+		return op.Error(), true
+	case errors.As(err, &dns):
+		return dns.Error(), true
+	case errors.As(err, &cert):
+		return cert.Error(), true
+	case errors.As(err, &rec):
+		return "the endpoint does not speak TLS", true
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded):
+		return "no answer in time", true
+	case errors.As(err, &to) && to.Timeout():
+		return "no answer in time", true
+	}
+	return "", false
 }
 
 // isOutage reports whether err means the upstream could not answer (as

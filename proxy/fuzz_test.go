@@ -75,3 +75,59 @@ func FuzzRoute(f *testing.F) {
 		}
 	})
 }
+
+// FuzzFollowHosts: parsing a followHosts entry and checking a target URL
+// against it never panics; an entry that parses follows its own host (on
+// its port, or the default port) in any letter case; a wildcard never
+// follows its bare suffix; and nothing is followed from https to http.
+func FuzzFollowHosts(f *testing.F) {
+	for _, s := range []string{"auth.docker.io", "*.blob.core.windows.net", "127.0.0.1:5000", "[fd00::1]:5000", "Storage.Example:8443", "*.", "a:0", "::1"} {
+		f.Add(s, "https://"+strings.TrimPrefix(s, "*.")+"/x")
+		f.Add(s, "http://x."+strings.TrimPrefix(s, "*.")+"/x")
+	}
+	f.Fuzz(func(t *testing.T, entry, target string) {
+		g, err := newHostGuard(mustURL("https://registry.example"), []string{entry}, nil)
+		if err != nil {
+			return
+		}
+		r := g.follow[0]
+		host := strings.TrimPrefix(r.host, ".")
+		if r.suffix {
+			if _, err := g.check(&url.URL{Scheme: "https", Host: joinPort(host, r.port)}); err == nil {
+				t.Fatalf("%q follows its bare suffix %q", entry, host)
+			}
+			host = "sub." + host
+		}
+		if r.addr.IsValid() {
+			host = r.addr.String()
+			if r.addr.Is6() {
+				host = "[" + host + "]"
+			}
+		}
+		own := &url.URL{Scheme: "https", Host: strings.ToUpper(joinPort(host, r.port))}
+		if _, err := g.check(own); err != nil {
+			t.Fatalf("%q does not follow %s: %v", entry, own, err)
+		}
+		u, err := url.Parse(target)
+		if err != nil {
+			return
+		}
+		if _, err := g.check(u); err == nil && !strings.EqualFold(u.Scheme, "https") {
+			t.Fatalf("%q: followed %s from an https endpoint", entry, target)
+		}
+		if o, ok := originOf(u); ok {
+			if ou, err := url.Parse(o); err == nil {
+				if again, _ := originOf(ou); again != o {
+					t.Fatalf("origin of %q is %q, then %q", target, o, again)
+				}
+			}
+		}
+	})
+}
+
+func joinPort(host, port string) string {
+	if port == "" {
+		return host
+	}
+	return host + ":" + port
+}

@@ -7,9 +7,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
-	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -34,12 +33,23 @@ type Upstream struct {
 	Auth authn.Authenticator
 	// TLSConfig is used for https endpoints; nil means the system roots.
 	TLSConfig *tls.Config
+	// FollowHosts are the hosts other than the endpoint that redirects and
+	// token realms may lead to: "host" (on the scheme's default port),
+	// "host:port" or "*.suffix" (see CheckFollowHost). A name is contacted
+	// only if none of its addresses is loopback, link-local or unspecified;
+	// an IP address is used as written. Nothing is followed from an https
+	// endpoint to plain http. nil: only the endpoint itself. The upstream
+	// named docker.io also follows auth.docker.io and Docker Hub's blob
+	// stores (production.cloudflare.docker.com,
+	// production.cloudfront.docker.com and the docker-images-prod
+	// r2.cloudflarestorage.com hosts).
+	FollowHosts []string
 }
 
 // upstream is the proxy's live handle on an Upstream: one token-aware
 // transport per repository (ggcr's, which keeps the bearer token of that
-// scope and refreshes it on 401), and an http.Client that follows redirects
-// only where ggcr's SSRF guard would.
+// scope and refreshes it on 401), all on one hostGuard that lets requests
+// reach only the endpoint and the hosts FollowHosts allows (hosts.go).
 type upstream struct {
 	registry string
 	endpoint *url.URL
@@ -88,7 +98,14 @@ func newUpstream(u Upstream, timeout time.Duration) (*upstream, error) {
 	if err != nil {
 		return nil, fmt.Errorf("upstream %q: %w", u.Registry, err)
 	}
-	base := newBaseTransport(u.TLSConfig, timeout)
+	follow := u.FollowHosts
+	if NormalizeRegistry(u.Registry) == DockerHub {
+		follow = append(slices.Clone(follow), dockerHubFollowHosts...)
+	}
+	guard, err := newHostGuard(u.Endpoint, follow, newBaseTransport(u.TLSConfig, timeout))
+	if err != nil {
+		return nil, fmt.Errorf("upstream %q: %w", u.Registry, err)
+	}
 	auth := u.Auth
 	if auth == nil {
 		auth = authn.Anonymous
@@ -108,7 +125,7 @@ func newUpstream(u Upstream, timeout time.Duration) (*upstream, error) {
 		endpoint:   &url.URL{Scheme: u.Endpoint.Scheme, Host: u.Endpoint.Host},
 		reg:        reg,
 		auth:       auth,
-		base:       &schemePin{host: u.Endpoint.Host, scheme: u.Endpoint.Scheme, inner: base},
+		base:       guard,
 		timeout:    timeout,
 		transports: cache,
 	}, nil
@@ -119,27 +136,12 @@ func newBaseTransport(tlsConfig *tls.Config, timeout time.Duration) *http.Transp
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.TLSClientConfig = tlsConfig
 	t.ResponseHeaderTimeout = timeout
-	t.DialContext = (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext
+	t.DialContext = guardedDial(&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second})
 	t.MaxIdleConns = 256
 	t.MaxIdleConnsPerHost = 64
 	// Blobs are already compressed and must pass byte for byte.
 	t.DisableCompression = true
 	return t
-}
-
-// schemePin refuses to talk to the upstream's own host in any scheme but the
-// configured one. ggcr's ping tries https and http for loopback and private
-// addresses; this keeps an https endpoint from being downgraded to http.
-type schemePin struct {
-	host, scheme string
-	inner        http.RoundTripper
-}
-
-func (s *schemePin) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.URL.Host == s.host && r.URL.Scheme != s.scheme {
-		return nil, fmt.Errorf("refusing %s://%s: endpoint is configured as %s", r.URL.Scheme, s.host, s.scheme)
-	}
-	return s.inner.RoundTrip(r)
 }
 
 // transportFor returns the authenticated transport for one repository,
@@ -172,7 +174,7 @@ func (u *upstream) transportFor(ctx context.Context, repo string) (http.RoundTri
 }
 
 // do sends one request for repo to the upstream and returns its response,
-// following redirects only where ggcr's SSRF rule allows. path is relative to
+// following redirects only where the host rules allow. path is relative to
 // the endpoint ("/v2/acme/app/manifests/v1").
 func (u *upstream) do(ctx context.Context, method, repo, path string, query url.Values, header http.Header) (*http.Response, error) {
 	t, err := u.transportFor(ctx, repo)
@@ -195,45 +197,17 @@ func (u *upstream) do(ctx context.Context, method, repo, path string, query url.
 	return client.Do(req)
 }
 
-// checkRedirect is ggcr's redirect SSRF guard (remote/fetcher.go): a redirect
-// may stay on its host or go to a named host, never to a private, loopback or
-// link-local IP literal on another host.
+// checkRedirect stops after 10 redirects, and refuses one from https to
+// http wherever in the chain. Where a redirect may go at all is the
+// hostGuard's decision, made on the request it sends.
 func checkRedirect(req *http.Request, via []*http.Request) error {
 	if len(via) >= 10 {
 		return errors.New("stopped after 10 redirects")
 	}
-	from, to := via[0].URL.Hostname(), req.URL.Hostname()
-	if from == to {
-		return nil
-	}
-	if isInternalAddress(to) {
-		return fmt.Errorf("redirect from %q to private or link-local address %q refused", from, to)
-	}
-	if req.URL.Scheme != "https" && req.URL.Scheme != via[0].URL.Scheme {
-		return fmt.Errorf("redirect from %s to %s refused: scheme downgrade", via[0].URL, req.URL)
+	if prev := via[len(via)-1].URL; strings.EqualFold(prev.Scheme, "https") && !strings.EqualFold(req.URL.Scheme, "https") {
+		from, _ := originOf(prev)
+		to, _ := originOf(req.URL)
+		return &refusedError{target: to, reason: "a redirect from " + from + " to plain http is never followed"}
 	}
 	return nil
-}
-
-// numericLabel is a host label the resolver reads as a number (decimal,
-// 0x-hex, or octal), as in the legacy IPv4 spellings "127.1" or "0x7f000001".
-var numericLabel = regexp.MustCompile(`^(?:0[xX][0-9a-fA-F]*|[0-9]+)$`)
-
-// isInternalAddress reports whether host is an IP literal that is loopback,
-// private, link-local or unspecified. A host made only of numeric labels
-// that is not a canonical IP is treated as internal too: the legacy IPv4
-// spellings reach the same addresses.
-func isInternalAddress(host string) bool {
-	host, _, _ = strings.Cut(host, "%")
-	if addr, err := netip.ParseAddr(host); err == nil {
-		addr = addr.Unmap()
-		return addr.IsLoopback() || addr.IsPrivate() || addr.IsLinkLocalUnicast() ||
-			addr.IsLinkLocalMulticast() || addr.IsUnspecified()
-	}
-	for _, label := range strings.Split(host, ".") {
-		if !numericLabel.MatchString(label) {
-			return false
-		}
-	}
-	return true
 }

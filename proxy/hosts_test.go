@@ -1,0 +1,322 @@
+package proxy
+
+import (
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/registry"
+)
+
+// countingServer answers every request with h on a loopback port and counts
+// the requests it saw.
+type countingServer struct {
+	*httptest.Server
+	hits atomic.Int32
+}
+
+func newCountingServer(t *testing.T, h http.HandlerFunc) *countingServer {
+	t.Helper()
+	s := &countingServer{}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.hits.Add(1)
+		h(w, r)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *countingServer) port() string {
+	_, port, _ := net.SplitHostPort(s.Listener.Addr().String())
+	return port
+}
+
+// redirectingUpstream is ggcr's registry (plain or TLS) whose blob GETs are
+// redirected to where location says; "/elsewhere" on it serves payload.
+func redirectingUpstream(t *testing.T, useTLS bool, location func(self string) string, payload []byte) *httptest.Server {
+	t.Helper()
+	reg := registry.New(registry.Logger(discardLogger()))
+	var srv *httptest.Server
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/elsewhere":
+			_, _ = w.Write(payload)
+		case strings.Contains(r.URL.Path, "/blobs/"):
+			http.Redirect(w, r, location(srv.URL), http.StatusTemporaryRedirect)
+		default:
+			reg.ServeHTTP(w, r)
+		}
+	})
+	if useTLS {
+		srv = httptest.NewTLSServer(h)
+	} else {
+		srv = httptest.NewServer(h)
+	}
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// proxyFor is a Proxy in front of one upstream "registry.example" at srv.
+func proxyFor(t *testing.T, srv *httptest.Server, follow []string, opts ...Option) *testProxy {
+	t.Helper()
+	up := Upstream{Registry: "registry.example", Endpoint: mustURL(srv.URL), FollowHosts: follow}
+	if srv.TLS != nil {
+		pool := x509.NewCertPool()
+		pool.AddCert(srv.Certificate())
+		up.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
+	}
+	p, err := New([]Upstream{up}, append([]Option{WithGate(AllowAllUnsafe{})}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testProxy{Proxy: p, Server: newHTTPTest(t, p)}
+}
+
+// TestRedirectRules: a blob GET redirected by the endpoint is followed to the
+// endpoint itself and to followHosts, and nowhere else: not to a host that
+// followHosts does not list (localhost included: it is not 127.0.0.1), not to
+// a listed name that resolves to loopback, and never from https to http,
+// even on the endpoint's own address. A refused target gets no request.
+func TestRedirectRules(t *testing.T) {
+	payload := []byte("a blob kept in an object store")
+	sum := sha256.Sum256(payload)
+	digest := "sha256:" + hex.EncodeToString(sum[:])
+	store := newCountingServer(t, func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(payload) })
+	ip, localhost := "http://127.0.0.1:"+store.port()+"/b", "http://localhost:"+store.port()+"/b"
+	cases := []struct {
+		Description string
+		TLS         bool
+		Location    string // "self" is the endpoint's own /elsewhere
+		FollowHosts []string
+		Code        int
+	}{
+		{Description: "to the endpoint itself", Location: "self", Code: 200},
+		{Description: "https: to the endpoint itself", TLS: true, Location: "self", Code: 200},
+		{Description: "to an IP-literal followHosts entry", Location: ip, FollowHosts: []string{"127.0.0.1:" + store.port()}, Code: 200},
+		{Description: "to an address not in followHosts", Location: ip, Code: 502},
+		{Description: "to a followHosts entry on another port", Location: ip, FollowHosts: []string{"127.0.0.1"}, Code: 502},
+		{Description: "to localhost, not in followHosts", Location: localhost, FollowHosts: []string{"127.0.0.1:" + store.port()}, Code: 502},
+		{Description: "to a followHosts name resolving to loopback", Location: localhost, FollowHosts: []string{"localhost:" + store.port()}, Code: 502},
+		{Description: "https: to http on the endpoint's own address", TLS: true, Location: ip, Code: 502},
+		{Description: "https: to http even when listed", TLS: true, Location: ip, FollowHosts: []string{"127.0.0.1:" + store.port()}, Code: 502},
+	}
+	for _, tc := range cases {
+		t.Run(tc.Description, func(t *testing.T) {
+			before := store.hits.Load()
+			up := redirectingUpstream(t, tc.TLS, func(self string) string {
+				if tc.Location == "self" {
+					return self + "/elsewhere"
+				}
+				return tc.Location
+			}, payload)
+			tp := proxyFor(t, up, tc.FollowHosts)
+			resp, body := tp.do(t, "GET", "/v2/registry.example/acme/app/blobs/"+digest, nil)
+			mustEqual(t, "status", resp.StatusCode, tc.Code)
+			if tc.Code == 200 {
+				mustEqual(t, "body", body, payload)
+				return
+			}
+			mustEqual(t, "code", errorCode(t, body), "UNAVAILABLE")
+			if !strings.Contains(string(body), "refusing to contact") {
+				t.Errorf("the error does not say what was refused: %s", body)
+			}
+			mustEqual(t, "requests to the refused target", store.hits.Load()-before, int32(0))
+		})
+	}
+}
+
+// TestEndpointOnLocalhost: the endpoint is contacted as configured; that
+// localhost resolves to a loopback address does not matter.
+func TestEndpointOnLocalhost(t *testing.T) {
+	up := newUpstreamServer(t)
+	up.push(t, "acme/app", "v1", randomImage(t, 100, 1))
+	_, port, _ := net.SplitHostPort(up.host())
+	p, err := New([]Upstream{{Registry: "registry.example", Endpoint: mustURL("http://localhost:" + port)}}, WithGate(AllowAllUnsafe{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := &testProxy{Proxy: p, Server: newHTTPTest(t, p)}
+	resp, body := tp.do(t, "GET", "/v2/registry.example/acme/app/manifests/v1", nil)
+	mustEqual(t, "status", resp.StatusCode, 200)
+	_ = body
+}
+
+// tokenRegistry is ggcr's registry behind a bearer challenge whose realm is
+// realm(self); "/token" on it answers as token says.
+func tokenRegistry(t *testing.T, realm func(self string) string, token http.HandlerFunc) *countingServer {
+	t.Helper()
+	reg := registry.New(registry.Logger(discardLogger()))
+	var s *countingServer
+	s = newCountingServer(t, func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/token":
+			token(w, r)
+		case r.Header.Get("Authorization") != "Bearer tok-1":
+			w.Header().Set("WWW-Authenticate", `Bearer realm="`+realm(s.URL)+`",service="test"`)
+			w.WriteHeader(http.StatusUnauthorized)
+		default:
+			reg.ServeHTTP(w, r)
+		}
+	})
+	return s
+}
+
+const realmSecret = "internal-page-do-not-leak"
+
+func answer(status int, body string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(status)
+		_, _ = w.Write([]byte(body))
+	}
+}
+
+// TestTokenRealmRules: a realm is asked only where a redirect could go, and
+// what a refused or failed realm answered never reaches the client.
+func TestTokenRealmRules(t *testing.T) {
+	other := newCountingServer(t, answer(http.StatusUnauthorized, realmSecret))
+	onLocalhost := "http://localhost:" + other.port() + "/token"
+	self := func(s string) string { return s + "/token" }
+	cases := []struct {
+		Description string
+		Realm       func(self string) string
+		Token       http.HandlerFunc
+		FollowHosts []string
+		Code        int
+		ErrCode     string
+		OtherHits   bool
+	}{
+		{Description: "realm on the endpoint", Realm: self, Token: answer(200, `{"token":"tok-1"}`), Code: 200},
+		{Description: "realm on localhost, not in followHosts", Realm: func(string) string { return onLocalhost },
+			Code: 502, ErrCode: "UNAVAILABLE"},
+		{Description: "realm on a followHosts name resolving to loopback", Realm: func(string) string { return onLocalhost },
+			FollowHosts: []string{"localhost:" + other.port()}, Code: 502, ErrCode: "UNAVAILABLE"},
+		{Description: "realm refuses the credentials", Realm: self, Token: answer(http.StatusUnauthorized, realmSecret),
+			Code: 403, ErrCode: "DENIED"},
+		{Description: "realm fails", Realm: self, Token: answer(http.StatusInternalServerError, `{"errors":[{"code":"UNKNOWN","message":"`+realmSecret+`"}]}`),
+			Code: 502, ErrCode: "UNAVAILABLE"},
+		{Description: "realm answers no token", Realm: self, Token: answer(200, `{"detail":"`+realmSecret+`"}`),
+			Code: 502, ErrCode: "UNAVAILABLE"},
+		{Description: "realm answers garbage", Realm: self, Token: answer(200, realmSecret),
+			Code: 502, ErrCode: "UNAVAILABLE"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.Description, func(t *testing.T) {
+			before := other.hits.Load()
+			up := tokenRegistry(t, tc.Realm, tc.Token)
+			tp := proxyFor(t, up.Server, tc.FollowHosts)
+			resp, body := tp.do(t, "GET", "/v2/registry.example/acme/app/manifests/v1", nil)
+			if tc.Code == 200 {
+				// Authenticated: the registry itself answers (nothing is pushed).
+				mustEqual(t, "status", resp.StatusCode, 404)
+				return
+			}
+			mustEqual(t, "status", resp.StatusCode, tc.Code)
+			mustEqual(t, "code", errorCode(t, body), tc.ErrCode)
+			if strings.Contains(string(body), realmSecret) {
+				t.Fatalf("the realm's answer reached the client: %s", body)
+			}
+			mustEqual(t, "requests to the other realm", other.hits.Load()-before, int32(0))
+		})
+	}
+}
+
+// TestHostGuardCheck: the rules on URLs alone, compared as text.
+func TestHostGuardCheck(t *testing.T) {
+	cases := []struct {
+		Endpoint, Target string
+		Follow           []string
+		OK, CheckDial    bool
+	}{
+		{Endpoint: "https://registry.example", Target: "https://REGISTRY.example:443/v2/", OK: true},
+		{Endpoint: "http://127.0.0.1:5000", Target: "http://127.0.0.1:5000/token", OK: true},
+		{Endpoint: "http://127.0.0.1:5000", Target: "http://localhost:5000/token"},
+		{Endpoint: "http://localhost:5000", Target: "http://127.0.0.1:5000/token"},
+		{Endpoint: "https://127.0.0.1:5000", Target: "http://127.0.0.1:5000/v2/"},
+		{Endpoint: "http://127.0.0.1:5000", Target: "https://127.0.0.1:5000/v2/"},
+		{Endpoint: "https://registry.example", Target: "https://registry.example:8443/x"},
+		{Endpoint: "https://registry.example", Target: "https://storage.example/blob?sig=1"},
+		{Endpoint: "https://registry.example", Target: "https://storage.example/blob", Follow: []string{"storage.example"}, OK: true, CheckDial: true},
+		{Endpoint: "https://registry.example", Target: "https://storage.example:8443/blob", Follow: []string{"storage.example"}},
+		{Endpoint: "https://registry.example", Target: "https://storage.example:8443/blob", Follow: []string{"storage.example:8443"}, OK: true, CheckDial: true},
+		{Endpoint: "https://registry.example", Target: "http://storage.example/blob", Follow: []string{"storage.example"}},
+		{Endpoint: "http://registry.example", Target: "http://storage.example/blob", Follow: []string{"storage.example"}, OK: true, CheckDial: true},
+		{Endpoint: "https://registry.example", Target: "https://a.b.blob.example/x", Follow: []string{"*.blob.example"}, OK: true, CheckDial: true},
+		{Endpoint: "https://registry.example", Target: "https://blob.example/x", Follow: []string{"*.blob.example"}},
+		{Endpoint: "https://registry.example", Target: "https://evilblob.example/x", Follow: []string{"*.blob.example"}},
+		{Endpoint: "https://registry.example", Target: "https://10.0.0.5:9000/x", Follow: []string{"10.0.0.5:9000"}, OK: true},
+		{Endpoint: "https://registry.example", Target: "https://[::1]:9000/x", Follow: []string{"[0:0::1]:9000"}, OK: true},
+		{Endpoint: "https://registry.example", Target: "https://169.254.169.254/latest/meta-data", Follow: []string{"*.example"}},
+		{Endpoint: "https://registry.example", Target: "ftp://registry.example/x"},
+	}
+	for _, tc := range cases {
+		g, err := newHostGuard(mustURL(tc.Endpoint), tc.Follow, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkDial, err := g.check(mustURL(tc.Target))
+		if (err == nil) != tc.OK || checkDial != tc.CheckDial {
+			t.Errorf("endpoint %s, followHosts %q, target %s: checkDial=%v err=%v; want ok=%v checkDial=%v",
+				tc.Endpoint, tc.Follow, tc.Target, checkDial, err, tc.OK, tc.CheckDial)
+		}
+	}
+}
+
+func TestDockerHubFollowHosts(t *testing.T) {
+	p, err := New([]Upstream{{Registry: "index.docker.io", Endpoint: mustURL("https://registry-1.docker.io")}}, WithGate(AllowAllUnsafe{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := p.upstreams[DockerHub].base.(*hostGuard)
+	for _, target := range []string{"https://auth.docker.io/token", "https://production.cloudflare.docker.com/registry-v2/x",
+		"https://docker-images-prod.6aa30f8b08e16409b46e0173d6de2f56.r2.cloudflarestorage.com/x"} {
+		if _, err := g.check(mustURL(target)); err != nil {
+			t.Errorf("%s: %v", target, err)
+		}
+	}
+	if _, err := g.check(mustURL("https://other.r2.cloudflarestorage.com/x")); err == nil {
+		t.Error("another cloudflarestorage bucket is followed")
+	}
+}
+
+func TestParseFollowHost(t *testing.T) {
+	for _, ok := range []string{"auth.docker.io", "Storage.Example:8443", "*.blob.core.windows.net", "*.s3.amazonaws.com:443",
+		"127.0.0.1:5000", "[fd00::1]:5000", "[::1]", "localhost"} {
+		if err := CheckFollowHost(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "*", "*.", "https://auth.docker.io", "auth.docker.io/token", "a.*.example", "*.10.0.0.1",
+		"host:0", "host:65536", "host:", "host:08", "::1", "bot@host", "127.1", "0x7f000001", "a..b", "-a.example", "fe80::1%eth0", "a b"} {
+		if err := CheckFollowHost(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+// TestCheckRedirect: redirect chains stop at 10 and never go from https to http.
+func TestCheckRedirect(t *testing.T) {
+	req := func(s string) *http.Request { return &http.Request{URL: mustURL(s)} }
+	if err := checkRedirect(req("http://b.example/"), []*http.Request{req("https://a.example/")}); err == nil {
+		t.Error("https -> http followed")
+	}
+	if err := checkRedirect(req("http://b.example/"), []*http.Request{req("http://a.example/"), req("https://c.example/")}); err == nil {
+		t.Error("https -> http later in the chain followed")
+	}
+	if err := checkRedirect(req("https://b.example/"), []*http.Request{req("http://a.example/")}); err != nil {
+		t.Errorf("http -> https: %v", err)
+	}
+	via := make([]*http.Request, 10)
+	for i := range via {
+		via[i] = req("https://a.example/")
+	}
+	if err := checkRedirect(req("https://a.example/"), via); err == nil {
+		t.Error("an 11th redirect followed")
+	}
+}
