@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -15,7 +14,9 @@ const maxTagListSize = 16 << 20
 // https://github.com/opencontainers/distribution-spec/blob/main/spec.md#listing-tags
 func (p *Proxy) serveTags(w http.ResponseWriter, r *http.Request, rt *route) error {
 	q := pageQuery(r.URL.Query())
-	resp, err := p.call(r.Context(), rt, routeTags, http.MethodGet, "/v2/"+rt.repo.Name+"/tags/list", q, nil)
+	ctx, cancel := p.metadataContext(r.Context())
+	defer cancel()
+	resp, err := p.call(ctx, rt, routeTags, http.MethodGet, "/v2/"+rt.repo.Name+"/tags/list", q, nil)
 	if err != nil {
 		return err
 	}
@@ -23,9 +24,9 @@ func (p *Proxy) serveTags(w http.ResponseWriter, r *http.Request, rt *route) err
 	if resp.StatusCode != http.StatusOK {
 		return fromUpstreamResponse(rt.up.registry, resp, codeNameUnknown)
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxTagListSize+1))
-	if err != nil || len(body) > maxTagListSize {
-		return unavailable(http.StatusBadGateway, "reading tag list from %s: too large or cut short", rt.up.registry)
+	body, err := readMetadata(ctx, rt.up.registry, "tag list", resp.Body, maxTagListSize)
+	if err != nil {
+		return err
 	}
 	if next, ok := nextPage(resp.Header.Get("Link")); ok {
 		w.Header().Set("Link", "<"+rt.clientPath("/tags/list", next)+`>; rel="next"`)
