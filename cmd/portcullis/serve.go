@@ -188,7 +188,7 @@ func upstreams(cfg *config.Config) ([]proxy.Upstream, error) {
 			}
 			tc.RootCAs = pool
 		}
-		pu := proxy.Upstream{Registry: u.Registry, Endpoint: u.Endpoint, TLSConfig: tc}
+		pu := proxy.Upstream{Registry: u.Registry, Endpoint: u.Endpoint, TLSConfig: tc, FollowHosts: u.FollowHosts}
 		if u.Auth != nil {
 			pu.Auth = &authn.Basic{Username: u.Auth.Username, Password: u.Password()}
 		}

@@ -27,6 +27,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/portcullis-dev/portcullis/cmd/portcullis/config"
 )
 
 func freeAddr(t *testing.T) string {
@@ -252,4 +254,19 @@ func pemKey(t *testing.T, k *ecdsa.PrivateKey) string {
 		t.Fatal(err)
 	}
 	return string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}))
+}
+
+// TestUpstreamsFollowHosts: followHosts from the config reach the proxy.
+func TestUpstreamsFollowHosts(t *testing.T) {
+	cfg, err := config.Parse([]byte("upstreams:\n  - registry: r.example\n    followHosts: [storage.example, \"*.blob.example:8443\"]\n"), "config.yaml", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ups, err := upstreams(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(ups[0].FollowHosts, ","); got != "storage.example,*.blob.example:8443" {
+		t.Fatalf("FollowHosts = %q", got)
+	}
 }

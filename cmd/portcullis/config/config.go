@@ -136,6 +136,24 @@ type Upstream struct {
 	// Auth holds the credentials presented to the upstream.
 	// YAML "auth"; default nil (anonymous).
 	Auth *Auth
+
+	// FollowHosts are the hosts besides Endpoint that the upstream's
+	// redirects and token realms may lead the proxy to, such as the object
+	// store a registry redirects blob GETs to. Each entry is "host" (on the
+	// default port of the target's scheme), "host:port" or "*.suffix"
+	// (every name ending in .suffix, not suffix itself), lower-cased. A
+	// name is contacted only if none of its resolved addresses is loopback,
+	// link-local or unspecified; an IP address entry is used as written.
+	// Endpoint itself is always followed (compared as scheme://host:port
+	// text: localhost is not 127.0.0.1), and nothing is followed from an
+	// https Endpoint to plain http.
+	// The registry docker.io always follows, on top of these, auth.docker.io
+	// (its token service) and its blob stores
+	// production.cloudflare.docker.com, production.cloudfront.docker.com,
+	// docker-images-prod.6aa30f8b08e16409b46e0173d6de2f56.r2.cloudflarestorage.com
+	// and docker-images-prod.r2.cloudflarestorage.com.
+	// YAML "followHosts"; default none.
+	FollowHosts []string
 }
 
 // Auth is the credentials the proxy presents to an upstream. YAML "auth".

@@ -5,11 +5,13 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/portcullis-dev/portcullis/policy/yamlfile"
+	"github.com/portcullis-dev/portcullis/proxy"
 )
 
 // This file holds the decoders of the values only a config file has; the
@@ -71,6 +73,24 @@ func endpoint(p **url.URL) yamlfile.DecodeFunc {
 			return
 		}
 		*p = u
+	}
+}
+
+// followHosts decodes an upstream's list of hosts to follow redirects and
+// token realms to, each checked as the proxy parses it.
+func followHosts(list *[]string) yamlfile.DecodeFunc {
+	return func(d *yamlfile.Decoder, path string, n *yaml.Node) {
+		d.List(path, n, func(path string, n *yaml.Node) {
+			s, ok := d.Scalar(path, n, `a host such as "auth.docker.io"`)
+			if !ok {
+				return
+			}
+			if err := proxy.CheckFollowHost(s); err != nil {
+				d.ErrorAt(n.Line, path, "%v", err)
+				return
+			}
+			*list = append(*list, strings.ToLower(s))
+		})
 	}
 }
 

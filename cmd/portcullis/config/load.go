@@ -148,6 +148,7 @@ func upstreamFields(u *Upstream) []yamlfile.Field {
 			u.Auth = &Auth{}
 			d.Mapping(path, n, authFields(u.Auth))
 		})},
+		{Key: "followHosts", Decode: followHosts(&u.FollowHosts)},
 	}
 }
 

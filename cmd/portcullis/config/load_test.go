@@ -47,6 +47,7 @@ func TestParseEverySetting(t *testing.T) {
 		"    insecure: false",
 		"    caFile: ca.pem",
 		"    auth: {username: bot, passwordFile: pw}",
+		"    followHosts: [Storage.Example, \"*.blob.core.windows.net\", \"10.0.0.9:9000\"]",
 		"  - registry: plain.example:8080",
 		"    endpoint: http://10.0.0.7:8080",
 		"    insecure: true",
@@ -76,10 +77,11 @@ func TestParseEverySetting(t *testing.T) {
 		},
 		Upstreams: []Upstream{
 			{
-				Registry: "registry.example",
-				Endpoint: &url.URL{Scheme: "https", Host: "mirror.internal:5000"},
-				CAFile:   filepath.Join(dir, "ca.pem"),
-				Auth:     &Auth{Username: "bot", PasswordFile: filepath.Join(dir, "pw"), password: "s3cret"},
+				Registry:    "registry.example",
+				Endpoint:    &url.URL{Scheme: "https", Host: "mirror.internal:5000"},
+				CAFile:      filepath.Join(dir, "ca.pem"),
+				Auth:        &Auth{Username: "bot", PasswordFile: filepath.Join(dir, "pw"), password: "s3cret"},
+				FollowHosts: []string{"storage.example", "*.blob.core.windows.net", "10.0.0.9:9000"},
 			},
 			{
 				Registry: "plain.example:8080",
@@ -158,6 +160,26 @@ func TestParseErrors(t *testing.T) {
 		yaml string
 		want []string
 	}{
+		{
+			name: "bad followHosts entries",
+			yaml: y(
+				"upstreams:",
+				"  - registry: r.example",
+				"    followHosts:",
+				"      - auth.docker.io",
+				"      - https://storage.example",
+				"      - storage.example:0",
+				"      - [a, b]",
+				"  - registry: q.example",
+				"    followHosts: storage.example",
+			),
+			want: []string{
+				`config.yaml:5: upstreams[0].followHosts[1]: "https://storage.example" is not a host (want "host", "host:port" or "*.suffix"`,
+				`config.yaml:6: upstreams[0].followHosts[2]: "storage.example:0": port "0" is not a number from 1 to 65535`,
+				`config.yaml:7: upstreams[0].followHosts[3]: want a host such as "auth.docker.io", got a list`,
+				`config.yaml:9: upstreams[1].followHosts: want a list, got "storage.example"`,
+			},
+		},
 		{
 			name: "empty file",
 			yaml: "",
