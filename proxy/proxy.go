@@ -107,9 +107,10 @@ func WithManifestCacheBytes(n int64) Option {
 	}
 }
 
-// WithUpstreamTimeout bounds the wait for an upstream's response headers,
-// each upstream metadata fetch, and the idle time between blob reads
-// (default 30s).
+// WithUpstreamTimeout bounds each exchange with an upstream (default 30s):
+// manifests, tag lists, referrers and token exchanges complete within it
+// in total, headers and body; a blob's headers come within it, and its body
+// gets it between two reads, with no fixed total.
 func WithUpstreamTimeout(d time.Duration) Option {
 	return func(o *options) error {
 		if d <= 0 {

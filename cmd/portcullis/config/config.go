@@ -54,8 +54,10 @@ type Config struct {
 	// YAML "manifestCacheBytes"; default 67108864 (64 MiB); > 0.
 	ManifestCacheBytes int64
 
-	// UpstreamTimeout bounds the wait for an upstream's response headers,
-	// and the idle time between reads of a response body.
+	// UpstreamTimeout bounds each exchange with an upstream: manifests,
+	// tag lists, referrers and token exchanges complete within it in total
+	// (headers and body); a blob's headers come within it, and its body
+	// gets it between two reads, with no fixed total.
 	// YAML "upstreamTimeout"; default 30s; > 0.
 	UpstreamTimeout time.Duration
 
