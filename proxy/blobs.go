@@ -31,13 +31,24 @@ func (p *Proxy) serveBlob(w http.ResponseWriter, r *http.Request, rt *route) err
 	}
 	ctx := r.Context()
 	noteDigest(ctx, d.String())
-	if err := p.gate.CheckBlob(ctx, rt.repo, d); err != nil {
+	permit, err := p.gate.CheckBlob(ctx, rt.repo, d)
+	if err != nil {
 		return err
 	}
 	if r.Method == http.MethodHead {
-		return p.headBlob(w, r, rt, d)
+		return p.headBlob(w, r, rt, d, permit)
 	}
-	return p.getBlob(w, r, rt, d, parseRange(r.Header.Get("Range")))
+	return p.getBlob(w, r, rt, d, parseRange(r.Header.Get("Range")), permit)
+}
+
+// withinPermit refuses a blob larger than its permit allows (a blob served
+// only as signature material is at most the size its artifact lists). An
+// unknown size is refused too when there is a bound.
+func withinPermit(permit BlobPermit, d v1.Hash, size int64) error {
+	if permit.MaxBytes <= 0 || (size >= 0 && size <= permit.MaxBytes) {
+		return nil
+	}
+	return &DeniedError{Message: fmt.Sprintf("%s is served only as signature material, of at most %d bytes; the upstream has %d", d, permit.MaxBytes, size)}
 }
 
 func setBlobHeaders(h http.Header, d v1.Hash) {
@@ -48,7 +59,7 @@ func setBlobHeaders(h http.Header, d v1.Hash) {
 }
 
 // headBlob answers HEAD with the blob's size from one (shared) upstream HEAD.
-func (p *Proxy) headBlob(w http.ResponseWriter, r *http.Request, rt *route, d v1.Hash) error {
+func (p *Proxy) headBlob(w http.ResponseWriter, r *http.Request, rt *route, d v1.Hash, permit BlobPermit) error {
 	v, err := p.shared(r.Context(), "blobhead|"+manifestKey(rt.repo, d), func(ctx context.Context) (any, error) {
 		resp, err := p.call(ctx, rt, routeBlob, http.MethodHead, "/v2/"+rt.repo.Name+"/blobs/"+d.String(), nil, nil)
 		if err != nil {
@@ -66,6 +77,9 @@ func (p *Proxy) headBlob(w http.ResponseWriter, r *http.Request, rt *route, d v1
 	if err != nil {
 		return err
 	}
+	if err := withinPermit(permit, d, v.(int64)); err != nil {
+		return err
+	}
 	setBlobHeaders(w.Header(), d)
 	w.Header().Set("Content-Length", strconv.FormatInt(v.(int64), 10))
 	w.WriteHeader(http.StatusOK)
@@ -73,7 +87,7 @@ func (p *Proxy) headBlob(w http.ResponseWriter, r *http.Request, rt *route, d v1
 }
 
 // getBlob streams a blob, or the requested range of it, from the upstream.
-func (p *Proxy) getBlob(w http.ResponseWriter, r *http.Request, rt *route, d v1.Hash, rng *byteRange) error {
+func (p *Proxy) getBlob(w http.ResponseWriter, r *http.Request, rt *route, d v1.Hash, rng *byteRange, permit BlobPermit) error {
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	// The upstream gets upstreamTimeout for its headers (the transport's
@@ -87,6 +101,17 @@ func (p *Proxy) getBlob(w http.ResponseWriter, r *http.Request, rt *route, d v1.
 	}
 	defer resp.Body.Close()
 	body := &idleReader{r: resp.Body, timer: idle, timeout: p.timeout}
+	if permit.MaxBytes > 0 {
+		size := resp.ContentLength
+		if resp.StatusCode == http.StatusPartialContent {
+			_, _, size, _ = parseContentRange(resp.Header.Get("Content-Range"))
+		}
+		if resp.StatusCode/100 == 2 {
+			if err := withinPermit(permit, d, size); err != nil {
+				return err
+			}
+		}
+	}
 	switch {
 	case resp.StatusCode == http.StatusOK && rng == nil:
 		return p.streamVerified(w, rt, d, resp.ContentLength, body)
@@ -107,6 +132,9 @@ func (p *Proxy) getBlob(w http.ResponseWriter, r *http.Request, rt *route, d v1.
 		defer full.Body.Close()
 		if full.StatusCode != http.StatusOK {
 			return fromUpstreamResponse(rt.up.registry, full, codeBlobUnknown)
+		}
+		if err := withinPermit(permit, d, full.ContentLength); err != nil {
+			return err
 		}
 		return p.sliceRange(w, rt, d, rng, full.ContentLength, &idleReader{r: full.Body, timer: idle, timeout: p.timeout})
 	default:

@@ -39,6 +39,10 @@ const (
 type DeniedError struct {
 	Message string
 	Detail  any
+	// NotFound answers 404 MANIFEST_UNKNOWN instead of 403 DENIED: the
+	// manifest sits where signature material is kept but is not of its
+	// shape (clients read 404 there as "no signatures").
+	NotFound bool
 }
 
 func (e *DeniedError) Error() string { return e.Message }
@@ -82,6 +86,9 @@ func asRegError(err error) *regError {
 	}
 	var de *DeniedError
 	if errors.As(err, &de) {
+		if de.NotFound {
+			return &regError{Status: http.StatusNotFound, Code: codeManifestUnknown, Message: de.Message}
+		}
 		return &regError{Status: http.StatusForbidden, Code: codeDenied, Message: de.Message, Detail: de.Detail}
 	}
 	return unavailable(http.StatusServiceUnavailable, "%v", err)

@@ -31,10 +31,17 @@ func (g *recordingGate) CheckManifest(_ context.Context, m *Manifest) error {
 	return g.verdict(m.Digest)
 }
 
-func (g *recordingGate) CheckBlob(_ context.Context, repo Repository, d v1.Hash) error {
+func (g *recordingGate) CheckBlob(_ context.Context, repo Repository, d v1.Hash) (BlobPermit, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.asked = append(g.asked, "blob "+repo.String()+"@"+d.String())
+	return BlobPermit{}, g.verdict(d)
+}
+
+func (g *recordingGate) CheckReferrers(_ context.Context, repo Repository, d v1.Hash, _ []byte) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.asked = append(g.asked, "referrers "+repo.String()+"@"+d.String())
 	return g.verdict(d)
 }
 

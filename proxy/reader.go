@@ -71,7 +71,7 @@ func (p *Proxy) Referrers(ctx context.Context, repo Repository, subject v1.Hash)
 	if err != nil {
 		return nil, err
 	}
-	b, _, err := p.referrers(ctx, rt, subject, "")
+	b, _, err := p.referrers(ctx, rt, subject, "", true)
 	return b, readerError(err)
 }
 

@@ -3,12 +3,12 @@ package proxy
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -26,8 +26,11 @@ func (p *Proxy) serveReferrers(w http.ResponseWriter, r *http.Request, rt *route
 	}
 	noteDigest(r.Context(), d.String())
 	at := r.URL.Query().Get("artifactType")
-	body, filtered, err := p.referrers(r.Context(), rt, d, at)
+	body, filtered, err := p.referrers(r.Context(), rt, d, at, false)
 	if err != nil {
+		return err
+	}
+	if err := p.gate.CheckReferrers(r.Context(), rt.repo, d, body); err != nil {
 		return err
 	}
 	if filtered {
@@ -38,11 +41,16 @@ func (p *Proxy) serveReferrers(w http.ResponseWriter, r *http.Request, rt *route
 }
 
 // referrers returns the referrers index of d, filtered by artifactType if
-// not empty; filtered reports whether the filter was applied.
-func (p *Proxy) referrers(ctx context.Context, rt *route, d v1.Hash, artifactType string) (body []byte, filtered bool, err error) {
-	if rt.up.referrersAPIAbsent() {
+// not empty; filtered reports whether the filter was applied. learn says
+// whether an answer without the API may be remembered for the repository
+// (only the gate's own lookups may: see referrersMemory). The whole
+// exchange, body included, completes within the upstream timeout.
+func (p *Proxy) referrers(ctx context.Context, rt *route, d v1.Hash, artifactType string, learn bool) (body []byte, filtered bool, err error) {
+	if rt.up.noReferrers.absent(rt.repo.Name, time.Now()) {
 		return p.fallbackReferrers(ctx, rt, d, artifactType)
 	}
+	ctx, cancel := p.metadataContext(ctx)
+	defer cancel()
 	var q url.Values
 	if artifactType != "" {
 		q = url.Values{"artifactType": {artifactType}}
@@ -59,9 +67,9 @@ func (p *Proxy) referrers(ctx context.Context, rt *route, d v1.Hash, artifactTyp
 	// As ggcr does: anything but 200 with the index media type means the
 	// upstream has no referrers API.
 	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); resp.StatusCode == http.StatusOK && mt == ociIndexType {
-		b, err := io.ReadAll(io.LimitReader(resp.Body, maxManifestSize+1))
-		if err != nil || len(b) > maxManifestSize {
-			return nil, false, unavailable(http.StatusBadGateway, "reading referrers from %s: too large or cut short", rt.up.registry)
+		b, err := readMetadata(ctx, rt.up.registry, "referrers index", resp.Body, maxManifestSize)
+		if err != nil {
+			return nil, false, err
 		}
 		applied := strings.Contains(resp.Header.Get("OCI-Filters-Applied"), "artifactType")
 		if artifactType != "" && !applied {
@@ -70,7 +78,9 @@ func (p *Proxy) referrers(ctx context.Context, rt *route, d v1.Hash, artifactTyp
 		}
 		return b, applied && artifactType != "", err
 	}
-	rt.up.noteNoReferrersAPI()
+	if learn {
+		rt.up.noReferrers.note(rt.repo.Name, time.Now())
+	}
 	return p.fallbackReferrers(ctx, rt, d, artifactType)
 }
 

@@ -54,12 +54,23 @@ func TestReferrers(t *testing.T) {
 					mustEqual(t, "OCI-Filters-Applied", resp.Header.Get("OCI-Filters-Applied"), "artifactType")
 				}
 			}
-			// Without the API, the proxy stops asking for it and reads the
-			// fallback tag directly.
+			// Without the API: a client's request teaches the proxy nothing
+			// (one anonymous client must not switch the API off for others),
+			// the gate's own lookup does, for that repository only.
 			if !api {
-				before := up.count("GET", "/v2/acme/app/referrers/"+sd.String())
+				path := "/v2/acme/app/referrers/" + sd.String()
+				before := up.count("GET", path)
 				tp.do(t, "GET", "/v2/registry.example/acme/app/referrers/"+sd.String(), nil)
-				mustEqual(t, "referrers API asked again", up.count("GET", "/v2/acme/app/referrers/"+sd.String())-before, 0)
+				mustEqual(t, "referrers API asked again after a client's request", up.count("GET", path)-before, 1)
+				if _, err := tp.Referrers(t.Context(), Repository{Registry: "registry.example", Name: "acme/app"}, sd); err != nil {
+					t.Fatal(err)
+				}
+				before = up.count("GET", path)
+				tp.do(t, "GET", "/v2/registry.example/acme/app/referrers/"+sd.String(), nil)
+				mustEqual(t, "referrers API asked again after the gate's lookup", up.count("GET", path)-before, 0)
+				if _, err := tp.Referrers(t.Context(), Repository{Registry: "registry.example", Name: "acme/other"}, sd); err != nil {
+					t.Fatal(err)
+				}
 			}
 			// No referrers at all: an empty index, not a 404.
 			other := up.push(t, "acme/app", "v2", randomImage(t, 10, 1))

@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
@@ -62,22 +61,9 @@ type upstream struct {
 	transports *ristretto.Cache[string, http.RoundTripper]
 	creating   singleflight.Group
 
-	// noReferrersUntil (unix nanoseconds) remembers that the upstream has
-	// no referrers API, so lookups go straight to the fallback tag and a
-	// cold verification saves a round trip.
-	noReferrersUntil atomic.Int64
-}
-
-// referrersMemory is how long "this upstream has no referrers API" is
-// believed before asking again.
-const referrersMemory = 5 * time.Minute
-
-func (u *upstream) referrersAPIAbsent() bool {
-	return time.Now().UnixNano() < u.noReferrersUntil.Load()
-}
-
-func (u *upstream) noteNoReferrersAPI() {
-	u.noReferrersUntil.Store(time.Now().Add(referrersMemory).UnixNano())
+	// noReferrers remembers the repositories whose referrers API is
+	// absent (learned only from the gate's own lookups).
+	noReferrers *referrersMemory
 }
 
 const maxRepoTransports = 4096
@@ -121,13 +107,14 @@ func newUpstream(u Upstream, timeout time.Duration) (*upstream, error) {
 		return nil, fmt.Errorf("upstream %q: transport cache: %w", u.Registry, err)
 	}
 	return &upstream{
-		registry:   NormalizeRegistry(u.Registry),
-		endpoint:   &url.URL{Scheme: u.Endpoint.Scheme, Host: u.Endpoint.Host},
-		reg:        reg,
-		auth:       auth,
-		base:       guard,
-		timeout:    timeout,
-		transports: cache,
+		registry:    NormalizeRegistry(u.Registry),
+		endpoint:    &url.URL{Scheme: u.Endpoint.Scheme, Host: u.Endpoint.Host},
+		reg:         reg,
+		auth:        auth,
+		base:        guard,
+		timeout:     timeout,
+		transports:  cache,
+		noReferrers: newReferrersMemory(),
 	}, nil
 }
 

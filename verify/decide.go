@@ -6,81 +6,146 @@ import (
 	"fmt"
 	"time"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-
 	"go.uber.org/zap"
 
 	"github.com/portcullis-dev/portcullis/policy"
 )
 
-// decideManifest reaches a verdict on one manifest, in order:
-//  1. bytes that are not a JSON manifest are refused;
-//  2. signature artifacts (signature-shaped manifests under cosign's tags or
-//     with a subject, and referrers fallback indexes) are served so that
-//     cosign and admission controllers work through the proxy;
-//  3. a child of an allowed index in the same repository is allowed;
-//  4. otherwise the policy decides on the image's own signatures.
-//
-// An allowed manifest grants its children (index) or blobs (image).
-func (g *Gate) decideManifest(ctx context.Context, snap *Snapshot, req *ManifestRequest) (*Verdict, error) {
+// decide reaches a verdict on req judged as as, with the grants it makes:
+//   - bytes that are not a JSON manifest are refused;
+//   - signature material is served only if its subject would be served in
+//     this repository and it has the shape of its kind; it grants only
+//     its own blobs (and, for a listing, its entries as material);
+//   - an image is allowed when an allowed index of the repository lists
+//     it, or the policy allows it on its own signatures; it grants its
+//     children (an index) or its config and layers (an image).
+func (g *Gate) decide(ctx context.Context, snap *Snapshot, req *ManifestRequest, as judgeAs, key string) (*Stored, error) {
 	start := g.o.now()
+	s := &Stored{Key: key, Repo: req.Repo, Digest: req.Digest, Reference: req.Reference, as: as}
 	v := &Verdict{Image: req.Repo.String(), Digest: req.Digest}
 	shape, err := parseShape(req.Bytes)
 	switch {
 	case err != nil:
 		v.Judgement = &Judgement{Decision: Deny, Cause: CauseMalformed, Revision: snap.Revision,
 			Why: fmt.Sprintf("refused: the manifest is not valid JSON: %v", err)}
-	case g.exempt(snap, req, shape, v):
-	default:
-		byParent, err := g.parentAllows(ctx, snap, req.Repo, req.Digest)
-		if err != nil {
-			g.metrics.errors.Inc()
+	case as.material():
+		if v.Judgement, err = g.decideMaterial(ctx, snap, req, shape, as); err != nil {
 			return nil, err
 		}
-		if byParent {
-			v.Judgement = &Judgement{Decision: Allow, Cause: CauseParent, Revision: snap.Revision,
-				Why: "allowed: listed by an allowed index"}
-			g.grant(snap.Revision, req.Repo, req.Digest, shape)
-			break
-		}
-		plan := snap.Policy.For(v.Image, req.Digest.String())
-		results, err := g.check(ctx, snap, plan, req)
-		if err != nil {
-			g.metrics.errors.Inc()
-			return nil, err
-		}
-		v.Judgement = policyJudgement(plan, plan.Decide(results), snap.Revision)
 		if v.Allowed() {
-			g.grant(snap.Revision, req.Repo, req.Digest, shape)
+			s.Grants = shape.grants(GrantReferrer, GrantMaterialBlob)
 		}
+	default:
+		if v.Judgement, err = g.decideImage(ctx, snap, req); err != nil {
+			return nil, err
+		}
+		if v.Allowed() {
+			s.Grants = shape.grants(GrantChild, GrantBlob)
+		}
+	}
+	now := g.o.now()
+	s.Judgement = v.Judgement
+	if v.Allowed() {
+		s.Judgement = g.judgements.intern(v.Judgement)
+		s.Fresh = now.Add(g.o.verdictTTL)
+		// Kept past freshness for stale-if-error serving, and for at least
+		// one more TTL so that a pull that got the manifest from a fresh
+		// verdict can still fetch its layers (they decide it again).
+		s.Expires = s.Fresh.Add(max(g.o.staleIfError, g.o.verdictTTL))
+	} else {
+		s.Fresh = now.Add(g.o.denyTTL)
+		s.Expires = s.Fresh
 	}
 	g.audit(v, start)
-	return v, nil
+	return s, nil
 }
 
-// exempt sets v's judgement for signature material and reports whether
-// it did; other manifests go through the normal gate. Only
-// signature-shaped manifests are exempt, so a runnable image stored under a
-// .sig tag or as a referrer is no bypass.
-func (g *Gate) exempt(snap *Snapshot, req *ManifestRequest, shape *manifestShape, v *Verdict) bool {
-	sigTag := IsSignatureTag(req.Reference)
-	if !sigTag && shape.Subject == nil {
-		return false
+// decideImage applies the policy to an image (or index) of a repository.
+func (g *Gate) decideImage(ctx context.Context, snap *Snapshot, req *ManifestRequest) (*Judgement, error) {
+	byParent, _, err := g.granted(ctx, snap, req.Repo, req.Digest, GrantChild)
+	if err != nil {
+		return nil, err
 	}
-	switch {
-	case shape.signatureShaped():
-		v.Judgement = &Judgement{Decision: Allow, Cause: CauseSignatureArtifact, Revision: snap.Revision,
-			Why: "allowed: signature material"}
-		g.grant(snap.Revision, req.Repo, req.Digest, shape)
-	case sigTag && shape.isIndex() && !signatureSuffix(req.Reference):
-		// A referrers fallback index lists referrers; it grants nothing:
-		// each listed manifest is judged when fetched.
-		v.Judgement = &Judgement{Decision: Allow, Cause: CauseReferrersIndex, Revision: snap.Revision,
-			Why: "allowed: referrers index"}
-	default:
-		return false
+	if byParent {
+		return &Judgement{Decision: Allow, Cause: CauseParent, Revision: snap.Revision, Why: "allowed: listed by an allowed index"}, nil
 	}
-	return true
+	image := req.Repo.String()
+	plan := snap.Policy.For(image, req.Digest.String())
+	results, err := g.check(ctx, snap, plan, req)
+	if err != nil {
+		return nil, err
+	}
+	return policyJudgement(plan, plan.Decide(results), snap.Revision), nil
+}
+
+// decideMaterial judges signature material: its subject must be served in
+// this repository, and it must have the shape of its kind.
+func (g *Gate) decideMaterial(ctx context.Context, snap *Snapshot, req *ManifestRequest, shape *manifestShape, as judgeAs) (*Judgement, error) {
+	what := materialName(as)
+	served, why, err := g.subjectServed(ctx, snap, req.Repo, as)
+	if err != nil {
+		return nil, err
+	}
+	if !served {
+		return &Judgement{Decision: Deny, Cause: CauseSubjectRefused, Revision: snap.Revision,
+			Why: fmt.Sprintf("refused: %s of %s, which is not served here: %s", what, as.subject, why)}, nil
+	}
+	problem, err := shapeProblem(ctx, g.reader, req.Repo, as.kind, shape, g.o.limits)
+	if err != nil {
+		return nil, err
+	}
+	if problem != "" {
+		return &Judgement{Decision: Deny, Cause: CauseNotMaterial, Revision: snap.Revision,
+			Why: fmt.Sprintf("is not %s of %s: %s", what, as.subject, problem)}, nil
+	}
+	return &Judgement{Decision: Allow, Cause: CauseSignatureArtifact, Revision: snap.Revision,
+		Why: "allowed: " + what + " of an allowed image"}, nil
+}
+
+func materialName(as judgeAs) string {
+	switch as.kind {
+	case kindSig, kindAtt, kindSBOM:
+		return "the ." + string(as.kind) + " signature material"
+	case kindFallback:
+		return "the referrers fallback index"
+	case kindReferrers:
+		return "the referrers answer"
+	}
+	return "a referrer"
+}
+
+// maxSubjectDepth bounds material about material (a signature of a
+// signature): deeper chains are refused.
+const maxSubjectDepth = 2
+
+type depthKey struct{}
+
+// subjectServed reports whether material's subject would be served in repo
+// as an image (allowed, or a child of an allowed index), deciding it now
+// when no verdict is stored: cosign asks for referrers and .sig before any
+// manifest GET. A subject that does not exist is not served.
+func (g *Gate) subjectServed(ctx context.Context, snap *Snapshot, repo Repository, as judgeAs) (bool, string, error) {
+	depth, _ := ctx.Value(depthKey{}).(int)
+	if depth >= maxSubjectDepth {
+		return false, "signature material of signature material, too deep", nil
+	}
+	ctx = context.WithValue(ctx, depthKey{}, depth+1)
+	if as.subject.Hex == "" {
+		return false, "no subject", nil
+	}
+	m, err := g.reader.Manifest(ctx, repo, as.subject.String())
+	if errors.Is(err, ErrNotFound) {
+		return false, "no such manifest", nil
+	}
+	if err != nil {
+		return false, "", fmt.Errorf("reading subject %s@%s: %w", repo, as.subject, err)
+	}
+	req := &ManifestRequest{Repo: repo, Reference: as.subject.String(), Digest: m.Digest, MediaType: m.MediaType, Bytes: m.Bytes}
+	v, err := g.verdict(ctx, snap, req, judgeAs{})
+	if err != nil {
+		return false, "", err
+	}
+	return v.Allowed(), v.Why, nil
 }
 
 // check discovers the image's signatures once and checks every authority
@@ -110,52 +175,6 @@ func (g *Gate) check(ctx context.Context, snap *Snapshot, plan *policy.Plan, req
 	}
 	g.metrics.step("crypto", time.Since(t1))
 	return results, nil
-}
-
-// grant records what an allowed manifest lets through, for as long as its
-// verdict lives: an index's children, an image's config and layers.
-func (g *Gate) grant(rev string, repo Repository, manifest v1.Hash, shape *manifestShape) {
-	until := g.o.now().Add(g.o.verdictTTL)
-	if shape.isIndex() {
-		g.o.allowances.Grant(rev, repo, manifest, shape.children(), until)
-		return
-	}
-	g.o.allowances.Grant(rev, repo, manifest, shape.referencedBlobs(), until)
-}
-
-// parentAllows reports whether an allowed manifest of repo lets d through
-// under the policy in force. A grant made under an older revision counts
-// only once its parent has been decided again, and allowed, under the
-// current one: a reload neither breaks a pull in flight nor keeps serving
-// what the new policy refuses.
-func (g *Gate) parentAllows(ctx context.Context, snap *Snapshot, repo Repository, d v1.Hash) (bool, error) {
-	now := g.o.now()
-	if g.o.allowances.Granted(snap.Revision, repo, d, now) {
-		return true, nil
-	}
-	for _, parent := range g.o.allowances.Parents(repo, d, now) {
-		m, err := g.reader.Manifest(ctx, repo, parent.String())
-		if errors.Is(err, ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return false, fmt.Errorf("re-checking %s@%s, which listed %s: %w", repo, parent, d, err)
-		}
-		v, err := g.Manifest(ctx, &ManifestRequest{Repo: repo, Reference: parent.String(), Digest: m.Digest, MediaType: m.MediaType, Bytes: m.Bytes})
-		if err != nil {
-			return false, err
-		}
-		if !v.Allowed() || v.Revision != snap.Revision {
-			continue
-		}
-		if shape, err := parseShape(m.Bytes); err == nil {
-			g.grant(v.Revision, repo, parent, shape) // the parent's verdict may have come from the cache
-		}
-		if g.o.allowances.Granted(snap.Revision, repo, d, now) {
-			return true, nil
-		}
-	}
-	return false, nil
 }
 
 // audit writes the decision's log line and metrics.

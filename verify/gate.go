@@ -1,13 +1,13 @@
 package verify
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
 
-	"github.com/dgraph-io/ristretto/v2"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -29,31 +29,24 @@ type Snapshot struct {
 
 // Gate decides whether manifests and blobs may be served. It finds and
 // verifies signatures through a Reader, evaluates the current policy,
-// caches verdicts (allows for VerdictTTL, denials for DenyTTL, errors never),
-// runs one verification for concurrent first requests, and remembers what
-// an allowed manifest lets through (children, blobs) as Allowances.
+// stores verdicts with the grants they make (allows for VerdictTTL,
+// denials for DenyTTL, errors never), and runs one decision for
+// concurrent first requests. The rules it enforces are in docs/SECURITY.md.
 type Gate struct {
 	reader     Reader
 	snap       atomic.Pointer[Snapshot]
 	o          gateOptions
-	cache      *ristretto.Cache[string, *cachedVerdict]
+	store      VerdictStore
 	judgements judgementPool
 	flight     singleflight.Group
 	metrics    *gateMetrics
-}
-
-// cachedVerdict is a cache entry: the judgement (shared between entries
-// where it repeats) and until when it is reused without deciding again.
-type cachedVerdict struct {
-	j     *Judgement
-	fresh time.Time
 }
 
 type gateOptions struct {
 	verdictTTL, denyTTL, staleIfError, decisionTimeout time.Duration
 	limits                                             Limits
 	cacheEntries                                       int64
-	allowances                                         Allowances
+	store                                              VerdictStore
 	logger                                             *zap.Logger
 	registerer                                         prometheus.Registerer
 	now                                                func() time.Time
@@ -96,7 +89,8 @@ func WithLimits(l Limits) GateOption {
 	return func(o *gateOptions) error { o.limits = l; return nil }
 }
 
-// WithVerdictCacheEntries bounds the verdict cache (default 1,000,000).
+// WithVerdictCacheEntries bounds the in-process verdict store: verdicts
+// plus the grants they hold (default 1,000,000).
 func WithVerdictCacheEntries(n int64) GateOption {
 	return func(o *gateOptions) error {
 		if n <= 0 {
@@ -107,15 +101,34 @@ func WithVerdictCacheEntries(n int64) GateOption {
 	}
 }
 
-// WithAllowances replaces the in-process Allowances (for sharing them).
-func WithAllowances(a Allowances) GateOption {
-	return func(o *gateOptions) error { o.allowances = a; return nil }
+// WithVerdictStore replaces the in-process verdict store (for sharing
+// verdicts between replicas).
+func WithVerdictStore(s VerdictStore) GateOption {
+	return func(o *gateOptions) error {
+		if s == nil {
+			return errors.New("nil VerdictStore")
+		}
+		o.store = s
+		return nil
+	}
 }
 
 // WithGateLogger sets the logger for the audit line of every decision
 // (default: discard).
 func WithGateLogger(l *zap.Logger) GateOption {
 	return func(o *gateOptions) error { o.logger = l; return nil }
+}
+
+// WithClock sets the gate's clock (default time.Now): tests move time
+// with a fake clock instead of sleeping.
+func WithClock(now func() time.Time) GateOption {
+	return func(o *gateOptions) error {
+		if now == nil {
+			return errors.New("nil clock")
+		}
+		o.now = now
+		return nil
+	}
 }
 
 // WithGateRegisterer registers the gate's metrics with r.
@@ -146,17 +159,11 @@ func NewGate(r Reader, snap *Snapshot, opts ...GateOption) (*Gate, error) {
 	if r == nil || snap == nil || snap.Policy == nil || snap.Checker == nil {
 		return nil, errors.New("a Gate needs a Reader and a Snapshot with a Policy and a Checker")
 	}
-	if o.allowances == nil {
-		o.allowances = NewMemoryAllowances()
+	o.limits = o.limits.withDefaults()
+	if o.store == nil {
+		o.store = NewMemoryStore(int(o.cacheEntries))
 	}
-	cache, err := ristretto.NewCache(&ristretto.Config[string, *cachedVerdict]{
-		NumCounters: 10 * o.cacheEntries, MaxCost: o.cacheEntries, BufferItems: 64,
-		IgnoreInternalCost: true, // costs count verdicts, not bytes
-	})
-	if err != nil {
-		return nil, fmt.Errorf("verdict cache: %w", err)
-	}
-	g := &Gate{reader: r, o: o, cache: cache, metrics: newGateMetrics(o.registerer)}
+	g := &Gate{reader: r, o: o, store: o.store, metrics: newGateMetrics(o.registerer)}
 	g.snap.Store(snap)
 	return g, nil
 }
@@ -167,9 +174,6 @@ func (g *Gate) SetSnapshot(snap *Snapshot) { g.snap.Store(snap) }
 
 // Snapshot is the policy in force.
 func (g *Gate) Snapshot() *Snapshot { return g.snap.Load() }
-
-// Wait blocks until pending verdict cache writes are visible (for tests).
-func (g *Gate) Wait() { g.cache.Wait() }
 
 // ManifestRequest is a manifest about to be served: the exact bytes and
 // the digest they hash to.
@@ -183,72 +187,233 @@ type ManifestRequest struct {
 
 // Manifest decides on a manifest. A non-nil error means no decision could
 // be made (the caller answers 503); a Verdict always says allow or deny.
+//
+// A manifest under a signature tag is judged as that tag's material. Any
+// other is judged as an image; one asked for by digest that is refused as
+// an image may still be signature material, when it names a subject or a
+// served referrers listing named it.
 func (g *Gate) Manifest(ctx context.Context, req *ManifestRequest) (*Verdict, error) {
 	snap := g.snap.Load()
-	key := snap.Revision + "|" + req.Repo.String() + "@" + req.Digest.Algorithm + ":" + req.Digest.Hex
-	now := g.o.now()
-	cached, ok := g.cache.Get(key)
-	// A cached denial is not reused for a manifest that an allowed parent
-	// now lists (a child asked for before its index).
-	if ok && now.Before(cached.fresh) && (cached.j.Decision == Allow || !g.o.allowances.Granted(snap.Revision, req.Repo, req.Digest, now)) {
+	if as, ok := signatureTagAs(req.Reference); ok {
+		return g.verdict(ctx, snap, req, as)
+	}
+	if !isDigestRef(req.Reference) {
+		return g.verdict(ctx, snap, req, judgeAs{})
+	}
+	if s, err := g.store.Get(ctx, judgeAs{}.key(snap.Revision, req.Repo, req.Digest), g.o.now()); err == nil && s != nil &&
+		s.Judgement.Decision == Allow && g.o.now().Before(s.Fresh) {
 		g.metrics.cacheLookup(true)
-		return &Verdict{Image: req.Repo.String(), Digest: req.Digest, Judgement: cached.j}, nil
+		return g.verdictOf(req, s), nil
+	}
+	var material *Verdict
+	if subject, ok := subjectOf(req.Bytes); ok {
+		v, err := g.verdict(ctx, snap, req, judgeAs{kind: kindReferrer, subject: subject})
+		if err != nil || v.Allowed() {
+			return v, err
+		}
+		material = v
+	}
+	v, err := g.verdict(ctx, snap, req, judgeAs{})
+	if err != nil || v.Allowed() {
+		return v, err
+	}
+	if material == nil {
+		subject, ok, err := g.listedSubject(ctx, req.Repo, req.Digest)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			if material, err = g.verdict(ctx, snap, req, judgeAs{kind: kindReferrer, subject: subject}); err != nil || material.Allowed() {
+				return material, err
+			}
+		}
+	}
+	if material != nil && material.Cause != CauseSubjectRefused {
+		return material, nil // signature material of a served subject, of the wrong shape: 404
+	}
+	return v, nil
+}
+
+// Referrers decides on a referrers answer for subject, as it is about to
+// be served: body must be an OCI index of OCI manifests, and subject must
+// be served itself. Serving it lets the manifests it lists be served as
+// signature material of subject (if they have that shape).
+func (g *Gate) Referrers(ctx context.Context, repo Repository, subject v1.Hash, body []byte) (*Verdict, error) {
+	req := &ManifestRequest{Repo: repo, Reference: "referrers", Digest: digestOfBytes(body), MediaType: ociIndexType, Bytes: body}
+	return g.verdict(ctx, g.snap.Load(), req, judgeAs{kind: kindReferrers, subject: subject})
+}
+
+// Blob decides on a blob: served only when an allowed manifest of the same
+// repository lists it, or served signature material does (then at most
+// Verdict.MaxBytes of it).
+func (g *Gate) Blob(ctx context.Context, repo Repository, d v1.Hash) (*Verdict, error) {
+	snap := g.snap.Load()
+	v := &Verdict{Image: repo.String(), Digest: d}
+	if ok, _, err := g.granted(ctx, snap, repo, d, GrantBlob); err != nil || ok {
+		v.Judgement = &Judgement{Decision: Allow, Cause: CauseParent, Revision: snap.Revision, Why: "allowed: listed by an allowed manifest"}
+		return v, err
+	}
+	ok, size, err := g.granted(ctx, snap, repo, d, GrantMaterialBlob)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		v.Judgement = &Judgement{Decision: Allow, Cause: CauseSignatureArtifact, Revision: snap.Revision, Why: "allowed: listed by served signature material"}
+		v.MaxBytes = size
+		return v, nil
+	}
+	v.Judgement = &Judgement{Decision: Deny, Cause: CauseNotReferenced, Revision: snap.Revision,
+		Why: fmt.Sprintf("refused: no manifest allowed in %s lists this blob (pull the image by tag or digest first; its manifest is checked against the policy)", repo)}
+	g.metrics.verdict(string(CauseNotReferenced), v)
+	return v, nil
+}
+
+// verdict returns the verdict on req judged as as: from the store while
+// fresh, else decided (once for concurrent callers) and stored. When a new
+// decision fails with an error, an allow still within staleIfError is used.
+func (g *Gate) verdict(ctx context.Context, snap *Snapshot, req *ManifestRequest, as judgeAs) (*Verdict, error) {
+	key := as.key(snap.Revision, req.Repo, req.Digest)
+	now := g.o.now()
+	cached, err := g.store.Get(ctx, key, now)
+	if err != nil {
+		g.metrics.errors.Inc()
+		return nil, fmt.Errorf("verdict store: %w", err)
+	}
+	if cached != nil && now.Before(cached.Fresh) && (cached.Judgement.Decision == Allow || !g.mayHaveParent(ctx, snap, req, as)) {
+		g.metrics.cacheLookup(true)
+		return g.verdictOf(req, cached), nil
 	}
 	g.metrics.cacheLookup(false)
 	ch := g.flight.DoChan(key, func() (any, error) {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.o.decisionTimeout)
 		defer cancel()
-		v, err := g.decideManifest(dctx, snap, req)
+		s, err := g.decide(dctx, snap, req, as, key)
 		if err != nil {
+			g.metrics.errors.Inc()
 			return nil, err
 		}
-		g.remember(key, v)
-		return v, nil
+		if s.Expires.After(g.o.now()) {
+			if err := g.store.Put(dctx, s); err != nil {
+				return nil, fmt.Errorf("verdict store: %w", err)
+			}
+		}
+		return s, nil
 	})
 	select {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case res := <-ch:
 		if res.Err == nil {
-			return res.Val.(*Verdict), nil
+			return g.verdictOf(req, res.Val.(*Stored)), nil
 		}
-		if ok && cached.j.Decision == Allow && now.Before(cached.fresh.Add(g.o.staleIfError)) {
+		if cached != nil && cached.Judgement.Decision == Allow && now.Before(cached.Fresh.Add(g.o.staleIfError)) {
 			g.o.logger.Warn("decision failed: serving a stale allow verdict",
 				zap.String("image", req.Repo.String()), zap.String("digest", req.Digest.String()), zap.Error(res.Err))
 			g.metrics.stale.Inc()
-			return &Verdict{Image: req.Repo.String(), Digest: req.Digest, Judgement: cached.j}, nil
+			return g.verdictOf(req, cached), nil
 		}
 		return nil, res.Err
 	}
 }
 
-// remember caches a verdict: allows for verdictTTL (kept staleIfError
-// longer for outages), denials for denyTTL.
-func (g *Gate) remember(key string, v *Verdict) {
-	now := g.o.now()
-	if v.Allowed() {
-		j := g.judgements.intern(v.Judgement)
-		g.cache.SetWithTTL(key, &cachedVerdict{j: j, fresh: now.Add(g.o.verdictTTL)}, 1, g.o.verdictTTL+g.o.staleIfError)
-	} else if g.o.denyTTL > 0 {
-		g.cache.SetWithTTL(key, &cachedVerdict{j: v.Judgement, fresh: now.Add(g.o.denyTTL)}, 1, g.o.denyTTL)
-	}
+func (g *Gate) verdictOf(req *ManifestRequest, s *Stored) *Verdict {
+	return &Verdict{Image: req.Repo.String(), Digest: req.Digest, Judgement: s.Judgement}
 }
 
-// Blob decides on a blob: served only when an allowed manifest of the same
-// repository references it, under the policy in force.
-func (g *Gate) Blob(ctx context.Context, repo Repository, d v1.Hash) (*Verdict, error) {
-	snap := g.snap.Load()
-	v := &Verdict{Image: repo.String(), Digest: d}
-	allowed, err := g.parentAllows(ctx, snap, repo, d)
+// mayHaveParent reports whether a cached image denial should yield to a
+// decision again: an allowed index of the repository now lists it (a child
+// asked for before its index).
+func (g *Gate) mayHaveParent(ctx context.Context, snap *Snapshot, req *ManifestRequest, as judgeAs) bool {
+	if as.material() {
+		return false
+	}
+	ps, err := g.store.Granting(ctx, req.Repo, req.Digest, GrantChild, g.o.now())
+	return err != nil || len(ps) > 0
+}
+
+// listedSubject is the subject of a served referrers listing that named d.
+func (g *Gate) listedSubject(ctx context.Context, repo Repository, d v1.Hash) (v1.Hash, bool, error) {
+	ps, err := g.store.Granting(ctx, repo, d, GrantReferrer, g.o.now())
 	if err != nil {
-		return nil, err
+		return v1.Hash{}, false, fmt.Errorf("verdict store: %w", err)
 	}
-	if allowed {
-		v.Judgement = &Judgement{Decision: Allow, Cause: CauseParent, Revision: snap.Revision, Why: "allowed: referenced by an allowed manifest"}
-		return v, nil
+	for _, p := range ps {
+		if p.Judgement.Decision == Allow {
+			return p.as.subject, true, nil
+		}
 	}
-	v.Judgement = &Judgement{Decision: Deny, Cause: CauseNotReferenced, Revision: snap.Revision,
-		Why: fmt.Sprintf("refused: no manifest allowed in %s references this blob (pull the image by tag or digest first; its manifest is checked against the policy)", repo)}
-	g.metrics.verdict(string(CauseNotReferenced), v)
-	return v, nil
+	return v1.Hash{}, false, nil
+}
+
+// granted reports whether a verdict that serves its manifest in repo under
+// the policy in force grants d with kind, and the largest size it allows.
+// A granting verdict that is no longer fresh, or of an older revision, is
+// decided again first (so a reload neither breaks a pull in flight nor
+// keeps serving what the new policy refuses); while that fails with an
+// error, a granting allow within staleIfError still counts.
+func (g *Gate) granted(ctx context.Context, snap *Snapshot, repo Repository, d v1.Hash, kind GrantKind) (bool, int64, error) {
+	now := g.o.now()
+	ps, err := g.store.Granting(ctx, repo, d, kind, now)
+	if err != nil {
+		return false, 0, fmt.Errorf("verdict store: %w", err)
+	}
+	var again []*Stored
+	for _, p := range ps {
+		if p.Judgement.Decision != Allow {
+			continue
+		}
+		if p.Judgement.Revision == snap.Revision && now.Before(p.Fresh) {
+			return true, grantSize(p, d, kind), nil
+		}
+		again = append(again, p)
+	}
+	var firstErr error
+	for _, p := range again {
+		ok, err := g.redecide(ctx, snap, p)
+		if err != nil {
+			if p.Judgement.Revision == snap.Revision && now.Before(p.Fresh.Add(g.o.staleIfError)) {
+				return true, grantSize(p, d, kind), nil
+			}
+			firstErr = cmp.Or(firstErr, err)
+			continue
+		}
+		if ok {
+			return g.granted(ctx, snap, repo, d, kind)
+		}
+	}
+	return false, 0, firstErr
+}
+
+// redecide decides a stored verdict's request again under snap.
+func (g *Gate) redecide(ctx context.Context, snap *Snapshot, p *Stored) (bool, error) {
+	m, err := g.reader.Manifest(ctx, p.Repo, p.Digest.String())
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("re-checking %s@%s: %w", p.Repo, p.Digest, err)
+	}
+	req := &ManifestRequest{Repo: p.Repo, Reference: p.Reference, Digest: m.Digest, MediaType: m.MediaType, Bytes: m.Bytes}
+	v, err := g.verdict(ctx, snap, req, p.as)
+	if err != nil {
+		return false, err
+	}
+	return v.Allowed() && v.Revision == snap.Revision, nil
+}
+
+func grantSize(p *Stored, d v1.Hash, kind GrantKind) int64 {
+	if kind != GrantMaterialBlob {
+		return 0
+	}
+	for _, gr := range p.Grants {
+		if gr.Kind == kind && gr.Digest == d {
+			return max(gr.Size, 1)
+		}
+	}
+	return 1
+}
+
+func digestOfBytes(b []byte) v1.Hash {
+	h, _ := hashOf(b, "sha256")
+	return h
 }

@@ -167,7 +167,6 @@ func (f *gateFixture) decide(t testing.TB, ref string, p *pushed) *Verdict {
 	if err != nil {
 		t.Fatalf("%s: %v", ref, err)
 	}
-	f.gate.Wait()
 	return v
 }
 
@@ -234,7 +233,8 @@ func TestGateSignatureArtifacts(t *testing.T) {
 	ctx := context.Background()
 	sigRef := signing.LegacyTag(f.unsigned.digest)
 	repo, _ := name.NewRepository(f.host+"/acme/app", name.Insecure)
-	// A signature of the unsigned image by some key: signature material, served.
+	// A signature of the unsigned image by some key: material of a refused
+	// subject, refused (403); it grants nothing.
 	other, _ := signing.NewSigner()
 	if err := other.SignLegacy(repo, f.unsigned.digest); err != nil {
 		t.Fatal(err)
@@ -244,15 +244,24 @@ func TestGateSignatureArtifacts(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := f.decide(t, sigRef, &pushed{digest: m.Digest, bytes: m.Bytes})
-	if !v.Allowed() || v.Cause != CauseSignatureArtifact {
-		t.Fatalf("signature manifest: %+v", v)
+	if v.Allowed() || v.Cause != CauseSubjectRefused || v.NotFound() {
+		t.Fatalf("signature of a refused image: %+v", v.Judgement)
+	}
+	// The signature of the signed image: material of an allowed subject, served.
+	goodRef := signing.LegacyTag(f.legacy.digest)
+	gm, err := f.reader.Manifest(ctx, f.repo, goodRef)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := f.decide(t, goodRef, &pushed{digest: gm.Digest, bytes: gm.Bytes}); !v.Allowed() || v.Cause != CauseSignatureArtifact {
+		t.Fatalf("signature of an allowed image: %+v", v.Judgement)
 	}
 	// A fake: a runnable (unsigned) image pushed under a .sig tag.
 	fakeRef := signing.LegacyTag(f.legacy.digest)
 	fake := f.push(t, repo, fakeRef)
 	v = f.decide(t, fakeRef, fake)
-	if v.Allowed() {
-		t.Fatalf("a runnable image under a .sig tag was allowed: %+v", v)
+	if v.Allowed() || !v.NotFound() {
+		t.Fatalf("a runnable image under the .sig tag of an allowed image: want 404 (not material), got %+v", v.Judgement)
 	}
 	if v, _ := f.gate.Blob(ctx, f.repo, fake.layers[0]); v.Allowed() {
 		t.Fatal("the fake's layers are allowed")
@@ -394,7 +403,6 @@ func BenchmarkGateCacheHit(b *testing.B) {
 	if v, err := f.gate.Manifest(context.Background(), req); err != nil || !v.Allowed() {
 		b.Fatal(v, err)
 	}
-	f.gate.Wait()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {

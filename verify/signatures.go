@@ -27,8 +27,12 @@ type Limits struct {
 	// referrer manifests together) are examined per image; the rest are
 	// counted in Discovery.Skipped. Default 32.
 	MaxSignatures int
-	// MaxLayerBytes is the largest payload or bundle blob read. Default 1 MiB.
+	// MaxLayerBytes is the largest payload or bundle blob read, and the
+	// largest layer or entry signature material may list. Default 1 MiB.
 	MaxLayerBytes int64
+	// MaxArtifactEntries is the most layers or entries signature material
+	// may have; larger artifacts are refused. Default 1,000.
+	MaxArtifactEntries int
 }
 
 func (l Limits) withDefaults() Limits {
@@ -37,6 +41,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxLayerBytes <= 0 {
 		l.MaxLayerBytes = DefaultMaxLayerBytes
+	}
+	if l.MaxArtifactEntries <= 0 {
+		l.MaxArtifactEntries = DefaultMaxArtifactEntries
 	}
 	return l
 }

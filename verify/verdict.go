@@ -32,8 +32,9 @@ type Cause string
 // Causes of verdicts that are not a plain policy evaluation.
 const (
 	CausePolicy            Cause = "policy"             // the policy was evaluated on the image's own signatures
-	CauseSignatureArtifact Cause = "signature-artifact" // a signature-shaped .sig/.att/.sbom manifest or referrer
-	CauseReferrersIndex    Cause = "referrers-index"    // a referrers fallback index (lists, grants nothing)
+	CauseSignatureArtifact Cause = "signature-artifact" // signature material of a served subject, of its kind's shape
+	CauseSubjectRefused    Cause = "subject-refused"    // signature material whose subject is not served (403)
+	CauseNotMaterial       Cause = "not-material"       // under a signature tag or naming a subject, but not of the shape (404)
 	CauseParent            Cause = "allowed-parent"     // a child of an allowed index, or a blob of an allowed manifest
 	CauseMalformed         Cause = "malformed"          // the manifest is not a usable JSON manifest
 	CauseNotReferenced     Cause = "not-referenced"     // a blob no allowed manifest references
@@ -44,6 +45,9 @@ const (
 type Verdict struct {
 	Image  string // "registry/repository"
 	Digest v1.Hash
+	// MaxBytes bounds a blob allowed only as signature material (0: no
+	// bound beyond the digest).
+	MaxBytes int64
 	// Judgement is what was decided. Allow judgements are shared by every
 	// verdict they apply to (the same policy revision, outcome and signer),
 	// which keeps a cache of a million verdicts small.
@@ -69,6 +73,13 @@ type Judgement struct {
 // Message is one line: for a refusal, the image, the digest, the first
 // failing policy (or "no policy matches; default deny") and why.
 func (v *Verdict) Message() string { return v.Image + "@" + v.Digest.String() + " " + v.Why }
+
+// NotFound reports whether a refusal should read as "no such manifest"
+// (404): the manifest sits where signature material is kept, of a subject
+// that is served, but is not of that material's shape. Clients such as
+// containers/image read 404 as "no signatures"; any other status fails
+// their pulls.
+func (v *Verdict) NotFound() bool { return v.Decision == Deny && v.Cause == CauseNotMaterial }
 
 // Allowed reports whether the verdict serves the content.
 func (v *Verdict) Allowed() bool { return v.Decision == Allow }

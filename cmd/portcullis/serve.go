@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/portcullis-dev/portcullis/cmd/portcullis/config"
+	"github.com/portcullis-dev/portcullis/gate"
 	"github.com/portcullis-dev/portcullis/proxy"
 	"github.com/portcullis-dev/portcullis/verify"
 )
@@ -146,7 +147,7 @@ func buildProxy(cfg *config.Config, builder *snapshotBuilder, log *zap.Logger, r
 		proxy.WithRegisterer(reg),
 	}
 	var snap *verify.Snapshot
-	adapter := &gateAdapter{}
+	adapter := &gate.Late{}
 	if cfg.PolicyFile != "" {
 		if snap, err = builder.load(cfg.PolicyFile); err != nil {
 			return nil, nil, usageError(fmt.Errorf("policyFile: %w", err))
@@ -163,7 +164,7 @@ func buildProxy(cfg *config.Config, builder *snapshotBuilder, log *zap.Logger, r
 	if snap == nil {
 		return p, nil, nil
 	}
-	gate, err := verify.NewGate(readerAdapter{p}, snap,
+	g, err := verify.NewGate(gate.Reader{P: p}, snap,
 		verify.WithVerdictTTL(cfg.VerdictTTL), verify.WithDenyTTL(cfg.DenyTTL),
 		verify.WithStaleIfError(cfg.StaleIfError), verify.WithDecisionTimeout(cfg.DecisionTimeout),
 		verify.WithLimits(verify.Limits{MaxSignatures: cfg.MaxSignatures}),
@@ -171,9 +172,9 @@ func buildProxy(cfg *config.Config, builder *snapshotBuilder, log *zap.Logger, r
 	if err != nil {
 		return nil, nil, usageError(err)
 	}
-	adapter.g = gate
+	adapter.Bind(g)
 	logPolicy(log, "policy loaded", cfg.PolicyFile, snap)
-	return p, gate, nil
+	return p, g, nil
 }
 
 // upstreams turns the config's upstreams into the proxy's.

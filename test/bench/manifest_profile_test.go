@@ -15,9 +15,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -35,6 +32,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/portcullis-dev/portcullis/gate"
 	"github.com/portcullis-dev/portcullis/policy"
 	"github.com/portcullis-dev/portcullis/proxy"
 	"github.com/portcullis-dev/portcullis/verify"
@@ -83,7 +81,7 @@ func newGatedProxy(b *testing.B, up *url.URL, dir string) http.Handler {
 		b.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	adapter := &benchGateAdapter{}
+	adapter := &gate.Late{}
 	p, err := proxy.New([]proxy.Upstream{{Registry: benchRegistry, Endpoint: up}},
 		proxy.WithDefaultRegistry(benchRegistry), proxy.WithLogger(logger), proxy.WithRegisterer(reg),
 		proxy.WithGate(adapter))
@@ -98,9 +96,11 @@ func newGatedProxy(b *testing.B, up *url.URL, dir string) http.Handler {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if adapter.g, err = verify.NewGate(benchReader{p}, snap, verify.WithGateLogger(logger.Named("gate")), verify.WithGateRegisterer(reg)); err != nil {
+	g, err := verify.NewGate(gate.Reader{P: p}, snap, verify.WithGateLogger(logger.Named("gate")), verify.WithGateRegisterer(reg))
+	if err != nil {
 		b.Fatal(err)
 	}
+	adapter.Bind(g)
 	return p
 }
 
@@ -142,65 +142,4 @@ func BenchmarkManifestWarmPortcullisDigest(b *testing.B) {
 
 func BenchmarkManifestWarmReverseProxy(b *testing.B) {
 	benchManifestWarm(b, func(up *url.URL, _ string) http.Handler { return newReverseProxy(up) }, true)
-}
-
-// benchGateAdapter and benchReader copy cmd/portcullis's adapters
-// (gate.go there) between proxy and verify.
-type benchGateAdapter struct{ g *verify.Gate }
-
-func (a *benchGateAdapter) CheckManifest(ctx context.Context, m *proxy.Manifest) error {
-	v, err := a.g.Manifest(ctx, &verify.ManifestRequest{
-		Repo: verify.Repository(m.Repo), Reference: m.Reference,
-		Digest: m.Digest, MediaType: m.MediaType, Bytes: m.Bytes,
-	})
-	return benchRefusal(v, err)
-}
-
-func (a *benchGateAdapter) CheckBlob(ctx context.Context, repo proxy.Repository, d v1.Hash) error {
-	v, err := a.g.Blob(ctx, verify.Repository(repo), d)
-	return benchRefusal(v, err)
-}
-
-func benchRefusal(v *verify.Verdict, err error) error {
-	if err != nil {
-		return err
-	}
-	if v.Allowed() {
-		return nil
-	}
-	return &proxy.DeniedError{Message: fmt.Sprintf("%s@%s refused (%s)", v.Image, v.Digest, v.Cause)}
-}
-
-type benchReader struct{ p *proxy.Proxy }
-
-func (r benchReader) Manifest(ctx context.Context, repo verify.Repository, ref string) (*verify.Manifest, error) {
-	d, mt, b, err := r.p.Manifest(ctx, proxy.Repository(repo), ref)
-	if err != nil {
-		return nil, benchNotFound(err)
-	}
-	return &verify.Manifest{Digest: d, MediaType: mt, Bytes: b}, nil
-}
-
-func (r benchReader) Referrers(ctx context.Context, repo verify.Repository, subject v1.Hash) (*v1.IndexManifest, error) {
-	b, err := r.p.Referrers(ctx, proxy.Repository(repo), subject)
-	if err != nil {
-		return nil, benchNotFound(err)
-	}
-	var idx v1.IndexManifest
-	if err := json.Unmarshal(b, &idx); err != nil {
-		return nil, err
-	}
-	return &idx, nil
-}
-
-func (r benchReader) Blob(ctx context.Context, repo verify.Repository, d v1.Hash, max int64) ([]byte, error) {
-	b, err := r.p.Blob(ctx, proxy.Repository(repo), d, max)
-	return b, benchNotFound(err)
-}
-
-func benchNotFound(err error) error {
-	if err != nil && errors.Is(err, proxy.ErrNotFound) {
-		return fmt.Errorf("%w: %v", verify.ErrNotFound, err)
-	}
-	return err
 }

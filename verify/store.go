@@ -1,0 +1,205 @@
+package verify
+
+import (
+	"container/list"
+	"context"
+	"sync"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// GrantKind says what a grant lets through. Kinds never stand in for one
+// another: a blob grant never satisfies a manifest check, and a grant of
+// signature material never makes a manifest an image.
+type GrantKind uint8
+
+const (
+	// GrantChild is a manifest listed by an allowed index: served as an
+	// image of the same repository.
+	GrantChild GrantKind = iota + 1
+	// GrantBlob is a config or layer of an allowed image manifest.
+	GrantBlob
+	// GrantMaterialBlob is a config or layer of served signature material:
+	// served only because that artifact lists it, and only up to its size.
+	GrantMaterialBlob
+	// GrantReferrer is a manifest listed by a served referrers answer or
+	// fallback index: it may be served as signature material of the
+	// listing's subject (if it has the shape of a referrer).
+	GrantReferrer
+)
+
+func (k GrantKind) String() string {
+	switch k {
+	case GrantChild:
+		return "child"
+	case GrantBlob:
+		return "blob"
+	case GrantMaterialBlob:
+		return "material-blob"
+	case GrantReferrer:
+		return "referrer"
+	}
+	return "unknown"
+}
+
+// Grant is one digest an allowed verdict lets through, and how.
+type Grant struct {
+	Kind   GrantKind
+	Digest v1.Hash
+	// Size is the descriptor's size (bounds a material blob).
+	Size int64
+}
+
+// Stored is a verdict as the store keeps it: the judgement, the request it
+// judged (so it can be decided again), until when it is reused, and the
+// grants it made, which live and die with it.
+type Stored struct {
+	Key  string
+	Repo Repository
+	// Digest is the manifest (or referrers answer) judged.
+	Digest v1.Hash
+	// Reference is what the client asked for (a tag or a digest); deciding
+	// again replays it.
+	Reference string
+	// as is what the manifest was judged as (an image, or material of a
+	// kind about a subject).
+	as        judgeAs
+	Judgement *Judgement
+	// Fresh is until when the verdict is reused without deciding again;
+	// Expires when it is dropped (Fresh plus the stale-if-error window and
+	// the grace a pull in progress needs to fetch its layers).
+	Fresh, Expires time.Time
+	Grants         []Grant
+}
+
+// cost is the verdict plus its grants.
+func (s *Stored) cost() int { return 1 + len(s.Grants) }
+
+// VerdictStore keeps verdicts with their grants. A grant is found through
+// the verdicts that made it and is gone when they are. Implementations are
+// bounded; a store failure is an error, and the gate fails closed on it.
+type VerdictStore interface {
+	// Get returns the verdict stored under key, or nil.
+	Get(ctx context.Context, key string, now time.Time) (*Stored, error)
+	// Put stores v (replacing any verdict under v.Key).
+	Put(ctx context.Context, v *Stored) error
+	// Granting lists the live verdicts of repo that grant d with kind.
+	Granting(ctx context.Context, repo Repository, d v1.Hash, kind GrantKind, now time.Time) ([]*Stored, error)
+}
+
+// MemoryStore is the in-process VerdictStore: a least-recently-used list
+// bounded by cost (one per verdict plus one per grant), with an index from
+// granted digest to the verdicts granting it. Eviction and expiry drop a
+// verdict and its grants together, so no grant outlives its verdict and
+// the index never holds more than the list does.
+//
+// It is not ristretto: ristretto's admission policy may drop a Set, and a
+// dropped verdict would take with it the grants of a manifest just served,
+// refusing its layers.
+type MemoryStore struct {
+	mu      sync.Mutex
+	maxCost int
+	cost    int
+	lru     *list.List // of *Stored, most recent first
+	byKey   map[string]*list.Element
+	index   map[grantKey][]*list.Element
+}
+
+type grantKey struct {
+	repo Repository
+	d    v1.Hash
+	kind GrantKind
+}
+
+var _ VerdictStore = (*MemoryStore)(nil)
+
+// NewMemoryStore returns a MemoryStore holding at most maxCost verdicts
+// and grants.
+func NewMemoryStore(maxCost int) *MemoryStore {
+	return &MemoryStore{maxCost: max(maxCost, 1), lru: list.New(),
+		byKey: map[string]*list.Element{}, index: map[grantKey][]*list.Element{}}
+}
+
+// Get implements VerdictStore.
+func (m *MemoryStore) Get(_ context.Context, key string, now time.Time) (*Stored, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	el, ok := m.byKey[key]
+	if !ok {
+		return nil, nil
+	}
+	s := el.Value.(*Stored)
+	if !now.Before(s.Expires) {
+		m.remove(el)
+		return nil, nil
+	}
+	m.lru.MoveToFront(el)
+	return s, nil
+}
+
+// Put implements VerdictStore.
+func (m *MemoryStore) Put(_ context.Context, v *Stored) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if el, ok := m.byKey[v.Key]; ok {
+		m.remove(el)
+	}
+	if v.cost() > m.maxCost {
+		return nil // larger than the whole store: decided every time
+	}
+	el := m.lru.PushFront(v)
+	m.byKey[v.Key] = el
+	m.cost += v.cost()
+	for _, g := range v.Grants {
+		k := grantKey{v.Repo, g.Digest, g.Kind}
+		m.index[k] = append(m.index[k], el)
+	}
+	for m.cost > m.maxCost {
+		m.remove(m.lru.Back())
+	}
+	return nil
+}
+
+// Granting implements VerdictStore.
+func (m *MemoryStore) Granting(_ context.Context, repo Repository, d v1.Hash, kind GrantKind, now time.Time) ([]*Stored, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	els := m.index[grantKey{repo, d, kind}]
+	out := make([]*Stored, 0, len(els))
+	for _, el := range els {
+		if s := el.Value.(*Stored); now.Before(s.Expires) {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// Len is the number of verdicts held, and Cost their cost with grants.
+func (m *MemoryStore) Len() (verdicts, cost int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.lru.Len(), m.cost
+}
+
+func (m *MemoryStore) remove(el *list.Element) {
+	s := el.Value.(*Stored)
+	m.lru.Remove(el)
+	delete(m.byKey, s.Key)
+	m.cost -= s.cost()
+	for _, g := range s.Grants {
+		k := grantKey{s.Repo, g.Digest, g.Kind}
+		els := m.index[k]
+		for i, e := range els {
+			if e == el {
+				els = append(els[:i], els[i+1:]...)
+				break
+			}
+		}
+		if len(els) == 0 {
+			delete(m.index, k)
+		} else {
+			m.index[k] = els
+		}
+	}
+}
