@@ -128,7 +128,7 @@ func TestGracefulShutdown(t *testing.T) {
 	ld, _ := layers[0].Digest()
 	size, _ := layers[0].Size()
 
-	r := startServe(t, fmt.Sprintf("upstreams:\n  - registry: registry.example\n    endpoint: %s\n    insecure: true\n", up.URL))
+	r := startServe(t, fmt.Sprintf("upstreams:\n  - registry: registry.example\n    endpoint: %s\n    insecure: true\nunverified: true\n", up.URL))
 	type result struct {
 		n   int64
 		err error
@@ -182,6 +182,7 @@ upstreams:
     endpoint: %s
     insecure: true
     auth: {username: bot, passwordFile: %s}
+unverified: true
 `, filepath.Join(dir, "server.pem"), filepath.Join(dir, "server.key"), filepath.Join(dir, "ca.pem"), up.URL, pw))
 
 	roots := x509.NewCertPool()
