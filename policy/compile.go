@@ -200,6 +200,7 @@ func (c *compiler) policy(rp *rawPolicy) *ImagePolicy {
 		c.unique(names, ra.name, ra.path, "authority")
 		ip.Authorities = append(ip.Authorities, c.authority(ra))
 	}
+	c.checkSameSigners(rp, ip.Authorities)
 	return ip
 }
 

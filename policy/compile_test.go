@@ -137,9 +137,9 @@ func TestKeylessDefaults(t *testing.T) {
 		"        key: {path: k.pub}",
 		"        requireTlog: true",
 		"      - name: key",
-		"        key: {path: k.pub}",
+		"        key: {path: k2.pub}",
 		"default: allow",
-	), map[string]string{"k.pub": newKey(t, "ed25519")})
+	), map[string]string{"k.pub": newKey(t, "ed25519"), "k2.pub": newKey(t, "ed25519")})
 	as := p.Policies[0].Authorities
 	if !as[0].RequireTlog || !as[0].Keyless.RequireSCT || as[0].TrustRoot != PublicGood ||
 		as[1].TrustRoot != PublicGood || as[2].TrustRoot != "" || as[2].RequireTlog {

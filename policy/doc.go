@@ -21,7 +21,7 @@
 //	    images: ["registry.example/acme/**", "docker.io/library/nginx"]
 //	    excludeImages: ["registry.example/acme/sandbox/**"]
 //	    mode: enforce            # or warn: serve failures, log them
-//	    threshold: 1             # authorities that must pass
+//	    threshold: 1             # authorities that must pass, by distinct signers
 //	    authorities:
 //	      - name: release-key
 //	        key: {path: cosign.pub}

@@ -96,9 +96,15 @@ func (pl *Plan) Authorities() []*Authority {
 // AuthorityResult is what checking one authority found.
 type AuthorityResult struct {
 	Passed bool
-	// Identity says who signed, when Passed: "key <hint>" or
+	// Identity says who signed, when Passed, for people: "key <hint>" or
 	// "issuer X subject Y".
 	Identity string
+	// Signer is who signed, when Passed, for threshold: [KeySigner] of the
+	// key or [CertSigner] of the certificate that verified, whatever the
+	// signature's format. Threshold counts distinct signers: an authority
+	// whose Signer already counted for another authority of the policy
+	// does not count. "" (a result built by hand) is a signer of its own.
+	Signer string
 	// Reasons say why it did not pass.
 	Reasons []string
 }
@@ -150,7 +156,9 @@ type PolicyResult struct {
 	Passed   bool
 	// Threshold is how many authorities had to pass (0 when Unsigned).
 	Threshold int
-	// PassedBy lists the authorities that passed: "name (identity)".
+	// PassedBy lists the authorities that passed and count toward
+	// Threshold: "name (identity)". An authority that passed with a signer
+	// already counted is in Reasons instead.
 	PassedBy []string
 	// Reasons lists, for each authority that did not pass (even when the
 	// policy passed), "name: reason".
@@ -200,12 +208,19 @@ func evaluate(ip *ImagePolicy, results map[*Authority]AuthorityResult) PolicyRes
 		pr.Passed, pr.Threshold = true, 0
 		return pr
 	}
+	countedFor := make(map[string]string) // signer -> the authority it counted for
 	for _, a := range ip.Authorities {
 		res, ok := results[a]
 		switch {
 		case !ok:
 			pr.Reasons = append(pr.Reasons, a.Name+": not checked")
+		case res.Passed && countedFor[res.Signer] != "":
+			pr.Reasons = append(pr.Reasons, a.Name+": passed, but its signer ("+res.Signer+") already counted for "+
+				countedFor[res.Signer]+"; a signer is counted once toward threshold")
 		case res.Passed:
+			if res.Signer != "" {
+				countedFor[res.Signer] = a.Name
+			}
 			pr.PassedBy = append(pr.PassedBy, a.Name+" ("+res.Identity+")")
 		case len(res.Reasons) == 0:
 			pr.Reasons = append(pr.Reasons, a.Name+": did not pass")

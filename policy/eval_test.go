@@ -194,6 +194,40 @@ func TestDecideReasons(t *testing.T) {
 	}
 }
 
+// TestDecideCountsSignersOnce: two authorities that report the same signer
+// (say, both name one key, one passing on a .sig and one on a bundle) count
+// once toward threshold, and the refusal says so; different signers count
+// each.
+func TestDecideCountsSignersOnce(t *testing.T) {
+	a, b, c := &Authority{Name: "release"}, &Authority{Name: "release-again"}, &Authority{Name: "ci"}
+	const key = "key sha256:0a1b"
+	byKey := func(format string) AuthorityResult {
+		return AuthorityResult{Passed: true, Identity: "key abc=, " + format, Signer: key}
+	}
+	byCI := AuthorityResult{Passed: true, Identity: "issuer https://i.example subject ci", Signer: CertSigner("https://i.example", "ci")}
+	two := &ImagePolicy{Name: "two", Threshold: 2, Authorities: []*Authority{a, b, c}}
+	pl := &Plan{Matched: []*ImagePolicy{two}}
+
+	o := pl.Decide(map[*Authority]AuthorityResult{a: byKey("legacy .sig"), b: byKey("sigstore bundle")})
+	want := PolicyResult{
+		Policy:    "two",
+		Threshold: 2,
+		PassedBy:  []string{"release (key abc=, legacy .sig)"},
+		Reasons: []string{
+			"release-again: passed, but its signer (key sha256:0a1b) already counted for release; a signer is counted once toward threshold",
+			"ci: not checked",
+		},
+	}
+	if o.Allowed || !reflect.DeepEqual(o.Policies, []PolicyResult{want}) {
+		t.Errorf("one signer, two authorities: allowed %v\ngot  %+v\nwant %+v", o.Allowed, o.Policies, []PolicyResult{want})
+	}
+
+	o = pl.Decide(map[*Authority]AuthorityResult{a: byKey("legacy .sig"), b: byKey("sigstore bundle"), c: byCI})
+	if !o.Allowed || len(o.Policies[0].PassedBy) != 2 {
+		t.Errorf("two signers: allowed %v, %+v", o.Allowed, o.Policies)
+	}
+}
+
 func TestZeroOutcomeDenies(t *testing.T) {
 	var o Outcome
 	if o.Allowed || o.Reason != Denied {

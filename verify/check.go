@@ -13,8 +13,11 @@ import (
 )
 
 // AuthorityResult is the decision for one authority. On a pass, Identity
-// is "key <hint>, <format>" or "issuer <iss> subject <san>, <format>"; on a
-// failure, Reasons explain it, most useful first.
+// is "key <hint>, <format>" or "issuer <iss> subject <san>, <format>", and
+// Signer is who verified, whatever the format: policy.KeySigner of the
+// authority's key, or policy.CertSigner of the certificate's issuer and
+// subject (so that threshold counts each signer once); on a failure,
+// Reasons explain it, most useful first.
 type AuthorityResult = policy.AuthorityResult
 
 // DefaultMaxReasons bounds the per-signature lines in a result.
@@ -133,9 +136,9 @@ func (c *Checker) Check(a *policy.Authority, disc *Discovery, image string, matc
 			fails = append(fails, sigFailure{s, "malformed: " + s.Malformed})
 			continue
 		}
-		id, reason := au.checkOne(s, disc.Digest.String(), image, matchRepository)
+		who, reason := au.checkOne(s, disc.Digest.String(), image, matchRepository)
 		if reason == "" {
-			return AuthorityResult{Passed: true, Identity: id + ", " + s.Format.String()}
+			return AuthorityResult{Passed: true, Identity: who.identity + ", " + s.Format.String(), Signer: who.signer}
 		}
 		fails = append(fails, sigFailure{s, reason})
 	}
@@ -148,14 +151,20 @@ type sigFailure struct {
 	reason string
 }
 
+// signedBy is who made a signature that verified.
+type signedBy struct {
+	identity string // for people: au.desc, or "issuer X subject Y"
+	signer   string // for threshold: policy.KeySigner or policy.CertSigner
+}
+
 // checkOne verifies one signature: cheap claim and material checks first,
-// then sigstore-go. It returns the verified identity, or a reason.
-func (au *authority) checkOne(s *Signature, digest, image string, matchRepository bool) (string, string) {
+// then sigstore-go. It returns who verified, or a reason.
+func (au *authority) checkOne(s *Signature, digest, image string, matchRepository bool) (signedBy, string) {
 	if r := claimMismatch(s, digest, image, matchRepository); r != "" {
-		return "", r
+		return signedBy{}, r
 	}
 	if r := au.materialMismatch(s); r != "" {
-		return "", r
+		return signedBy{}, r
 	}
 	entity := s.Entity
 	if le, ok := entity.(*legacyEntity); ok && !au.keyless {
@@ -165,7 +174,7 @@ func (au *authority) checkOne(s *Signature, digest, image string, matchRepositor
 	for _, v := range au.verifiers(s) {
 		pb, err := au.policyFor(s, digest)
 		if err != nil {
-			return "", "cannot build verification policy: " + err.Error()
+			return signedBy{}, "cannot build verification policy: " + err.Error()
 		}
 		res, err := safeVerify(v, entity, pb)
 		if err == nil {
@@ -173,7 +182,7 @@ func (au *authority) checkOne(s *Signature, digest, image string, matchRepositor
 		}
 		reason = au.explain(err, s)
 	}
-	return "", reason
+	return signedBy{}, reason
 }
 
 // safeVerify runs sigstore-go's Verify, turning a panic on hostile
@@ -200,20 +209,30 @@ func (au *authority) policyFor(s *Signature, digest string) (sgverify.PolicyBuil
 
 // verified checks what sigstore-go verified: a bundle's statement must be a
 // cosign signature (discovery read the predicate type with another JSON
-// parser; this is the verified one). It returns the identity, or a reason.
-func (au *authority) verified(s *Signature, res *sgverify.VerificationResult) (string, string) {
+// parser; this is the verified one). It returns who signed, or a reason.
+func (au *authority) verified(s *Signature, res *sgverify.VerificationResult) (signedBy, string) {
 	if s.Format == Bundle && (res.Statement == nil || res.Statement.GetPredicateType() != SignPredicateType) {
-		return "", fmt.Sprintf("verified statement has predicate type %q, not %s", res.Statement.GetPredicateType(), SignPredicateType)
+		return signedBy{}, fmt.Sprintf("verified statement has predicate type %q, not %s", res.Statement.GetPredicateType(), SignPredicateType)
 	}
-	return au.identityOf(res), ""
+	return au.signedBy(res)
 }
 
-func (au *authority) identityOf(res *sgverify.VerificationResult) string {
-	if !au.keyless || res.Signature == nil || res.Signature.Certificate == nil {
-		return au.desc
+// signedBy names the signer of a verified result: the authority's key (the
+// only key a key authority verifies with), or the verified certificate's
+// issuer and subject. A keyless result without a certificate cannot be
+// told from another signer's, so it does not pass.
+func (au *authority) signedBy(res *sgverify.VerificationResult) (signedBy, string) {
+	if !au.keyless {
+		return signedBy{identity: au.desc, signer: au.signer}, ""
+	}
+	if res.Signature == nil || res.Signature.Certificate == nil {
+		return signedBy{}, "verified, but sigstore-go reported no certificate to name the signer by"
 	}
 	c := res.Signature.Certificate
-	return fmt.Sprintf("issuer %s subject %s", c.Issuer, c.SubjectAlternativeName)
+	return signedBy{
+		identity: fmt.Sprintf("issuer %s subject %s", c.Issuer, c.SubjectAlternativeName),
+		signer:   policy.CertSigner(c.Issuer, c.SubjectAlternativeName),
+	}, ""
 }
 
 // claimMismatch checks what the signature says it signs.

@@ -9,10 +9,12 @@ import (
 )
 
 // adminHandler serves /metrics, /healthz (the process is alive) and /readyz
-// (the registry listener is up and not shutting down). When degraded returns
-// a reason (a policy reload failed; the last good policy is in force),
-// /readyz stays 200, since the proxy still serves correctly, but says so.
-func adminHandler(reg *prometheus.Registry, ready *atomic.Bool, degraded func() string) http.Handler {
+// (the registry listener is up and not shutting down). When status returns
+// a line ("degraded: ..." when a policy reload failed and the last good
+// policy is in force, "unverified: ..." when the config says
+// "unverified: true"), /readyz stays 200, since the proxy serves as
+// configured, but answers that line instead of "ready".
+func adminHandler(reg *prometheus.Registry, ready *atomic.Bool, status func() string) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -23,8 +25,8 @@ func adminHandler(reg *prometheus.Registry, ready *atomic.Bool, degraded func() 
 			http.Error(w, "not ready\n", http.StatusServiceUnavailable)
 			return
 		}
-		if why := degraded(); why != "" {
-			_, _ = w.Write([]byte("degraded: " + why + "\n"))
+		if line := status(); line != "" {
+			_, _ = w.Write([]byte(line + "\n"))
 			return
 		}
 		_, _ = w.Write([]byte("ready\n"))

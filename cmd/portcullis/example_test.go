@@ -8,10 +8,60 @@ import (
 	"encoding/pem"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/portcullis-dev/portcullis/cmd/portcullis/config"
 	"github.com/portcullis-dev/portcullis/policy"
 )
+
+// TestConfigExample: the shipped example config loads, as it is but for
+// its absolute password path, next to the files it names, and enforces the
+// example policy: it is not a mirror that serves images unverified.
+func TestConfigExample(t *testing.T) {
+	deploy := filepath.Join("..", "..", "deploy")
+	example, err := os.ReadFile(filepath.Join(deploy, "config-example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	policyExample, err := os.ReadFile(filepath.Join(deploy, "policy-example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	const pwPath = "/run/secrets/portcullis/registry-example-password"
+	if !strings.Contains(string(example), pwPath) {
+		t.Fatalf("config-example.yaml no longer names %s; update this test", pwPath)
+	}
+	writeFile(t, dir, "password", "not-a-real-password\n")
+	for _, name := range []string{"tls.crt", "tls.key", "clients.pem", "ca.pem"} {
+		writeFile(t, dir, name, "checked for readability only")
+	}
+	writeExamplePolicyFiles(t, dir)
+	writeFile(t, dir, "policy-example.yaml", string(policyExample))
+	path := writeFile(t, dir, "config.yaml", strings.ReplaceAll(string(example), pwPath, filepath.Join(dir, "password")))
+
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Unverified || cfg.PolicyFile != filepath.Join(dir, "policy-example.yaml") {
+		t.Fatalf("example config: unverified %v, policyFile %q; want it to enforce policy-example.yaml", cfg.Unverified, cfg.PolicyFile)
+	}
+	if _, err := (&snapshotBuilder{}).load(cfg.PolicyFile); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// writeExamplePolicyFiles writes into dir the files policy-example.yaml
+// names: a public key and a trusted root.
+func writeExamplePolicyFiles(t *testing.T, dir string) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	writeFile(t, dir, "cosign.pub", string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})))
+	writeFile(t, dir, "trusted_root.json", string(realdata(t, "trusted-root", "trusted_root.json")))
+}
 
 // TestPolicyExample: the shipped example policy compiles once the files it
 // names exist (a key, a trusted root); it is documentation that cannot rot.
@@ -21,10 +71,7 @@ func TestPolicyExample(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
-	writeFile(t, dir, "cosign.pub", string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})))
-	writeFile(t, dir, "trusted_root.json", string(realdata(t, "trusted-root", "trusted_root.json")))
+	writeExamplePolicyFiles(t, dir)
 	path := writeFile(t, dir, "policy.yaml", string(example))
 	p, err := policy.Load(path)
 	if err != nil {

@@ -59,11 +59,16 @@ func serve(ctx context.Context, configPath, logFormat string) error {
 	if err != nil {
 		return err
 	}
-	degraded := func() string { return "" }
+	status := func() string { return unverifiedStatus } // no gate: "unverified: true"
 	if gate != nil {
 		reloader := newPolicyReloader(cfg.PolicyFile, builder, gate, log, reg)
 		go reloader.run(ctx, policyPollInterval, tufRefreshInterval)
-		degraded = reloader.degraded
+		status = func() string {
+			if why := reloader.degraded(); why != "" {
+				return "degraded: " + why
+			}
+			return ""
+		}
 	}
 	srv := &http.Server{
 		Handler:           p,
@@ -75,7 +80,7 @@ func serve(ctx context.Context, configPath, logFormat string) error {
 		return usageError(err)
 	}
 	var ready atomic.Bool
-	admin := &http.Server{Handler: adminHandler(reg, &ready, degraded), ReadHeaderTimeout: 10 * time.Second}
+	admin := &http.Server{Handler: adminHandler(reg, &ready, status), ReadHeaderTimeout: 10 * time.Second}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -129,9 +134,14 @@ const (
 	tufRefreshInterval = time.Hour
 )
 
-// buildProxy wires the proxy and, when the config names a policy file, the
-// verification gate in front of every manifest and blob. Without a policy
-// file the proxy is a plain (digest-checking) mirror, and says so.
+// unverifiedStatus is what /readyz says of a proxy configured with
+// "unverified: true".
+const unverifiedStatus = `unverified: every image is served without a signature check ("unverified: true" in the config, no policyFile)`
+
+// buildProxy wires the proxy and the verification gate in front of every
+// manifest and blob, from the config's policy file. Only a config that says
+// "unverified: true" (config.Load refuses one with neither) gets a plain
+// (digest-checking) mirror, and that is logged as a warning on every start.
 func buildProxy(cfg *config.Config, builder *snapshotBuilder, log *zap.Logger, reg *prometheus.Registry) (*proxy.Proxy, *verify.Gate, error) {
 	ups, err := upstreams(cfg)
 	if err != nil {
@@ -148,14 +158,18 @@ func buildProxy(cfg *config.Config, builder *snapshotBuilder, log *zap.Logger, r
 	}
 	var snap *verify.Snapshot
 	adapter := &gate.Late{}
-	if cfg.PolicyFile != "" {
+	switch {
+	case cfg.PolicyFile != "": // first: a policy is enforced whatever else the Config says
 		if snap, err = builder.load(cfg.PolicyFile); err != nil {
 			return nil, nil, usageError(fmt.Errorf("policyFile: %w", err))
 		}
 		opts = append(opts, proxy.WithGate(adapter))
-	} else {
-		log.Warn("no policyFile in the config: serving as a plain mirror, no signature is verified")
+	case cfg.Unverified:
+		log.Warn("unverified: true in the config: serving as a plain mirror, no signature is verified",
+			zap.String("config", cfg.Path))
 		opts = append(opts, proxy.WithGate(proxy.AllowAllUnsafe{}))
+	default: // config.Load refuses this; a Config built another way must choose too
+		return nil, nil, usageError(fmt.Errorf("%s: no policyFile, and no \"unverified: true\" to serve images unverified", cfg.Path))
 	}
 	p, err := proxy.New(ups, opts...)
 	if err != nil {

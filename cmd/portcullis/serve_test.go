@@ -27,6 +27,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/portcullis-dev/portcullis/cmd/portcullis/config"
 )
@@ -105,6 +108,74 @@ func TestServeBadConfigIsExit2(t *testing.T) {
 	}
 }
 
+// TestServeWithoutPolicyIsExit2: a config with no policyFile does not
+// start a proxy that would serve everything unverified; it is a config
+// error (exit 2) naming the file, the line and the field, and the way out.
+func TestServeWithoutPolicyIsExit2(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeFile(t, dir, "config.yaml", "listen: 127.0.0.1:0\nadminListen: 127.0.0.1:0\nupstreams: [{registry: registry.example}]\n")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second) // a proxy that starts stops here
+	defer cancel()
+	err := serve(ctx, cfg, "json")
+	var ee *exitError
+	if !errors.As(err, &ee) || ee.code != 2 {
+		t.Fatalf("err = %v, want exit code 2", err)
+	}
+	for _, want := range []string{cfg + ":1: ", `missing field "policyFile"`, `"unverified: true"`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not say %q: %v", want, err)
+		}
+	}
+}
+
+// TestServeUnverified: "unverified: true" starts a plain mirror, warns so in
+// the log, and /readyz, still 200, says the proxy is unverified.
+func TestServeUnverified(t *testing.T) {
+	r := startServe(t, "upstreams: [{registry: registry.example}]\nunverified: true\n")
+	resp, err := http.Get("http://" + r.admin + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(string(body), "unverified: ") {
+		t.Errorf("/readyz: %d %q, want 200 and a body starting %q", resp.StatusCode, body, "unverified: ")
+	}
+
+	dir := t.TempDir()
+	cfg, err := config.Load(writeFile(t, dir, "config.yaml", "upstreams: [{registry: registry.example}]\nunverified: true\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	core, logged := observer.New(zap.WarnLevel)
+	if _, gate, err := buildProxy(cfg, &snapshotBuilder{}, zap.New(core), prometheus.NewRegistry()); err != nil || gate != nil {
+		t.Fatalf("buildProxy: gate %v, err %v; want no gate, no error", gate, err)
+	}
+	if w := logged.FilterMessageSnippet("no signature is verified").All(); len(w) != 1 || w[0].Level != zap.WarnLevel {
+		t.Errorf("warnings logged: %+v, want one saying no signature is verified", logged.All())
+	}
+}
+
+// TestBuildProxyNeedsAChoice: a Config that names no policy file and does
+// not say Unverified (config.Load refuses such a file) gets no proxy, and
+// one that names a policy file enforces it whatever Unverified says.
+func TestBuildProxyNeedsAChoice(t *testing.T) {
+	dir := t.TempDir()
+	cfg, err := config.Load(writeFile(t, dir, "config.yaml", "upstreams: [{registry: registry.example}]\nunverified: true\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Unverified = false
+	if p, _, err := buildProxy(cfg, &snapshotBuilder{}, zap.NewNop(), prometheus.NewRegistry()); err == nil || p != nil {
+		t.Fatalf("buildProxy without a choice: proxy %v, err %v; want an error", p, err)
+	}
+	cfg.Unverified = true
+	cfg.PolicyFile = writeFile(t, dir, "policy.yaml", "policies: []\ndefault: deny\n")
+	if _, gate, err := buildProxy(cfg, &snapshotBuilder{}, zap.NewNop(), prometheus.NewRegistry()); err != nil || gate == nil {
+		t.Fatalf("buildProxy with a policy file and Unverified: gate %v, err %v; want the policy's gate", gate, err)
+	}
+}
+
 // TestGracefulShutdown: on shutdown an in-flight blob pull finishes.
 func TestGracefulShutdown(t *testing.T) {
 	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
@@ -130,7 +201,7 @@ func TestGracefulShutdown(t *testing.T) {
 	ld, _ := layers[0].Digest()
 	size, _ := layers[0].Size()
 
-	r := startServe(t, fmt.Sprintf("upstreams:\n  - registry: registry.example\n    endpoint: %s\n    insecure: true\n", up.URL))
+	r := startServe(t, fmt.Sprintf("upstreams:\n  - registry: registry.example\n    endpoint: %s\n    insecure: true\nunverified: true\n", up.URL))
 	type result struct {
 		n   int64
 		err error
@@ -184,6 +255,7 @@ upstreams:
     endpoint: %s
     insecure: true
     auth: {username: bot, passwordFile: %s}
+unverified: true
 `, filepath.Join(dir, "server.pem"), filepath.Join(dir, "server.key"), filepath.Join(dir, "ca.pem"), up.URL, pw))
 
 	roots := x509.NewCertPool()

@@ -45,6 +45,7 @@ func TestBadConfigExits2(t *testing.T) {
 		"unknown default":  "listen: 127.0.0.1:0\nadminListen: 127.0.0.1:0\nupstreams:\n  - registry: r.example\n    endpoint: https://r.example\ndefaultRegistry: other.example\n",
 		"auth, anonymous":  "listen: 127.0.0.1:0\nadminListen: 127.0.0.1:0\nupstreams:\n  - registry: r.example\n    endpoint: https://r.example\n    auth: {username: u, passwordFile: pw}\n",
 		"negative timeout": "listen: 127.0.0.1:0\nadminListen: 127.0.0.1:0\nupstreams:\n  - registry: r.example\n    endpoint: https://r.example\nupstreamTimeout: -1s\n",
+		"no policyFile":    "listen: 127.0.0.1:0\nadminListen: 127.0.0.1:0\nupstreams:\n  - registry: r.example\n    endpoint: https://r.example\n",
 	} {
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join(dir, strings.ReplaceAll(name, " ", "-")+".yaml")
@@ -62,8 +63,9 @@ func TestBadConfigExits2(t *testing.T) {
 
 // TestConfigExample starts the proxy with deploy/config-example.yaml as
 // shipped, except for loopback listen addresses and a password file in a
-// temporary directory, with the TLS files it names generated next to it, and
-// checks mutual TLS on /v2/.
+// temporary directory, with the TLS files it names generated next to it and
+// the example policy it names (deploy/policy-example.yaml, with a fresh key
+// and a trusted root that trusts nothing), and checks mutual TLS on /v2/.
 func TestConfigExample(t *testing.T) {
 	e := setup(t)
 	e.needProxy(t)
@@ -84,6 +86,9 @@ func TestConfigExample(t *testing.T) {
 		pwPath, filepath.Join(dir, "password"),
 	)
 	writeFile(t, filepath.Join(dir, "password"), "not-a-real-password\n")
+	render(t, "policy-example.yaml", filepath.Join(dir, "policy-example.yaml"))
+	writeFile(t, filepath.Join(dir, "cosign.pub"), examplePublicKey(t))
+	writeFile(t, filepath.Join(dir, "trusted_root.json"), `{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}`+"\n")
 
 	serverCA := newCA(t, "portcullis e2e server CA")
 	clientCA := newCA(t, "portcullis e2e client CA")
@@ -141,6 +146,21 @@ func TestConfigExample(t *testing.T) {
 	if resp, err := get(nil); err == nil && resp.StatusCode == http.StatusOK {
 		t.Errorf("GET /v2/ without a client certificate: %s; want it refused", resp.Status)
 	}
+}
+
+// examplePublicKey is a fresh ECDSA public key, PEM, for the key authority
+// of policy-example.yaml.
+func examplePublicKey(t *testing.T) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
 }
 
 // testCA is a throwaway certificate authority.

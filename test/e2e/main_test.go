@@ -283,10 +283,11 @@ func (e *env) push(ctx context.Context) error {
 	return nil
 }
 
-// startProxy starts the shared proxy: no policy file (a plain mirror), its
-// config and log in the scratch directory.
+// startProxy starts the shared proxy: no policy file but "unverified: true"
+// (a plain mirror, for the protocol and client tests), its config and log in
+// the scratch directory.
 func (e *env) startProxy() error {
-	p, err := e.launchProxy("portcullis", e.dir, "", "console")
+	p, err := e.launchProxy("portcullis", e.dir, "unverified: true\n", "console")
 	if err != nil {
 		return err
 	}

@@ -67,9 +67,17 @@ type Config struct {
 	ShutdownTimeout time.Duration
 
 	// PolicyFile is the absolute path of the verification policy file; this
-	// package only checks that it is readable.
-	// YAML "policyFile"; default "" (none).
+	// package only checks that it is readable. Loading fails when it is
+	// unset and Unverified is false.
+	// YAML "policyFile"; required unless "unverified: true".
 	PolicyFile string
+
+	// Unverified acknowledges that the proxy has no PolicyFile and so serves
+	// every image without verifying any signature: a plain mirror that only
+	// checks digests. Loading fails when it is true and PolicyFile is set
+	// (which of the two was meant?).
+	// YAML "unverified"; default false.
+	Unverified bool
 
 	// VerdictTTL is how long a verification verdict that allowed an image
 	// is reused.

@@ -53,6 +53,7 @@ func TestPasswordThroughParse(t *testing.T) {
 		"upstreams:",
 		"  - {registry: r.example, auth: {username: bot, passwordFile: crlf}}",
 		"  - {registry: q.example}",
+		"unverified: true",
 	)), "config.yaml", dir)
 	if err != nil {
 		t.Fatal(err)

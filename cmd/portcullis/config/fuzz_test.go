@@ -20,6 +20,7 @@ func FuzzParse(f *testing.F) {
 		"~",
 		"- a",
 		"upstreams: [{registry: r.example}]",
+		"upstreams: [{registry: r.example}]\nunverified: true\n",
 		y(
 			"listen: 127.0.0.1:5050",
 			"adminListen: 127.0.0.1:9090",
@@ -43,6 +44,7 @@ func FuzzParse(f *testing.F) {
 			"staleIfError: 1h",
 			"maxSignatures: 32",
 			"decisionTimeout: 10s",
+			"unverified: true",
 		),
 		y("listne: x", "upstreams:", "  - registry: HTTPS://x", "    endpoint: ftp://y", "tagTTL: 30", "tagTTL: -1s"),
 		y("a: &a {b: *a}", "upstreams: &u [*u]", "tls: &t {certFile: *t}"),
@@ -76,6 +78,9 @@ func FuzzParse(f *testing.F) {
 			if u.Auth != nil && u.Password() == "" {
 				t.Errorf("accepted auth for %q without a password", u.Registry)
 			}
+		}
+		if (c.PolicyFile == "") != c.Unverified {
+			t.Errorf("accepted policyFile %q with unverified %v: want exactly one of them", c.PolicyFile, c.Unverified)
 		}
 		if c.DefaultRegistry != "" && !seen[c.DefaultRegistry] {
 			t.Errorf("accepted defaultRegistry %q, not an upstream", c.DefaultRegistry)

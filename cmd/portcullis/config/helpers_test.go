@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // y joins lines into a YAML file, so that tests can count lines.
@@ -45,12 +47,36 @@ func writeFile(t *testing.T, path, content string) {
 	}
 }
 
-// parseFixture parses src as "config.yaml" in a fresh fixture directory.
+// parseFixture parses src as "config.yaml" in a fresh fixture directory,
+// after [chosen].
 func parseFixture(t *testing.T, src string) (*Config, string, error) {
 	t.Helper()
 	dir := fixture(t)
-	c, err := Parse([]byte(src), "config.yaml", dir)
+	c, err := Parse([]byte(chosen(src)), "config.yaml", dir)
 	return c, dir, err
+}
+
+// chosen returns src with a last line "unverified: true" when src is a
+// YAML mapping that sets neither policyFile nor unverified, so that tests
+// about other settings need not each make the choice checkVerification
+// demands (TestVerificationChoice tests that choice). The line goes last so
+// that the lines of src keep their numbers; src that is not such a mapping
+// (broken YAML, a list, ...) is returned as it is.
+func chosen(src string) string {
+	var m map[string]any
+	if err := yaml.Unmarshal([]byte(src), &m); err != nil || m == nil {
+		return src
+	}
+	if _, ok := m["policyFile"]; ok {
+		return src
+	}
+	if _, ok := m["unverified"]; ok {
+		return src
+	}
+	if !strings.HasSuffix(src, "\n") {
+		src += "\n"
+	}
+	return src + "unverified: true\n"
 }
 
 // wantErrors checks that err lists exactly one problem per entry of want,

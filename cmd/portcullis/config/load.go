@@ -55,7 +55,8 @@ func Parse(data []byte, filename, dir string) (*Config, error) {
 		return nil, problemsError(r)
 	}
 	c := defaults()
-	yamlfile.NewDecoder(r, 0).Mapping("", root, configFields(c))
+	seen := yamlfile.NewDecoder(r, 0).Mapping("", root, configFields(c))
+	checkVerification(c, seen, root.Line, r)
 	validate(c, dir, r)
 	if err := problemsError(r); err != nil {
 		return nil, err
@@ -105,6 +106,7 @@ func configFields(c *Config) []yamlfile.Field {
 		{Key: "upstreamTimeout", Decode: positiveDuration(&c.UpstreamTimeout)},
 		{Key: "shutdownTimeout", Decode: positiveDuration(&c.ShutdownTimeout)},
 		{Key: "policyFile", Decode: yamlfile.NonEmpty(&c.PolicyFile)},
+		{Key: "unverified", Decode: yamlfile.Bool(&c.Unverified)},
 		{Key: "verdictTTL", Decode: duration(&c.VerdictTTL)},
 		{Key: "denyTTL", Decode: duration(&c.DenyTTL)},
 		{Key: "staleIfError", Decode: duration(&c.StaleIfError)},

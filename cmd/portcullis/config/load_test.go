@@ -12,11 +12,12 @@ import (
 )
 
 func TestParseDefaults(t *testing.T) {
-	c, _, err := parseFixture(t, y("upstreams: [{registry: registry.example}]"))
+	c, _, err := parseFixture(t, y("upstreams: [{registry: registry.example}]", "unverified: true"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := &Config{
+		Unverified:         true,
 		Listen:             "127.0.0.1:5050",
 		AdminListen:        "127.0.0.1:9090",
 		Upstreams:          []Upstream{{Registry: "registry.example", Endpoint: &url.URL{Scheme: "https", Host: "registry.example"}}},
@@ -256,12 +257,12 @@ func TestParseErrors(t *testing.T) {
 		},
 		{
 			name: "setting name is not a string",
-			yaml: y(up, "? [a, b]", ": c"),
+			yaml: y(up, "? [a, b]", ": c", "unverified: true"),
 			want: []string{`config.yaml:2: want a setting name, got a list`},
 		},
 		{
 			name: "repeated field",
-			yaml: y("tagTTL: 1s", up, "tagTTL: 2s"),
+			yaml: y("tagTTL: 1s", up, "tagTTL: 2s", "unverified: true"),
 			want: []string{`config.yaml:3: field "tagTTL" is already set at line 1`},
 		},
 		{
@@ -405,7 +406,7 @@ func TestParseErrors(t *testing.T) {
 		},
 		{
 			name: "numbers not whole",
-			yaml: y(up, "manifestCacheBytes: 64MiB", "maxSignatures: 1.5", `maxSignatures: "3"`),
+			yaml: y(up, "manifestCacheBytes: 64MiB", "maxSignatures: 1.5", `maxSignatures: "3"`, "unverified: true"),
 			want: []string{
 				`config.yaml:2: manifestCacheBytes: want a whole number, got "64MiB"`,
 				`config.yaml:3: maxSignatures: want a whole number, got "1.5"`,
@@ -488,6 +489,7 @@ func TestLoad(t *testing.T) {
 		"upstreams:",
 		"  - registry: r.example",
 		"    auth: {username: bot, passwordFile: ../secrets/pw}",
+		"unverified: true",
 	))
 
 	// Load a relative path, from another directory, so that paths in the
@@ -523,7 +525,7 @@ func TestLoadErrors(t *testing.T) {
 		}
 	})
 	t.Run("problems name the path as given", func(t *testing.T) {
-		writeFile(t, filepath.Join(dir, "bad.yaml"), y("upstreams: [{registry: r.example}]", "tagTTL: soon"))
+		writeFile(t, filepath.Join(dir, "bad.yaml"), y("upstreams: [{registry: r.example}]", "tagTTL: soon", "unverified: true"))
 		t.Chdir(dir)
 		_, err := Load("bad.yaml")
 		if err == nil || !strings.HasPrefix(err.Error(), "bad.yaml:2: tagTTL: ") {

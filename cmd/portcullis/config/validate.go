@@ -121,3 +121,20 @@ func checkCredentialExposure(c *Config, r *yamlfile.Report) {
 			"or set \"allowAnonymousClients: true\" if everyone who can reach the proxy may use these credentials",
 		strings.Join(registries, ", "), c.Listen)
 }
+
+// checkVerification makes serving unverified images an explicit decision:
+// a config names the policy to enforce or says "unverified: true", never
+// neither (a forgotten policyFile would quietly serve everything) and never
+// both (which was meant?). seen holds the top-level keys the file sets, each
+// with its line; top is the line of the top-level mapping.
+func checkVerification(c *Config, seen map[string]int, top int, r *yamlfile.Report) {
+	policyLine, hasPolicy := seen["policyFile"] // also when its value was rejected
+	switch {
+	case !hasPolicy && !c.Unverified:
+		r.ErrorAt(top, "", `missing field "policyFile": without a policy no signature is verified; `+
+			`set policyFile to the policy to enforce (see deploy/policy-example.yaml), `+
+			`or set "unverified: true" to run a plain mirror that serves every image unverified`)
+	case hasPolicy && c.Unverified:
+		r.Errorf("unverified", `"unverified: true" contradicts policyFile (line %d), which enforces a policy; remove one of them`, policyLine)
+	}
+}

@@ -172,7 +172,7 @@ func TestValidateErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := fixture(t)
 			writeFile(t, dir+"/empty", "\n")
-			c, err := Parse([]byte(tc.yaml), "config.yaml", dir)
+			c, err := Parse([]byte(chosen(tc.yaml)), "config.yaml", dir)
 			if c != nil {
 				t.Errorf("got a Config with the error: %+v", c)
 			}
@@ -343,5 +343,66 @@ func TestListenSharedPortZero(t *testing.T) {
 	_, _, err := parseFixture(t, y("upstreams: [{registry: r.example}]", "listen: 127.0.0.1:0", "adminListen: 127.0.0.1:0"))
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestVerificationChoice: a config names the policy to enforce or says
+// "unverified: true"; neither (a forgotten policyFile, which used to serve
+// everything unverified) and both are errors that name the field and line.
+func TestVerificationChoice(t *testing.T) {
+	const up = "upstreams: [{registry: r.example}]"
+	tests := []struct {
+		name       string
+		yaml       string
+		want       []string // problems; none: the config loads
+		unverified bool
+	}{
+		{
+			name: "neither",
+			yaml: y("# no policy", up),
+			want: []string{`config.yaml:2: missing field "policyFile": without a policy no signature is verified; ` +
+				`set policyFile to the policy to enforce (see deploy/policy-example.yaml), ` +
+				`or set "unverified: true" to run a plain mirror that serves every image unverified`},
+		},
+		{
+			name: "unverified false",
+			yaml: y(up, "unverified: false"),
+			want: []string{`config.yaml:1: missing field "policyFile"`},
+		},
+		{
+			name: "both",
+			yaml: y(up, "policyFile: policy.yaml", "unverified: true"),
+			want: []string{`config.yaml:3: unverified: "unverified: true" contradicts policyFile (line 2), which enforces a policy; remove one of them`},
+		},
+		{
+			name: "empty policyFile is reported once",
+			yaml: y(up, `policyFile: ""`),
+			want: []string{`config.yaml:2: policyFile: must not be empty`},
+		},
+		{
+			name: "policyFile",
+			yaml: y(up, "policyFile: policy.yaml"),
+		},
+		{
+			name:       "unverified",
+			yaml:       y(up, "unverified: true"),
+			unverified: true,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := fixture(t)
+			c, err := Parse([]byte(tc.yaml), "config.yaml", dir)
+			if len(tc.want) > 0 {
+				wantErrors(t, err, dir, tc.want)
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Unverified != tc.unverified || (c.PolicyFile == "") != tc.unverified {
+				t.Errorf("Unverified = %v, PolicyFile = %q; want unverified %v", c.Unverified, c.PolicyFile, tc.unverified)
+			}
+		})
 	}
 }
