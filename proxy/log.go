@@ -3,8 +3,8 @@ package proxy
 import (
 	"context"
 	"net/http"
-	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 )
@@ -71,7 +71,7 @@ func (p *Proxy) finish(rec *recorder, r *http.Request, info *requestInfo, start 
 	d := time.Since(start)
 	p.metrics.observeRequest(info.route, r.Method, status, rec.bytes, d)
 	fields := []zap.Field{
-		zap.String("method", r.Method),
+		zap.String("method", logMethod(r.Method)),
 		zap.String("route", info.route),
 		zap.String("registry", info.registry),
 		zap.String("repo", info.repo),
@@ -83,7 +83,7 @@ func (p *Proxy) finish(rec *recorder, r *http.Request, info *requestInfo, start 
 		zap.String("remote", r.RemoteAddr),
 	}
 	if info.err != nil {
-		fields = append(fields, zap.String("code", info.err.Code), zap.String("error", info.err.Message))
+		fields = append(fields, zap.String("code", info.err.Code), zap.String("error", truncate(info.err.Message, maxLoggedError)))
 	}
 	switch {
 	case aborted:
@@ -95,9 +95,23 @@ func (p *Proxy) finish(rec *recorder, r *http.Request, info *requestInfo, start 
 	}
 }
 
-func statusLabel(code int) string {
-	if code == 0 {
-		return "aborted"
+// maxLoggedMethod and maxLoggedError bound what of a request's method and
+// of an error message is logged: net/http accepts any token, of any length,
+// as a method, and error messages quote methods and upstream answers.
+const (
+	maxLoggedMethod = 16
+	maxLoggedError  = 1024
+)
+
+func logMethod(m string) string { return truncate(m, maxLoggedMethod) }
+
+// truncate cuts s to at most n bytes, on a rune boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
 	}
-	return strconv.Itoa(code)
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
