@@ -27,6 +27,12 @@ const (
 	codeTooManyRequests  = "TOOMANYREQUESTS"
 	codeUnavailable      = "UNAVAILABLE"
 	codeRangeUnsatisfied = "RANGE_NOT_SATISFIABLE"
+	// codeUpstreamError is not in the spec: it is the code of every 502, an
+	// upstream that answered but unusably (a 5xx, bytes that do not match
+	// their digest, a malformed answer, a refusal of the proxy's own
+	// credentials), so that it reads neither as a policy refusal (DENIED)
+	// nor as no answer at all (UNAVAILABLE).
+	codeUpstreamError = "UPSTREAM_ERROR"
 )
 
 // DeniedError is how a Gate refuses content: the proxy answers 403 with an
@@ -48,6 +54,9 @@ type regError struct {
 	Detail  any
 	// Header holds extra response headers (Retry-After, Content-Range).
 	Header http.Header
+	// refusedCredentials marks an upstream's refusal of the proxy's
+	// credentials: an upstream error, but not an outage (see isOutage).
+	refusedCredentials bool
 }
 
 func (e *regError) Error() string {
@@ -59,13 +68,33 @@ func newError(status int, code, format string, args ...any) *regError {
 }
 
 // unavailable is the answer when no decision or no content could be had:
-// fail closed, never serve.
+// fail closed, never serve. A 502 means the upstream answered unusably and
+// gets UPSTREAM_ERROR, as from upstreamError; any other status UNAVAILABLE.
 func unavailable(status int, format string, args ...any) *regError {
+	if status == http.StatusBadGateway {
+		return upstreamError(format, args...)
+	}
 	return newError(status, codeUnavailable, format, args...)
 }
 
+// upstreamError is 502 UPSTREAM_ERROR: the upstream answered, but with
+// nothing the proxy may serve.
+func upstreamError(format string, args ...any) *regError {
+	return newError(http.StatusBadGateway, codeUpstreamError, format, args...)
+}
+
+// refusedCredentials is 502 UPSTREAM_ERROR for an upstream (or its token
+// service) that refused the proxy's own credentials: the client was not
+// refused by policy, the proxy is misconfigured or its account is.
+func refusedCredentials(format string, args ...any) *regError {
+	e := upstreamError(format, args...)
+	e.refusedCredentials = true
+	return e
+}
+
 // asRegError maps any error to the wire: a *regError as is, a Gate's
-// *DeniedError to 403 DENIED, anything else to 503 UNAVAILABLE.
+// *DeniedError to 403 DENIED (the only source of DENIED: a policy refusal),
+// anything else to 503 UNAVAILABLE.
 func asRegError(err error) *regError {
 	var re *regError
 	if errors.As(err, &re) {
@@ -134,7 +163,7 @@ func fromUpstreamResponse(registry string, resp *http.Response, notFound string)
 		}
 		return e
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		return newError(http.StatusForbidden, codeDenied, "upstream %s refused the proxy access (%d)%s", registry, resp.StatusCode, upstreamMsg)
+		return refusedCredentials("upstream %s refused the proxy's credentials (%d)%s", registry, resp.StatusCode, upstreamMsg)
 	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable:
 		e := newError(http.StatusRequestedRangeNotSatisfiable, codeRangeUnsatisfied, "requested range not satisfiable")
 		if cr := resp.Header.Get("Content-Range"); cr != "" {
@@ -142,7 +171,7 @@ func fromUpstreamResponse(registry string, resp *http.Response, notFound string)
 		}
 		return e
 	default:
-		return unavailable(http.StatusBadGateway, "upstream %s answered %d%s", registry, resp.StatusCode, upstreamMsg)
+		return upstreamError("upstream %s answered %d%s", registry, resp.StatusCode, upstreamMsg)
 	}
 }
 
@@ -173,24 +202,33 @@ func upstreamMessage(resp *http.Response) string {
 
 // fromUpstreamError maps a failure to get any answer from the upstream
 // (connection refused, timeout, token exchange failed) to 503 UNAVAILABLE,
-// or to what the upstream said during the token exchange.
+// or to what the upstream said during the token exchange: a refusal of the
+// proxy's credentials or another answer is 502 UPSTREAM_ERROR, a 429 is
+// passed on.
 func fromUpstreamError(registry string, err error) *regError {
 	var te *transport.Error
 	if errors.As(err, &te) && te.StatusCode != 0 {
 		switch te.StatusCode {
 		case http.StatusUnauthorized, http.StatusForbidden:
-			return newError(http.StatusForbidden, codeDenied, "upstream %s refused the proxy's credentials: %v", registry, err)
+			return refusedCredentials("upstream %s refused the proxy's credentials: %v", registry, err)
 		case http.StatusTooManyRequests:
 			return newError(http.StatusTooManyRequests, codeTooManyRequests, "upstream %s is rate limiting the proxy: %v", registry, err)
 		}
-		return unavailable(http.StatusBadGateway, "upstream %s: %v", registry, err)
+		return upstreamError("upstream %s: %v", registry, err)
 	}
 	return unavailable(http.StatusServiceUnavailable, "upstream %s unreachable: %v", registry, err)
 }
 
 // isOutage reports whether err means the upstream could not answer (as
-// opposed to answering "not found" or "denied"): a 5xx, a 429, a timeout.
+// opposed to answering "not found" or refusing the proxy's credentials): a
+// 5xx or another unusable answer, a 429, a timeout, no answer.
 func isOutage(err error) bool {
 	re := asRegError(err)
-	return re.Code == codeUnavailable || re.Code == codeTooManyRequests
+	switch re.Code {
+	case codeUnavailable, codeTooManyRequests:
+		return true
+	case codeUpstreamError:
+		return !re.refusedCredentials
+	}
+	return false
 }
