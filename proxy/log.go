@@ -29,12 +29,29 @@ func noteDigest(ctx context.Context, digest string) {
 	}
 }
 
-// recorder remembers the status and the body bytes written.
+// recorder remembers the status and the body bytes written, and bounds
+// every write to the client: before each write of at most maxClientWrite
+// bytes the connection's write deadline is set idle ahead, and cleared once
+// the write is done (an HTTP/2 deadline fires even with no write pending,
+// and the wait for the upstream between two writes is bounded elsewhere).
+// A client that stops reading is thus cut off after idle without progress,
+// never after a total, and its transfer's goroutines and buffers are freed.
 type recorder struct {
 	http.ResponseWriter
 	status      int
 	bytes       int64
 	wroteHeader bool
+
+	rc   *http.ResponseController
+	idle time.Duration
+}
+
+// maxClientWrite is the most written to a client under one deadline: a
+// client reading steadily but slowly is never cut off for a large buffer.
+const maxClientWrite = 256 << 10
+
+func newRecorder(w http.ResponseWriter, idle time.Duration) *recorder {
+	return &recorder{ResponseWriter: w, status: http.StatusOK, rc: http.NewResponseController(w), idle: idle}
 }
 
 func (r *recorder) WriteHeader(code int) {
@@ -46,15 +63,41 @@ func (r *recorder) WriteHeader(code int) {
 
 func (r *recorder) Write(b []byte) (int, error) {
 	r.wroteHeader = true
-	n, err := r.ResponseWriter.Write(b)
-	r.bytes += int64(n)
-	return n, err
+	written := 0
+	for len(b) > 0 {
+		piece := b[:min(len(b), maxClientWrite)]
+		r.deadline(time.Now().Add(r.idle))
+		n, err := r.ResponseWriter.Write(piece)
+		r.deadline(time.Time{})
+		written += n
+		r.bytes += int64(n)
+		if err != nil {
+			return written, err
+		}
+		b = b[n:]
+	}
+	return written, nil
 }
 
 // Flush lets streamed blobs reach the client as they pass.
 func (r *recorder) Flush() {
 	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		r.deadline(time.Now().Add(r.idle))
 		f.Flush()
+		r.deadline(time.Time{})
+	}
+}
+
+// lastWrite bounds what net/http writes after the handler returns (the
+// buffered end of the response): it runs as the handler ends. HTTP/1 clears
+// the deadline once the response is out; HTTP/2 when the stream closes.
+func (r *recorder) lastWrite() { r.deadline(time.Now().Add(r.idle)) }
+
+// deadline sets the write deadline where the writer supports one
+// (http.ErrNotSupported elsewhere, e.g. in tests' recorders, is ignored).
+func (r *recorder) deadline(t time.Time) {
+	if r.idle > 0 {
+		_ = r.rc.SetWriteDeadline(t)
 	}
 }
 
