@@ -69,8 +69,8 @@ func TestUpstreamAuth(t *testing.T) {
 				code int
 			}{
 				{&authn.Basic{Username: "bot", Password: "s3cret"}, 200},
-				{&authn.Basic{Username: "bot", Password: "wrong"}, 403},
-				{nil, 403},
+				{&authn.Basic{Username: "bot", Password: "wrong"}, 502},
+				{nil, 502},
 			} {
 				p, err := New([]Upstream{{Registry: "registry.example", Endpoint: endpoint, Auth: tc.auth}}, WithGate(AllowAllUnsafe{}))
 				if err != nil {
@@ -83,7 +83,11 @@ func TestUpstreamAuth(t *testing.T) {
 						t.Fatalf("auth %v: status %d, want %d: %s", tc.auth != nil, resp.StatusCode, tc.code, body)
 					}
 					if tc.code != 200 {
-						mustEqual(t, "code", errorCode(t, body), "DENIED")
+						// The upstream refused the proxy, not policy the client.
+						mustEqual(t, "code", errorCode(t, body), "UPSTREAM_ERROR")
+						if !strings.Contains(string(body), "refused the proxy's credentials") {
+							t.Fatalf("message does not say the proxy's credentials were refused: %s", body)
+						}
 					}
 					// Our clients never see the upstream's challenge.
 					if resp.Header.Get("WWW-Authenticate") != "" {

@@ -165,23 +165,44 @@ func (p *Proxy) streamVerified(w http.ResponseWriter, rt *route, d v1.Hash, size
 	bufs := getBuffers()
 	defer putBuffers(bufs)
 	s := newStream(bufs)
+	// Once a write to the client has failed (it went away, or made no
+	// progress for clientIdleTimeout), nothing more is read from the upstream.
+	gone := make(chan struct{})
 	go s.hash(newHasher(d.Algorithm))
-	go s.write(w)
-	n64, readErr := s.read(body)
+	go s.write(w, gone)
+	n64, readErr := s.read(stopReader{r: body, stop: gone})
 	sum := <-s.sum
 	ok := readErr == nil && hex.EncodeToString(sum) == d.Hex
 	s.final <- ok
 	writeErr := <-s.written
 	switch {
+	case writeErr != nil:
+		abort() // the client went away or stopped reading
 	case readErr != nil:
 		p.blobFailure(rt, d, fmt.Sprintf("upstream body failed after %d bytes: %v", n64, readErr))
 	case !ok:
 		p.metrics.digestMismatch.WithLabelValues(rt.up.registry, routeBlob).Inc()
 		p.blobFailure(rt, d, fmt.Sprintf("bytes hash to %s:%x, not the requested digest", d.Algorithm, sum))
-	case writeErr != nil:
-		abort() // the client went away
 	}
 	return nil
+}
+
+// errClientGone is what stopReader reads once the client is gone.
+var errClientGone = errors.New("the client is gone")
+
+// stopReader reads r until stop is closed.
+type stopReader struct {
+	r    io.Reader
+	stop <-chan struct{}
+}
+
+func (s stopReader) Read(b []byte) (int, error) {
+	select {
+	case <-s.stop:
+		return 0, errClientGone
+	default:
+		return s.r.Read(b)
+	}
 }
 
 // stream is the three-stage pipeline of streamVerified: the handler reads
@@ -268,12 +289,15 @@ func (s *stream) hash(h hash.Hash) {
 }
 
 // write sends every chunk but the last as it comes, and the last one only
-// if the verdict says so. After a write error it only releases buffers.
-func (s *stream) write(w io.Writer) {
+// if the verdict says so. Each w.Write is bounded by clientIdleTimeout (see
+// recorder). After a write error it closes gone and only releases buffers.
+func (s *stream) write(w io.Writer, gone chan<- struct{}) {
 	var err error
 	send := func(c chunk) {
 		if err == nil {
-			_, err = w.Write(s.bufs[c.buf][:c.n])
+			if _, err = w.Write(s.bufs[c.buf][:c.n]); err != nil {
+				close(gone)
+			}
 		}
 		s.release(c.buf)
 	}
@@ -329,7 +353,11 @@ func (p *Proxy) sendPartial(w http.ResponseWriter, rt *route, d v1.Hash, content
 	w.WriteHeader(http.StatusPartialContent)
 	bufs := getBuffers()
 	defer putBuffers(bufs)
-	if _, err := io.CopyBuffer(onlyWriter{w}, io.LimitReader(body, n), bufs[0]); err != nil {
+	out := &clientWriter{w: w}
+	if _, err := io.CopyBuffer(out, io.LimitReader(body, n), bufs[0]); err != nil {
+		if out.err != nil {
+			abort() // the client went away or stopped reading
+		}
 		p.blobFailure(rt, d, fmt.Sprintf("ranged read failed: %v", err))
 	}
 	return nil
@@ -347,9 +375,21 @@ func (p *Proxy) blobFailure(rt *route, d v1.Hash, why string) {
 // failed transfer, never a short or wrong one as if it were good.
 func abort() { panic(http.ErrAbortHandler) }
 
-// onlyWriter hides the ResponseWriter's ReadFrom, so io.CopyBuffer uses our
-// buffer and the idle-aware reader.
-type onlyWriter struct{ io.Writer }
+// clientWriter hides the ResponseWriter's ReadFrom, so io.CopyBuffer uses
+// our buffer, the idle-aware reader and the recorder's bounded writes, and
+// remembers whether a write to the client failed.
+type clientWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (c *clientWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	if err != nil {
+		c.err = err
+	}
+	return n, err
+}
 
 // idleReader restarts the idle timer on every read that makes progress.
 type idleReader struct {

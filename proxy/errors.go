@@ -31,6 +31,12 @@ const (
 	codeTooManyRequests  = "TOOMANYREQUESTS"
 	codeUnavailable      = "UNAVAILABLE"
 	codeRangeUnsatisfied = "RANGE_NOT_SATISFIABLE"
+	// codeUpstreamError is not in the spec: it is the code of every 502, an
+	// upstream that answered but unusably (a 5xx, bytes that do not match
+	// their digest, a malformed answer, a refusal of the proxy's own
+	// credentials), so that it reads neither as a policy refusal (DENIED)
+	// nor as no answer at all (UNAVAILABLE).
+	codeUpstreamError = "UPSTREAM_ERROR"
 )
 
 // DeniedError is how a Gate refuses content: the proxy answers 403 with an
@@ -61,6 +67,9 @@ type regError struct {
 	// realm answered). It is never written to a client; it is there for
 	// the log.
 	cause error
+	// refusedCredentials marks an upstream's refusal of the proxy's
+	// credentials: an upstream error, but not an outage (see isOutage).
+	refusedCredentials bool
 }
 
 func (e *regError) Error() string {
@@ -72,13 +81,33 @@ func newError(status int, code, format string, args ...any) *regError {
 }
 
 // unavailable is the answer when no decision or no content could be had:
-// fail closed, never serve.
+// fail closed, never serve. A 502 means the upstream answered unusably and
+// gets UPSTREAM_ERROR, as from upstreamError; any other status UNAVAILABLE.
 func unavailable(status int, format string, args ...any) *regError {
+	if status == http.StatusBadGateway {
+		return upstreamError(format, args...)
+	}
 	return newError(status, codeUnavailable, format, args...)
 }
 
+// upstreamError is 502 UPSTREAM_ERROR: the upstream answered, but with
+// nothing the proxy may serve.
+func upstreamError(format string, args ...any) *regError {
+	return newError(http.StatusBadGateway, codeUpstreamError, format, args...)
+}
+
+// refusedCredentials is 502 UPSTREAM_ERROR for an upstream (or its token
+// service) that refused the proxy's own credentials: the client was not
+// refused by policy, the proxy is misconfigured or its account is.
+func refusedCredentials(format string, args ...any) *regError {
+	e := upstreamError(format, args...)
+	e.refusedCredentials = true
+	return e
+}
+
 // asRegError maps any error to the wire: a *regError as is, a Gate's
-// *DeniedError to 403 DENIED, anything else to 503 UNAVAILABLE.
+// *DeniedError to 403 DENIED (the only source of DENIED: a policy refusal),
+// anything else to 503 UNAVAILABLE.
 func asRegError(err error) *regError {
 	var re *regError
 	if errors.As(err, &re) {
@@ -150,7 +179,7 @@ func fromUpstreamResponse(registry string, resp *http.Response, notFound string)
 		}
 		return e
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		return newError(http.StatusForbidden, codeDenied, "upstream %s refused the proxy access (%d)%s", registry, resp.StatusCode, upstreamMsg)
+		return refusedCredentials("upstream %s refused the proxy's credentials (%d)%s", registry, resp.StatusCode, upstreamMsg)
 	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable:
 		e := newError(http.StatusRequestedRangeNotSatisfiable, codeRangeUnsatisfied, "requested range not satisfiable")
 		if cr := resp.Header.Get("Content-Range"); cr != "" {
@@ -158,7 +187,7 @@ func fromUpstreamResponse(registry string, resp *http.Response, notFound string)
 		}
 		return e
 	default:
-		return unavailable(http.StatusBadGateway, "upstream %s answered %d%s", registry, resp.StatusCode, upstreamMsg)
+		return upstreamError("upstream %s answered %d%s", registry, resp.StatusCode, upstreamMsg)
 	}
 }
 
@@ -189,10 +218,12 @@ func upstreamMessage(resp *http.Response) string {
 
 // fromUpstreamError maps a failure to get any answer from the upstream
 // (connection refused, timeout, a target the host rules refuse, a failed
-// token exchange) to what the client gets. The message names the upstream
-// and, for a token exchange or ping that was answered, the status only:
-// what a token realm answered is never copied into it (it may be anything,
-// from anywhere the upstream pointed the proxy). The proxy's own refusals,
+// token exchange) to what the client gets: 503 UNAVAILABLE when no answer
+// came, 502 UPSTREAM_ERROR for a refusal of the proxy's credentials or
+// another answer, a 429 passed on. The message names the upstream and, for
+// a token exchange or ping that was answered, the status only: what a
+// token realm answered is never copied into it (it may be anything, from
+// anywhere the upstream pointed the proxy). The proxy's own refusals,
 // network errors and timeouts are described; anything else is not.
 func fromUpstreamError(registry string, err error) *regError {
 	e := upstreamFailure(registry, err)
@@ -205,11 +236,11 @@ func upstreamFailure(registry string, err error) *regError {
 	if errors.As(err, &te) && te.StatusCode != 0 {
 		switch te.StatusCode {
 		case http.StatusUnauthorized, http.StatusForbidden:
-			return newError(http.StatusForbidden, codeDenied, "upstream %s refused the proxy's credentials (%d)", registry, te.StatusCode)
+			return refusedCredentials("upstream %s refused the proxy's credentials (%d)", registry, te.StatusCode)
 		case http.StatusTooManyRequests:
 			return newError(http.StatusTooManyRequests, codeTooManyRequests, "upstream %s is rate limiting the proxy (%d)", registry, te.StatusCode)
 		}
-		return unavailable(http.StatusBadGateway, "upstream %s: authenticating the proxy failed (%d)", registry, te.StatusCode)
+		return upstreamError("upstream %s: authenticating the proxy failed (%d)", registry, te.StatusCode)
 	}
 	// Before refusals: ggcr pings an http endpoint over https too, which the
 	// host rules refuse; when the http ping fails as well, that is the news.
@@ -251,8 +282,15 @@ func networkFailure(err error) (string, bool) {
 }
 
 // isOutage reports whether err means the upstream could not answer (as
-// opposed to answering "not found" or "denied"): a 5xx, a 429, a timeout.
+// opposed to answering "not found" or refusing the proxy's credentials): a
+// 5xx or another unusable answer, a 429, a timeout, no answer.
 func isOutage(err error) bool {
 	re := asRegError(err)
-	return re.Code == codeUnavailable || re.Code == codeTooManyRequests
+	switch re.Code {
+	case codeUnavailable, codeTooManyRequests:
+		return true
+	case codeUpstreamError:
+		return !re.refusedCredentials
+	}
+	return false
 }

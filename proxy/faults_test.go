@@ -27,7 +27,7 @@ func TestUpstreamFaults(t *testing.T) {
 					return true
 				}
 				return false
-			}, Code: 502, ErrCode: "UNAVAILABLE"},
+			}, Code: 502, ErrCode: "UPSTREAM_ERROR"},
 		{Description: "500 on blobs", Path: "/v2/registry.example/acme/app/blobs/",
 			Fault: func(w http.ResponseWriter, r *http.Request) bool {
 				if strings.Contains(r.URL.Path, "/blobs/") {
@@ -35,7 +35,7 @@ func TestUpstreamFaults(t *testing.T) {
 					return true
 				}
 				return false
-			}, Code: 502, ErrCode: "UNAVAILABLE"},
+			}, Code: 502, ErrCode: "UPSTREAM_ERROR"},
 		{Description: "timeout", Path: "/v2/registry.example/acme/app/manifests/v1",
 			Fault: func(w http.ResponseWriter, r *http.Request) bool {
 				if strings.Contains(r.URL.Path, "/manifests/") {
@@ -56,14 +56,14 @@ func TestUpstreamFaults(t *testing.T) {
 				}
 				return false
 			}, Code: 429, ErrCode: "TOOMANYREQUESTS", Header: map[string]string{"Retry-After": "17"}},
-		{Description: "401 from upstream is a refusal, not a challenge", Path: "/v2/registry.example/acme/app/manifests/v1",
+		{Description: "403 from upstream refuses the proxy's credentials: an upstream error, not a policy refusal", Path: "/v2/registry.example/acme/app/manifests/v1",
 			Fault: func(w http.ResponseWriter, r *http.Request) bool {
 				if strings.Contains(r.URL.Path, "/manifests/") {
 					w.WriteHeader(403)
 					return true
 				}
 				return false
-			}, Code: 403, ErrCode: "DENIED"},
+			}, Code: 502, ErrCode: "UPSTREAM_ERROR"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.Description, func(t *testing.T) {
@@ -126,7 +126,7 @@ func TestManifestDigestMismatch(t *testing.T) {
 			resp, body := f.proxy.do(t, method, "/v2/registry.example/acme/app/manifests/"+ref, nil)
 			mustEqual(t, method+" "+ref+" status", resp.StatusCode, 502)
 			if method == "GET" {
-				mustEqual(t, "code", errorCode(t, body), "UNAVAILABLE")
+				mustEqual(t, "code", errorCode(t, body), "UPSTREAM_ERROR")
 			}
 			if strings.Contains(string(body), string(otherBytes)) || resp.Header.Get("Docker-Content-Digest") != "" {
 				t.Fatal("served the mismatching manifest")

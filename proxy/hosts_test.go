@@ -123,7 +123,7 @@ func TestRedirectRules(t *testing.T) {
 				mustEqual(t, "body", body, payload)
 				return
 			}
-			mustEqual(t, "code", errorCode(t, body), "UNAVAILABLE")
+			mustEqual(t, "code", errorCode(t, body), "UPSTREAM_ERROR")
 			if !strings.Contains(string(body), "refusing to contact") {
 				t.Errorf("the error does not say what was refused: %s", body)
 			}
@@ -194,17 +194,17 @@ func TestTokenRealmRules(t *testing.T) {
 	}{
 		{Description: "realm on the endpoint", Realm: self, Token: answer(200, `{"token":"tok-1"}`), Code: 200},
 		{Description: "realm on localhost, not in followHosts", Realm: func(string) string { return onLocalhost },
-			Code: 502, ErrCode: "UNAVAILABLE"},
+			Code: 502, ErrCode: "UPSTREAM_ERROR"},
 		{Description: "realm on a followHosts name resolving to loopback", Realm: func(string) string { return onLocalhost },
-			FollowHosts: []string{"localhost:" + other.port()}, Code: 502, ErrCode: "UNAVAILABLE"},
+			FollowHosts: []string{"localhost:" + other.port()}, Code: 502, ErrCode: "UPSTREAM_ERROR"},
 		{Description: "realm refuses the credentials", Realm: self, Token: answer(http.StatusUnauthorized, realmSecret),
-			Code: 403, ErrCode: "DENIED"},
+			Code: 502, ErrCode: "UPSTREAM_ERROR"},
 		{Description: "realm fails", Realm: self, Token: answer(http.StatusInternalServerError, `{"errors":[{"code":"UNKNOWN","message":"`+realmSecret+`"}]}`),
-			Code: 502, ErrCode: "UNAVAILABLE"},
+			Code: 502, ErrCode: "UPSTREAM_ERROR"},
 		{Description: "realm answers no token", Realm: self, Token: answer(200, `{"detail":"`+realmSecret+`"}`),
-			Code: 502, ErrCode: "UNAVAILABLE"},
+			Code: 502, ErrCode: "UPSTREAM_ERROR"},
 		{Description: "realm answers garbage", Realm: self, Token: answer(200, realmSecret),
-			Code: 502, ErrCode: "UNAVAILABLE"},
+			Code: 502, ErrCode: "UPSTREAM_ERROR"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.Description, func(t *testing.T) {

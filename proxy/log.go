@@ -3,8 +3,8 @@ package proxy
 import (
 	"context"
 	"net/http"
-	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 )
@@ -29,12 +29,29 @@ func noteDigest(ctx context.Context, digest string) {
 	}
 }
 
-// recorder remembers the status and the body bytes written.
+// recorder remembers the status and the body bytes written, and bounds
+// every write to the client: before each write of at most maxClientWrite
+// bytes the connection's write deadline is set idle ahead, and cleared once
+// the write is done (an HTTP/2 deadline fires even with no write pending,
+// and the wait for the upstream between two writes is bounded elsewhere).
+// A client that stops reading is thus cut off after idle without progress,
+// never after a total, and its transfer's goroutines and buffers are freed.
 type recorder struct {
 	http.ResponseWriter
 	status      int
 	bytes       int64
 	wroteHeader bool
+
+	rc   *http.ResponseController
+	idle time.Duration
+}
+
+// maxClientWrite is the most written to a client under one deadline: a
+// client reading steadily but slowly is never cut off for a large buffer.
+const maxClientWrite = 256 << 10
+
+func newRecorder(w http.ResponseWriter, idle time.Duration) *recorder {
+	return &recorder{ResponseWriter: w, status: http.StatusOK, rc: http.NewResponseController(w), idle: idle}
 }
 
 func (r *recorder) WriteHeader(code int) {
@@ -46,15 +63,41 @@ func (r *recorder) WriteHeader(code int) {
 
 func (r *recorder) Write(b []byte) (int, error) {
 	r.wroteHeader = true
-	n, err := r.ResponseWriter.Write(b)
-	r.bytes += int64(n)
-	return n, err
+	written := 0
+	for len(b) > 0 {
+		piece := b[:min(len(b), maxClientWrite)]
+		r.deadline(time.Now().Add(r.idle))
+		n, err := r.ResponseWriter.Write(piece)
+		r.deadline(time.Time{})
+		written += n
+		r.bytes += int64(n)
+		if err != nil {
+			return written, err
+		}
+		b = b[n:]
+	}
+	return written, nil
 }
 
 // Flush lets streamed blobs reach the client as they pass.
 func (r *recorder) Flush() {
 	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		r.deadline(time.Now().Add(r.idle))
 		f.Flush()
+		r.deadline(time.Time{})
+	}
+}
+
+// lastWrite bounds what net/http writes after the handler returns (the
+// buffered end of the response): it runs as the handler ends. HTTP/1 clears
+// the deadline once the response is out; HTTP/2 when the stream closes.
+func (r *recorder) lastWrite() { r.deadline(time.Now().Add(r.idle)) }
+
+// deadline sets the write deadline where the writer supports one
+// (http.ErrNotSupported elsewhere, e.g. in tests' recorders, is ignored).
+func (r *recorder) deadline(t time.Time) {
+	if r.idle > 0 {
+		_ = r.rc.SetWriteDeadline(t)
 	}
 }
 
@@ -71,7 +114,7 @@ func (p *Proxy) finish(rec *recorder, r *http.Request, info *requestInfo, start 
 	d := time.Since(start)
 	p.metrics.observeRequest(info.route, r.Method, status, rec.bytes, d)
 	fields := []zap.Field{
-		zap.String("method", r.Method),
+		zap.String("method", logMethod(r.Method)),
 		zap.String("route", info.route),
 		zap.String("registry", info.registry),
 		zap.String("repo", info.repo),
@@ -83,7 +126,7 @@ func (p *Proxy) finish(rec *recorder, r *http.Request, info *requestInfo, start 
 		zap.String("remote", r.RemoteAddr),
 	}
 	if info.err != nil {
-		fields = append(fields, zap.String("code", info.err.Code), zap.String("error", info.err.Message))
+		fields = append(fields, zap.String("code", info.err.Code), zap.String("error", truncate(info.err.Message, maxLoggedError)))
 	}
 	switch {
 	case aborted:
@@ -95,9 +138,23 @@ func (p *Proxy) finish(rec *recorder, r *http.Request, info *requestInfo, start 
 	}
 }
 
-func statusLabel(code int) string {
-	if code == 0 {
-		return "aborted"
+// maxLoggedMethod and maxLoggedError bound what of a request's method and
+// of an error message is logged: net/http accepts any token, of any length,
+// as a method, and error messages quote methods and upstream answers.
+const (
+	maxLoggedMethod = 16
+	maxLoggedError  = 1024
+)
+
+func logMethod(m string) string { return truncate(m, maxLoggedMethod) }
+
+// truncate cuts s to at most n bytes, on a rune boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
 	}
-	return strconv.Itoa(code)
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
 	"strconv"
@@ -180,7 +179,8 @@ func (p *Proxy) headTag(ctx context.Context, rt *route, accept []string) (v1.Has
 }
 
 // getTag GETs a tag and hashes what came: the digest is that of the bytes,
-// never the upstream's header. The manifest is cached by that digest.
+// never the upstream's header, and bytes that contradict the header are
+// refused (see checkClaimedDigest). The manifest is cached by that digest.
 func (p *Proxy) getTag(ctx context.Context, rt *route, accept []string) (*manifestEntry, error) {
 	m, err := p.fetchManifest(ctx, rt, rt.ref, "sha256", accept)
 	if err != nil {
@@ -201,19 +201,43 @@ func (p *Proxy) fetchManifest(ctx context.Context, rt *route, ref, alg string, a
 	if resp.StatusCode != http.StatusOK {
 		return nil, fromUpstreamResponse(rt.up.registry, resp, codeManifestUnknown)
 	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxManifestSize+1))
+	b, err := readMetadata(ctx, rt.up.registry, "manifest", resp.Body, maxManifestSize)
 	if err != nil {
-		return nil, unavailable(http.StatusBadGateway, "reading manifest from %s: %v", rt.up.registry, err)
-	}
-	if len(b) > maxManifestSize {
-		return nil, unavailable(http.StatusBadGateway, "upstream %s sent a manifest larger than %d bytes", rt.up.registry, maxManifestSize)
+		return nil, err
 	}
 	mt, err := mediaTypeOf(b, resp.Header.Get("Content-Type"))
 	if err != nil {
-		return nil, unavailable(http.StatusBadGateway, "upstream %s sent an unusable manifest for %s: %v", rt.up.registry, ref, err)
+		return nil, upstreamError("upstream %s sent an unusable manifest for %s: %v", rt.up.registry, ref, err)
+	}
+	if !isDigest(ref) {
+		if err := p.checkClaimedDigest(rt, ref, resp.Header.Get("Docker-Content-Digest"), b); err != nil {
+			return nil, err
+		}
 	}
 	d := digestOf(alg, b)
 	return &manifestEntry{digest: d, digestStr: d.String(), mediaType: mt, bytes: b, size: strconv.Itoa(len(b))}, nil
+}
+
+// checkClaimedDigest refuses a tag's manifest whose bytes do not hash to the
+// upstream's Docker-Content-Digest, when it sent one that parses: the
+// upstream's answer is inconsistent (a corrupted or tampered transfer, a
+// broken cache), and the Gate is never asked about bytes whose digest nobody
+// published. (By digest, the requested digest is what the bytes must match.)
+func (p *Proxy) checkClaimedDigest(rt *route, tag, header string, b []byte) error {
+	claimed, rerr := parseDigest(header)
+	if rerr != nil {
+		return nil // no claim: the digest is that of the bytes
+	}
+	got := digestOf(claimed.Algorithm, b)
+	if got == claimed {
+		return nil
+	}
+	p.metrics.digestMismatch.WithLabelValues(rt.up.registry, routeManifest).Inc()
+	p.log.Error("upstream manifest does not match its Docker-Content-Digest",
+		zap.String("registry", rt.up.registry), zap.String("repo", rt.repo.Name), zap.String("tag", tag),
+		zap.String("claimed", claimed.String()), zap.String("received", got.String()))
+	return upstreamError("digest mismatch: upstream %s sent a manifest for tag %s that hashes to %s, not to its Docker-Content-Digest %s; refusing to serve it",
+		rt.up.registry, tag, got, claimed)
 }
 
 // mediaTypeOf is a manifest's media type: its own mediaType field, else the

@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -8,6 +10,15 @@ import (
 
 // metrics are the proxy's Prometheus series. They are always collected; New
 // registers them only when WithRegisterer is given.
+//
+// Every label takes its values from a fixed set, whatever clients and
+// upstreams send, so that no request can add series:
+//   - route: the route kinds (routeBase ... routeUnknown);
+//   - method: methodLabel's list, anything else "other";
+//   - code: statusLabel's (a known HTTP status, else its class or "other",
+//     "aborted"), or "error" for an upstream call that got no answer;
+//   - registry: a configured upstream's name;
+//   - cache: "tag", "manifest"; result: "hit", "miss"; kind: "tag".
 type metrics struct {
 	requests         *prometheus.CounterVec
 	requestDuration  *prometheus.HistogramVec
@@ -64,7 +75,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 }
 
 func (m *metrics) observeRequest(route, method string, code int, bytes int64, d time.Duration) {
-	m.requests.WithLabelValues(route, method, statusLabel(code)).Inc()
+	m.requests.WithLabelValues(route, methodLabel(method), statusLabel(code)).Inc()
 	m.requestDuration.WithLabelValues(route).Observe(d.Seconds())
 	if bytes > 0 {
 		m.bytesServed.WithLabelValues(route).Add(float64(bytes))
@@ -86,4 +97,30 @@ func (m *metrics) cacheLookup(cache string, hit bool) {
 		result = "hit"
 	}
 	m.cache.WithLabelValues(cache, result).Inc()
+}
+
+// methodLabel is the method as a metric label: one of the methods of RFC
+// 9110 and PATCH, else "other".
+func methodLabel(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return method
+	}
+	return "other"
+}
+
+// statusLabel is a status code as a metric label: "aborted" for 0 (the
+// connection was cut), the code itself when it is a known HTTP status, else
+// its class ("5xx"), else "other". Upstreams may answer any three digits.
+func statusLabel(code int) string {
+	switch {
+	case code == 0:
+		return "aborted"
+	case http.StatusText(code) != "":
+		return strconv.Itoa(code)
+	case code >= 100 && code < 600:
+		return strconv.Itoa(code/100) + "xx"
+	}
+	return "other"
 }

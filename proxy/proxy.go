@@ -19,6 +19,8 @@ type Proxy struct {
 	log       *zap.Logger
 	metrics   *metrics
 	timeout   time.Duration
+	// clientIdle bounds each write to a client (see recorder).
+	clientIdle time.Duration
 
 	tags      *tagCache
 	manifests *manifestCache
@@ -34,6 +36,7 @@ type options struct {
 	tagTTL             time.Duration
 	manifestCacheBytes int64
 	upstreamTimeout    time.Duration
+	clientIdleTimeout  time.Duration
 	staleIfError       time.Duration
 }
 
@@ -121,6 +124,21 @@ func WithUpstreamTimeout(d time.Duration) Option {
 	}
 }
 
+// WithClientIdleTimeout bounds how long one write to a client may go
+// without progress (default: the upstream timeout). The deadline is renewed
+// before every write of at most 256 KiB, never set for a whole response, so
+// a slow client is served as long as it keeps reading, and one that stops
+// is disconnected, freeing the transfer's goroutines and buffers, after d.
+func WithClientIdleTimeout(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("client idle timeout must be positive, got %v", d)
+		}
+		o.clientIdleTimeout = d
+		return nil
+	}
+}
+
 // New returns a Proxy mirroring ups.
 func New(ups []Upstream, opts ...Option) (*Proxy, error) {
 	o := options{
@@ -137,6 +155,9 @@ func New(ups []Upstream, opts ...Option) (*Proxy, error) {
 	if len(ups) == 0 {
 		return nil, errors.New("no upstream registries configured")
 	}
+	if o.clientIdleTimeout == 0 {
+		o.clientIdleTimeout = o.upstreamTimeout
+	}
 	if o.gate == nil {
 		return nil, errors.New("no Gate: pass WithGate (AllowAllUnsafe serves everything unverified)")
 	}
@@ -146,6 +167,8 @@ func New(ups []Upstream, opts ...Option) (*Proxy, error) {
 		log:       o.logger,
 		metrics:   newMetrics(o.registerer),
 		timeout:   o.upstreamTimeout,
+
+		clientIdle: o.clientIdleTimeout,
 	}
 	for _, u := range ups {
 		up, err := newUpstream(u, o.upstreamTimeout)
@@ -183,7 +206,7 @@ func New(ups []Upstream, opts ...Option) (*Proxy, error) {
 // ServeHTTP serves the read side of the distribution API.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	rec := &recorder{ResponseWriter: w, status: http.StatusOK}
+	rec := newRecorder(w, p.clientIdle)
 	info := &requestInfo{route: routeUnknown}
 	defer func() {
 		v := recover()
@@ -191,6 +214,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if v != nil {
 			panic(v) // net/http aborts the connection
 		}
+		rec.lastWrite() // net/http flushes what is buffered after we return
 	}()
 
 	rec.Header().Set("Docker-Distribution-API-Version", "registry/2.0")

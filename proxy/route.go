@@ -58,7 +58,8 @@ var tagRE = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
 
 // parseRoute turns a request into a route, or a *regError saying why not.
 // Routing, in order: ?ns=<registry> (must be configured); a first path
-// segment equal to a configured registry; the default registry.
+// segment equal to a configured registry; a first path segment that reads
+// as a registry but is none of them gives 404; the default registry.
 func (p *Proxy) parseRoute(r *http.Request) (*route, *regError) {
 	path := r.URL.Path
 	if path == "/v2/" || path == "/v2" {
@@ -71,7 +72,8 @@ func (p *Proxy) parseRoute(r *http.Request) (*route, *regError) {
 	rt := &route{}
 	name, ok := splitResource(rest, rt)
 	if !ok {
-		return nil, newError(http.StatusNotFound, codeUnsupported, "unknown registry API endpoint: %q", path)
+		// The distribution spec's answer to a /v2 path it does not know.
+		return nil, newError(http.StatusNotFound, codeNameUnknown, "unknown registry API endpoint: %q", path)
 	}
 	rt.clientName = name
 	q := r.URL.Query()
@@ -130,11 +132,23 @@ func (p *Proxy) pickUpstream(ns, name string) (*upstream, string, *regError) {
 		if up, ok := p.upstreams[NormalizeRegistry(first)]; ok && first == strings.ToLower(first) {
 			return up, rest, nil
 		}
+		if looksLikeRegistry(first) {
+			return nil, "", newError(http.StatusNotFound, codeNameUnknown, "registry %q (the first path segment) is not configured on this proxy", first)
+		}
 	}
 	if p.defaultUp == nil {
 		return nil, "", newError(http.StatusNotFound, codeNameUnknown, "repository %q names no configured registry and no defaultRegistry is set", name)
 	}
 	return p.defaultUp, name, nil
+}
+
+// looksLikeRegistry reports whether a name's first path segment reads as a
+// registry host by docker's rule (it contains a dot or a colon, or is
+// localhost). Such a segment that is not a configured registry is refused,
+// never taken as part of a repository on defaultRegistry: "quay.io/x/y"
+// must not quietly become docker.io's "quay.io/x/y".
+func looksLikeRegistry(segment string) bool {
+	return strings.ContainsAny(segment, ".:") || segment == "localhost"
 }
 
 // clientPath is the path under /v2/ a client would use for this route's

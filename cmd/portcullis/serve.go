@@ -153,6 +153,7 @@ func buildProxy(cfg *config.Config, builder *snapshotBuilder, log *zap.Logger, r
 		proxy.WithStaleIfError(cfg.StaleIfError),
 		proxy.WithManifestCacheBytes(cfg.ManifestCacheBytes),
 		proxy.WithUpstreamTimeout(cfg.UpstreamTimeout),
+		proxy.WithClientIdleTimeout(cfg.ClientIdleTimeout),
 		proxy.WithLogger(log),
 		proxy.WithRegisterer(reg),
 	}

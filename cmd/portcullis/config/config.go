@@ -61,6 +61,13 @@ type Config struct {
 	// YAML "upstreamTimeout"; default 30s; > 0.
 	UpstreamTimeout time.Duration
 
+	// ClientIdleTimeout bounds how long one write to a client may go
+	// without progress; the bound is renewed for every write (at most 256
+	// KiB), so a slow client is served as long as it keeps reading and one
+	// that stops is disconnected, freeing its transfer, after this long.
+	// YAML "clientIdleTimeout"; default the value of UpstreamTimeout; > 0.
+	ClientIdleTimeout time.Duration
+
 	// ShutdownTimeout is how long in-flight requests may still run after
 	// SIGTERM.
 	// YAML "shutdownTimeout"; default 30s; > 0.

@@ -38,6 +38,7 @@ func FuzzParse(f *testing.F) {
 			"tagTTL: 0",
 			"manifestCacheBytes: 67108864",
 			"upstreamTimeout: 30s",
+			"clientIdleTimeout: 30s",
 			"shutdownTimeout: 30s",
 			"verdictTTL: 10m",
 			"denyTTL: 30s",
@@ -86,7 +87,7 @@ func FuzzParse(f *testing.F) {
 			t.Errorf("accepted defaultRegistry %q, not an upstream", c.DefaultRegistry)
 		}
 		if c.TagTTL < 0 || c.VerdictTTL < 0 || c.DenyTTL < 0 || c.StaleIfError < 0 ||
-			c.UpstreamTimeout <= 0 || c.ShutdownTimeout <= 0 || c.DecisionTimeout <= 0 ||
+			c.UpstreamTimeout <= 0 || c.ClientIdleTimeout <= 0 || c.ShutdownTimeout <= 0 || c.DecisionTimeout <= 0 ||
 			c.ManifestCacheBytes <= 0 || c.MaxSignatures < 1 || c.Listen == "" || c.AdminListen == "" {
 			t.Errorf("accepted out-of-range settings: %+v", c)
 		}

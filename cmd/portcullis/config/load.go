@@ -104,6 +104,7 @@ func configFields(c *Config) []yamlfile.Field {
 		{Key: "tagTTL", Decode: duration(&c.TagTTL)},
 		{Key: "manifestCacheBytes", Decode: yamlfile.IntAtLeast(&c.ManifestCacheBytes, 1)},
 		{Key: "upstreamTimeout", Decode: positiveDuration(&c.UpstreamTimeout)},
+		{Key: "clientIdleTimeout", Decode: positiveDuration(&c.ClientIdleTimeout)},
 		{Key: "shutdownTimeout", Decode: positiveDuration(&c.ShutdownTimeout)},
 		{Key: "policyFile", Decode: yamlfile.NonEmpty(&c.PolicyFile)},
 		{Key: "unverified", Decode: yamlfile.Bool(&c.Unverified)},

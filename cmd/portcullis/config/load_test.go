@@ -24,6 +24,7 @@ func TestParseDefaults(t *testing.T) {
 		TagTTL:             30 * time.Second,
 		ManifestCacheBytes: 64 << 20,
 		UpstreamTimeout:    30 * time.Second,
+		ClientIdleTimeout:  30 * time.Second,
 		ShutdownTimeout:    30 * time.Second,
 		VerdictTTL:         10 * time.Minute,
 		DenyTTL:            30 * time.Second,
@@ -56,6 +57,7 @@ func TestParseEverySetting(t *testing.T) {
 		"tagTTL: 1m",
 		"manifestCacheBytes: 1_048_576",
 		"upstreamTimeout: 5s",
+		"clientIdleTimeout: 2m",
 		"shutdownTimeout: 1m30s",
 		"policyFile: policy.yaml",
 		"verdictTTL: 20m",
@@ -94,6 +96,7 @@ func TestParseEverySetting(t *testing.T) {
 		TagTTL:             time.Minute,
 		ManifestCacheBytes: 1 << 20,
 		UpstreamTimeout:    5 * time.Second,
+		ClientIdleTimeout:  2 * time.Minute,
 		ShutdownTimeout:    90 * time.Second,
 		PolicyFile:         filepath.Join(dir, "policy.yaml"),
 		VerdictTTL:         20 * time.Minute,
@@ -107,6 +110,18 @@ func TestParseEverySetting(t *testing.T) {
 	}
 	if got := c.Upstreams[0].Password(); got != "s3cret" {
 		t.Errorf("Password() = %q, want %q", got, "s3cret")
+	}
+}
+
+// TestClientIdleTimeoutDefault: without clientIdleTimeout, the client idle
+// bound is upstreamTimeout, whatever that is set to.
+func TestClientIdleTimeoutDefault(t *testing.T) {
+	c, _, err := parseFixture(t, y("upstreams: [{registry: r.example}]", "upstreamTimeout: 7s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ClientIdleTimeout != 7*time.Second {
+		t.Errorf("ClientIdleTimeout = %v, want upstreamTimeout's 7s", c.ClientIdleTimeout)
 	}
 }
 
@@ -389,12 +404,18 @@ func TestParseErrors(t *testing.T) {
 		},
 		{
 			name: "zero timeouts",
-			yaml: y(up, "upstreamTimeout: 0", "shutdownTimeout: 0s", "decisionTimeout: 0"),
+			yaml: y(up, "upstreamTimeout: 0", "shutdownTimeout: 0s", "decisionTimeout: 0", "clientIdleTimeout: 0s"),
 			want: []string{
 				`config.yaml:2: upstreamTimeout: must be greater than 0, got "0"`,
 				`config.yaml:3: shutdownTimeout: must be greater than 0, got "0s"`,
 				`config.yaml:4: decisionTimeout: must be greater than 0, got "0"`,
+				`config.yaml:5: clientIdleTimeout: must be greater than 0, got "0s"`,
 			},
+		},
+		{
+			name: "clientIdleTimeout negative",
+			yaml: y(up, "clientIdleTimeout: -1s"),
+			want: []string{`config.yaml:2: clientIdleTimeout: must be greater than 0, got "-1s"`},
 		},
 		{
 			name: "numbers out of range",

@@ -14,6 +14,9 @@ import (
 // c on the way: registry names normalised, endpoints defaulted, paths made
 // absolute against dir, passwords read.
 func validate(c *Config, dir string, r *yamlfile.Report) {
+	if c.ClientIdleTimeout == 0 { // not given (a given 0 is reported)
+		c.ClientIdleTimeout = c.UpstreamTimeout
+	}
 	checkListeners(c, r)
 	checkUpstreams(c, r)
 	checkDefaultRegistry(c, r)
