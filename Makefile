@@ -34,9 +34,9 @@ DEB_PACKAGES := \
 
 FUZZTIME ?= 10s
 
-.PHONY: test tools deps vet unit fuzz e2e build clean
+.PHONY: test tools deps vet unit model fuzz e2e build clean
 
-test: tools deps vet unit fuzz e2e bench-smoke
+test: tools deps vet unit model fuzz e2e bench-smoke
 
 # go-install-pinned BINARY MODULE PACKAGE VERSION: install PACKAGE@VERSION
 # as $(TOOLS_BIN)/BINARY unless the binary there was already built from
@@ -91,8 +91,17 @@ vet:
 	@unformatted=$$(gofmt -l .); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed on:" >&2; echo "$$unformatted" >&2; exit 1; fi
 
+# The race run keeps the model-based test small (it has its own target).
 unit:
-	$(GO) test -race ./...
+	PORTCULLIS_MODEL_WORLDS=10 $(GO) test -race ./...
+
+# The model-based randomized test of "nothing refused is served"
+# (cmd/portcullis/model_test.go) at full size: 200 worlds x 50 requests,
+# the seed printed; replay one with PORTCULLIS_MODEL_SEED=<seed>.
+MODEL_WORLDS ?= 200
+model:
+	PORTCULLIS_MODEL_WORLDS=$(MODEL_WORLDS) $(GO) test -count=1 -v -run '^TestModelNothingRefusedIsServed$$' ./cmd/portcullis/ \
+		| grep -v -e '^=== RUN' -e '^    --- PASS' -e '^=== PAUSE' -e '^=== CONT'
 
 # Runs every `func FuzzXxx(f *testing.F)` in the repository for $(FUZZTIME),
 # one at a time (go test -fuzz takes one target in one package).

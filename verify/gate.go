@@ -228,8 +228,8 @@ func (g *Gate) Manifest(ctx context.Context, req *ManifestRequest) (*Verdict, er
 			}
 		}
 	}
-	if material != nil && material.Cause != CauseSubjectRefused {
-		return material, nil // signature material of a served subject, of the wrong shape: 404
+	if material != nil {
+		return material, nil // says why it is not served as signature material (404 when only its shape is wrong)
 	}
 	return v, nil
 }
