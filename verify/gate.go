@@ -263,7 +263,7 @@ func (g *Gate) Blob(ctx context.Context, repo Repository, d v1.Hash) (*Verdict, 
 		return v, nil
 	}
 	v.Judgement = &Judgement{Decision: Deny, Cause: CauseNotReferenced, Revision: snap.Revision,
-		Why: fmt.Sprintf("refused: no manifest allowed in %s lists this blob (pull the image by tag or digest first; its manifest is checked against the policy)", repo)}
+		Why: fmt.Sprintf("refused: no manifest allowed in %s references this blob (pull the image by tag or digest first; its manifest is checked against the policy)", repo)}
 	g.metrics.verdict(string(CauseNotReferenced), v)
 	return v, nil
 }
