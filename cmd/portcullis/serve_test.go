@@ -330,7 +330,7 @@ func pemKey(t *testing.T, k *ecdsa.PrivateKey) string {
 
 // TestUpstreamsFollowHosts: followHosts from the config reach the proxy.
 func TestUpstreamsFollowHosts(t *testing.T) {
-	cfg, err := config.Parse([]byte("upstreams:\n  - registry: r.example\n    followHosts: [storage.example, \"*.blob.example:8443\"]\n"), "config.yaml", t.TempDir())
+	cfg, err := config.Parse([]byte("unverified: true\nupstreams:\n  - registry: r.example\n    followHosts: [storage.example, \"*.blob.example:8443\"]\n"), "config.yaml", t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
