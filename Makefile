@@ -34,9 +34,9 @@ DEB_PACKAGES := \
 
 FUZZTIME ?= 10s
 
-.PHONY: test tools deps vet unit model fuzz e2e build clean
+.PHONY: test tools deps vet unit model fuzz e2e soak soak-short build clean
 
-test: tools deps vet unit model fuzz e2e bench-smoke
+test: tools deps vet unit model fuzz e2e soak-short bench-smoke
 
 # go-install-pinned BINARY MODULE PACKAGE VERSION: install PACKAGE@VERSION
 # as $(TOOLS_BIN)/BINARY unless the binary there was already built from
@@ -88,6 +88,7 @@ deps:
 vet:
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./test/e2e/...
+	$(GO) vet -tags soak ./test/soak/...
 	@unformatted=$$(gofmt -l .); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed on:" >&2; echo "$$unformatted" >&2; exit 1; fi
 
@@ -118,6 +119,16 @@ fuzz:
 
 e2e:
 	PATH="$(TOOLS_BIN):$$PATH" $(GO) test -race -tags e2e -count=1 ./test/e2e/...
+
+# The soak (test/soak): the portcullis binary under mixed hostile traffic
+# (made-up methods, huge artifacts, stalled readers, slow upstream bodies,
+# cold and warm pulls); afterwards goroutines, RSS and metric series must
+# be back within their bounds. RSS and goroutines are printed over time.
+soak-short:
+	PORTCULLIS_SOAK=60s $(GO) test -tags soak -count=1 -v -timeout 5m ./test/soak/ | grep -v -e '^=== RUN'
+
+soak:
+	PORTCULLIS_SOAK=10m $(GO) test -tags soak -count=1 -v -timeout 20m ./test/soak/ | grep -v -e '^=== RUN'
 
 build:
 	$(GO) build -o bin/portcullis ./cmd/portcullis

@@ -240,7 +240,7 @@ func TestCheckRefusals(t *testing.T) {
 			return k.authority(false, "")
 		},
 		lim:  Limits{MaxSignatures: 2},
-		want: []string{"2 signatures found", "1 more signature candidate not examined (per-image limit)"},
+		want: []string{"2 signatures found", "examined 2 of 3 signature candidates (maxSignatures)"},
 	}, {
 		name: "tlog required but absent",
 		setup: func(t *testing.T, sc *scenario, kl *keyless) *policy.Authority {

@@ -77,7 +77,7 @@ func discoveryNotes(disc *Discovery) []string {
 		notes = append(notes, fmt.Sprintf("%s found but attestations are not signatures", plural(n, "attestation")))
 	}
 	if n := disc.Skipped; n > 0 {
-		notes = append(notes, fmt.Sprintf("%s not examined (per-image limit)", plural(n, "more signature candidate")))
+		notes = append(notes, fmt.Sprintf("examined %d of %d signature candidates (maxSignatures)", disc.Examined, disc.Examined+n))
 	}
 	return notes
 }

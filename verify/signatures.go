@@ -121,8 +121,9 @@ type Discovery struct {
 	// Attestations counts bundles with another predicate type (attestations
 	// are not signatures).
 	Attestations int
-	// Skipped counts candidates not examined because of Limits.MaxSignatures.
-	Skipped int
+	// Skipped counts candidates not examined because of Limits.MaxSignatures;
+	// Examined counts those that were.
+	Skipped, Examined int
 	// Looked lists where signatures were looked for, for messages:
 	// "referrers of sha256:<hex>", "tag sha256-<hex>.sig".
 	Looked []string
@@ -194,6 +195,7 @@ func (e *examiner) plan(refs *v1.IndexManifest, sigTag *Manifest, disc *Discover
 		disc.Skipped = len(all) - n
 		all = all[:n]
 	}
+	disc.Examined = len(all)
 	return all
 }
 
