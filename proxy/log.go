@@ -42,16 +42,22 @@ type recorder struct {
 	bytes       int64
 	wroteHeader bool
 
-	rc   *http.ResponseController
+	rc   *http.ResponseController // made on first use
 	idle time.Duration
 }
+
+// bufferedWrite is the most a first write may have to go into net/http's
+// response buffer (2 KiB before chunking) without touching the connection:
+// it cannot block, so it needs no deadline of its own (lastWrite bounds the
+// flush). Most manifests are smaller: the warm path sets one deadline.
+const bufferedWrite = 2 << 10
 
 // maxClientWrite is the most written to a client under one deadline: a
 // client reading steadily but slowly is never cut off for a large buffer.
 const maxClientWrite = 256 << 10
 
 func newRecorder(w http.ResponseWriter, idle time.Duration) *recorder {
-	return &recorder{ResponseWriter: w, status: http.StatusOK, rc: http.NewResponseController(w), idle: idle}
+	return &recorder{ResponseWriter: w, status: http.StatusOK, idle: idle}
 }
 
 func (r *recorder) WriteHeader(code int) {
@@ -63,6 +69,11 @@ func (r *recorder) WriteHeader(code int) {
 
 func (r *recorder) Write(b []byte) (int, error) {
 	r.wroteHeader = true
+	if r.bytes == 0 && len(b) <= bufferedWrite {
+		n, err := r.ResponseWriter.Write(b)
+		r.bytes += int64(n)
+		return n, err
+	}
 	written := 0
 	for len(b) > 0 {
 		piece := b[:min(len(b), maxClientWrite)]
@@ -97,6 +108,9 @@ func (r *recorder) lastWrite() { r.deadline(time.Now().Add(r.idle)) }
 // (http.ErrNotSupported elsewhere, e.g. in tests' recorders, is ignored).
 func (r *recorder) deadline(t time.Time) {
 	if r.idle > 0 {
+		if r.rc == nil {
+			r.rc = http.NewResponseController(r.ResponseWriter)
+		}
 		_ = r.rc.SetWriteDeadline(t)
 	}
 }

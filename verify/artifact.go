@@ -60,6 +60,9 @@ func (a judgeAs) key(rev string, repo Repository, d v1.Hash) string {
 // signatureTagAs reads a tag where cosign or the referrers fallback schema
 // keep signature material: what it is and whose.
 func signatureTagAs(ref string) (judgeAs, bool) {
+	if !strings.HasPrefix(ref, "sha256-") && !strings.HasPrefix(ref, "sha512-") {
+		return judgeAs{}, false // the hot path: an ordinary tag or a digest
+	}
 	m := signatureTagRE.FindStringSubmatch(ref)
 	if m == nil {
 		return judgeAs{}, false
