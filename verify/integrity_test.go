@@ -245,3 +245,53 @@ func TestMemoryStoreBounds(t *testing.T) {
 		t.Fatalf("grant index holds %d keys for 2 verdicts", len(s.index))
 	}
 }
+
+// Defect 5: a referrers answer is served only as an OCI index of OCI
+// manifests of a served subject; an unsigned image manifest stored under
+// the fallback tag is not served as one.
+func TestReferrersAnswerHasItsShape(t *testing.T) {
+	f := newGateFixture(t, false)
+	ctx := context.Background()
+	v, err := f.gate.Referrers(ctx, f.repo, f.legacy.digest, f.unsigned.bytes)
+	if err != nil || v.Allowed() || !v.NotFound() {
+		t.Fatalf("an image manifest as the referrers answer of an allowed image: want 404, got %v %+v", err, v)
+	}
+	good, _ := json.Marshal(map[string]any{"schemaVersion": 2, "mediaType": ociIndexType, "manifests": []v1.Descriptor{}})
+	want(t, "an empty index for an allowed image", true)(f.gate.Referrers(ctx, f.repo, f.legacy.digest, good))
+	v = want(t, "an empty index for a refused image", false)(f.gate.Referrers(ctx, f.repo, f.unsigned.digest, good))
+	if v.NotFound() {
+		t.Fatal("the referrers of a refused image: want 403, got 404")
+	}
+}
+
+// Defect 8 (the grant part): signature-shaped artifacts with more layers
+// than maxArtifactEntries are refused, and a refusal grants nothing, so
+// distinct huge artifacts cannot grow the store.
+func TestHugeArtifactsGrantNothing(t *testing.T) {
+	store := NewMemoryStore(1 << 20)
+	f := newGateFixture(t, true, WithVerdictStore(store))
+	ctx := context.Background()
+	empty := f.blob(t, []byte("{}"), emptyMediaType)
+	subject := &v1.Descriptor{MediaType: mtManifest, Digest: f.bundled.digest, Size: int64(len(f.bundled.bytes))}
+	_, before := store.Len()
+	for i := range 5 {
+		layers := make([]v1.Descriptor, 25_000)
+		for j := range layers {
+			layers[j] = v1.Descriptor{MediaType: "application/vnd.dev.sigstore.bundle.v0.3+json", Digest: digestOfBytes(fmt.Appendf(nil, "%d/%d", i, j)), Size: 100}
+		}
+		b := artifactJSON(empty, layers, subject)
+		art := f.put(t, digestOfBytes(b).String(), b)
+		v := want(t, "a 25,000-layer referrer", false)(f.decideErr(ctx, art.digest.String(), art))
+		if !v.NotFound() || !strings.Contains(v.Why, "25000 layers") {
+			t.Fatalf("want 404 naming the layer count, got %+v", v.Judgement)
+		}
+	}
+	// Each costs its two denials (as material, as an image), with no
+	// grants; the allowed subject's verdict is stored once, with its own.
+	if _, after := store.Len(); after-before > 5*2+5 {
+		t.Fatalf("five refused huge artifacts cost %d store entries", after-before)
+	}
+	if gs, _ := store.Granting(ctx, f.repo, digestOfBytes([]byte("0/0")), GrantMaterialBlob, time.Now()); len(gs) != 0 {
+		t.Fatal("a refused artifact's layer is granted")
+	}
+}
