@@ -18,6 +18,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -293,5 +294,29 @@ func TestHugeArtifactsGrantNothing(t *testing.T) {
 	}
 	if gs, _ := store.Granting(ctx, f.repo, digestOfBytes([]byte("0/0")), GrantMaterialBlob, time.Now()); len(gs) != 0 {
 		t.Fatal("a refused artifact's layer is granted")
+	}
+}
+
+// The dev.sigstore.bundle.predicateType annotation only orders candidates:
+// a signature bundle annotated as something else is still examined, and
+// its verified statement decides.
+func TestBundleAnnotationOnlyOrders(t *testing.T) {
+	f := newGateFixture(t, true)
+	ctx := context.Background()
+	repo := f.repoRef(t)
+	img := f.push(t, repo, "mislabelled")
+	sig, err := f.signer.BundleImage(f.desc(t, repo, "mislabelled"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig = mutate.Annotations(sig, map[string]string{"dev.sigstore.bundle.predicateType": "https://slsa.dev/provenance/v1"}).(v1.Image)
+	sig = mutate.Subject(sig, f.desc(t, repo, "mislabelled")).(v1.Image) // Annotations drops it
+	d, _ := sig.Digest()
+	if err := remote.Write(repo.Digest(d.String()), sig); err != nil {
+		t.Fatal(err)
+	}
+	v, err := f.decideErr(ctx, "mislabelled", img)
+	if err != nil || !v.Allowed() {
+		t.Fatalf("an image signed by a bundle annotated as provenance: %v %s %v", err, v.Why, v.Detail())
 	}
 }

@@ -184,8 +184,7 @@ func (e *examiner) list(ctx context.Context) (*v1.IndexManifest, *Manifest, erro
 // plan orders the candidates (referrers annotated as signatures, then
 // legacy layers, then unannotated referrers) and applies the budget.
 func (e *examiner) plan(refs *v1.IndexManifest, sigTag *Manifest, disc *Discovery) []candidate {
-	signed, unknown, attestations := sortReferrers(refs)
-	disc.Attestations += attestations
+	signed, unknown := sortReferrers(refs)
 	legacy, bad := legacyCandidates(sigTag, e.digest)
 	if bad != nil {
 		disc.Signatures = append(disc.Signatures, bad)
@@ -225,30 +224,34 @@ func (e *examiner) examineAll(ctx context.Context, cands []candidate, disc *Disc
 	return nil
 }
 
-// sortReferrers splits referrer descriptors into those annotated as cosign
-// signatures, those that may be bundles (no annotation: fallback indexes and
-// registries that do not copy annotations) and a count of those annotated
-// with another predicate type (attestations). Descriptors whose artifactType
-// is neither a bundle nor the empty-config type some registries report are
-// not Sigstore material and are dropped.
-func sortReferrers(refs *v1.IndexManifest) (signed, unknown []candidate, attestations int) {
+// sortReferrers orders referrer descriptors: those annotated as cosign
+// signatures first, then those that may be bundles (no annotation: fallback
+// indexes and registries that do not copy annotations), then those
+// annotated with another predicate type (most likely attestations, but the
+// annotation is a claim: the bundle's statement decides). Descriptors whose
+// artifactType is neither a bundle nor the empty-config type some
+// registries report are not Sigstore material and are dropped.
+func sortReferrers(refs *v1.IndexManifest) (signed, rest []candidate) {
 	if refs == nil {
-		return nil, nil, 0
+		return nil, nil
 	}
 	descs := append([]v1.Descriptor(nil), refs.Manifests...)
 	sort.SliceStable(descs, func(i, j int) bool { return descs[i].Digest.String() < descs[j].Digest.String() })
+	var unknown, others []candidate
 	for i, d := range descs {
 		if !maybeBundleArtifact(d.ArtifactType) || (i > 0 && descs[i-1].Digest == d.Digest) {
 			continue // not Sigstore material, or listed twice
 		}
+		// The annotation only orders candidates: the bundle's own
+		// (verified) statement decides what it is.
 		switch pt := d.Annotations[annBundlePredicateType]; {
 		case pt == SignPredicateType:
 			signed = append(signed, referrerCandidate{desc: d})
 		case pt != "":
-			attestations++
+			others = append(others, referrerCandidate{desc: d})
 		default:
 			unknown = append(unknown, referrerCandidate{desc: d})
 		}
 	}
-	return signed, unknown, attestations
+	return signed, append(unknown, others...)
 }
