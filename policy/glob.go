@@ -4,12 +4,13 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/portcullis-dev/portcullis/oci"
 	"github.com/portcullis-dev/portcullis/policy/yamlfile"
 )
 
 // dockerHub is Docker Hub's canonical registry name; its aliases are folded
 // into it, and its one-segment repositories ("nginx") live under "library/".
-const dockerHub = "docker.io"
+const dockerHub = oci.DockerHub
 
 // glob is a compiled image pattern: "registry/repository" split on "/",
 // where "*" matches within one segment and a "**" segment matches one or
@@ -39,28 +40,9 @@ func NormalizeImage(image string) string {
 	return normalizeImage(image)
 }
 
-func normalizeImage(image string) string {
-	reg, repo, ok := strings.Cut(image, "/")
-	reg = normalizeRegistry(reg)
-	if !ok {
-		return reg
-	}
-	if reg == dockerHub && !strings.Contains(repo, "/") {
-		repo = "library/" + repo
-	}
-	return reg + "/" + repo
-}
+func normalizeImage(image string) string { return oci.NormalizeImage(image) }
 
-// normalizeRegistry lower-cases a registry name and folds Docker Hub's
-// aliases into "docker.io" (as proxy.NormalizeRegistry does).
-func normalizeRegistry(s string) string {
-	s = strings.ToLower(s)
-	switch s {
-	case "index.docker.io", "registry-1.docker.io":
-		return dockerHub
-	}
-	return s
-}
+func normalizeRegistry(s string) string { return oci.NormalizeRegistry(s) }
 
 // compileGlob checks and normalises pattern.
 func compileGlob(pattern string) (*glob, error) {

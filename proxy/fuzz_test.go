@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/portcullis-dev/portcullis/oci"
 )
 
 // FuzzParseRange: no panic, and a parsed range always resolves inside the blob.
@@ -78,7 +80,7 @@ func FuzzRoute(f *testing.F) {
 		}
 		first, _, nested := strings.Cut(rt.clientName, "/")
 		if ns == "" && nested && (strings.ContainsAny(first, ".:") || first == "localhost") &&
-			rt.repo.Registry != NormalizeRegistry(first) {
+			rt.repo.Registry != oci.NormalizeRegistry(first) {
 			t.Fatalf("%q: registry-like %q routed to %q as %q", path, first, rt.repo.Registry, rt.repo.Name)
 		}
 	})

@@ -4,18 +4,13 @@ import (
 	"context"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/portcullis-dev/portcullis/oci"
 )
 
-// Repository names a repository as clients name it through the proxy: the
-// configured registry name (Docker Hub as "docker.io") and the repository
-// path on that registry ("library/nginx").
-type Repository struct {
-	Registry string
-	Name     string
-}
-
-// String is "registry/name", the form policies match against.
-func (r Repository) String() string { return r.Registry + "/" + r.Name }
+// Repository names a repository as clients name it through the proxy (the
+// one type, oci.Repository).
+type Repository = oci.Repository
 
 // Manifest is what the Gate is asked about: the exact bytes the proxy is about
 // to serve, with the digest they hash to.

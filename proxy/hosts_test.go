@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/registry"
+
+	"github.com/portcullis-dev/portcullis/oci"
 )
 
 // countingServer answers every request with h on a loopback port and counts
@@ -273,7 +275,7 @@ func TestDockerHubFollowHosts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := p.upstreams[DockerHub].base.(*hostGuard)
+	g := p.upstreams[oci.DockerHub].base.(*hostGuard)
 	for _, target := range []string{"https://auth.docker.io/token", "https://production.cloudflare.docker.com/registry-v2/x",
 		"https://docker-images-prod.6aa30f8b08e16409b46e0173d6de2f56.r2.cloudflarestorage.com/x"} {
 		if _, err := g.check(mustURL(target)); err != nil {

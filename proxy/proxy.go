@@ -9,6 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/portcullis-dev/portcullis/oci"
 )
 
 // Proxy is the registry mirror's http.Handler. Make one with New.
@@ -46,7 +48,7 @@ type Option func(*options) error
 // WithDefaultRegistry routes requests that name no configured registry (no
 // ?ns=, no registry path prefix) to registry. Without it they get 404.
 func WithDefaultRegistry(registry string) Option {
-	return func(o *options) error { o.defaultRegistry = NormalizeRegistry(registry); return nil }
+	return func(o *options) error { o.defaultRegistry = oci.NormalizeRegistry(registry); return nil }
 }
 
 // WithGate sets the Gate every manifest and blob is checked against. It is

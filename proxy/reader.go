@@ -8,6 +8,8 @@ import (
 	"net/http"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/portcullis-dev/portcullis/oci"
 )
 
 // The methods in this file let the Gate read the registry through the same
@@ -29,7 +31,7 @@ var manifestAccept = []string{
 
 // readerRoute routes a repository the way a path-prefix client would.
 func (p *Proxy) readerRoute(repo Repository, ref string) (*route, error) {
-	up, ok := p.upstreams[NormalizeRegistry(repo.Registry)]
+	up, ok := p.upstreams[oci.NormalizeRegistry(repo.Registry)]
 	if !ok {
 		return nil, fmt.Errorf("registry %q is not configured", repo.Registry)
 	}

@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+
+	"github.com/portcullis-dev/portcullis/oci"
 )
 
 // Route kinds, used in logs and metrics.
@@ -16,21 +18,6 @@ const (
 	routeReferrers = "referrers"
 	routeUnknown   = "unknown"
 )
-
-// DockerHub is the canonical name of Docker Hub; index.docker.io and
-// registry-1.docker.io are the same registry.
-const DockerHub = "docker.io"
-
-// NormalizeRegistry lower-cases a registry name and folds Docker Hub's
-// aliases into "docker.io".
-func NormalizeRegistry(s string) string {
-	s = strings.ToLower(s)
-	switch s {
-	case "index.docker.io", "registry-1.docker.io":
-		return DockerHub
-	}
-	return s
-}
 
 // route is a parsed request path: what is asked for, from which upstream.
 type route struct {
@@ -82,9 +69,7 @@ func (p *Proxy) parseRoute(r *http.Request) (*route, *regError) {
 	if err != nil {
 		return nil, err
 	}
-	if up.registry == DockerHub && !strings.Contains(repoName, "/") {
-		repoName = "library/" + repoName
-	}
+	repoName = oci.NormalizeRepository(up.registry, repoName)
 	if len(repoName) > 255 || !nameRE.MatchString(repoName) {
 		return nil, newError(http.StatusBadRequest, codeNameInvalid, "invalid repository name %q", repoName)
 	}
@@ -122,14 +107,14 @@ func splitResource(rest string, rt *route) (string, bool) {
 // pickUpstream applies the routing rules to ns and the client's name.
 func (p *Proxy) pickUpstream(ns, name string) (*upstream, string, *regError) {
 	if ns != "" {
-		up, ok := p.upstreams[NormalizeRegistry(ns)]
+		up, ok := p.upstreams[oci.NormalizeRegistry(ns)]
 		if !ok {
 			return nil, "", newError(http.StatusNotFound, codeNameUnknown, "registry %q (from ns=) is not configured on this proxy", ns)
 		}
 		return up, name, nil
 	}
 	if first, rest, ok := strings.Cut(name, "/"); ok {
-		if up, ok := p.upstreams[NormalizeRegistry(first)]; ok && first == strings.ToLower(first) {
+		if up, ok := p.upstreams[oci.NormalizeRegistry(first)]; ok && first == strings.ToLower(first) {
 			return up, rest, nil
 		}
 		if looksLikeRegistry(first) {

@@ -17,6 +17,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/portcullis-dev/portcullis/oci"
 )
 
 // Upstream is one registry the proxy mirrors.
@@ -85,7 +87,7 @@ func newUpstream(u Upstream, timeout time.Duration) (*upstream, error) {
 		return nil, fmt.Errorf("upstream %q: %w", u.Registry, err)
 	}
 	follow := u.FollowHosts
-	if NormalizeRegistry(u.Registry) == DockerHub {
+	if oci.NormalizeRegistry(u.Registry) == oci.DockerHub {
 		follow = append(slices.Clone(follow), dockerHubFollowHosts...)
 	}
 	guard, err := newHostGuard(u.Endpoint, follow, newBaseTransport(u.TLSConfig, timeout))
@@ -107,7 +109,7 @@ func newUpstream(u Upstream, timeout time.Duration) (*upstream, error) {
 		return nil, fmt.Errorf("upstream %q: transport cache: %w", u.Registry, err)
 	}
 	return &upstream{
-		registry:    NormalizeRegistry(u.Registry),
+		registry:    oci.NormalizeRegistry(u.Registry),
 		endpoint:    &url.URL{Scheme: u.Endpoint.Scheme, Host: u.Endpoint.Host},
 		reg:         reg,
 		auth:        auth,

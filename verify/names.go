@@ -4,6 +4,8 @@ import (
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/portcullis-dev/portcullis/oci"
 )
 
 // cutDigest splits "alg:hex".
@@ -34,9 +36,5 @@ func normalizeRepository(s string) (string, bool) {
 		return "", false
 	}
 	repo := ref.Context()
-	reg := repo.RegistryStr()
-	if reg == "registry-1.docker.io" || reg == name.DefaultRegistry {
-		reg = name.DefaultRegistry
-	}
-	return reg + "/" + repo.RepositoryStr(), true
+	return oci.NormalizeImage(repo.RegistryStr() + "/" + repo.RepositoryStr()), true
 }

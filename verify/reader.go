@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/portcullis-dev/portcullis/oci"
 )
 
 // ErrNotFound is returned (possibly wrapped) by a Reader when the manifest,
@@ -15,11 +17,9 @@ import (
 var ErrNotFound = errors.New("not found")
 
 // Repository names an upstream repository as clients name it, e.g.
-// {Registry: "registry.example", Name: "acme/app"}.
-type Repository struct{ Registry, Name string }
-
-// String returns "registry/name".
-func (r Repository) String() string { return r.Registry + "/" + r.Name }
+// {Registry: "registry.example", Name: "acme/app"} (the one type,
+// oci.Repository).
+type Repository = oci.Repository
 
 // Manifest is a manifest as the upstream served it: the exact bytes, their
 // digest (computed over the bytes, never taken from a header) and the media

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/portcullis-dev/portcullis/cmd/portcullis/config"
+	"github.com/portcullis-dev/portcullis/oci"
 	"github.com/portcullis-dev/portcullis/proxy"
 	"github.com/portcullis-dev/portcullis/verify"
 )
@@ -163,10 +164,8 @@ func parseImage(s string, cfg *config.Config) (proxy.Repository, string, error) 
 	if registry == "" {
 		return proxy.Repository{}, "", fmt.Errorf("%s names no registry, and the config has no defaultRegistry", s)
 	}
-	registry = proxy.NormalizeRegistry(registry)
-	if registry == proxy.DockerHub && !strings.Contains(repo, "/") {
-		repo = "library/" + repo
-	}
+	registry = oci.NormalizeRegistry(registry)
+	repo = oci.NormalizeRepository(registry, repo)
 	if repo == "" || ref == "" {
 		return proxy.Repository{}, "", fmt.Errorf("%s: not an image reference", s)
 	}
@@ -175,7 +174,7 @@ func parseImage(s string, cfg *config.Config) (proxy.Repository, string, error) 
 
 func configured(cfg *config.Config, registry string) bool {
 	for _, u := range cfg.Upstreams {
-		if u.Registry == proxy.NormalizeRegistry(registry) {
+		if u.Registry == oci.NormalizeRegistry(registry) {
 			return true
 		}
 	}

@@ -9,14 +9,14 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 
+	"github.com/portcullis-dev/portcullis/oci"
 	"github.com/portcullis-dev/portcullis/policy/yamlfile"
-	"github.com/portcullis-dev/portcullis/proxy"
 )
 
 // dockerHub is the name Docker Hub's registry aliases normalise to, and
 // dockerHubAPIHost is the host serving its registry API.
 const (
-	dockerHub        = proxy.DockerHub
+	dockerHub        = oci.DockerHub
 	dockerHubAPIHost = "registry-1.docker.io"
 )
 
@@ -24,7 +24,7 @@ const (
 // case, with Docker Hub's names docker.io, index.docker.io and
 // registry-1.docker.io all becoming "docker.io". It does not check that s
 // is a valid registry name.
-func NormalizeRegistry(s string) string { return proxy.NormalizeRegistry(s) }
+func NormalizeRegistry(s string) string { return oci.NormalizeRegistry(s) }
 
 // checkRegistry reports whether the normalised registry name s is a valid
 // host[:port].
