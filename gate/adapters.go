@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"sync/atomic"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -34,7 +33,7 @@ func (a *Late) CheckManifest(ctx context.Context, m *proxy.Manifest) error {
 		return errUnbound
 	}
 	v, err := g.Manifest(ctx, &verify.ManifestRequest{
-		Repo: verify.Repository(m.Repo), Reference: m.Reference,
+		Repo: m.Repo, Reference: m.Reference,
 		Digest: m.Digest, MediaType: m.MediaType, Bytes: m.Bytes,
 	})
 	return refusal(v, err)
@@ -46,7 +45,7 @@ func (a *Late) CheckBlob(ctx context.Context, repo proxy.Repository, d v1.Hash) 
 	if g == nil {
 		return proxy.BlobPermit{}, errUnbound
 	}
-	v, err := g.Blob(ctx, verify.Repository(repo), d)
+	v, err := g.Blob(ctx, repo, d)
 	if err := refusal(v, err); err != nil {
 		return proxy.BlobPermit{}, err
 	}
@@ -59,7 +58,7 @@ func (a *Late) CheckReferrers(ctx context.Context, repo proxy.Repository, subjec
 	if g == nil {
 		return errUnbound
 	}
-	v, err := g.Referrers(ctx, verify.Repository(repo), subject, body)
+	v, err := g.Referrers(ctx, repo, subject, body)
 	return refusal(v, err)
 }
 
@@ -85,18 +84,18 @@ var _ verify.Reader = Reader{}
 
 // Manifest implements verify.Reader.
 func (r Reader) Manifest(ctx context.Context, repo verify.Repository, ref string) (*verify.Manifest, error) {
-	d, mt, b, err := r.P.Manifest(ctx, proxy.Repository(repo), ref)
+	d, mt, b, err := r.P.Manifest(ctx, repo, ref)
 	if err != nil {
-		return nil, notFound(err)
+		return nil, err // oci.ErrNotFound, shared by both sides, when absent
 	}
 	return &verify.Manifest{Digest: d, MediaType: mt, Bytes: b}, nil
 }
 
 // Referrers implements verify.Reader.
 func (r Reader) Referrers(ctx context.Context, repo verify.Repository, subject v1.Hash) (*v1.IndexManifest, error) {
-	b, err := r.P.Referrers(ctx, proxy.Repository(repo), subject)
+	b, err := r.P.Referrers(ctx, repo, subject)
 	if err != nil {
-		return nil, notFound(err)
+		return nil, err
 	}
 	var idx v1.IndexManifest
 	if err := json.Unmarshal(b, &idx); err != nil {
@@ -107,14 +106,5 @@ func (r Reader) Referrers(ctx context.Context, repo verify.Repository, subject v
 
 // Blob implements verify.Reader.
 func (r Reader) Blob(ctx context.Context, repo verify.Repository, d v1.Hash, max int64) ([]byte, error) {
-	b, err := r.P.Blob(ctx, proxy.Repository(repo), d, max)
-	return b, notFound(err)
-}
-
-// notFound maps the proxy's ErrNotFound to verify's.
-func notFound(err error) error {
-	if err != nil && errors.Is(err, proxy.ErrNotFound) {
-		return fmt.Errorf("%w: %v", verify.ErrNotFound, err)
-	}
-	return err
+	return r.P.Blob(ctx, repo, d, max)
 }

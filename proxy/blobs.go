@@ -16,6 +16,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"go.uber.org/zap"
+
+	"github.com/portcullis-dev/portcullis/oci"
 )
 
 // serveBlob answers GET and HEAD /v2/<name>/blobs/<digest>, with Range.
@@ -168,7 +170,7 @@ func (p *Proxy) streamVerified(w http.ResponseWriter, rt *route, d v1.Hash, size
 	// Once a write to the client has failed (it went away, or made no
 	// progress for clientIdleTimeout), nothing more is read from the upstream.
 	gone := make(chan struct{})
-	go s.hash(newHasher(d.Algorithm))
+	go s.hash(oci.NewHasher(d.Algorithm))
 	go s.write(w, gone)
 	n64, readErr := s.read(stopReader{r: body, stop: gone})
 	sum := <-s.sum

@@ -12,6 +12,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"go.uber.org/zap"
+
+	"github.com/portcullis-dev/portcullis/oci"
 )
 
 // maxManifestSize is containerd's limit (MaxManifestSize, 4 MiB); a larger
@@ -51,7 +53,7 @@ func (p *Proxy) serveManifest(w http.ResponseWriter, r *http.Request, rt *route)
 // loadManifest returns the manifest a reference names: for a digest, the
 // bytes that hash to it; for a tag, the bytes of the digest it resolves to.
 func (p *Proxy) loadManifest(ctx context.Context, rt *route, accept []string) (*manifestEntry, error) {
-	if isDigest(rt.ref) {
+	if oci.IsDigest(rt.ref) {
 		d, rerr := parseDigest(rt.ref)
 		if rerr != nil {
 			return nil, rerr
@@ -209,7 +211,7 @@ func (p *Proxy) fetchManifest(ctx context.Context, rt *route, ref, alg string, a
 	if err != nil {
 		return nil, upstreamError("upstream %s sent an unusable manifest for %s: %v", rt.up.registry, ref, err)
 	}
-	if !isDigest(ref) {
+	if !oci.IsDigest(ref) {
 		if err := p.checkClaimedDigest(rt, ref, resp.Header.Get("Docker-Content-Digest"), b); err != nil {
 			return nil, err
 		}

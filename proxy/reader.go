@@ -19,7 +19,7 @@ import (
 
 // ErrNotFound is returned by the reader methods when the upstream does not
 // have what was asked for.
-var ErrNotFound = errors.New("not found")
+var ErrNotFound = oci.ErrNotFound
 
 // manifestAccept is what the reader asks for: every manifest and index type.
 var manifestAccept = []string{

@@ -14,6 +14,8 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/portcullis-dev/portcullis/policy"
+
+	"github.com/portcullis-dev/portcullis/oci"
 )
 
 // Snapshot is what a decision is made under: a compiled policy, the
@@ -197,7 +199,7 @@ func (g *Gate) Manifest(ctx context.Context, req *ManifestRequest) (*Verdict, er
 	if as, ok := signatureTagAs(req.Reference); ok {
 		return g.verdict(ctx, snap, req, as)
 	}
-	if !isDigestRef(req.Reference) {
+	if !oci.IsDigest(req.Reference) {
 		return g.verdict(ctx, snap, req, judgeAs{})
 	}
 	if s, err := g.store.Get(ctx, judgeAs{}.key(snap.Revision, req.Repo, req.Digest), g.o.now()); err == nil && s != nil &&

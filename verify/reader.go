@@ -2,9 +2,7 @@ package verify
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -14,7 +12,7 @@ import (
 // ErrNotFound is returned (possibly wrapped) by a Reader when the manifest,
 // tag or blob asked for does not exist upstream. Any other error means the
 // upstream could not be read: the decision cannot be made.
-var ErrNotFound = errors.New("not found")
+var ErrNotFound = oci.ErrNotFound
 
 // Repository names an upstream repository as clients name it, e.g.
 // {Registry: "registry.example", Name: "acme/app"} (the one type,
@@ -52,11 +50,6 @@ type Reader interface {
 // legacyTag is the cosign signature tag of digest d: "sha256-<hex>.sig".
 func legacyTag(d v1.Hash) string {
 	return d.Algorithm + "-" + d.Hex + ".sig"
-}
-
-// isDigestRef reports whether ref is a digest ("alg:hex") rather than a tag.
-func isDigestRef(ref string) bool {
-	return strings.Contains(ref, ":")
 }
 
 // checkDigest verifies that b hashes to want.

@@ -2,9 +2,6 @@ package verify
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/sha512"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +11,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/portcullis-dev/portcullis/oci"
 )
 
 // RemoteReader is a Reader over go-containerregistry's remote client, for
@@ -55,7 +54,7 @@ func (r *RemoteReader) Manifest(ctx context.Context, repo Repository, ref string
 	if m.Digest, err = hashOf(m.Bytes, "sha256"); err != nil {
 		return nil, err
 	}
-	if isDigestRef(ref) && m.Digest.String() != ref {
+	if oci.IsDigest(ref) && m.Digest.String() != ref {
 		return nil, fmt.Errorf("manifest %s: got content with digest %s", nref, m.Digest)
 	}
 	return m, nil
@@ -112,7 +111,7 @@ func (r *RemoteReader) Blob(ctx context.Context, repo Repository, d v1.Hash, max
 
 func (r *RemoteReader) reference(repo Repository, ref string) (name.Reference, error) {
 	s := repo.String() + ":" + ref
-	if isDigestRef(ref) {
+	if oci.IsDigest(ref) {
 		s = repo.String() + "@" + ref
 	}
 	nref, err := name.ParseReference(s, r.nameOpts...)
@@ -142,14 +141,4 @@ func notFound(err error) error {
 }
 
 // hashOf digests b with algorithm alg ("sha256" or "sha512").
-func hashOf(b []byte, alg string) (v1.Hash, error) {
-	switch alg {
-	case "sha256":
-		sum := sha256.Sum256(b)
-		return v1.Hash{Algorithm: alg, Hex: hex.EncodeToString(sum[:])}, nil
-	case "sha512":
-		sum := sha512.Sum512(b)
-		return v1.Hash{Algorithm: alg, Hex: hex.EncodeToString(sum[:])}, nil
-	}
-	return v1.Hash{}, fmt.Errorf("unsupported digest algorithm %q", alg)
-}
+func hashOf(b []byte, alg string) (v1.Hash, error) { return oci.Digest(alg, b) }

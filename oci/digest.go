@@ -1,0 +1,56 @@
+package oci
+
+import (
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// ErrNotFound is what readers of a registry return (possibly wrapped) when
+// the manifest, tag or blob asked for does not exist. Any other error means
+// the registry could not be read.
+var ErrNotFound = errors.New("not found")
+
+// digestHexLen is the hex length of each algorithm registries use.
+var digestHexLen = map[string]int{"sha256": 64, "sha512": 128}
+
+// ParseDigest accepts "sha256:<64 hex>" and "sha512:<128 hex>", lower-case.
+func ParseDigest(s string) (v1.Hash, error) {
+	alg, hx, ok := strings.Cut(s, ":")
+	want := digestHexLen[alg]
+	if !ok || want == 0 || len(hx) != want || strings.ToLower(hx) != hx {
+		return v1.Hash{}, fmt.Errorf("invalid digest %q", s)
+	}
+	if _, err := hex.DecodeString(hx); err != nil {
+		return v1.Hash{}, fmt.Errorf("invalid digest %q", s)
+	}
+	return v1.Hash{Algorithm: alg, Hex: hx}, nil
+}
+
+// IsDigest reports whether a manifest reference is a digest ("alg:hex")
+// rather than a tag (tags cannot hold a colon).
+func IsDigest(ref string) bool { return strings.Contains(ref, ":") }
+
+// NewHasher is the hash of alg: sha512 for "sha512", sha256 otherwise.
+func NewHasher(alg string) hash.Hash {
+	if alg == "sha512" {
+		return sha512.New()
+	}
+	return sha256.New()
+}
+
+// Digest digests b with alg ("sha256" or "sha512").
+func Digest(alg string, b []byte) (v1.Hash, error) {
+	if digestHexLen[alg] == 0 {
+		return v1.Hash{}, fmt.Errorf("unsupported digest algorithm %q", alg)
+	}
+	h := NewHasher(alg)
+	h.Write(b)
+	return v1.Hash{Algorithm: alg, Hex: hex.EncodeToString(h.Sum(nil))}, nil
+}
