@@ -303,8 +303,9 @@ func (c *compiler) keyless(rk *rawKeyless) *Keyless {
 	k := &Keyless{RequireSCT: rk.requireSCT}
 	for _, ri := range rk.identities {
 		id := Identity{Issuer: ri.issuer, IssuerRegExp: ri.issuerRegExp, Subject: ri.subject, SubjectRegExp: ri.subjectRegExp}
-		id.issuerRE = c.regexp(yamlfile.Join(ri.path, "issuerRegExp"), ri.issuerRegExp)
-		id.subjectRE = c.regexp(yamlfile.Join(ri.path, "subjectRegExp"), ri.subjectRegExp)
+		// Checked here (RE2, anchoring); sigstore-go compiles them again.
+		c.regexp(yamlfile.Join(ri.path, "issuerRegExp"), ri.issuerRegExp)
+		c.regexp(yamlfile.Join(ri.path, "subjectRegExp"), ri.subjectRegExp)
 		k.Identities = append(k.Identities, id)
 	}
 	return k

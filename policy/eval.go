@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"regexp"
 	"strings"
 )
 
@@ -254,17 +253,6 @@ func (o Outcome) Warnings() []PolicyResult {
 	return out
 }
 
-// MatchesIssuer reports whether the certificate issuer s is id's: equal to
-// Issuer, or matched by IssuerRegExp (unanchored, as regexp.MatchString).
-func (id Identity) MatchesIssuer(s string) bool {
-	return matchValue(id.Issuer, id.IssuerRegExp, id.issuerRE, s)
-}
-
-// MatchesSubject is MatchesIssuer for the certificate subject (SAN).
-func (id Identity) MatchesSubject(s string) bool {
-	return matchValue(id.Subject, id.SubjectRegExp, id.subjectRE, s)
-}
-
 // String describes id as "issuer X subject Y", regexps between slashes.
 func (id Identity) String() string {
 	describe := func(exact, expr string) string {
@@ -274,20 +262,4 @@ func (id Identity) String() string {
 		return exact
 	}
 	return "issuer " + describe(id.Issuer, id.IssuerRegExp) + " subject " + describe(id.Subject, id.SubjectRegExp)
-}
-
-// matchValue matches s exactly, or against expr when set: compiled as re,
-// or compiled now for an Identity built by hand. A bad expr matches
-// nothing.
-func matchValue(exact, expr string, re *regexp.Regexp, s string) bool {
-	if expr == "" {
-		return exact != "" && s == exact
-	}
-	if re == nil {
-		var err error
-		if re, err = regexp.Compile(expr); err != nil {
-			return false
-		}
-	}
-	return re.MatchString(s)
 }

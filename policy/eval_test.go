@@ -235,35 +235,9 @@ func TestZeroOutcomeDenies(t *testing.T) {
 	}
 }
 
-func TestIdentityMatches(t *testing.T) {
+func TestIdentityString(t *testing.T) {
 	p := evalPolicy(t, newKey(t, "ed25519"))
 	id := p.Policies[1].Authorities[1].Keyless.Identities[0]
-	if id.issuerRE != nil || id.subjectRE == nil {
-		t.Fatalf("compiled identity %+v", id)
-	}
-	hand := Identity{IssuerRegExp: "^https://(a|b)\\.example$", Subject: "me@example.com"}
-	tests := []struct {
-		id               Identity
-		issuer, subject  string
-		wantIss, wantSub bool
-	}{
-		{id, "https://issuer.example", "https://github.com/acme/app/.github/workflows/r.yml@refs/tags/v1", true, true},
-		{id, "https://issuer.example/", "https://github.com/acmeco/app", false, false},
-		{id, "", "x https://github.com/acme/", false, false},
-		{hand, "https://a.example", "me@example.com", true, true},
-		{hand, "https://c.example", "me@example.com.evil", false, false},
-		{Identity{SubjectRegExp: "acme"}, "", "https://evil.example/acme", false, true}, // unanchored
-		{Identity{SubjectRegExp: "("}, "", "(", false, false},                           // bad regexp matches nothing
-		{Identity{}, "", "", false, false},
-	}
-	for _, tc := range tests {
-		if got := tc.id.MatchesIssuer(tc.issuer); got != tc.wantIss {
-			t.Errorf("%v MatchesIssuer(%q) = %v", tc.id, tc.issuer, got)
-		}
-		if got := tc.id.MatchesSubject(tc.subject); got != tc.wantSub {
-			t.Errorf("%v MatchesSubject(%q) = %v", tc.id, tc.subject, got)
-		}
-	}
 	if got, want := id.String(), `issuer https://issuer.example subject /^https://github\.com/acme//`; got != want {
 		t.Errorf("String() = %q, want %q", got, want)
 	}

@@ -20,26 +20,6 @@ type glob struct {
 	segs    []string
 }
 
-// Match reports whether the image pattern matches image ("registry/
-// repository" as clients name it through the proxy). Both are normalised
-// first: the registry is lower-cased, Docker Hub's aliases become
-// "docker.io", and "docker.io/x" becomes "docker.io/library/x". It returns
-// an error, and false, for a pattern Load would reject.
-func Match(pattern, image string) (bool, error) {
-	g, err := compileGlob(pattern)
-	if err != nil {
-		return false, err
-	}
-	return g.match(normalizeImage(image)), nil
-}
-
-// NormalizeImage returns image ("registry/repository") as patterns are
-// matched against it: the registry lower-cased, Docker Hub's aliases folded
-// into "docker.io" and "docker.io/x" written "docker.io/library/x".
-func NormalizeImage(image string) string {
-	return normalizeImage(image)
-}
-
 func normalizeImage(image string) string { return oci.NormalizeImage(image) }
 
 func normalizeRegistry(s string) string { return oci.NormalizeRegistry(s) }

@@ -53,13 +53,13 @@ func TestMatch(t *testing.T) {
 		{"docker.io/bitnami/*", "docker.io/bitnami/redis", true},
 	}
 	for _, tc := range tests {
-		got, err := Match(tc.pattern, tc.image)
+		got, err := matchPattern(tc.pattern, tc.image)
 		if err != nil {
-			t.Errorf("Match(%q, %q): %v", tc.pattern, tc.image, err)
+			t.Errorf("matchPattern(%q, %q): %v", tc.pattern, tc.image, err)
 			continue
 		}
 		if got != tc.want {
-			t.Errorf("Match(%q, %q) = %v, want %v", tc.pattern, tc.image, got, tc.want)
+			t.Errorf("matchPattern(%q, %q) = %v, want %v", tc.pattern, tc.image, got, tc.want)
 		}
 	}
 }
@@ -82,9 +82,9 @@ func TestMatchBadPattern(t *testing.T) {
 		{"ghcr.io/Acme/app", `write "ghcr.io/acme/app"`},
 	}
 	for _, tc := range tests {
-		ok, err := Match(tc.pattern, "registry.example/app")
+		ok, err := matchPattern(tc.pattern, "registry.example/app")
 		if err == nil || ok || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("Match(%q) = %v, %v; want an error containing %q", tc.pattern, ok, err, tc.want)
+			t.Errorf("matchPattern(%q) = %v, %v; want an error containing %q", tc.pattern, ok, err, tc.want)
 		}
 	}
 }
@@ -97,8 +97,8 @@ func TestNormalizeImage(t *testing.T) {
 		"GHCR.io/acme/app":              "ghcr.io/acme/app",
 		"localhost:5000/x":              "localhost:5000/x",
 	} {
-		if got := NormalizeImage(in); got != want {
-			t.Errorf("NormalizeImage(%q) = %q, want %q", in, got, want)
+		if got := normalizeImage(in); got != want {
+			t.Errorf("normalizeImage(%q) = %q, want %q", in, got, want)
 		}
 	}
 }
@@ -108,7 +108,20 @@ func TestNormalizeImage(t *testing.T) {
 func TestMatchManyStars(t *testing.T) {
 	pattern := "r.example/" + strings.Repeat("**/", 30) + strings.Repeat("*a", 30)
 	image := "r.example/" + strings.Repeat("x/", 100) + strings.Repeat("a", 60) + "b"
-	if ok, err := Match(pattern, image); ok || err != nil {
+	if ok, err := matchPattern(pattern, image); ok || err != nil {
 		t.Errorf("Match = %v, %v", ok, err)
 	}
+}
+
+// matchPattern reports whether the image pattern matches image ("registry/
+// repository" as clients name it through the proxy). Both are normalised
+// first: the registry is lower-cased, Docker Hub's aliases become
+// "docker.io", and "docker.io/x" becomes "docker.io/library/x". It returns
+// an error, and false, for a pattern Load would reject.
+func matchPattern(pattern, image string) (bool, error) {
+	g, err := compileGlob(pattern)
+	if err != nil {
+		return false, err
+	}
+	return g.match(normalizeImage(image)), nil
 }

@@ -2,7 +2,6 @@ package policy
 
 import (
 	"crypto"
-	"regexp"
 )
 
 // Policy is a compiled policy file: everything resolved, read and checked,
@@ -120,8 +119,6 @@ type Keyless struct {
 type Identity struct {
 	Issuer, IssuerRegExp   string
 	Subject, SubjectRegExp string
-
-	issuerRE, subjectRE *regexp.Regexp
 }
 
 // TrustRoot is a named Sigstore trust root: a trusted_root.json file (air

@@ -36,8 +36,8 @@ type route struct {
 	up *upstream
 }
 
-// nameComponent is one path component of a repository name, per the
-// distribution spec's <name> grammar.
+// nameRE is a repository name, per the distribution spec's <name> grammar:
+// path components of lower-case alphanumerics and separators.
 var nameRE = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$`)
 
 // tagRE is the distribution spec's tag grammar.

@@ -23,24 +23,10 @@ type AuthorityResult = policy.AuthorityResult
 // DefaultMaxReasons bounds the per-signature lines in a result.
 const DefaultMaxReasons = 8
 
-// maxCachedAuthorities bounds the compiled-authority cache (it is keyed by
-// *policy.Authority, so each policy reload adds entries).
+// maxCachedAuthorities bounds the compiled-authority cache of a Checker.
+// A Checker belongs to one policy snapshot (a reload makes a new one), so
+// this only guards against a policy with very many authorities.
 const maxCachedAuthorities = 1024
-
-// Option configures a Checker.
-type Option func(*Checker) error
-
-// WithMaxReasons sets how many per-signature reasons a failed result lists
-// (default DefaultMaxReasons); the rest are summarised in one line.
-func WithMaxReasons(n int) Option {
-	return func(c *Checker) error {
-		if n < 1 {
-			return fmt.Errorf("max reasons must be at least 1, got %d", n)
-		}
-		c.maxReasons = n
-		return nil
-	}
-}
 
 // Checker decides authorities against discovered signatures. It compiles
 // each authority into sigstore-go verifiers once and reuses them; it is
@@ -54,17 +40,11 @@ type Checker struct {
 }
 
 // NewChecker returns a Checker taking trust roots from trust.
-func NewChecker(trust TrustProvider, opts ...Option) (*Checker, error) {
+func NewChecker(trust TrustProvider) (*Checker, error) {
 	if trust == nil {
 		return nil, fmt.Errorf("verify: nil TrustProvider")
 	}
-	c := &Checker{trust: trust, maxReasons: DefaultMaxReasons, auths: map[*policy.Authority]*authority{}}
-	for _, o := range opts {
-		if err := o(c); err != nil {
-			return nil, fmt.Errorf("verify: %w", err)
-		}
-	}
-	return c, nil
+	return &Checker{trust: trust, maxReasons: DefaultMaxReasons, auths: map[*policy.Authority]*authority{}}, nil
 }
 
 // Prepare compiles a ahead of its first Check, so that a policy load can

@@ -301,9 +301,6 @@ func TestNewCheckerOptions(t *testing.T) {
 	if _, err := NewChecker(nil); err == nil {
 		t.Error("NewChecker(nil) succeeded")
 	}
-	if _, err := NewChecker(TrustMap{}, WithMaxReasons(0)); err == nil {
-		t.Error("WithMaxReasons(0) accepted")
-	}
 	c, err := NewChecker(TrustMap{})
 	if err != nil {
 		t.Fatal(err)

@@ -17,7 +17,9 @@
 // file, in front of the same upstreams, and check the verification gate with
 // the same clients: images signed in-process (package verify/signing) are
 // served, unsigned ones refused with 403 DENIED, and every decision logged.
-// Reproducers of open gate bugs run only with PORTCULLIS_E2E_KNOWN_BUGS=1.
+// Regressions of gate bugs found here, and of the gate-integrity defects
+// (decoys pushed with cosign, pulls with crane and podman), are in
+// gated_regressions_test.go.
 //
 // It is not the place for proxy unit tests, which sit beside the code.
 package e2e

@@ -50,7 +50,6 @@ type fetched struct {
 	src      Source
 	material root.TrustedMaterial
 	json     []byte
-	err      error // the last refresh failure, nil when the last refresh worked
 }
 
 // New fetches every source's trusted root once. A source whose repository
@@ -66,7 +65,6 @@ func New(sources []Source) (*Provider, error) {
 				errs = append(errs, fmt.Errorf("trust root %q: %w (and no usable cache: %v)", s.Name, err, cerr))
 				continue
 			}
-			f.err = err
 		}
 		p.roots[s.Name] = f
 	}
@@ -118,13 +116,12 @@ func (p *Provider) Refresh() error {
 	for _, f := range sources {
 		next := &fetched{src: f.src}
 		err := next.refresh(false)
-		p.mu.Lock()
 		if err != nil {
-			f.err = err
 			errs = append(errs, fmt.Errorf("trust root %q: %w (keeping the last good root)", f.src.Name, err))
-		} else {
-			p.roots[f.src.Name] = next
+			continue
 		}
+		p.mu.Lock()
+		p.roots[f.src.Name] = next
 		p.mu.Unlock()
 	}
 	return errors.Join(errs...)
