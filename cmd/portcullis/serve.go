@@ -150,7 +150,7 @@ func buildProxy(cfg *config.Config, builder *snapshotBuilder, log *zap.Logger, r
 	opts := []proxy.Option{
 		proxy.WithDefaultRegistry(cfg.DefaultRegistry),
 		proxy.WithTagTTL(cfg.TagTTL),
-		proxy.WithStaleIfError(cfg.StaleIfError),
+		proxy.WithStaleIfError(cfg.TagStaleIfError),
 		proxy.WithManifestCacheBytes(cfg.ManifestCacheBytes),
 		proxy.WithUpstreamTimeout(cfg.UpstreamTimeout),
 		proxy.WithClientIdleTimeout(cfg.ClientIdleTimeout),
@@ -181,7 +181,7 @@ func buildProxy(cfg *config.Config, builder *snapshotBuilder, log *zap.Logger, r
 	}
 	g, err := verify.NewGate(gate.Reader{P: p}, snap,
 		verify.WithVerdictTTL(cfg.VerdictTTL), verify.WithDenyTTL(cfg.DenyTTL),
-		verify.WithStaleIfError(cfg.StaleIfError), verify.WithDecisionTimeout(cfg.DecisionTimeout),
+		verify.WithStaleIfError(cfg.VerdictStaleIfError), verify.WithDecisionTimeout(cfg.DecisionTimeout),
 		verify.WithLimits(verify.Limits{MaxSignatures: cfg.MaxSignatures}),
 		verify.WithGateLogger(log.Named("gate")), verify.WithGateRegisterer(reg))
 	if err != nil {

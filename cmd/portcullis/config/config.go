@@ -95,10 +95,21 @@ type Config struct {
 	// YAML "denyTTL"; default 30s; >= 0.
 	DenyTTL time.Duration
 
-	// StaleIfError is how long past its VerdictTTL an allow verdict may
-	// still be used while verifying the image again fails with an error.
-	// YAML "staleIfError"; default 1h; >= 0.
-	StaleIfError time.Duration
+	// TagStaleIfError is how long past its TagTTL a tag's resolution may
+	// still be used while the upstream cannot answer (5xx, 429, timeout).
+	// YAML "tagStaleIfError"; default: staleIfError if given, else 1h; >= 0.
+	TagStaleIfError time.Duration
+
+	// VerdictStaleIfError is how long past its VerdictTTL an allow verdict
+	// (and the grants it made) may still be used while deciding again fails
+	// with an error. A denial never becomes an allow this way.
+	// YAML "verdictStaleIfError"; default: staleIfError if given, else 1h; >= 0.
+	VerdictStaleIfError time.Duration
+
+	// staleIfError is the deprecated YAML "staleIfError", which sets both
+	// TagStaleIfError and VerdictStaleIfError where they are not given;
+	// -1 when absent.
+	staleIfError time.Duration
 
 	// MaxSignatures is the most signatures examined for one image.
 	// YAML "maxSignatures"; default 32; >= 1.
@@ -209,21 +220,30 @@ func (a Auth) Format(f fmt.State, verb rune) {
 	_, _ = io.WriteString(f, a.String())
 }
 
+// unsetDuration marks a duration the file did not give (decoded values
+// are never negative).
+const unsetDuration = -1
+
+// defaultStaleIfError is the stale-if-error window when none is given.
+const defaultStaleIfError = time.Hour
+
 // defaults returns a Config holding the default of every setting. Parse
 // decodes the file over it, so settings the file leaves out keep these
 // values while settings it gives, even as 0, replace them.
 func defaults() *Config {
 	return &Config{
-		Listen:             "127.0.0.1:5050",
-		AdminListen:        "127.0.0.1:9090",
-		TagTTL:             30 * time.Second,
-		ManifestCacheBytes: 64 << 20,
-		UpstreamTimeout:    30 * time.Second,
-		ShutdownTimeout:    30 * time.Second,
-		VerdictTTL:         10 * time.Minute,
-		DenyTTL:            30 * time.Second,
-		StaleIfError:       time.Hour,
-		MaxSignatures:      32,
-		DecisionTimeout:    10 * time.Second,
+		Listen:              "127.0.0.1:5050",
+		AdminListen:         "127.0.0.1:9090",
+		TagTTL:              30 * time.Second,
+		ManifestCacheBytes:  64 << 20,
+		UpstreamTimeout:     30 * time.Second,
+		ShutdownTimeout:     30 * time.Second,
+		VerdictTTL:          10 * time.Minute,
+		DenyTTL:             30 * time.Second,
+		TagStaleIfError:     unsetDuration,
+		VerdictStaleIfError: unsetDuration,
+		staleIfError:        unsetDuration,
+		MaxSignatures:       32,
+		DecisionTimeout:     10 * time.Second,
 	}
 }

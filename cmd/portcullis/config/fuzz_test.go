@@ -86,7 +86,7 @@ func FuzzParse(f *testing.F) {
 		if c.DefaultRegistry != "" && !seen[c.DefaultRegistry] {
 			t.Errorf("accepted defaultRegistry %q, not an upstream", c.DefaultRegistry)
 		}
-		if c.TagTTL < 0 || c.VerdictTTL < 0 || c.DenyTTL < 0 || c.StaleIfError < 0 ||
+		if c.TagTTL < 0 || c.VerdictTTL < 0 || c.DenyTTL < 0 || c.TagStaleIfError < 0 || c.VerdictStaleIfError < 0 ||
 			c.UpstreamTimeout <= 0 || c.ClientIdleTimeout <= 0 || c.ShutdownTimeout <= 0 || c.DecisionTimeout <= 0 ||
 			c.ManifestCacheBytes <= 0 || c.MaxSignatures < 1 || c.Listen == "" || c.AdminListen == "" {
 			t.Errorf("accepted out-of-range settings: %+v", c)

@@ -110,7 +110,9 @@ func configFields(c *Config) []yamlfile.Field {
 		{Key: "unverified", Decode: yamlfile.Bool(&c.Unverified)},
 		{Key: "verdictTTL", Decode: duration(&c.VerdictTTL)},
 		{Key: "denyTTL", Decode: duration(&c.DenyTTL)},
-		{Key: "staleIfError", Decode: duration(&c.StaleIfError)},
+		{Key: "tagStaleIfError", Decode: duration(&c.TagStaleIfError)},
+		{Key: "verdictStaleIfError", Decode: duration(&c.VerdictStaleIfError)},
+		{Key: "staleIfError", Decode: duration(&c.staleIfError)}, // deprecated: sets both
 		{Key: "maxSignatures", Decode: yamlfile.IntAtLeast(&c.MaxSignatures, 1)},
 		{Key: "decisionTimeout", Decode: positiveDuration(&c.DecisionTimeout)},
 	}

@@ -17,20 +17,22 @@ func TestParseDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &Config{
-		Unverified:         true,
-		Listen:             "127.0.0.1:5050",
-		AdminListen:        "127.0.0.1:9090",
-		Upstreams:          []Upstream{{Registry: "registry.example", Endpoint: &url.URL{Scheme: "https", Host: "registry.example"}}},
-		TagTTL:             30 * time.Second,
-		ManifestCacheBytes: 64 << 20,
-		UpstreamTimeout:    30 * time.Second,
-		ClientIdleTimeout:  30 * time.Second,
-		ShutdownTimeout:    30 * time.Second,
-		VerdictTTL:         10 * time.Minute,
-		DenyTTL:            30 * time.Second,
-		StaleIfError:       time.Hour,
-		MaxSignatures:      32,
-		DecisionTimeout:    10 * time.Second,
+		Unverified:          true,
+		Listen:              "127.0.0.1:5050",
+		AdminListen:         "127.0.0.1:9090",
+		Upstreams:           []Upstream{{Registry: "registry.example", Endpoint: &url.URL{Scheme: "https", Host: "registry.example"}}},
+		TagTTL:              30 * time.Second,
+		ManifestCacheBytes:  64 << 20,
+		UpstreamTimeout:     30 * time.Second,
+		ClientIdleTimeout:   30 * time.Second,
+		ShutdownTimeout:     30 * time.Second,
+		VerdictTTL:          10 * time.Minute,
+		DenyTTL:             30 * time.Second,
+		TagStaleIfError:     time.Hour,
+		VerdictStaleIfError: time.Hour,
+		staleIfError:        unsetDuration,
+		MaxSignatures:       32,
+		DecisionTimeout:     10 * time.Second,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got  %+v\nwant %+v", c, want)
@@ -92,18 +94,20 @@ func TestParseEverySetting(t *testing.T) {
 				Insecure: true,
 			},
 		},
-		DefaultRegistry:    "registry.example",
-		TagTTL:             time.Minute,
-		ManifestCacheBytes: 1 << 20,
-		UpstreamTimeout:    5 * time.Second,
-		ClientIdleTimeout:  2 * time.Minute,
-		ShutdownTimeout:    90 * time.Second,
-		PolicyFile:         filepath.Join(dir, "policy.yaml"),
-		VerdictTTL:         20 * time.Minute,
-		DenyTTL:            time.Minute,
-		StaleIfError:       2 * time.Hour,
-		MaxSignatures:      8,
-		DecisionTimeout:    15 * time.Second,
+		DefaultRegistry:     "registry.example",
+		TagTTL:              time.Minute,
+		ManifestCacheBytes:  1 << 20,
+		UpstreamTimeout:     5 * time.Second,
+		ClientIdleTimeout:   2 * time.Minute,
+		ShutdownTimeout:     90 * time.Second,
+		PolicyFile:          filepath.Join(dir, "policy.yaml"),
+		VerdictTTL:          20 * time.Minute,
+		DenyTTL:             time.Minute,
+		TagStaleIfError:     2 * time.Hour,
+		VerdictStaleIfError: 2 * time.Hour,
+		staleIfError:        2 * time.Hour,
+		MaxSignatures:       8,
+		DecisionTimeout:     15 * time.Second,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got  %+v\nwant %+v", c, want)
@@ -137,7 +141,10 @@ func TestParseZeroIsNotDefault(t *testing.T) {
 		{"tagTTL 0s", "tagTTL: 0s", func(c *Config) time.Duration { return c.TagTTL }},
 		{"verdictTTL", "verdictTTL: 0", func(c *Config) time.Duration { return c.VerdictTTL }},
 		{"denyTTL", "denyTTL: 0", func(c *Config) time.Duration { return c.DenyTTL }},
-		{"staleIfError", "staleIfError: 0", func(c *Config) time.Duration { return c.StaleIfError }},
+		{"staleIfError sets the tag window", "staleIfError: 0", func(c *Config) time.Duration { return c.TagStaleIfError }},
+		{"staleIfError sets the verdict window", "staleIfError: 0", func(c *Config) time.Duration { return c.VerdictStaleIfError }},
+		{"tagStaleIfError", "tagStaleIfError: 0", func(c *Config) time.Duration { return c.TagStaleIfError }},
+		{"verdictStaleIfError", "verdictStaleIfError: 0", func(c *Config) time.Duration { return c.VerdictStaleIfError }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -564,5 +571,28 @@ func TestParseRelativeDir(t *testing.T) {
 	}
 	if want := filepath.Join(dir, "policy.yaml"); c.PolicyFile != want {
 		t.Errorf("PolicyFile = %q, want %q", c.PolicyFile, want)
+	}
+}
+
+// TestStaleIfErrorSplit: the two windows are set on their own; the
+// deprecated staleIfError fills whichever is not given.
+func TestStaleIfErrorSplit(t *testing.T) {
+	for _, tc := range []struct {
+		yaml         string
+		tag, verdict time.Duration
+	}{
+		{"", time.Hour, time.Hour},
+		{"staleIfError: 5m\n", 5 * time.Minute, 5 * time.Minute},
+		{"tagStaleIfError: 1m\n", time.Minute, time.Hour},
+		{"verdictStaleIfError: 2m\nstaleIfError: 5m\n", 5 * time.Minute, 2 * time.Minute},
+		{"tagStaleIfError: 0s\nverdictStaleIfError: 3h\n", 0, 3 * time.Hour},
+	} {
+		c, err := Parse([]byte("unverified: true\nupstreams:\n  - registry: r.example\n"+tc.yaml), "config.yaml", t.TempDir())
+		if err != nil {
+			t.Fatalf("%q: %v", tc.yaml, err)
+		}
+		if c.TagStaleIfError != tc.tag || c.VerdictStaleIfError != tc.verdict {
+			t.Errorf("%q: tag %v verdict %v, want %v %v", tc.yaml, c.TagStaleIfError, c.VerdictStaleIfError, tc.tag, tc.verdict)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/portcullis-dev/portcullis/policy/yamlfile"
 )
@@ -16,6 +17,15 @@ import (
 func validate(c *Config, dir string, r *yamlfile.Report) {
 	if c.ClientIdleTimeout == 0 { // not given (a given 0 is reported)
 		c.ClientIdleTimeout = c.UpstreamTimeout
+	}
+	stale := c.staleIfError
+	if stale == unsetDuration {
+		stale = defaultStaleIfError
+	}
+	for _, d := range []*time.Duration{&c.TagStaleIfError, &c.VerdictStaleIfError} {
+		if *d == unsetDuration {
+			*d = stale
+		}
 	}
 	checkListeners(c, r)
 	checkUpstreams(c, r)
