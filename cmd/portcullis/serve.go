@@ -183,6 +183,7 @@ func buildProxy(cfg *config.Config, builder *snapshotBuilder, log *zap.Logger, r
 		verify.WithVerdictTTL(cfg.VerdictTTL), verify.WithDenyTTL(cfg.DenyTTL),
 		verify.WithStaleIfError(cfg.VerdictStaleIfError), verify.WithDecisionTimeout(cfg.DecisionTimeout),
 		verify.WithLimits(verify.Limits{MaxSignatures: cfg.MaxSignatures}),
+		verify.WithVerdictCacheEntries(cfg.VerdictCacheEntries),
 		verify.WithGateLogger(log.Named("gate")), verify.WithGateRegisterer(reg))
 	if err != nil {
 		return nil, nil, usageError(err)

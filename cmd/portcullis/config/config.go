@@ -111,6 +111,13 @@ type Config struct {
 	// -1 when absent.
 	staleIfError time.Duration
 
+	// VerdictCacheEntries bounds the in-process verdict store: verdicts plus
+	// the grants they hold (an image's config and layers, an index's
+	// children), evicted together, least recently used first. About 250
+	// bytes an entry.
+	// YAML "verdictCacheEntries"; default 1000000; >= 1.
+	VerdictCacheEntries int64
+
 	// MaxSignatures is the most signatures examined for one image.
 	// YAML "maxSignatures"; default 32; >= 1.
 	MaxSignatures int
@@ -243,6 +250,7 @@ func defaults() *Config {
 		TagStaleIfError:     unsetDuration,
 		VerdictStaleIfError: unsetDuration,
 		staleIfError:        unsetDuration,
+		VerdictCacheEntries: 1_000_000,
 		MaxSignatures:       32,
 		DecisionTimeout:     10 * time.Second,
 	}

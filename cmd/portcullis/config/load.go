@@ -113,6 +113,7 @@ func configFields(c *Config) []yamlfile.Field {
 		{Key: "tagStaleIfError", Decode: duration(&c.TagStaleIfError)},
 		{Key: "verdictStaleIfError", Decode: duration(&c.VerdictStaleIfError)},
 		{Key: "staleIfError", Decode: duration(&c.staleIfError)}, // deprecated: sets both
+		{Key: "verdictCacheEntries", Decode: yamlfile.IntAtLeast(&c.VerdictCacheEntries, 1)},
 		{Key: "maxSignatures", Decode: yamlfile.IntAtLeast(&c.MaxSignatures, 1)},
 		{Key: "decisionTimeout", Decode: positiveDuration(&c.DecisionTimeout)},
 	}

@@ -31,6 +31,7 @@ func TestParseDefaults(t *testing.T) {
 		TagStaleIfError:     time.Hour,
 		VerdictStaleIfError: time.Hour,
 		staleIfError:        unsetDuration,
+		VerdictCacheEntries: 1_000_000,
 		MaxSignatures:       32,
 		DecisionTimeout:     10 * time.Second,
 	}
@@ -65,6 +66,7 @@ func TestParseEverySetting(t *testing.T) {
 		"verdictTTL: 20m",
 		"denyTTL: 1m",
 		"staleIfError: 2h",
+		"verdictCacheEntries: 5000",
 		"maxSignatures: 8",
 		"decisionTimeout: 15s",
 	)
@@ -106,6 +108,7 @@ func TestParseEverySetting(t *testing.T) {
 		TagStaleIfError:     2 * time.Hour,
 		VerdictStaleIfError: 2 * time.Hour,
 		staleIfError:        2 * time.Hour,
+		VerdictCacheEntries: 5000,
 		MaxSignatures:       8,
 		DecisionTimeout:     15 * time.Second,
 	}
@@ -426,10 +429,11 @@ func TestParseErrors(t *testing.T) {
 		},
 		{
 			name: "numbers out of range",
-			yaml: y(up, "manifestCacheBytes: 0", "maxSignatures: 0"),
+			yaml: y(up, "manifestCacheBytes: 0", "maxSignatures: 0", "verdictCacheEntries: 0"),
 			want: []string{
 				`config.yaml:2: manifestCacheBytes: must be at least 1, got "0"`,
 				`config.yaml:3: maxSignatures: must be at least 1, got "0"`,
+				`config.yaml:4: verdictCacheEntries: must be at least 1, got "0"`,
 			},
 		},
 		{
