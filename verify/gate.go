@@ -295,7 +295,7 @@ func (g *Gate) verdict(ctx context.Context, snap *Snapshot, req *ManifestRequest
 			return nil, err
 		}
 		if s.Expires.After(g.o.now()) {
-			if err := g.store.Put(dctx, s); err != nil {
+			if err := g.store.Put(dctx, s, g.o.now()); err != nil {
 				return nil, fmt.Errorf("verdict store: %w", err)
 			}
 		}

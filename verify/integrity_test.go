@@ -223,7 +223,7 @@ func TestMemoryStoreBounds(t *testing.T) {
 		for g := range grants {
 			st.Grants = append(st.Grants, Grant{Kind: GrantBlob, Digest: digestOfBytes([]byte(fmt.Sprint(i, "/", g)))})
 		}
-		if err := s.Put(ctx, st); err != nil {
+		if err := s.Put(ctx, st, now); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -318,5 +318,24 @@ func TestBundleAnnotationOnlyOrders(t *testing.T) {
 	v, err := f.decideErr(ctx, "mislabelled", img)
 	if err != nil || !v.Allowed() {
 		t.Fatalf("an image signed by a bundle annotated as provenance: %v %s %v", err, v.Why, v.Detail())
+	}
+}
+
+// Expired verdicts are dropped as the store is written, with their grants.
+func TestMemoryStoreSweepsExpired(t *testing.T) {
+	s := NewMemoryStore(1000)
+	ctx := context.Background()
+	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	repo := Repository{Registry: "r", Name: "a"}
+	for i := range 100 {
+		st := &Stored{Key: fmt.Sprint(i), Repo: repo, Digest: digestOfBytes([]byte(fmt.Sprint(i))),
+			Fresh: now.Add(time.Second), Expires: now.Add(time.Second), Judgement: &Judgement{Decision: Deny},
+			Grants: []Grant{{Kind: GrantBlob, Digest: digestOfBytes([]byte(fmt.Sprint("g", i)))}}}
+		if err := s.Put(ctx, st, now.Add(time.Duration(i)*time.Second/10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, _ := s.Len(); n > 15 {
+		t.Fatalf("%d verdicts held after writes 10 s past the first ones expired, want the expired ones dropped", n)
 	}
 }

@@ -82,8 +82,9 @@ func (s *Stored) cost() int { return 1 + len(s.Grants) }
 type VerdictStore interface {
 	// Get returns the verdict stored under key, or nil.
 	Get(ctx context.Context, key string, now time.Time) (*Stored, error)
-	// Put stores v (replacing any verdict under v.Key).
-	Put(ctx context.Context, v *Stored) error
+	// Put stores v (replacing any verdict under v.Key); now is the gate's
+	// clock, for dropping expired verdicts on the way.
+	Put(ctx context.Context, v *Stored, now time.Time) error
 	// Granting lists the live verdicts of repo that grant d with kind.
 	Granting(ctx context.Context, repo Repository, d v1.Hash, kind GrantKind, now time.Time) ([]*Stored, error)
 }
@@ -139,7 +140,7 @@ func (m *MemoryStore) Get(_ context.Context, key string, now time.Time) (*Stored
 }
 
 // Put implements VerdictStore.
-func (m *MemoryStore) Put(_ context.Context, v *Stored) error {
+func (m *MemoryStore) Put(_ context.Context, v *Stored, now time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if el, ok := m.byKey[v.Key]; ok {
@@ -158,7 +159,23 @@ func (m *MemoryStore) Put(_ context.Context, v *Stored) error {
 	for m.cost > m.maxCost {
 		m.remove(m.lru.Back())
 	}
+	m.sweep(now)
 	return nil
+}
+
+// sweepPerPut is how many of the least recently used verdicts each Put
+// looks at for expiry: expired verdicts (and their grants) are dropped as
+// the store is written, not only when the store is full.
+const sweepPerPut = 2
+
+func (m *MemoryStore) sweep(now time.Time) {
+	for range sweepPerPut {
+		el := m.lru.Back()
+		if el == nil || now.Before(el.Value.(*Stored).Expires) {
+			return
+		}
+		m.remove(el)
+	}
 }
 
 // Granting implements VerdictStore.
