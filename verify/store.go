@@ -29,20 +29,6 @@ const (
 	GrantReferrer
 )
 
-func (k GrantKind) String() string {
-	switch k {
-	case GrantChild:
-		return "child"
-	case GrantBlob:
-		return "blob"
-	case GrantMaterialBlob:
-		return "material-blob"
-	case GrantReferrer:
-		return "referrer"
-	}
-	return "unknown"
-}
-
 // Grant is one digest an allowed verdict lets through, and how.
 type Grant struct {
 	Kind   GrantKind
