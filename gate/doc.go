@@ -1,6 +1,6 @@
-// Package gate joins the proxy and the verification gate: Late is the
-// proxy.Gate backed by a verify.Gate bound after the proxy exists, and
-// Reader is the verify.Reader served by the proxy's upstream client.
+// Package gate joins the proxy and the verification gate: Checker is the
+// proxy.Gate that decides with a verify.Gate (the gate reads signatures
+// through the upstream client, as the proxy serves from it).
 //
 // It is the first room of the gate package the house redesign describes
 // (docs/ARCHITECTURE.md): the Gate, its verdict store and the reloader

@@ -1,6 +1,10 @@
 package oci
 
-import "strings"
+import (
+	"fmt"
+	"regexp"
+	"strings"
+)
 
 // DockerHub is the canonical name of Docker Hub; index.docker.io and
 // registry-1.docker.io are the same registry.
@@ -46,4 +50,62 @@ func NormalizeImage(image string) string {
 		return reg
 	}
 	return reg + "/" + NormalizeRepository(reg, repo)
+}
+
+// nameRE is a repository name, per the distribution spec's <name> grammar:
+// path components of lower-case alphanumerics and separators.
+var nameRE = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$`)
+
+// tagRE is the distribution spec's tag grammar.
+var tagRE = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
+
+// MaxRepositoryName is the longest repository name accepted, as
+// distribution does.
+const MaxRepositoryName = 255
+
+// ValidRepositoryName reports whether name is a repository name by the
+// distribution spec's grammar, at most MaxRepositoryName long.
+func ValidRepositoryName(name string) bool {
+	return len(name) <= MaxRepositoryName && nameRE.MatchString(name)
+}
+
+// ValidTag reports whether tag is a tag by the distribution spec's grammar.
+func ValidTag(tag string) bool { return tagRE.MatchString(tag) }
+
+// ValidReference reports whether ref is a tag or a digest oci.ParseDigest
+// accepts: what may follow /manifests/ in a path.
+func ValidReference(ref string) bool {
+	if IsDigest(ref) {
+		_, err := ParseDigest(ref)
+		return err == nil
+	}
+	return ValidTag(ref)
+}
+
+// ParseImage splits an image as clients name it through the proxy
+// ("registry.example/acme/app:v1", "acme/app@sha256:...", "alpine") into
+// the repository and the reference (a tag, or the digest after "@";
+// default "latest"). The first segment is the registry when it reads as a
+// host (a dot, a colon, localhost) or configured says it is one; otherwise
+// the name is on defaultRegistry. Registry and repository are normalised.
+func ParseImage(s, defaultRegistry string, configured func(registry string) bool) (Repository, string, error) {
+	name, ref := s, "latest"
+	if i := strings.Index(s, "@"); i >= 0 {
+		name, ref = s[:i], s[i+1:]
+	} else if i := strings.LastIndex(s, ":"); i > strings.LastIndex(s, "/") {
+		name, ref = s[:i], s[i+1:]
+	}
+	registry, repo := defaultRegistry, name
+	if first, rest, ok := strings.Cut(name, "/"); ok && (strings.ContainsAny(first, ".:") || first == "localhost" || configured(first)) {
+		registry, repo = first, rest
+	}
+	if registry == "" {
+		return Repository{}, "", fmt.Errorf("%s names no registry, and there is no default registry", s)
+	}
+	registry = NormalizeRegistry(registry)
+	repo = NormalizeRepository(registry, repo)
+	if repo == "" || ref == "" {
+		return Repository{}, "", fmt.Errorf("%s: not an image reference", s)
+	}
+	return Repository{Registry: registry, Name: repo}, ref, nil
 }

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -9,15 +8,14 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"go.uber.org/zap"
 
 	"github.com/portcullis-dev/portcullis/oci"
+	"github.com/portcullis-dev/portcullis/upstream"
 )
 
 // serveBlob answers GET and HEAD /v2/<name>/blobs/<digest>, with Range.
@@ -40,7 +38,7 @@ func (p *Proxy) serveBlob(w http.ResponseWriter, r *http.Request, rt *route) err
 	if r.Method == http.MethodHead {
 		return p.headBlob(w, r, rt, d, permit)
 	}
-	return p.getBlob(w, r, rt, d, parseRange(r.Header.Get("Range")), permit)
+	return p.getBlob(w, r, rt, d, upstream.ParseRange(r.Header.Get("Range")), permit)
 }
 
 // withinPermit refuses a blob larger than its permit allows (a blob served
@@ -62,94 +60,36 @@ func setBlobHeaders(h http.Header, d v1.Hash) {
 
 // headBlob answers HEAD with the blob's size from one (shared) upstream HEAD.
 func (p *Proxy) headBlob(w http.ResponseWriter, r *http.Request, rt *route, d v1.Hash, permit BlobPermit) error {
-	v, err := p.shared(r.Context(), "blobhead|"+manifestKey(rt.repo, d), func(ctx context.Context) (any, error) {
-		resp, err := p.call(ctx, rt, routeBlob, http.MethodHead, "/v2/"+rt.repo.Name+"/blobs/"+d.String(), nil, nil)
-		if err != nil {
-			return nil, err
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return nil, fromUpstreamResponse(rt.up.registry, resp, codeBlobUnknown)
-		}
-		if resp.ContentLength < 0 {
-			return nil, unavailable(http.StatusBadGateway, "upstream %s gave no size for blob %s", rt.up.registry, d)
-		}
-		return resp.ContentLength, nil
-	})
+	size, err := p.up.StatBlob(r.Context(), rt.repo, d)
 	if err != nil {
 		return err
 	}
-	if err := withinPermit(permit, d, v.(int64)); err != nil {
+	if err := withinPermit(permit, d, size); err != nil {
 		return err
 	}
 	setBlobHeaders(w.Header(), d)
-	w.Header().Set("Content-Length", strconv.FormatInt(v.(int64), 10))
+	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
 	w.WriteHeader(http.StatusOK)
 	return nil
 }
 
 // getBlob streams a blob, or the requested range of it, from the upstream.
-func (p *Proxy) getBlob(w http.ResponseWriter, r *http.Request, rt *route, d v1.Hash, rng *byteRange, permit BlobPermit) error {
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	// The upstream gets upstreamTimeout for its headers (the transport's
-	// ResponseHeaderTimeout) and the same between two reads of the body.
-	idle := time.AfterFunc(p.timeout, cancel)
-	defer idle.Stop()
-
-	resp, err := p.blobRequest(ctx, rt, d, rng)
+func (p *Proxy) getBlob(w http.ResponseWriter, r *http.Request, rt *route, d v1.Hash, rng *upstream.Range, permit BlobPermit) error {
+	b, err := p.up.OpenBlob(r.Context(), rt.repo, d, rng)
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	body := &idleReader{r: resp.Body, timer: idle, timeout: p.timeout}
-	if permit.MaxBytes > 0 {
-		size := resp.ContentLength
-		if resp.StatusCode == http.StatusPartialContent {
-			_, _, size, _ = parseContentRange(resp.Header.Get("Content-Range"))
-		}
-		if resp.StatusCode/100 == 2 {
-			if err := withinPermit(permit, d, size); err != nil {
-				return err
-			}
-		}
+	defer b.Body.Close()
+	if err := withinPermit(permit, d, b.Size); err != nil {
+		return err
 	}
 	switch {
-	case resp.StatusCode == http.StatusOK && rng == nil:
-		return p.streamVerified(w, rt, d, resp.ContentLength, body)
-	case resp.StatusCode == http.StatusOK:
-		return p.sliceRange(w, rt, d, rng, resp.ContentLength, body)
-	case resp.StatusCode == http.StatusPartialContent && rng != nil:
-		return p.passPartial(w, rt, d, rng, resp, body)
-	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable && rng != nil &&
-		!strings.HasPrefix(resp.Header.Get("Content-Range"), "bytes */"):
-		// A 416 that does not give the blob's size: some upstreams (ggcr's
-		// registry) refuse the open-ended "bytes=N-" that containerd sends,
-		// and suffix ranges. Fetch the whole blob and slice it here.
-		_ = resp.Body.Close()
-		full, err := p.blobRequest(ctx, rt, d, nil)
-		if err != nil {
-			return err
-		}
-		defer full.Body.Close()
-		if full.StatusCode != http.StatusOK {
-			return fromUpstreamResponse(rt.up.registry, full, codeBlobUnknown)
-		}
-		if err := withinPermit(permit, d, full.ContentLength); err != nil {
-			return err
-		}
-		return p.sliceRange(w, rt, d, rng, full.ContentLength, &idleReader{r: full.Body, timer: idle, timeout: p.timeout})
-	default:
-		return fromUpstreamResponse(rt.up.registry, resp, codeBlobUnknown)
+	case b.Partial:
+		return p.sendPartial(w, rt, d, b.ContentRange, b.Last-b.First+1, b.Body)
+	case rng != nil:
+		return p.sliceRange(w, rt, d, rng, b)
 	}
-}
-
-func (p *Proxy) blobRequest(ctx context.Context, rt *route, d v1.Hash, rng *byteRange) (*http.Response, error) {
-	var hdr http.Header
-	if rng != nil {
-		hdr = http.Header{"Range": {rng.header()}}
-	}
-	return p.call(ctx, rt, routeBlob, http.MethodGet, "/v2/"+rt.repo.Name+"/blobs/"+d.String(), nil, hdr)
+	return p.streamVerified(w, rt, d, b)
 }
 
 // streamVerified sends a whole blob while hashing it. Hashing runs beside
@@ -157,10 +97,10 @@ func (p *Proxy) blobRequest(ctx context.Context, rt *route, d v1.Hash, rng *byte
 // so the digest check costs CPU but little throughput. The last chunk is
 // held back until the hash is checked: a blob whose bytes do not match its
 // digest never reaches the client complete, the connection is aborted.
-func (p *Proxy) streamVerified(w http.ResponseWriter, rt *route, d v1.Hash, size int64, body io.Reader) error {
+func (p *Proxy) streamVerified(w http.ResponseWriter, rt *route, d v1.Hash, b *upstream.Blob) error {
 	setBlobHeaders(w.Header(), d)
-	if size >= 0 {
-		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+	if b.Size >= 0 {
+		w.Header().Set("Content-Length", strconv.FormatInt(b.Size, 10))
 	}
 	w.WriteHeader(http.StatusOK)
 
@@ -172,7 +112,7 @@ func (p *Proxy) streamVerified(w http.ResponseWriter, rt *route, d v1.Hash, size
 	gone := make(chan struct{})
 	go s.hash(oci.NewHasher(d.Algorithm))
 	go s.write(w, gone)
-	n64, readErr := s.read(stopReader{r: body, stop: gone})
+	n64, readErr := s.read(stopReader{r: b.Body, stop: gone})
 	sum := <-s.sum
 	ok := readErr == nil && hex.EncodeToString(sum) == d.Hex
 	s.final <- ok
@@ -183,8 +123,9 @@ func (p *Proxy) streamVerified(w http.ResponseWriter, rt *route, d v1.Hash, size
 	case readErr != nil:
 		p.blobFailure(rt, d, fmt.Sprintf("upstream body failed after %d bytes: %v", n64, readErr))
 	case !ok:
-		p.metrics.digestMismatch.WithLabelValues(rt.up.registry, routeBlob).Inc()
-		p.blobFailure(rt, d, fmt.Sprintf("bytes hash to %s:%x, not the requested digest", d.Algorithm, sum))
+		got := fmt.Sprintf("%s:%x", d.Algorithm, sum)
+		b.Mismatched(got)
+		p.blobFailure(rt, d, "bytes hash to "+got+", not the requested digest")
 	}
 	return nil
 }
@@ -322,30 +263,20 @@ func (s *stream) write(w io.Writer, gone chan<- struct{}) {
 }
 
 // sliceRange serves a range out of a whole-blob upstream response.
-func (p *Proxy) sliceRange(w http.ResponseWriter, rt *route, d v1.Hash, rng *byteRange, size int64, body io.Reader) error {
-	if size < 0 { // no size: the range cannot be placed; send it all, verified
-		return p.streamVerified(w, rt, d, size, body)
+func (p *Proxy) sliceRange(w http.ResponseWriter, rt *route, d v1.Hash, rng *upstream.Range, b *upstream.Blob) error {
+	if b.Size < 0 { // no size: the range cannot be placed; send it all, verified
+		return p.streamVerified(w, rt, d, b)
 	}
-	first, last, ok := rng.resolve(size)
+	first, last, ok := rng.Resolve(b.Size)
 	if !ok {
-		e := newError(http.StatusRequestedRangeNotSatisfiable, codeRangeUnsatisfied, "range %s is outside blob of %d bytes", rng.header(), size)
-		e.Header = http.Header{"Content-Range": {fmt.Sprintf("bytes */%d", size)}}
+		e := newError(codeRangeUnsatisfied, "range %s is outside blob of %d bytes", rng.Header(), b.Size)
+		e.Header = http.Header{"Content-Range": {fmt.Sprintf("bytes */%d", b.Size)}}
 		return e
 	}
-	if _, err := io.CopyN(io.Discard, body, first); err != nil {
-		return unavailable(http.StatusBadGateway, "upstream %s: blob body ended before the range: %v", rt.up.registry, err)
+	if _, err := io.CopyN(io.Discard, b.Body, first); err != nil {
+		return newError(codeUpstreamError, "upstream %s: blob body ended before the range: %v", rt.repo.Registry, err)
 	}
-	return p.sendPartial(w, rt, d, fmt.Sprintf("bytes %d-%d/%d", first, last, size), last-first+1, body)
-}
-
-// passPartial relays an upstream 206, after checking it is the range asked.
-func (p *Proxy) passPartial(w http.ResponseWriter, rt *route, d v1.Hash, rng *byteRange, resp *http.Response, body io.Reader) error {
-	cr := resp.Header.Get("Content-Range")
-	first, last, _, ok := parseContentRange(cr)
-	if !ok || (rng.suffix == 0 && first != rng.start) || (rng.end >= 0 && rng.suffix == 0 && last > rng.end) {
-		return unavailable(http.StatusBadGateway, "upstream %s answered range %q with %q", rt.up.registry, rng.header(), cr)
-	}
-	return p.sendPartial(w, rt, d, cr, last-first+1, body)
+	return p.sendPartial(w, rt, d, fmt.Sprintf("bytes %d-%d/%d", first, last, b.Size), last-first+1, b.Body)
 }
 
 func (p *Proxy) sendPartial(w http.ResponseWriter, rt *route, d v1.Hash, contentRange string, n int64, body io.Reader) error {
@@ -367,7 +298,7 @@ func (p *Proxy) sendPartial(w http.ResponseWriter, rt *route, d v1.Hash, content
 
 // blobFailure logs why a blob response is being cut off, and cuts it off.
 func (p *Proxy) blobFailure(rt *route, d v1.Hash, why string) {
-	p.log.Error("blob response aborted", zap.String("registry", rt.up.registry),
+	p.log.Error("blob response aborted", zap.String("registry", rt.repo.Registry),
 		zap.String("repo", rt.repo.Name), zap.String("digest", d.String()), zap.String("reason", why))
 	abort()
 }
@@ -389,21 +320,6 @@ func (c *clientWriter) Write(b []byte) (int, error) {
 	n, err := c.w.Write(b)
 	if err != nil {
 		c.err = err
-	}
-	return n, err
-}
-
-// idleReader restarts the idle timer on every read that makes progress.
-type idleReader struct {
-	r       io.Reader
-	timer   *time.Timer
-	timeout time.Duration
-}
-
-func (ir *idleReader) Read(b []byte) (int, error) {
-	n, err := ir.r.Read(b)
-	if n > 0 {
-		ir.timer.Reset(ir.timeout)
 	}
 	return n, err
 }

@@ -8,12 +8,13 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/portcullis-dev/portcullis/upstream"
 )
 
 // settle waits for ristretto's asynchronous Sets.
 func (tp *testProxy) settle() {
-	tp.manifests.c.Wait()
-	tp.tags.c.Wait()
+	tp.up.Wait()
 }
 
 func TestHotManifestCostsNoUpstreamRoundTrip(t *testing.T) {
@@ -44,7 +45,7 @@ func TestHotManifestCostsNoUpstreamRoundTrip(t *testing.T) {
 }
 
 func TestTagTTLZeroAsksEveryTime(t *testing.T) {
-	f := newFixture(t, WithTagTTL(0))
+	f := newFixture(t, upstream.WithTagTTL(0))
 	heads := f.reg.count("HEAD", "/v2/acme/app/manifests/v1") // the push's own
 	for i := 0; i < 3; i++ {
 		resp, _ := f.proxy.do(t, "HEAD", "/v2/registry.example/acme/app/manifests/v1", nil)
@@ -148,7 +149,7 @@ func TestStaleIfError(t *testing.T) {
 		{"tag deleted upstream", time.Hour, 404, 404},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newFixture(t, WithTagTTL(20*time.Millisecond), WithStaleIfError(tc.stale))
+			f := newFixture(t, upstream.WithTagTTL(20*time.Millisecond), upstream.WithStaleIfError(tc.stale))
 			path := "/v2/registry.example/acme/app/manifests/v1"
 			resp, _ := f.proxy.do(t, "GET", path, nil)
 			mustEqual(t, "first status", resp.StatusCode, 200)

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/portcullis-dev/portcullis/upstream"
 )
 
 // trickle answers 200 with body one byte every 250 ms, until the client
@@ -69,7 +71,7 @@ func TestMetadataDeadlines(t *testing.T) {
 			up := newUpstreamServer(t)
 			up.push(t, "acme/app", "v1", randomImage(t, 100, 1))
 			up.setFault(tc.Fault)
-			tp := newTestProxy(t, map[string]*upstreamServer{"registry.example": up}, WithUpstreamTimeout(2*time.Second))
+			tp := newTestProxy(t, map[string]*upstreamServer{"registry.example": up}, upstream.WithTimeout(2*time.Second))
 			start := time.Now()
 			resp, body := tp.do(t, "GET", tc.Path, nil)
 			took := time.Since(start)

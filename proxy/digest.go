@@ -1,8 +1,6 @@
 package proxy
 
 import (
-	"net/http"
-
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/portcullis-dev/portcullis/oci"
@@ -12,13 +10,7 @@ import (
 func parseDigest(s string) (v1.Hash, *regError) {
 	d, err := oci.ParseDigest(s)
 	if err != nil {
-		return v1.Hash{}, newError(http.StatusBadRequest, codeDigestInvalid, "%v", err)
+		return v1.Hash{}, newError(codeDigestInvalid, "%v", err)
 	}
 	return d, nil
-}
-
-// digestOf digests b with an algorithm parseDigest accepted.
-func digestOf(alg string, b []byte) v1.Hash {
-	d, _ := oci.Digest(alg, b)
-	return d
 }

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/portcullis-dev/portcullis/upstream"
 )
 
 func TestUpstreamFaults(t *testing.T) {
@@ -67,7 +69,7 @@ func TestUpstreamFaults(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.Description, func(t *testing.T) {
-			f := newFixture(t, WithUpstreamTimeout(500*time.Millisecond), WithTagTTL(0))
+			f := newFixture(t, upstream.WithTimeout(500*time.Millisecond), upstream.WithTagTTL(0))
 			f.reg.setFault(tc.Fault)
 			path := tc.Path
 			if strings.HasSuffix(path, "/blobs/") {
@@ -96,7 +98,7 @@ func TestUnreachableUpstream(t *testing.T) {
 	ln.Close()
 	up := &upstreamServer{}
 	up.Server = nil
-	p, err := New([]Upstream{{Registry: "registry.example", Endpoint: mustURL("http://" + addr)}}, WithUpstreamTimeout(time.Second), WithGate(AllowAllUnsafe{}))
+	p, err := newProxy([]Upstream{{Registry: "registry.example", Endpoint: mustURL("http://" + addr)}}, upstream.WithTimeout(time.Second), WithGate(AllowAllUnsafe{}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/portcullis-dev/portcullis/upstream"
 )
 
 // FuzzWWWAuthenticate: whatever challenge an upstream sends (parsed by
@@ -37,8 +39,8 @@ func FuzzWWWAuthenticate(f *testing.F) {
 		w.WriteHeader(http.StatusUnauthorized)
 	}))
 	f.Cleanup(up.Close)
-	p, err := New([]Upstream{{Registry: "registry.example", Endpoint: mustURL(up.URL)}},
-		WithGate(AllowAllUnsafe{}), WithUpstreamTimeout(2*time.Second))
+	p, err := newProxy([]Upstream{{Registry: "registry.example", Endpoint: mustURL(up.URL)}},
+		WithGate(AllowAllUnsafe{}), upstream.WithTimeout(2*time.Second))
 	if err != nil {
 		f.Fatal(err)
 	}

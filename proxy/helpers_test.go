@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -18,6 +19,9 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/portcullis-dev/portcullis/oci"
+	"github.com/portcullis-dev/portcullis/upstream"
 )
 
 // upstreamServer is ggcr's in-memory registry on loopback, wrapped so tests
@@ -93,13 +97,38 @@ type testProxy struct {
 	*httptest.Server
 }
 
-func newTestProxy(t testing.TB, ups map[string]*upstreamServer, opts ...Option) *testProxy {
+// Upstream is upstream.Config, for brevity.
+type Upstream = upstream.Config
+
+// newProxy is a Proxy over an upstream client for ups. opts are Options of
+// either package, each applied where it belongs.
+func newProxy(ups []Upstream, opts ...any) (*Proxy, error) {
+	var popts []Option
+	var uopts []upstream.Option
+	for _, o := range opts {
+		switch o := o.(type) {
+		case Option:
+			popts = append(popts, o)
+		case upstream.Option:
+			uopts = append(uopts, o)
+		default:
+			panic(fmt.Sprintf("newProxy: %T is not an option", o))
+		}
+	}
+	up, err := upstream.New(ups, uopts...)
+	if err != nil {
+		return nil, err
+	}
+	return New(up, popts...)
+}
+
+func newTestProxy(t testing.TB, ups map[string]*upstreamServer, opts ...any) *testProxy {
 	t.Helper()
 	var list []Upstream
 	for name, u := range ups {
 		list = append(list, Upstream{Registry: name, Endpoint: u.endpoint()})
 	}
-	p, err := New(list, append([]Option{WithGate(AllowAllUnsafe{})}, opts...)...)
+	p, err := newProxy(list, append([]any{WithGate(AllowAllUnsafe{})}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,4 +218,12 @@ func newHTTPTest(t *testing.T, h http.Handler) *httptest.Server {
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return srv
+}
+
+func digestOf(alg string, b []byte) v1.Hash {
+	d, err := oci.Digest(alg, b)
+	if err != nil {
+		panic(err)
+	}
+	return d
 }

@@ -12,6 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/portcullis-dev/portcullis/upstream"
 )
 
 // TestMetricLabelsAreBounded: whatever clients and upstreams send (made-up
@@ -32,7 +34,7 @@ func TestMetricLabelsAreBounded(t *testing.T) {
 		return true
 	})
 	tp := newTestProxy(t, map[string]*upstreamServer{"registry.example": up},
-		WithRegisterer(reg), WithLogger(zap.New(core)), WithTagTTL(0))
+		WithRegisterer(reg), upstream.WithRegisterer(reg), WithLogger(zap.New(core)), upstream.WithTagTTL(0))
 
 	const n = 20
 	for i := range n {

@@ -141,6 +141,9 @@ func (p *Proxy) finish(rec *recorder, r *http.Request, info *requestInfo, start 
 	}
 	if info.err != nil {
 		fields = append(fields, zap.String("code", info.err.Code), zap.String("error", truncate(info.err.Message, maxLoggedError)))
+		if info.err.cause != nil {
+			fields = append(fields, zap.String("cause", truncate(info.err.cause.Error(), maxLoggedError)))
+		}
 	}
 	switch {
 	case aborted:

@@ -3,11 +3,14 @@ package proxy
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/portcullis-dev/portcullis/upstream"
 )
 
 // TestTagDigestMismatch: an upstream whose tag GET carries a
@@ -18,7 +21,7 @@ import (
 func TestTagDigestMismatch(t *testing.T) {
 	g := &recordingGate{}
 	reg := prometheus.NewRegistry()
-	f := newFixture(t, WithGate(g), WithRegisterer(reg), WithTagTTL(0))
+	f := newFixture(t, WithGate(g), WithRegisterer(reg), upstream.WithRegisterer(reg), upstream.WithTagTTL(0))
 	other := rawManifest(t, randomImage(t, 100, 1))
 	serve := func(claim string) func(http.ResponseWriter, *http.Request) bool {
 		return func(w http.ResponseWriter, r *http.Request) bool {
@@ -90,32 +93,45 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name, key, value strin
 	return sum
 }
 
-// TestErrorCodes: which code each kind of failure gets on the wire, and
-// which of them are outages (a stale tag resolution may then be used).
+// TestErrorCodes: which code each kind of failure gets on the wire (the
+// one table in errors.go).
 func TestErrorCodes(t *testing.T) {
-	up := func(code int) *http.Response { return &http.Response{StatusCode: code, Header: http.Header{}} }
+	ue := func(k upstream.Kind) *upstream.Error { return &upstream.Error{Kind: k, Message: k.String()} }
 	for _, tc := range []struct {
 		Description string
 		Err         error
+		Route       string
 		Status      int
 		Code        string
-		Outage      bool
 	}{
-		{"upstream 500", fromUpstreamResponse("r", up(500), codeManifestUnknown), 502, "UPSTREAM_ERROR", true},
-		{"upstream 503", fromUpstreamResponse("r", up(503), codeManifestUnknown), 502, "UPSTREAM_ERROR", true},
-		{"upstream 401", fromUpstreamResponse("r", up(401), codeManifestUnknown), 502, "UPSTREAM_ERROR", false},
-		{"upstream 403", fromUpstreamResponse("r", up(403), codeManifestUnknown), 502, "UPSTREAM_ERROR", false},
-		{"upstream 429", fromUpstreamResponse("r", up(429), codeManifestUnknown), 429, "TOOMANYREQUESTS", true},
-		{"upstream 404", fromUpstreamResponse("r", up(404), codeManifestUnknown), 404, "MANIFEST_UNKNOWN", false},
-		{"unusable answer", unavailable(http.StatusBadGateway, "bad"), 502, "UPSTREAM_ERROR", true},
-		{"no answer", unavailable(http.StatusServiceUnavailable, "timeout"), 503, "UNAVAILABLE", true},
-		{"any other error", errors.New("connection reset"), 503, "UNAVAILABLE", true},
-		{"policy refusal", &DeniedError{Message: "unsigned"}, 403, "DENIED", false},
+		{"upstream 5xx or unusable answer", ue(upstream.BadResponse), routeManifest, 502, "UPSTREAM_ERROR"},
+		{"digest mismatch", ue(upstream.DigestMismatch), routeBlob, 502, "UPSTREAM_ERROR"},
+		{"proxy's credentials refused", ue(upstream.Unauthorized), routeManifest, 502, "UPSTREAM_ERROR"},
+		{"rate limited", &upstream.Error{Kind: upstream.RateLimited, RetryAfter: "7"}, routeManifest, 429, "TOOMANYREQUESTS"},
+		{"manifest not found", ue(upstream.NotFound), routeManifest, 404, "MANIFEST_UNKNOWN"},
+		{"blob not found", ue(upstream.NotFound), routeBlob, 404, "BLOB_UNKNOWN"},
+		{"repository not found", ue(upstream.NotFound), routeTags, 404, "NAME_UNKNOWN"},
+		{"upstream's own code", &upstream.Error{Kind: upstream.NotFound, Code: "NAME_UNKNOWN"}, routeManifest, 404, "NAME_UNKNOWN"},
+		{"upstream's odd code", &upstream.Error{Kind: upstream.NotFound, Code: "DENIED_UNKNOWN"}, routeBlob, 404, "BLOB_UNKNOWN"},
+		{"no answer", ue(upstream.Unavailable), routeBlob, 503, "UNAVAILABLE"},
+		{"no answer in time", ue(upstream.Timeout), routeBlob, 503, "UNAVAILABLE"},
+		{"range", &upstream.Error{Kind: upstream.RangeNotSatisfiable, ContentRange: "bytes */9"}, routeBlob, 416, "RANGE_NOT_SATISFIABLE"},
+		{"wrapped", fmt.Errorf("reading: %w", ue(upstream.BadResponse)), routeManifest, 502, "UPSTREAM_ERROR"},
+		{"any other error: no decision", errors.New("connection reset"), routeManifest, 503, "UNAVAILABLE"},
+		{"policy refusal", &DeniedError{Message: "unsigned"}, routeManifest, 403, "DENIED"},
+		{"not signature material", &DeniedError{Message: "no", NotFound: true}, routeManifest, 404, "MANIFEST_UNKNOWN"},
 	} {
-		re := asRegError(tc.Err)
-		if re.Status != tc.Status || re.Code != tc.Code || isOutage(tc.Err) != tc.Outage {
-			t.Errorf("%s: %d %s outage=%v, want %d %s outage=%v",
-				tc.Description, re.Status, re.Code, isOutage(tc.Err), tc.Status, tc.Code, tc.Outage)
+		re := asRegError(tc.Err, tc.Route)
+		if re.Status != tc.Status || re.Code != tc.Code {
+			t.Errorf("%s: %d %s, want %d %s", tc.Description, re.Status, re.Code, tc.Status, tc.Code)
+		}
+	}
+	if re := asRegError(&upstream.Error{Kind: upstream.RateLimited, RetryAfter: "7"}, routeBlob); re.Header.Get("Retry-After") != "7" {
+		t.Error("Retry-After is not passed on")
+	}
+	for code, status := range statusOf {
+		if code == codeUnsupported && status != 405 || code == codeDenied && status != 403 {
+			t.Errorf("%s is sent as %d", code, status)
 		}
 	}
 }

@@ -8,38 +8,31 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/portcullis-dev/portcullis/oci"
+	"github.com/portcullis-dev/portcullis/upstream"
 )
 
 // Proxy is the registry mirror's http.Handler. Make one with New.
 type Proxy struct {
-	upstreams map[string]*upstream
-	defaultUp *upstream
-	gate      Gate
-	log       *zap.Logger
-	metrics   *metrics
-	timeout   time.Duration
+	up *upstream.Client
+	// defaultRegistry serves names that name no configured registry; ""
+	// means they get 404.
+	defaultRegistry string
+	gate            Gate
+	log             *zap.Logger
+	metrics         *metrics
 	// clientIdle bounds each write to a client (see recorder).
 	clientIdle time.Duration
-
-	tags      *tagCache
-	manifests *manifestCache
-	flight    singleflight.Group
-	handlers  map[string]func(http.ResponseWriter, *http.Request, *route) error
+	handlers   map[string]func(http.ResponseWriter, *http.Request, *route) error
 }
 
 type options struct {
-	defaultRegistry    string
-	gate               Gate
-	logger             *zap.Logger
-	registerer         prometheus.Registerer
-	tagTTL             time.Duration
-	manifestCacheBytes int64
-	upstreamTimeout    time.Duration
-	clientIdleTimeout  time.Duration
-	staleIfError       time.Duration
+	defaultRegistry   string
+	gate              Gate
+	logger            *zap.Logger
+	registerer        prometheus.Registerer
+	clientIdleTimeout time.Duration
 }
 
 // Option configures a Proxy.
@@ -75,59 +68,8 @@ func WithRegisterer(r prometheus.Registerer) Option {
 	return func(o *options) error { o.registerer = r; return nil }
 }
 
-// WithTagTTL sets how long a tag's resolution to a digest is reused
-// (default 30s). 0 asks the upstream on every request.
-func WithTagTTL(d time.Duration) Option {
-	return func(o *options) error {
-		if d < 0 {
-			return fmt.Errorf("negative tag TTL %v", d)
-		}
-		o.tagTTL = d
-		return nil
-	}
-}
-
-// WithStaleIfError lets a tag resolution be used for up to d past its TTL
-// while the upstream cannot answer (5xx, 429, timeout). Default 0: never.
-// Manifests by digest are immutable and need no such grace.
-func WithStaleIfError(d time.Duration) Option {
-	return func(o *options) error {
-		if d < 0 {
-			return fmt.Errorf("negative staleIfError %v", d)
-		}
-		o.staleIfError = d
-		return nil
-	}
-}
-
-// WithManifestCacheBytes bounds the in-memory cache of manifests by digest
-// (default 64 MiB).
-func WithManifestCacheBytes(n int64) Option {
-	return func(o *options) error {
-		if n <= 0 {
-			return fmt.Errorf("manifest cache size must be positive, got %d", n)
-		}
-		o.manifestCacheBytes = n
-		return nil
-	}
-}
-
-// WithUpstreamTimeout bounds each exchange with an upstream (default 30s):
-// manifests, tag lists, referrers and token exchanges complete within it
-// in total, headers and body; a blob's headers come within it, and its body
-// gets it between two reads, with no fixed total.
-func WithUpstreamTimeout(d time.Duration) Option {
-	return func(o *options) error {
-		if d <= 0 {
-			return fmt.Errorf("upstream timeout must be positive, got %v", d)
-		}
-		o.upstreamTimeout = d
-		return nil
-	}
-}
-
 // WithClientIdleTimeout bounds how long one write to a client may go
-// without progress (default: the upstream timeout). The deadline is renewed
+// without progress (default: the upstream client's timeout). The deadline is renewed
 // before every write of at most 256 KiB, never set for a whole response, so
 // a slow client is served as long as it keeps reading, and one that stops
 // is disconnected, freeing the transfer's goroutines and buffers, after d.
@@ -141,60 +83,34 @@ func WithClientIdleTimeout(d time.Duration) Option {
 	}
 }
 
-// New returns a Proxy mirroring ups.
-func New(ups []Upstream, opts ...Option) (*Proxy, error) {
-	o := options{
-		logger:             zap.NewNop(),
-		tagTTL:             30 * time.Second,
-		manifestCacheBytes: 64 << 20,
-		upstreamTimeout:    30 * time.Second,
-	}
+// New returns a Proxy serving what up reads, each manifest, blob and
+// referrers answer checked by the Gate (WithGate, required) first.
+func New(up *upstream.Client, opts ...Option) (*Proxy, error) {
+	o := options{logger: zap.NewNop()}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, err
 		}
 	}
-	if len(ups) == 0 {
-		return nil, errors.New("no upstream registries configured")
+	if up == nil {
+		return nil, errors.New("no upstream client")
 	}
 	if o.clientIdleTimeout == 0 {
-		o.clientIdleTimeout = o.upstreamTimeout
+		o.clientIdleTimeout = up.Timeout()
 	}
 	if o.gate == nil {
 		return nil, errors.New("no Gate: pass WithGate (AllowAllUnsafe serves everything unverified)")
 	}
+	if o.defaultRegistry != "" && !up.Has(o.defaultRegistry) {
+		return nil, fmt.Errorf("default registry %q is not a configured upstream", o.defaultRegistry)
+	}
 	p := &Proxy{
-		upstreams: make(map[string]*upstream, len(ups)),
-		gate:      o.gate,
-		log:       o.logger,
-		metrics:   newMetrics(o.registerer),
-		timeout:   o.upstreamTimeout,
-
-		clientIdle: o.clientIdleTimeout,
-	}
-	for _, u := range ups {
-		up, err := newUpstream(u, o.upstreamTimeout)
-		if err != nil {
-			return nil, err
-		}
-		if _, dup := p.upstreams[up.registry]; dup {
-			return nil, fmt.Errorf("registry %q configured twice", up.registry)
-		}
-		p.upstreams[up.registry] = up
-	}
-	if o.defaultRegistry != "" {
-		up, ok := p.upstreams[o.defaultRegistry]
-		if !ok {
-			return nil, fmt.Errorf("default registry %q is not a configured upstream", o.defaultRegistry)
-		}
-		p.defaultUp = up
-	}
-	var err error
-	if p.tags, err = newTagCache(o.tagTTL, o.staleIfError); err != nil {
-		return nil, err
-	}
-	if p.manifests, err = newManifestCache(o.manifestCacheBytes); err != nil {
-		return nil, err
+		up:              up,
+		defaultRegistry: o.defaultRegistry,
+		gate:            o.gate,
+		log:             o.logger,
+		metrics:         newMetrics(o.registerer),
+		clientIdle:      o.clientIdleTimeout,
 	}
 	p.handlers = map[string]func(http.ResponseWriter, *http.Request, *route) error{
 		routeManifest:  p.serveManifest,
@@ -221,7 +137,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	rec.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
 	if err := p.dispatch(rec, r, info); err != nil {
-		re := asRegError(err)
+		re := asRegError(err, info.route)
 		info.err = re
 		writeError(rec, r, re)
 	}
@@ -230,14 +146,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // dispatch routes one request and runs its handler.
 func (p *Proxy) dispatch(w http.ResponseWriter, r *http.Request, info *requestInfo) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		return newError(http.StatusMethodNotAllowed, codeUnsupported, "this is a read-only mirror: %s is not supported", r.Method)
+		return newError(codeUnsupported, "this is a read-only mirror: %s is not supported", r.Method)
 	}
 	rt, rerr := p.parseRoute(r)
 	if rerr != nil {
 		return rerr
 	}
 	info.route = rt.kind
-	if rt.up != nil {
+	if rt.repo.Registry != "" {
 		info.registry, info.repo, info.ref = rt.repo.Registry, rt.repo.Name, rt.ref
 	}
 	if rt.ns != "" {

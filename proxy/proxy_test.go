@@ -21,7 +21,7 @@ type fixture struct {
 	hubRawMani []byte
 }
 
-func newFixture(t *testing.T, opts ...Option) *fixture {
+func newFixture(t *testing.T, opts ...any) *fixture {
 	t.Helper()
 	f := &fixture{reg: newUpstreamServer(t), hub: newUpstreamServer(t)}
 	img := randomImage(t, 1024, 1)
@@ -32,7 +32,7 @@ func newFixture(t *testing.T, opts ...Option) *fixture {
 	hubImg := randomImage(t, 512, 1)
 	f.hubDigest = f.hub.push(t, "library/alpine", "3", hubImg).String()
 	f.hubRawMani = rawManifest(t, hubImg)
-	opts = append([]Option{WithDefaultRegistry("docker.io")}, opts...)
+	opts = append([]any{WithDefaultRegistry("docker.io")}, opts...)
 	f.proxy = newTestProxy(t, map[string]*upstreamServer{"registry.example": f.reg, "docker.io": f.hub}, opts...)
 	return f
 }
@@ -106,7 +106,7 @@ func TestCalls(t *testing.T) {
 		{Description: "push refused", Method: "PUT", Path: "/v2/registry.example/acme/app/manifests/v2", Code: 405, ErrCode: "UNSUPPORTED"},
 		{Description: "upload refused", Method: "POST", Path: "/v2/registry.example/acme/app/blobs/uploads/", Code: 405, ErrCode: "UNSUPPORTED"},
 		{Description: "delete refused", Method: "DELETE", Path: "/v2/registry.example/acme/app/manifests/" + f.appDigest, Code: 405, ErrCode: "UNSUPPORTED"},
-		{Description: "not the registry API", Method: "GET", Path: "/metrics", Code: 404, ErrCode: "UNSUPPORTED"},
+		{Description: "not the registry API", Method: "GET", Path: "/metrics", Code: 404, ErrCode: "NAME_UNKNOWN"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.Description, func(t *testing.T) {

@@ -62,13 +62,13 @@ func TestReferrers(t *testing.T) {
 				before := up.count("GET", path)
 				tp.do(t, "GET", "/v2/registry.example/acme/app/referrers/"+sd.String(), nil)
 				mustEqual(t, "referrers API asked again after a client's request", up.count("GET", path)-before, 1)
-				if _, err := tp.Referrers(t.Context(), Repository{Registry: "registry.example", Name: "acme/app"}, sd); err != nil {
+				if _, err := tp.up.Referrers(t.Context(), Repository{Registry: "registry.example", Name: "acme/app"}, sd); err != nil {
 					t.Fatal(err)
 				}
 				before = up.count("GET", path)
 				tp.do(t, "GET", "/v2/registry.example/acme/app/referrers/"+sd.String(), nil)
 				mustEqual(t, "referrers API asked again after the gate's lookup", up.count("GET", path)-before, 0)
-				if _, err := tp.Referrers(t.Context(), Repository{Registry: "registry.example", Name: "acme/other"}, sd); err != nil {
+				if _, err := tp.up.Referrers(t.Context(), Repository{Registry: "registry.example", Name: "acme/other"}, sd); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -3,7 +3,6 @@ package proxy
 import (
 	"net/http"
 	"net/url"
-	"regexp"
 	"strings"
 
 	"github.com/portcullis-dev/portcullis/oci"
@@ -32,16 +31,7 @@ type route struct {
 	ref string
 	// ns is the ?ns= parameter the client sent, if any (echoed as OCI-Namespace).
 	ns string
-	// up is the upstream serving repo.Registry.
-	up *upstream
 }
-
-// nameRE is a repository name, per the distribution spec's <name> grammar:
-// path components of lower-case alphanumerics and separators.
-var nameRE = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$`)
-
-// tagRE is the distribution spec's tag grammar.
-var tagRE = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
 
 // parseRoute turns a request into a route, or a *regError saying why not.
 // Routing, in order: ?ns=<registry> (must be configured); a first path
@@ -54,27 +44,26 @@ func (p *Proxy) parseRoute(r *http.Request) (*route, *regError) {
 	}
 	rest, ok := strings.CutPrefix(path, "/v2/")
 	if !ok {
-		return nil, newError(http.StatusNotFound, codeUnsupported, "not a registry API path: %q", path)
+		return nil, newError(codeNameUnknown, "not a registry API path: %q", path)
 	}
 	rt := &route{}
 	name, ok := splitResource(rest, rt)
 	if !ok {
 		// The distribution spec's answer to a /v2 path it does not know.
-		return nil, newError(http.StatusNotFound, codeNameUnknown, "unknown registry API endpoint: %q", path)
+		return nil, newError(codeNameUnknown, "unknown registry API endpoint: %q", path)
 	}
 	rt.clientName = name
 	q := r.URL.Query()
 	rt.ns = q.Get("ns")
-	up, repoName, err := p.pickUpstream(rt.ns, name)
+	registry, repoName, err := p.pickRegistry(rt.ns, name)
 	if err != nil {
 		return nil, err
 	}
-	repoName = oci.NormalizeRepository(up.registry, repoName)
-	if len(repoName) > 255 || !nameRE.MatchString(repoName) {
-		return nil, newError(http.StatusBadRequest, codeNameInvalid, "invalid repository name %q", repoName)
+	repoName = oci.NormalizeRepository(registry, repoName)
+	if !oci.ValidRepositoryName(repoName) {
+		return nil, newError(codeNameInvalid, "invalid repository name %q", repoName)
 	}
-	rt.up = up
-	rt.repo = Repository{Registry: up.registry, Name: repoName}
+	rt.repo = Repository{Registry: registry, Name: repoName}
 	return rt, nil
 }
 
@@ -104,27 +93,27 @@ func splitResource(rest string, rt *route) (string, bool) {
 	return "", false
 }
 
-// pickUpstream applies the routing rules to ns and the client's name.
-func (p *Proxy) pickUpstream(ns, name string) (*upstream, string, *regError) {
+// pickRegistry applies the routing rules to ns and the client's name: the
+// registry (as configured, normalised) and the repository name on it.
+func (p *Proxy) pickRegistry(ns, name string) (string, string, *regError) {
 	if ns != "" {
-		up, ok := p.upstreams[oci.NormalizeRegistry(ns)]
-		if !ok {
-			return nil, "", newError(http.StatusNotFound, codeNameUnknown, "registry %q (from ns=) is not configured on this proxy", ns)
+		if !p.up.Has(ns) {
+			return "", "", newError(codeNameUnknown, "registry %q (from ns=) is not configured on this proxy", ns)
 		}
-		return up, name, nil
+		return oci.NormalizeRegistry(ns), name, nil
 	}
 	if first, rest, ok := strings.Cut(name, "/"); ok {
-		if up, ok := p.upstreams[oci.NormalizeRegistry(first)]; ok && first == strings.ToLower(first) {
-			return up, rest, nil
+		if p.up.Has(first) && first == strings.ToLower(first) {
+			return oci.NormalizeRegistry(first), rest, nil
 		}
 		if looksLikeRegistry(first) {
-			return nil, "", newError(http.StatusNotFound, codeNameUnknown, "registry %q (the first path segment) is not configured on this proxy", first)
+			return "", "", newError(codeNameUnknown, "registry %q (the first path segment) is not configured on this proxy", first)
 		}
 	}
-	if p.defaultUp == nil {
-		return nil, "", newError(http.StatusNotFound, codeNameUnknown, "repository %q names no configured registry and no defaultRegistry is set", name)
+	if p.defaultRegistry == "" {
+		return "", "", newError(codeNameUnknown, "repository %q names no configured registry and no defaultRegistry is set", name)
 	}
-	return p.defaultUp, name, nil
+	return p.defaultRegistry, name, nil
 }
 
 // looksLikeRegistry reports whether a name's first path segment reads as a

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/portcullis-dev/portcullis/upstream"
 )
 
 // TestStalledClientIsCutOff: a client that asks for a large blob and never
@@ -39,7 +41,7 @@ func TestStalledClientIsCutOff(t *testing.T) {
 	for _, rng := range []string{"", "bytes=1-"} {
 		t.Run("range "+rng, func(t *testing.T) {
 			tp := newTestProxy(t, map[string]*upstreamServer{"registry.example": up},
-				WithClientIdleTimeout(idle), WithUpstreamTimeout(time.Minute))
+				WithClientIdleTimeout(idle), upstream.WithTimeout(time.Minute))
 			// Warm up: the repository's upstream transport and connections.
 			resp, _ := tp.do(t, "HEAD", "/v2/registry.example"+path[3:], nil)
 			mustEqual(t, "HEAD status", resp.StatusCode, 200)

@@ -1,4 +1,4 @@
-package proxy
+package upstream
 
 import (
 	"strings"
@@ -6,6 +6,8 @@ import (
 
 	"github.com/dgraph-io/ristretto/v2"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/portcullis-dev/portcullis/oci"
 )
 
 // tagCache remembers tag -> digest resolutions for tagTTL, keyed by registry,
@@ -39,7 +41,7 @@ func newTagCache(ttl, stale time.Duration) (*tagCache, error) {
 	return &tagCache{c: c, ttl: ttl, stale: stale}, nil
 }
 
-func tagKey(repo Repository, tag, accept string) string {
+func tagKey(repo oci.Repository, tag, accept string) string {
 	return repo.Registry + "/" + repo.Name + ":" + tag + "|" + accept
 }
 
@@ -65,26 +67,16 @@ func (t *tagCache) set(key string, d v1.Hash, now time.Time) {
 // least, after its TTL.
 const seenTagMemory = 10 * time.Minute
 
-// manifestEntry is a manifest as fetched: its exact bytes, their digest and
-// media type. Entries are immutable once made.
-type manifestEntry struct {
-	digest    v1.Hash
-	digestStr string // digest.String(), made once
-	mediaType string
-	bytes     []byte
-	size      string // len(bytes), formatted once for Content-Length
-}
-
 // manifestCache keeps recently served manifests by registry/repo@digest,
 // bounded by their total size. Digests are immutable, so there is no TTL;
 // the key includes the repository so that a manifest is only served from a
 // repository the upstream served it from.
 type manifestCache struct {
-	c *ristretto.Cache[string, *manifestEntry]
+	c *ristretto.Cache[string, *oci.Manifest]
 }
 
 func newManifestCache(maxBytes int64) (*manifestCache, error) {
-	c, err := ristretto.NewCache(&ristretto.Config[string, *manifestEntry]{
+	c, err := ristretto.NewCache(&ristretto.Config[string, *oci.Manifest]{
 		NumCounters: max(maxBytes/100, 1000), // ~10x the entries of 1 KiB manifests
 		MaxCost:     maxBytes,
 		BufferItems: 64,
@@ -95,14 +87,14 @@ func newManifestCache(maxBytes int64) (*manifestCache, error) {
 	return &manifestCache{c: c}, nil
 }
 
-func manifestKey(repo Repository, d v1.Hash) string {
+func manifestKey(repo oci.Repository, d v1.Hash) string {
 	return repo.Registry + "/" + repo.Name + "@" + d.Algorithm + ":" + d.Hex
 }
 
-func (m *manifestCache) get(key string) (*manifestEntry, bool) { return m.c.Get(key) }
+func (m *manifestCache) get(key string) (*oci.Manifest, bool) { return m.c.Get(key) }
 
-func (m *manifestCache) set(key string, e *manifestEntry) {
-	m.c.Set(key, e, int64(len(e.bytes)+len(key)+64))
+func (m *manifestCache) set(key string, e *oci.Manifest) {
+	m.c.Set(key, e, int64(len(e.Bytes)+len(key)+64))
 }
 
 // acceptKey turns a client's Accept header into a cache-key part. It is

@@ -1,110 +1,218 @@
-package proxy
+package upstream
 
 import (
-	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
+	"net/url"
+	"time"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/portcullis-dev/portcullis/oci"
 )
 
-// The methods in this file let the Gate read the registry through the same
-// routing, authentication, caches, single-flight and digest checks as
-// clients do (signature discovery reads .sig tags, referrers and their
-// layers). They serve no HTTP: they are the proxy's upstream reader.
-
-// ErrNotFound is returned by the reader methods when the upstream does not
-// have what was asked for.
-var ErrNotFound = oci.ErrNotFound
-
-// manifestAccept is what the reader asks for: every manifest and index type.
-var manifestAccept = []string{
-	"application/vnd.oci.image.manifest.v1+json",
-	"application/vnd.oci.image.index.v1+json",
-	"application/vnd.docker.distribution.manifest.v2+json",
-	"application/vnd.docker.distribution.manifest.list.v2+json",
+// Config is one registry the Client reads from.
+type Config struct {
+	// Registry is the name clients and policies use ("registry.example",
+	// "docker.io"). Docker Hub's aliases are folded into "docker.io".
+	Registry string
+	// Endpoint is where the registry is reached: scheme and host[:port] only.
+	Endpoint *url.URL
+	// Auth authenticates the proxy to the upstream; nil means anonymous.
+	// Basic credentials are also exchanged for bearer tokens when the
+	// upstream asks for them.
+	Auth authn.Authenticator
+	// TLSConfig is used for https endpoints; nil means the system roots.
+	TLSConfig *tls.Config
+	// FollowHosts are the hosts other than the endpoint that redirects and
+	// token realms may lead to: "host" (on the scheme's default port),
+	// "host:port" or "*.suffix" (see CheckFollowHost). A name is contacted
+	// only if none of its addresses is loopback, link-local or unspecified;
+	// an IP address is used as written. Nothing is followed from an https
+	// endpoint to plain http. nil: only the endpoint itself. The upstream
+	// named docker.io also follows auth.docker.io and Docker Hub's blob
+	// stores (production.cloudflare.docker.com,
+	// production.cloudfront.docker.com and the docker-images-prod
+	// r2.cloudflarestorage.com hosts).
+	FollowHosts []string
 }
 
-// readerRoute routes a repository the way a path-prefix client would.
-func (p *Proxy) readerRoute(repo Repository, ref string) (*route, error) {
-	up, ok := p.upstreams[oci.NormalizeRegistry(repo.Registry)]
+// Client reads manifests, tags, referrers and blobs from the configured
+// upstream registries: the one registry client of the proxy and the gate.
+// Every manifest it returns is hashed (and, asked by digest, checked); it
+// keeps tag resolutions and manifests in bounded memory caches and fetches
+// each only once for concurrent callers. Make one with New; it is safe for
+// concurrent use.
+type Client struct {
+	registries map[string]*registry
+	log        *zap.Logger
+	metrics    *metrics
+	timeout    time.Duration
+
+	tags      *tagCache
+	manifests *manifestCache
+	flight    singleflight.Group
+}
+
+type options struct {
+	logger             *zap.Logger
+	registerer         prometheus.Registerer
+	tagTTL             time.Duration
+	staleIfError       time.Duration
+	manifestCacheBytes int64
+	timeout            time.Duration
+}
+
+// Option configures a Client.
+type Option func(*options) error
+
+// WithLogger sets the logger; the default discards.
+func WithLogger(l *zap.Logger) Option {
+	return func(o *options) error { o.logger = l; return nil }
+}
+
+// WithRegisterer registers the Client's Prometheus metrics with r; the
+// default registers nowhere.
+func WithRegisterer(r prometheus.Registerer) Option {
+	return func(o *options) error { o.registerer = r; return nil }
+}
+
+// WithTagTTL sets how long a tag's resolution to a digest is reused
+// (default 30s). 0 asks the upstream on every request.
+func WithTagTTL(d time.Duration) Option {
+	return func(o *options) error {
+		if d < 0 {
+			return fmt.Errorf("negative tag TTL %v", d)
+		}
+		o.tagTTL = d
+		return nil
+	}
+}
+
+// WithStaleIfError lets a tag resolution be used for up to d past its TTL
+// while the upstream cannot answer (IsOutage). Default 0: never. Manifests
+// by digest are immutable and need no such grace.
+func WithStaleIfError(d time.Duration) Option {
+	return func(o *options) error {
+		if d < 0 {
+			return fmt.Errorf("negative staleIfError %v", d)
+		}
+		o.staleIfError = d
+		return nil
+	}
+}
+
+// WithManifestCacheBytes bounds the in-memory cache of manifests by digest
+// (default 64 MiB).
+func WithManifestCacheBytes(n int64) Option {
+	return func(o *options) error {
+		if n <= 0 {
+			return fmt.Errorf("manifest cache size must be positive, got %d", n)
+		}
+		o.manifestCacheBytes = n
+		return nil
+	}
+}
+
+// WithTimeout bounds each exchange with an upstream (default 30s):
+// manifests, tag lists, referrers and token exchanges complete within it
+// in total, headers and body; a blob's headers come within it, and its body
+// gets it between two reads, with no fixed total.
+func WithTimeout(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("upstream timeout must be positive, got %v", d)
+		}
+		o.timeout = d
+		return nil
+	}
+}
+
+// New returns a Client for the registries in cfgs.
+func New(cfgs []Config, opts ...Option) (*Client, error) {
+	o := options{
+		logger:             zap.NewNop(),
+		tagTTL:             30 * time.Second,
+		manifestCacheBytes: 64 << 20,
+		timeout:            30 * time.Second,
+	}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	if len(cfgs) == 0 {
+		return nil, errors.New("no upstream registries configured")
+	}
+	c := &Client{
+		registries: make(map[string]*registry, len(cfgs)),
+		log:        o.logger,
+		metrics:    newMetrics(o.registerer),
+		timeout:    o.timeout,
+	}
+	for _, cfg := range cfgs {
+		r, err := newRegistry(cfg, o.timeout)
+		if err != nil {
+			return nil, err
+		}
+		if _, dup := c.registries[r.name]; dup {
+			return nil, fmt.Errorf("registry %q configured twice", r.name)
+		}
+		c.registries[r.name] = r
+	}
+	var err error
+	if c.tags, err = newTagCache(o.tagTTL, o.staleIfError); err != nil {
+		return nil, err
+	}
+	if c.manifests, err = newManifestCache(o.manifestCacheBytes); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Has reports whether registry (any spelling oci.NormalizeRegistry folds)
+// is configured.
+func (c *Client) Has(registry string) bool {
+	_, ok := c.registries[oci.NormalizeRegistry(registry)]
+	return ok
+}
+
+// Timeout is the bound of one upstream exchange (WithTimeout).
+func (c *Client) Timeout() time.Duration { return c.timeout }
+
+// target is one repository on its configured registry.
+type target struct {
+	repo oci.Repository
+	reg  *registry
+}
+
+// lookup finds repo's registry and checks its name, so that nothing a
+// caller passes can change the shape of an upstream URL.
+func (c *Client) lookup(repo oci.Repository) (target, error) {
+	r, ok := c.registries[oci.NormalizeRegistry(repo.Registry)]
 	if !ok {
-		return nil, fmt.Errorf("registry %q is not configured", repo.Registry)
+		return target{}, fmt.Errorf("registry %q is not configured", repo.Registry)
 	}
-	if !nameRE.MatchString(repo.Name) {
-		return nil, fmt.Errorf("invalid repository name %q", repo.Name)
+	if !oci.ValidRepositoryName(repo.Name) {
+		return target{}, fmt.Errorf("invalid repository name %q", repo.Name)
 	}
-	return &route{repo: Repository{Registry: up.registry, Name: repo.Name}, ref: ref, up: up,
-		clientName: up.registry + "/" + repo.Name}, nil
+	return target{repo: oci.Repository{Registry: r.name, Name: repo.Name}, reg: r}, nil
 }
 
-// readerError turns a 404 into ErrNotFound and keeps other errors, which
-// mean no answer could be had (the caller must not decide on them).
-func readerError(err error) error {
-	var re *regError
-	if errors.As(err, &re) && re.Status == http.StatusNotFound {
-		return fmt.Errorf("%s: %w", re.Message, ErrNotFound)
-	}
-	return err
+// path is the upstream path of one resource of t's repository:
+// "/v2/<name>/<kind>/<ref>".
+func (t target) path(kind, ref string) string {
+	return "/v2/" + t.repo.Name + "/" + kind + "/" + ref
 }
 
-// Manifest returns a manifest of repo by tag or digest: its digest, media
-// type and exact bytes, hashed and checked.
-func (p *Proxy) Manifest(ctx context.Context, repo Repository, ref string) (v1.Hash, string, []byte, error) {
-	rt, err := p.readerRoute(repo, ref)
-	if err != nil {
-		return v1.Hash{}, "", nil, err
-	}
-	m, err := p.loadManifest(ctx, rt, manifestAccept)
-	if err != nil {
-		return v1.Hash{}, "", nil, readerError(err)
-	}
-	return m.digest, m.mediaType, m.bytes, nil
-}
-
-// Referrers returns the referrers index of subject in repo: the upstream's
-// API, else the fallback tag, else an empty index.
-func (p *Proxy) Referrers(ctx context.Context, repo Repository, subject v1.Hash) ([]byte, error) {
-	rt, err := p.readerRoute(repo, subject.String())
-	if err != nil {
-		return nil, err
-	}
-	b, _, err := p.referrers(ctx, rt, subject, "", true)
-	return b, readerError(err)
-}
-
-// Blob returns a whole blob of repo, checked against its digest, and fails
-// if it is larger than max bytes.
-func (p *Proxy) Blob(ctx context.Context, repo Repository, d v1.Hash, max int64) ([]byte, error) {
-	rt, err := p.readerRoute(repo, d.String())
-	if err != nil {
-		return nil, err
-	}
-	resp, err := p.blobRequest(ctx, rt, d, nil)
-	if err != nil {
-		return nil, readerError(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, readerError(fromUpstreamResponse(rt.up.registry, resp, codeBlobUnknown))
-	}
-	if resp.ContentLength > max {
-		return nil, fmt.Errorf("blob %s is %d bytes, more than the %d allowed", d, resp.ContentLength, max)
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, max+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading blob %s from %s: %w", d, rt.up.registry, err)
-	}
-	if int64(len(b)) > max {
-		return nil, fmt.Errorf("blob %s is more than the %d bytes allowed", d, max)
-	}
-	if got := digestOf(d.Algorithm, b); got != d {
-		p.metrics.digestMismatch.WithLabelValues(rt.up.registry, routeBlob).Inc()
-		return nil, fmt.Errorf("upstream %s sent blob %s whose bytes hash to %s", rt.up.registry, d, got)
-	}
-	return b, nil
+// Wait blocks until the caches have applied every write made before it
+// (ristretto applies them asynchronously): for tests and benchmarks that
+// count upstream requests.
+func (c *Client) Wait() {
+	c.manifests.c.Wait()
+	c.tags.c.Wait()
 }

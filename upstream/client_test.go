@@ -1,56 +1,205 @@
-package proxy
+package upstream
 
 import (
 	"context"
 	"errors"
+	"io"
+	"log"
 	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/portcullis-dev/portcullis/oci"
 )
 
-func TestReader(t *testing.T) {
-	f := newFixture(t)
-	ctx := context.Background()
-	repo := Repository{Registry: "registry.example", Name: "acme/app"}
+// testRegistry is ggcr's registry on loopback, counting requests, with an
+// optional fault that answers first.
+type testRegistry struct {
+	*httptest.Server
+	mu     sync.Mutex
+	counts map[string]int
+	fault  atomic.Pointer[func(http.ResponseWriter, *http.Request) bool]
+}
 
-	d, mt, b, err := f.proxy.Manifest(ctx, repo, "v1")
+func newTestRegistry(t *testing.T) *testRegistry {
+	t.Helper()
+	reg := ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)))
+	r := &testRegistry{counts: map[string]int{}}
+	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.mu.Lock()
+		r.counts[req.Method+" "+req.URL.Path]++
+		r.mu.Unlock()
+		if f := r.fault.Load(); f != nil && (*f)(w, req) {
+			return
+		}
+		reg.ServeHTTP(w, req)
+	}))
+	t.Cleanup(r.Close)
+	return r
+}
+
+func (r *testRegistry) count(method, path string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.counts[method+" "+path]
+}
+
+func (r *testRegistry) host() string { return strings.TrimPrefix(r.URL, "http://") }
+
+func (r *testRegistry) push(t *testing.T, repo, tag string, img v1.Image) v1.Hash {
+	t.Helper()
+	ref, err := name.NewTag(r.host()+"/"+repo+":"+tag, name.Insecure)
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustEqual(t, "digest", d.String(), f.appDigest)
-	mustEqual(t, "bytes", b, f.app)
-	if mt == "" {
-		t.Fatal("no media type")
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatal(err)
 	}
-	if _, _, _, err := f.proxy.Manifest(ctx, repo, "sha256-"+d.Hex+".sig"); !errors.Is(err, ErrNotFound) {
+	d, _ := img.Digest()
+	return d
+}
+
+func newTestClient(t *testing.T, r *testRegistry, opts ...Option) *Client {
+	t.Helper()
+	c, err := New([]Config{{Registry: "registry.example", Endpoint: mustURL(r.URL)}}, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestClient(t *testing.T) {
+	r := newTestRegistry(t)
+	img, err := random.Image(1024, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := r.push(t, "acme/app", "v1", img)
+	c := newTestClient(t, r)
+	ctx := context.Background()
+	repo := oci.Repository{Registry: "registry.example", Name: "acme/app"}
+
+	m, err := c.Manifest(ctx, repo, "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := img.RawManifest()
+	if m.Digest != d || string(m.Bytes) != string(raw) || m.MediaType == "" || m.DigestString() != d.String() {
+		t.Fatalf("manifest %s %q (%d bytes), want %s", m.Digest, m.MediaType, len(m.Bytes), d)
+	}
+	if _, err := c.Manifest(ctx, repo, "sha256-"+d.Hex+".sig"); !errors.Is(err, oci.ErrNotFound) {
 		t.Fatalf("missing .sig tag: %v, want ErrNotFound", err)
 	}
-	if _, _, _, err := f.proxy.Manifest(ctx, Repository{Registry: "elsewhere.example", Name: "x"}, "v1"); err == nil || errors.Is(err, ErrNotFound) {
-		t.Fatalf("unconfigured registry: %v", err)
+	for _, bad := range []oci.Repository{{Registry: "elsewhere.example", Name: "x"}, {Registry: "registry.example", Name: "../x"}} {
+		if _, err := c.Manifest(ctx, bad, "v1"); err == nil || errors.Is(err, oci.ErrNotFound) {
+			t.Fatalf("%v: %v", bad, err)
+		}
+	}
+	if _, err := c.Manifest(ctx, repo, "v1/../../x"); err == nil {
+		t.Fatal("a reference with a path was sent")
 	}
 
-	ld, _ := v1.NewHash(f.layerHex)
-	blob, err := f.proxy.Blob(ctx, repo, ld, 1<<20)
+	layers, _ := img.Layers()
+	ld, _ := layers[0].Digest()
+	blob, err := c.Blob(ctx, repo, ld, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustEqual(t, "blob", blob, f.layer)
-	if _, err := f.proxy.Blob(ctx, repo, ld, 10); err == nil {
+	if got, _ := oci.Digest("sha256", blob); got != ld {
+		t.Fatalf("blob hashes to %s", got)
+	}
+	if _, err := c.Blob(ctx, repo, ld, 10); err == nil {
 		t.Fatal("a blob over the limit was returned")
 	}
+	size, err := c.StatBlob(ctx, repo, ld)
+	if err != nil || size != int64(len(blob)) {
+		t.Fatalf("stat: %d %v, want %d", size, err, len(blob))
+	}
 
-	idx, err := f.proxy.Referrers(ctx, repo, d)
+	idx, err := c.Referrers(ctx, repo, d)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(idx) == "" {
-		t.Fatal("no referrers index")
+	if idx.Manifests == nil && idx.MediaType == "" {
+		t.Fatalf("no referrers index: %+v", idx)
 	}
 
-	// An upstream that fails is an error, never "not found".
-	f.reg.setFault(func(w http.ResponseWriter, r *http.Request) bool { w.WriteHeader(500); return true })
-	if _, _, _, err := f.proxy.Manifest(ctx, repo, "sha256-"+d.Hex+".sig"); err == nil || errors.Is(err, ErrNotFound) {
+	// An upstream that fails is an outage, never "not found".
+	var f = func(w http.ResponseWriter, _ *http.Request) bool { w.WriteHeader(500); return true }
+	r.fault.Store(&f)
+	_, err = c.Manifest(ctx, repo, "sha256-"+d.Hex+".sig")
+	var ue *Error
+	if !errors.As(err, &ue) || ue.Kind != BadResponse || errors.Is(err, oci.ErrNotFound) || !IsOutage(err) {
 		t.Fatalf("upstream 500: %v", err)
+	}
+}
+
+// TestOnePingPerRegistry: new repositories on a registry cost no ping each;
+// the registry is asked for its auth challenge once.
+func TestOnePingPerRegistry(t *testing.T) {
+	r := newTestRegistry(t)
+	img, err := random.Image(100, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, repo := range []string{"a/one", "a/two", "b/three"} {
+		r.push(t, repo, "v1", img)
+	}
+	pings := r.count("GET", "/v2/")
+	c := newTestClient(t, r)
+	for _, repo := range []string{"a/one", "a/two", "b/three"} {
+		if _, err := c.Manifest(context.Background(), oci.Repository{Registry: "registry.example", Name: repo}, "v1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := r.count("GET", "/v2/") - pings; n != 1 {
+		t.Fatalf("%d pings for three repositories, want 1", n)
+	}
+}
+
+// TestKinds: how each upstream answer is classified, and which are outages
+// (a stale tag or verdict may then stand in).
+func TestKinds(t *testing.T) {
+	resp := func(code int, body string) *http.Response {
+		return &http.Response{StatusCode: code, Header: http.Header{"Retry-After": {"3"}}, Body: io.NopCloser(strings.NewReader(body))}
+	}
+	for _, tc := range []struct {
+		Status int
+		Body   string
+		Kind   Kind
+		Code   string
+		Outage bool
+	}{
+		{500, "", BadResponse, "", true},
+		{503, "", BadResponse, "", true},
+		{401, "", Unauthorized, "", false},
+		{403, "", Unauthorized, "", false},
+		{429, "", RateLimited, "", true},
+		{404, `{"errors":[{"code":"NAME_UNKNOWN","message":"no such repo"}]}`, NotFound, "NAME_UNKNOWN", false},
+		{404, `{"errors":[{"code":"DENIED","message":"odd"}]}`, NotFound, "", false},
+		{416, "", RangeNotSatisfiable, "", false},
+	} {
+		e := fromResponse("r", resp(tc.Status, tc.Body))
+		if e.Kind != tc.Kind || e.Code != tc.Code || IsOutage(e) != tc.Outage {
+			t.Errorf("%d: %v %q outage=%v, want %v %q outage=%v", tc.Status, e.Kind, e.Code, IsOutage(e), tc.Kind, tc.Code, tc.Outage)
+		}
+		if tc.Status == 429 && e.RetryAfter != "3" {
+			t.Errorf("429: Retry-After %q", e.RetryAfter)
+		}
+	}
+	if IsOutage(errors.New("not an upstream error")) {
+		t.Error("an unknown error is an outage")
+	}
+	if !IsOutage(fromTransportError("r", context.DeadlineExceeded)) {
+		t.Error("a timeout is not an outage")
 	}
 }

@@ -1,4 +1,4 @@
-package proxy
+package upstream
 
 import (
 	"fmt"
@@ -6,16 +6,16 @@ import (
 	"strings"
 )
 
-// byteRange is one client Range: bytes=start-end (end -1: to the end), or a
-// suffix bytes=-n (suffix > 0).
-type byteRange struct {
+// Range is one byte range of a blob, as a client's Range header asks:
+// bytes=start-end (end -1: to the end), or a suffix bytes=-n (suffix > 0).
+type Range struct {
 	start, end, suffix int64
 }
 
-// parseRange reads a single-range Range header. Anything else (absent,
+// ParseRange reads a single-range Range header. Anything else (absent,
 // malformed, several ranges, not bytes) yields nil: RFC 9110 lets a server
 // ignore such a Range and send the whole representation.
-func parseRange(h string) *byteRange {
+func ParseRange(h string) *Range {
 	spec, ok := strings.CutPrefix(h, "bytes=")
 	if !ok || strings.Contains(spec, ",") {
 		return nil
@@ -29,24 +29,24 @@ func parseRange(h string) *byteRange {
 		if err != nil || n <= 0 {
 			return nil
 		}
-		return &byteRange{suffix: n}
+		return &Range{suffix: n}
 	}
 	start, err := strconv.ParseInt(first, 10, 64)
 	if err != nil || start < 0 {
 		return nil
 	}
 	if last == "" {
-		return &byteRange{start: start, end: -1}
+		return &Range{start: start, end: -1}
 	}
 	end, err := strconv.ParseInt(last, 10, 64)
 	if err != nil || end < start {
 		return nil
 	}
-	return &byteRange{start: start, end: end}
+	return &Range{start: start, end: end}
 }
 
-// header is the Range header asking for this range.
-func (b *byteRange) header() string {
+// Header is the Range header asking for this range.
+func (b *Range) Header() string {
 	switch {
 	case b.suffix > 0:
 		return fmt.Sprintf("bytes=-%d", b.suffix)
@@ -56,9 +56,9 @@ func (b *byteRange) header() string {
 	return fmt.Sprintf("bytes=%d-%d", b.start, b.end)
 }
 
-// resolve turns the range into absolute first and last byte offsets within
+// Resolve turns the range into absolute first and last byte offsets within
 // a blob of size bytes; ok is false when nothing of it is satisfiable.
-func (b *byteRange) resolve(size int64) (first, last int64, ok bool) {
+func (b *Range) Resolve(size int64) (first, last int64, ok bool) {
 	if b.suffix > 0 {
 		first = max(size-b.suffix, 0)
 		return first, size - 1, size > 0
@@ -73,8 +73,8 @@ func (b *byteRange) resolve(size int64) (first, last int64, ok bool) {
 	return b.start, last, true
 }
 
-// parseContentRange reads "bytes first-last/size" (size may be "*").
-func parseContentRange(h string) (first, last, size int64, ok bool) {
+// ParseContentRange reads "bytes first-last/size" (size may be "*").
+func ParseContentRange(h string) (first, last, size int64, ok bool) {
 	spec, ok := strings.CutPrefix(h, "bytes ")
 	if !ok {
 		return 0, 0, 0, false

@@ -1,4 +1,4 @@
-package proxy
+package upstream
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
@@ -21,56 +22,43 @@ import (
 	"github.com/portcullis-dev/portcullis/oci"
 )
 
-// Upstream is one registry the proxy mirrors.
-type Upstream struct {
-	// Registry is the name clients and policies use ("registry.example",
-	// "docker.io"). Docker Hub's aliases are folded into "docker.io".
-	Registry string
-	// Endpoint is where the registry is reached: scheme and host[:port] only.
-	Endpoint *url.URL
-	// Auth authenticates the proxy to the upstream; nil means anonymous.
-	// Basic credentials are also exchanged for bearer tokens when the
-	// upstream asks for them.
-	Auth authn.Authenticator
-	// TLSConfig is used for https endpoints; nil means the system roots.
-	TLSConfig *tls.Config
-	// FollowHosts are the hosts other than the endpoint that redirects and
-	// token realms may lead to: "host" (on the scheme's default port),
-	// "host:port" or "*.suffix" (see CheckFollowHost). A name is contacted
-	// only if none of its addresses is loopback, link-local or unspecified;
-	// an IP address is used as written. Nothing is followed from an https
-	// endpoint to plain http. nil: only the endpoint itself. The upstream
-	// named docker.io also follows auth.docker.io and Docker Hub's blob
-	// stores (production.cloudflare.docker.com,
-	// production.cloudfront.docker.com and the docker-images-prod
-	// r2.cloudflarestorage.com hosts).
-	FollowHosts []string
-}
-
-// upstream is the proxy's live handle on an Upstream: one token-aware
-// transport per repository (ggcr's, which keeps the bearer token of that
-// scope and refreshes it on 401), all on one hostGuard that lets requests
-// reach only the endpoint and the hosts FollowHosts allows (hosts.go).
-type upstream struct {
-	registry string
+// registry is the Client's live handle on one Config: one token-aware
+// transport per repository (ggcr's bearer transport, which keeps the token
+// of that scope and refreshes it on 401), all on one hostGuard that lets
+// requests reach only the endpoint and the hosts FollowHosts allows
+// (hosts.go). The registry is pinged once for its auth challenge, not once
+// per repository.
+type registry struct {
+	name     string
 	endpoint *url.URL
 	reg      name.Registry
 	auth     authn.Authenticator
-	base     http.RoundTripper
+	base     http.RoundTripper // guard, with portcullis's User-Agent
+	guard    *hostGuard
 	timeout  time.Duration
 
 	// transports holds the authenticated transport of each repository.
 	transports *ristretto.Cache[string, http.RoundTripper]
 	creating   singleflight.Group
 
+	// challenge is the registry's answer to GET /v2/ (see challengeFor).
+	challengeMu sync.Mutex
+	challenge   *transport.Challenge
+	challenged  time.Time
+
 	// noReferrers remembers the repositories whose referrers API is
 	// absent (learned only from the gate's own lookups).
 	noReferrers *referrersMemory
 }
 
-const maxRepoTransports = 4096
+const (
+	maxRepoTransports = 4096
+	// challengeTTL is how long a ping's auth challenge is reused for new
+	// repositories' transports.
+	challengeTTL = 10 * time.Minute
+)
 
-func newUpstream(u Upstream, timeout time.Duration) (*upstream, error) {
+func newRegistry(u Config, timeout time.Duration) (*registry, error) {
 	if u.Endpoint == nil || u.Endpoint.Host == "" {
 		return nil, fmt.Errorf("upstream %q: no endpoint", u.Registry)
 	}
@@ -108,12 +96,13 @@ func newUpstream(u Upstream, timeout time.Duration) (*upstream, error) {
 	if err != nil {
 		return nil, fmt.Errorf("upstream %q: transport cache: %w", u.Registry, err)
 	}
-	return &upstream{
-		registry:    oci.NormalizeRegistry(u.Registry),
+	return &registry{
+		name:        oci.NormalizeRegistry(u.Registry),
 		endpoint:    &url.URL{Scheme: u.Endpoint.Scheme, Host: u.Endpoint.Host},
 		reg:         reg,
 		auth:        auth,
-		base:        guard,
+		base:        transport.NewUserAgent(guard, "portcullis"),
+		guard:       guard,
 		timeout:     timeout,
 		transports:  cache,
 		noReferrers: newReferrersMemory(),
@@ -134,17 +123,32 @@ func newBaseTransport(tlsConfig *tls.Config, timeout time.Duration) *http.Transp
 }
 
 // transportFor returns the authenticated transport for one repository,
-// creating it (ping, token exchange) once even under concurrent callers, and
-// without letting one caller's cancellation fail the others.
-func (u *upstream) transportFor(ctx context.Context, repo string) (http.RoundTripper, error) {
+// creating it once even under concurrent callers (a token exchange for the
+// repository's pull scope when the registry wants bearer tokens, nothing
+// more), without letting one caller's cancellation fail the others.
+func (u *registry) transportFor(ctx context.Context, repo string) (http.RoundTripper, error) {
 	if t, ok := u.transports.Get(repo); ok {
 		return t, nil
 	}
 	ch := u.creating.DoChan(repo, func() (any, error) {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), u.timeout)
 		defer cancel()
-		scope := u.reg.Repo(repo).Scope(transport.PullScope)
-		t, err := transport.NewWithContext(cctx, u.reg, u.auth, u.base, []string{scope})
+		ch, err := u.challengeFor(cctx)
+		if err != nil {
+			return nil, err
+		}
+		var tok *transport.Token
+		if strings.EqualFold(ch.Scheme, "bearer") {
+			scope := u.reg.Repo(repo).Scope(transport.PullScope)
+			if tok, err = transport.Exchange(cctx, u.reg, u.auth, u.base, []string{scope}, ch); err != nil {
+				u.forgetChallenge(ch)
+				return nil, err
+			}
+			if tok.Token == "" { // some token services answer access_token only
+				tok.Token = tok.AccessToken
+			}
+		}
+		t, err := transport.FromToken(u.reg, u.auth, u.base, ch, tok)
 		if err != nil {
 			return nil, err
 		}
@@ -162,13 +166,45 @@ func (u *upstream) transportFor(ctx context.Context, repo string) (http.RoundTri
 	}
 }
 
+// challengeFor is the registry's auth challenge: one GET /v2/ per
+// challengeTTL for all repositories (a cold pull from a new repository
+// costs no ping). Concurrent callers share one ping (they run under
+// transportFor's single flight per repository, and pings for several
+// repositories at once may each ping: harmless, and bounded by them).
+func (u *registry) challengeFor(ctx context.Context) (*transport.Challenge, error) {
+	u.challengeMu.Lock()
+	ch, at := u.challenge, u.challenged
+	u.challengeMu.Unlock()
+	if ch != nil && time.Since(at) < challengeTTL {
+		return ch, nil
+	}
+	ch, err := transport.Ping(ctx, u.reg, u.base)
+	if err != nil {
+		return nil, err
+	}
+	u.challengeMu.Lock()
+	u.challenge, u.challenged = ch, time.Now()
+	u.challengeMu.Unlock()
+	return ch, nil
+}
+
+// forgetChallenge drops ch after a token exchange it led to failed: the
+// registry may have changed its auth, and the next repository pings again.
+func (u *registry) forgetChallenge(ch *transport.Challenge) {
+	u.challengeMu.Lock()
+	defer u.challengeMu.Unlock()
+	if u.challenge == ch {
+		u.challenge = nil
+	}
+}
+
 // do sends one request for repo to the upstream and returns its response,
 // following redirects only where the host rules allow. path is relative to
 // the endpoint ("/v2/acme/app/manifests/v1").
-func (u *upstream) do(ctx context.Context, method, repo, path string, query url.Values, header http.Header) (*http.Response, error) {
+func (u *registry) do(ctx context.Context, method, repo, path string, query url.Values, header http.Header) (*http.Response, error) {
 	t, err := u.transportFor(ctx, repo)
 	if err != nil {
-		return nil, fmt.Errorf("authenticating to %s: %w", u.registry, err)
+		return nil, fmt.Errorf("authenticating to %s: %w", u.name, err)
 	}
 	target := *u.endpoint
 	target.Path = path

@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/portcullis-dev/portcullis/oci"
 	"github.com/portcullis-dev/portcullis/policy"
 )
 
@@ -74,7 +75,7 @@ func BenchmarkCheckRealKeyless(b *testing.B) {
 		b.Fatal(err)
 	}
 	s.Source = "bench"
-	d, _ := hashOf(readFile(b, dir, "fulcio-rekor-1", "manifest.json"), "sha256")
+	d, _ := oci.Digest("sha256", readFile(b, dir, "fulcio-rekor-1", "manifest.json"))
 	disc := &Discovery{Digest: d, Signatures: []*Signature{s}}
 	c, err := NewChecker(publicGood(b))
 	if err != nil {

@@ -416,6 +416,6 @@ func grantSize(p *Stored, d v1.Hash, kind GrantKind) int64 {
 }
 
 func digestOfBytes(b []byte) v1.Hash {
-	h, _ := hashOf(b, "sha256")
+	h, _ := oci.Digest("sha256", b)
 	return h
 }

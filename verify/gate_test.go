@@ -107,11 +107,7 @@ func newGateFixture(t testing.TB, referrersAPI bool, opts ...GateOption) *gateFi
 	pem, _ := f.signer.PublicKeyPEM()
 	writeTestFile(t, f.dir, "cosign.pub", string(pem))
 	f.policyFile = writeTestFile(t, f.dir, "policy.yaml", strings.ReplaceAll(keyPolicy, "HOST", f.host))
-	rr, err := NewRemoteReader(true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.reader = &countingReader{Reader: rr}
+	f.reader = &countingReader{Reader: newTestReader(t, f.host)}
 	f.gate, err = NewGate(f.reader, f.snapshot(t), opts...)
 	if err != nil {
 		t.Fatal(err)

@@ -21,16 +21,12 @@ type Repository = oci.Repository
 
 // Manifest is a manifest as the upstream served it: the exact bytes, their
 // digest (computed over the bytes, never taken from a header) and the media
-// type the registry reported.
-type Manifest struct {
-	Digest    v1.Hash
-	MediaType string
-	Bytes     []byte
-}
+// type the registry reported (the one type, oci.Manifest).
+type Manifest = oci.Manifest
 
-// Reader reads what discovery needs from an upstream registry. Package proxy
-// implements it over its upstream client; RemoteReader implements it over
-// go-containerregistry's remote package.
+// Reader reads what discovery needs from an upstream registry: the
+// upstream package's Client implements it (the same client, caches and
+// digest checks the proxy serves from).
 //
 // Implementations return ErrNotFound (errors.Is) for absent content and any
 // other error when the upstream cannot answer; the latter propagates out of
@@ -54,7 +50,7 @@ func legacyTag(d v1.Hash) string {
 
 // checkDigest verifies that b hashes to want.
 func checkDigest(b []byte, want v1.Hash) error {
-	got, err := hashOf(b, want.Algorithm)
+	got, err := oci.Digest(want.Algorithm, b)
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
-func TestRemoteReader(t *testing.T) {
+func TestReader(t *testing.T) {
 	ctx := context.Background()
 	tr := newRegistry(t, false, nil)
 	repo := tr.repo("acme/app")

@@ -10,8 +10,10 @@ import (
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/portcullis-dev/portcullis/policy"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
+
+	"github.com/portcullis-dev/portcullis/oci"
+	"github.com/portcullis-dev/portcullis/policy"
 )
 
 // Real, third-party signature material (see /work/shared/realdata/README.md),
@@ -227,7 +229,7 @@ func pemHint(t testing.TB, pemKey []byte) string {
 func TestRealdataServerImageIndex(t *testing.T) {
 	dir := realdata(t, "salrashid123-server-image-index-2026")
 	const digest = "sha256:c05263d2ff654c3a94243662440913f045075d59c436e2c69e9145ec2b87a321"
-	if h, _ := hashOf(readFile(t, dir, "index.json"), "sha256"); h.String() != digest {
+	if h, _ := oci.Digest("sha256", readFile(t, dir, "index.json")); h.String() != digest {
 		t.Fatalf("index.json digest %s", h)
 	}
 	d, _ := v1.NewHash(digest)

@@ -7,6 +7,7 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -17,14 +18,17 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/portcullis-dev/portcullis/oci"
+	"github.com/portcullis-dev/portcullis/upstream"
 )
 
-// testRegistry is ggcr's in-memory registry on httptest, with a
-// RemoteReader over it.
+// testRegistry is ggcr's in-memory registry on httptest, with the
+// upstream client over it.
 type testRegistry struct {
 	t      testing.TB
 	host   string
-	reader *RemoteReader
+	reader *upstream.Client
 }
 
 // newRegistry starts a registry, with or without the referrers API. wrap,
@@ -37,11 +41,21 @@ func newRegistry(t testing.TB, referrers bool, wrap func(http.Handler) http.Hand
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	r, err := NewRemoteReader(true)
+	host := strings.TrimPrefix(srv.URL, "http://")
+	return &testRegistry{t: t, host: host, reader: newTestReader(t, host)}
+}
+
+// newTestReader is the upstream client for the registry at host (plain
+// http), named by its host as the tests name repositories, with no tag
+// cache (tests move tags).
+func newTestReader(t testing.TB, host string) *upstream.Client {
+	t.Helper()
+	c, err := upstream.New([]upstream.Config{{Registry: host, Endpoint: &url.URL{Scheme: "http", Host: host}}},
+		upstream.WithTagTTL(0))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testRegistry{t: t, host: strings.TrimPrefix(srv.URL, "http://"), reader: r}
+	return c
 }
 
 func (tr *testRegistry) repo(name string) Repository {
@@ -101,7 +115,7 @@ func (m rawManifest) MediaType() (types.MediaType, error) { return m.mt, nil }
 // their digest.
 func (tr *testRegistry) putRaw(repo Repository, ref string, b []byte, mt string) v1.Hash {
 	tr.t.Helper()
-	h, err := hashOf(b, "sha256")
+	h, err := oci.Digest("sha256", b)
 	if err != nil {
 		tr.t.Fatal(err)
 	}

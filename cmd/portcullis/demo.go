@@ -75,11 +75,11 @@ func runDemo(ctx context.Context, out io.Writer, listen string) error {
 	if err != nil {
 		return err
 	}
-	p, _, err := buildProxy(cfg, &snapshotBuilder{}, logger, prometheus.NewRegistry())
+	w, err := wire(cfg, &snapshotBuilder{}, logger, prometheus.NewRegistry())
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: p, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: w.proxy, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	printDemoHelp(out, ln.Addr().String(), configPath)
 	<-ctx.Done()

@@ -1,45 +1,57 @@
 package main
 
 import (
+	"fmt"
 	"net/http"
-	"net/url"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/portcullis-dev/portcullis/gate"
-	"github.com/portcullis-dev/portcullis/proxy"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/portcullis-dev/portcullis/cmd/portcullis/config"
 	"github.com/portcullis-dev/portcullis/verify"
 )
 
-// newModelProxy wires the proxy and the gate as serve does, with the
-// gate's clock given and the tag cache off (tags move in the model), and
-// returns it with a function that reloads the policy file.
+// newModelProxy wires the upstream client, the gate and the proxy exactly
+// as serve does (from a config file, through wire), with the gate's clock
+// given and the tag cache off (tags move in the model), and returns the
+// proxy with a function that reloads the policy file.
 func newModelProxy(t testing.TB, upstreamHost, policyFile string, now func() time.Time, staleIfError time.Duration) (http.Handler, func() error) {
 	t.Helper()
-	ups := []proxy.Upstream{{Registry: modelRegistry, Endpoint: &url.URL{Scheme: "http", Host: upstreamHost}}}
-	adapter := &gate.Late{}
-	p, err := proxy.New(ups, proxy.WithGate(adapter), proxy.WithDefaultRegistry(modelRegistry), proxy.WithTagTTL(0))
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	yaml := fmt.Sprintf(`policyFile: %s
+defaultRegistry: %s
+upstreams:
+  - registry: %s
+    endpoint: http://%s
+    insecure: true
+tagTTL: 0s
+verdictTTL: %s
+denyTTL: %s
+verdictStaleIfError: %s
+`, policyFile, modelRegistry, modelRegistry, upstreamHost, modelVerdictTTL, modelDenyTTL, staleIfError)
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	builder := &snapshotBuilder{}
-	snap, err := builder.load(policyFile)
+	w, err := wire(cfg, builder, zap.NewNop(), prometheus.NewRegistry(), verify.WithClock(now))
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := verify.NewGate(gate.Reader{P: p}, snap, verify.WithClock(now),
-		verify.WithVerdictTTL(modelVerdictTTL), verify.WithDenyTTL(modelDenyTTL), verify.WithStaleIfError(staleIfError))
-	if err != nil {
-		t.Fatal(err)
-	}
-	adapter.Bind(g)
 	reload := func() error {
 		snap, err := builder.load(policyFile)
 		if err != nil {
 			return err
 		}
-		g.SetSnapshot(snap)
+		w.gate.SetSnapshot(snap)
 		return nil
 	}
-	return p, reload
+	return w.proxy, reload
 }

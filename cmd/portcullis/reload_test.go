@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net/url"
 	"strings"
 	"testing"
 
@@ -8,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
 
+	"github.com/portcullis-dev/portcullis/upstream"
 	"github.com/portcullis-dev/portcullis/verify"
 )
 
@@ -21,8 +23,7 @@ func TestPolicyReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rr, _ := verify.NewRemoteReader(true)
-	gate, err := verify.NewGate(rr, snap)
+	gate, err := verify.NewGate(unusedUpstream(t), snap)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,4 +54,15 @@ func TestPolicyReload(t *testing.T) {
 	if r.degraded() != "" {
 		t.Fatal("still degraded after the file was fixed")
 	}
+}
+
+// unusedUpstream is an upstream client for gates whose tests read nothing
+// upstream: its one registry is on a port nothing listens on.
+func unusedUpstream(t *testing.T) *upstream.Client {
+	t.Helper()
+	c, err := upstream.New([]upstream.Config{{Registry: "r.example", Endpoint: &url.URL{Scheme: "http", Host: "127.0.0.1:9"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/portcullis-dev/portcullis/cmd/portcullis/config"
 	"github.com/portcullis-dev/portcullis/gate"
 	"github.com/portcullis-dev/portcullis/proxy"
+	"github.com/portcullis-dev/portcullis/upstream"
 	"github.com/portcullis-dev/portcullis/verify"
 )
 
@@ -55,10 +56,11 @@ func serve(ctx context.Context, configPath, logFormat string) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	builder := &snapshotBuilder{}
-	p, gate, err := buildProxy(cfg, builder, log, reg)
+	w, err := wire(cfg, builder, log, reg)
 	if err != nil {
 		return err
 	}
+	p, gate := w.proxy, w.gate
 	status := func() string { return unverifiedStatus } // no gate: "unverified: true"
 	if gate != nil {
 		reloader := newPolicyReloader(cfg.PolicyFile, builder, gate, log, reg)
@@ -138,64 +140,88 @@ const (
 // "unverified: true".
 const unverifiedStatus = `unverified: every image is served without a signature check ("unverified: true" in the config, no policyFile)`
 
-// buildProxy wires the proxy and the verification gate in front of every
-// manifest and blob, from the config's policy file. Only a config that says
-// "unverified: true" (config.Load refuses one with neither) gets a plain
-// (digest-checking) mirror, and that is logged as a warning on every start.
-func buildProxy(cfg *config.Config, builder *snapshotBuilder, log *zap.Logger, reg *prometheus.Registry) (*proxy.Proxy, *verify.Gate, error) {
-	ups, err := upstreams(cfg)
+// wiring is what serve, verify and demo run: the upstream client, the
+// verification gate reading through it (nil for "unverified: true") and
+// the proxy serving from it.
+type wiring struct {
+	up    *upstream.Client
+	gate  *verify.Gate
+	proxy *proxy.Proxy
+}
+
+// wire builds the upstream client, the verification gate and the proxy:
+// up := upstream.New, g := verify.NewGate(up, ...), p := proxy.New(up,
+// gate). Only a config that says "unverified: true" (config.Load refuses
+// one with neither) gets a plain (digest-checking) mirror, and that is
+// logged as a warning on every start. extra options go to the gate after
+// the config's (tests give it a clock).
+func wire(cfg *config.Config, builder *snapshotBuilder, log *zap.Logger, reg *prometheus.Registry, extra ...verify.GateOption) (*wiring, error) {
+	up, err := newUpstream(cfg, log, reg)
 	if err != nil {
-		return nil, nil, usageError(err)
+		return nil, usageError(err)
 	}
 	opts := []proxy.Option{
 		proxy.WithDefaultRegistry(cfg.DefaultRegistry),
-		proxy.WithTagTTL(cfg.TagTTL),
-		proxy.WithStaleIfError(cfg.TagStaleIfError),
-		proxy.WithManifestCacheBytes(cfg.ManifestCacheBytes),
-		proxy.WithUpstreamTimeout(cfg.UpstreamTimeout),
 		proxy.WithClientIdleTimeout(cfg.ClientIdleTimeout),
 		proxy.WithLogger(log),
 		proxy.WithRegisterer(reg),
 	}
-	var snap *verify.Snapshot
-	adapter := &gate.Late{}
+	var g *verify.Gate
 	switch {
 	case cfg.PolicyFile != "": // first: a policy is enforced whatever else the Config says
-		if snap, err = builder.load(cfg.PolicyFile); err != nil {
-			return nil, nil, usageError(fmt.Errorf("policyFile: %w", err))
+		snap, err := builder.load(cfg.PolicyFile)
+		if err != nil {
+			return nil, usageError(fmt.Errorf("policyFile: %w", err))
 		}
-		opts = append(opts, proxy.WithGate(adapter))
+		gopts := []verify.GateOption{
+			verify.WithVerdictTTL(cfg.VerdictTTL), verify.WithDenyTTL(cfg.DenyTTL),
+			verify.WithStaleIfError(cfg.VerdictStaleIfError), verify.WithDecisionTimeout(cfg.DecisionTimeout),
+			verify.WithLimits(verify.Limits{MaxSignatures: cfg.MaxSignatures}),
+			verify.WithVerdictCacheEntries(cfg.VerdictCacheEntries),
+			verify.WithGateLogger(log.Named("gate")), verify.WithGateRegisterer(reg),
+		}
+		g, err = verify.NewGate(up, snap, append(gopts, extra...)...)
+		if err != nil {
+			return nil, usageError(err)
+		}
+		opts = append(opts, proxy.WithGate(gate.NewChecker(g)))
+		logPolicy(log, "policy loaded", cfg.PolicyFile, snap)
 	case cfg.Unverified:
 		log.Warn("unverified: true in the config: serving as a plain mirror, no signature is verified",
 			zap.String("config", cfg.Path))
 		opts = append(opts, proxy.WithGate(proxy.AllowAllUnsafe{}))
 	default: // config.Load refuses this; a Config built another way must choose too
-		return nil, nil, usageError(fmt.Errorf("%s: no policyFile, and no \"unverified: true\" to serve images unverified", cfg.Path))
+		return nil, usageError(fmt.Errorf("%s: no policyFile, and no \"unverified: true\" to serve images unverified", cfg.Path))
 	}
-	p, err := proxy.New(ups, opts...)
+	p, err := proxy.New(up, opts...)
 	if err != nil {
-		return nil, nil, usageError(fmt.Errorf("%s: %w", cfg.Path, err))
+		return nil, usageError(fmt.Errorf("%s: %w", cfg.Path, err))
 	}
-	if snap == nil {
-		return p, nil, nil
-	}
-	g, err := verify.NewGate(gate.Reader{P: p}, snap,
-		verify.WithVerdictTTL(cfg.VerdictTTL), verify.WithDenyTTL(cfg.DenyTTL),
-		verify.WithStaleIfError(cfg.VerdictStaleIfError), verify.WithDecisionTimeout(cfg.DecisionTimeout),
-		verify.WithLimits(verify.Limits{MaxSignatures: cfg.MaxSignatures}),
-		verify.WithVerdictCacheEntries(cfg.VerdictCacheEntries),
-		verify.WithGateLogger(log.Named("gate")), verify.WithGateRegisterer(reg))
-	if err != nil {
-		return nil, nil, usageError(err)
-	}
-	adapter.Bind(g)
-	logPolicy(log, "policy loaded", cfg.PolicyFile, snap)
-	return p, g, nil
+	return &wiring{up: up, gate: g, proxy: p}, nil
 }
 
-// upstreams turns the config's upstreams into the proxy's.
-func upstreams(cfg *config.Config) ([]proxy.Upstream, error) {
-	var out []proxy.Upstream
+// newUpstream is the upstream client of the config's upstreams.
+func newUpstream(cfg *config.Config, log *zap.Logger, reg prometheus.Registerer) (*upstream.Client, error) {
+	ups, err := upstreamConfigs(cfg)
+	if err != nil {
+		return nil, err
+	}
+	up, err := upstream.New(ups,
+		upstream.WithTagTTL(cfg.TagTTL),
+		upstream.WithStaleIfError(cfg.TagStaleIfError),
+		upstream.WithManifestCacheBytes(cfg.ManifestCacheBytes),
+		upstream.WithTimeout(cfg.UpstreamTimeout),
+		upstream.WithLogger(log.Named("upstream")),
+		upstream.WithRegisterer(reg))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cfg.Path, err)
+	}
+	return up, nil
+}
+
+// upstreamConfigs turns the config's upstreams into the client's.
+func upstreamConfigs(cfg *config.Config) ([]upstream.Config, error) {
+	var ups []upstream.Config
 	for _, u := range cfg.Upstreams {
 		tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: u.Insecure} //nolint:gosec // admin opt-in, documented
 		if u.CAFile != "" {
@@ -205,13 +231,13 @@ func upstreams(cfg *config.Config) ([]proxy.Upstream, error) {
 			}
 			tc.RootCAs = pool
 		}
-		pu := proxy.Upstream{Registry: u.Registry, Endpoint: u.Endpoint, TLSConfig: tc, FollowHosts: u.FollowHosts}
+		uc := upstream.Config{Registry: u.Registry, Endpoint: u.Endpoint, TLSConfig: tc, FollowHosts: u.FollowHosts}
 		if u.Auth != nil {
-			pu.Auth = &authn.Basic{Username: u.Auth.Username, Password: u.Password()}
+			uc.Auth = &authn.Basic{Username: u.Auth.Username, Password: u.Password()}
 		}
-		out = append(out, pu)
+		ups = append(ups, uc)
 	}
-	return out, nil
+	return ups, nil
 }
 
 // serverTLS is the listener's TLS config, or nil for plain HTTP.

@@ -148,31 +148,31 @@ func TestServeUnverified(t *testing.T) {
 		t.Fatal(err)
 	}
 	core, logged := observer.New(zap.WarnLevel)
-	if _, gate, err := buildProxy(cfg, &snapshotBuilder{}, zap.New(core), prometheus.NewRegistry()); err != nil || gate != nil {
-		t.Fatalf("buildProxy: gate %v, err %v; want no gate, no error", gate, err)
+	if w, err := wire(cfg, &snapshotBuilder{}, zap.New(core), prometheus.NewRegistry()); err != nil || w.gate != nil {
+		t.Fatalf("wire: %+v, err %v; want no gate, no error", w, err)
 	}
 	if w := logged.FilterMessageSnippet("no signature is verified").All(); len(w) != 1 || w[0].Level != zap.WarnLevel {
 		t.Errorf("warnings logged: %+v, want one saying no signature is verified", logged.All())
 	}
 }
 
-// TestBuildProxyNeedsAChoice: a Config that names no policy file and does
+// TestWireNeedsAChoice: a Config that names no policy file and does
 // not say Unverified (config.Load refuses such a file) gets no proxy, and
 // one that names a policy file enforces it whatever Unverified says.
-func TestBuildProxyNeedsAChoice(t *testing.T) {
+func TestWireNeedsAChoice(t *testing.T) {
 	dir := t.TempDir()
 	cfg, err := config.Load(writeFile(t, dir, "config.yaml", "upstreams: [{registry: registry.example}]\nunverified: true\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg.Unverified = false
-	if p, _, err := buildProxy(cfg, &snapshotBuilder{}, zap.NewNop(), prometheus.NewRegistry()); err == nil || p != nil {
-		t.Fatalf("buildProxy without a choice: proxy %v, err %v; want an error", p, err)
+	if w, err := wire(cfg, &snapshotBuilder{}, zap.NewNop(), prometheus.NewRegistry()); err == nil || w != nil {
+		t.Fatalf("wire without a choice: %+v, err %v; want an error", w, err)
 	}
 	cfg.Unverified = true
 	cfg.PolicyFile = writeFile(t, dir, "policy.yaml", "policies: []\ndefault: deny\n")
-	if _, gate, err := buildProxy(cfg, &snapshotBuilder{}, zap.NewNop(), prometheus.NewRegistry()); err != nil || gate == nil {
-		t.Fatalf("buildProxy with a policy file and Unverified: gate %v, err %v; want the policy's gate", gate, err)
+	if w, err := wire(cfg, &snapshotBuilder{}, zap.NewNop(), prometheus.NewRegistry()); err != nil || w.gate == nil {
+		t.Fatalf("wire with a policy file and Unverified: %+v, err %v; want the policy's gate", w, err)
 	}
 }
 
@@ -328,13 +328,13 @@ func pemKey(t *testing.T, k *ecdsa.PrivateKey) string {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}))
 }
 
-// TestUpstreamsFollowHosts: followHosts from the config reach the proxy.
+// TestUpstreamsFollowHosts: followHosts from the config reach the upstream client.
 func TestUpstreamsFollowHosts(t *testing.T) {
 	cfg, err := config.Parse([]byte("unverified: true\nupstreams:\n  - registry: r.example\n    followHosts: [storage.example, \"*.blob.example:8443\"]\n"), "config.yaml", t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	ups, err := upstreams(cfg)
+	ups, err := upstreamConfigs(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,8 +56,7 @@ policies:
 	if !strings.Contains(snap.Revision, "+tuf:") {
 		t.Fatalf("revision %q does not include the TUF root", snap.Revision)
 	}
-	rr, _ := verify.NewRemoteReader(true)
-	gate, err := verify.NewGate(rr, snap)
+	gate, err := verify.NewGate(unusedUpstream(t), snap)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,6 @@ import (
 
 	"github.com/portcullis-dev/portcullis/cmd/portcullis/config"
 	"github.com/portcullis-dev/portcullis/oci"
-	"github.com/portcullis-dev/portcullis/proxy"
 	"github.com/portcullis-dev/portcullis/verify"
 )
 
@@ -63,14 +62,14 @@ func runVerify(ctx context.Context, out io.Writer, configPath, output string, im
 	if cfg.PolicyFile == "" {
 		return usageError(fmt.Errorf("%s: no policyFile: nothing to verify against", cfg.Path))
 	}
-	p, gate, err := buildProxy(cfg, &snapshotBuilder{}, zap.NewNop(), prometheus.NewRegistry())
+	w, err := wire(cfg, &snapshotBuilder{}, zap.NewNop(), prometheus.NewRegistry())
 	if err != nil {
 		return err
 	}
 	results := make([]verifyResult, 0, len(images))
 	code := 0
 	for _, img := range images {
-		r := verifyOne(ctx, p, gate, cfg, img)
+		r := verifyOne(ctx, w, cfg, img)
 		switch {
 		case r.Decision == "error":
 			code = 2
@@ -91,20 +90,20 @@ func runVerify(ctx context.Context, out io.Writer, configPath, output string, im
 	return nil
 }
 
-func verifyOne(ctx context.Context, p *proxy.Proxy, gate *verify.Gate, cfg *config.Config, image string) verifyResult {
+func verifyOne(ctx context.Context, w *wiring, cfg *config.Config, image string) verifyResult {
 	r := verifyResult{Image: image, Decision: "error"}
-	repo, ref, err := parseImage(image, cfg)
+	repo, ref, err := oci.ParseImage(image, cfg.DefaultRegistry, w.up.Has)
 	if err != nil {
 		r.Message = err.Error()
 		return r
 	}
-	d, mt, b, err := p.Manifest(ctx, repo, ref)
+	m, err := w.up.Manifest(ctx, repo, ref)
 	if err != nil {
 		r.Message = fmt.Sprintf("fetching %s: %v", image, err)
 		return r
 	}
-	r.Digest = d.String()
-	v, err := gate.Manifest(ctx, &verify.ManifestRequest{Repo: verify.Repository(repo), Reference: ref, Digest: d, MediaType: mt, Bytes: b})
+	r.Digest = m.DigestString()
+	v, err := w.gate.Manifest(ctx, &verify.ManifestRequest{Repo: repo, Reference: ref, Digest: m.Digest, MediaType: m.MediaType, Bytes: m.Bytes})
 	if err != nil {
 		r.Message = fmt.Sprintf("no decision: %v", err)
 		return r
@@ -144,41 +143,6 @@ func printResults(out io.Writer, format string, results []verifyResult) error {
 		}
 	}
 	return nil
-}
-
-// parseImage splits an image as clients name it through the proxy into the
-// repository and the reference (tag, or digest after "@"; default "latest").
-// The first segment is the registry when it looks like a host or names a
-// configured registry; otherwise the name is on defaultRegistry.
-func parseImage(s string, cfg *config.Config) (proxy.Repository, string, error) {
-	name, ref := s, "latest"
-	if i := strings.Index(s, "@"); i >= 0 {
-		name, ref = s[:i], s[i+1:]
-	} else if i := strings.LastIndex(s, ":"); i > strings.LastIndex(s, "/") {
-		name, ref = s[:i], s[i+1:]
-	}
-	registry, repo := cfg.DefaultRegistry, name
-	if first, rest, ok := strings.Cut(name, "/"); ok && (strings.ContainsAny(first, ".:") || first == "localhost" || configured(cfg, first)) {
-		registry, repo = first, rest
-	}
-	if registry == "" {
-		return proxy.Repository{}, "", fmt.Errorf("%s names no registry, and the config has no defaultRegistry", s)
-	}
-	registry = oci.NormalizeRegistry(registry)
-	repo = oci.NormalizeRepository(registry, repo)
-	if repo == "" || ref == "" {
-		return proxy.Repository{}, "", fmt.Errorf("%s: not an image reference", s)
-	}
-	return proxy.Repository{Registry: registry, Name: repo}, ref, nil
-}
-
-func configured(cfg *config.Config, registry string) bool {
-	for _, u := range cfg.Upstreams {
-		if u.Registry == oci.NormalizeRegistry(registry) {
-			return true
-		}
-	}
-	return false
 }
 
 // errDenied is the error of a verify run that denied an image (exit 1).

@@ -35,6 +35,7 @@ import (
 	"github.com/portcullis-dev/portcullis/gate"
 	"github.com/portcullis-dev/portcullis/policy"
 	"github.com/portcullis-dev/portcullis/proxy"
+	"github.com/portcullis-dev/portcullis/upstream"
 	"github.com/portcullis-dev/portcullis/verify"
 )
 
@@ -81,10 +82,8 @@ func newGatedProxy(b *testing.B, up *url.URL, dir string) http.Handler {
 		b.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	adapter := &gate.Late{}
-	p, err := proxy.New([]proxy.Upstream{{Registry: benchRegistry, Endpoint: up}},
-		proxy.WithDefaultRegistry(benchRegistry), proxy.WithLogger(logger), proxy.WithRegisterer(reg),
-		proxy.WithGate(adapter))
+	client, err := upstream.New([]upstream.Config{{Registry: benchRegistry, Endpoint: up}},
+		upstream.WithLogger(logger), upstream.WithRegisterer(reg))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -96,11 +95,15 @@ func newGatedProxy(b *testing.B, up *url.URL, dir string) http.Handler {
 	if err != nil {
 		b.Fatal(err)
 	}
-	g, err := verify.NewGate(gate.Reader{P: p}, snap, verify.WithGateLogger(logger.Named("gate")), verify.WithGateRegisterer(reg))
+	g, err := verify.NewGate(client, snap, verify.WithGateLogger(logger.Named("gate")), verify.WithGateRegisterer(reg))
 	if err != nil {
 		b.Fatal(err)
 	}
-	adapter.Bind(g)
+	p, err := proxy.New(client, proxy.WithDefaultRegistry(benchRegistry), proxy.WithLogger(logger),
+		proxy.WithRegisterer(reg), proxy.WithGate(gate.NewChecker(g)))
+	if err != nil {
+		b.Fatal(err)
+	}
 	return p
 }
 

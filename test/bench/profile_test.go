@@ -22,6 +22,7 @@ import (
 	"testing"
 
 	"github.com/portcullis-dev/portcullis/proxy"
+	"github.com/portcullis-dev/portcullis/upstream"
 )
 
 const profileBlobSize = 64 << 20
@@ -63,8 +64,11 @@ func benchBlobThrough(b *testing.B, handler func(up *url.URL) http.Handler) {
 
 func BenchmarkBlobPortcullis(b *testing.B) {
 	benchBlobThrough(b, func(up *url.URL) http.Handler {
-		p, err := proxy.New([]proxy.Upstream{{Registry: "registry.example", Endpoint: up}},
-			proxy.WithDefaultRegistry("registry.example"), proxy.WithGate(proxy.AllowAllUnsafe{}))
+		client, err := upstream.New([]upstream.Config{{Registry: "registry.example", Endpoint: up}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		p, err := proxy.New(client, proxy.WithDefaultRegistry("registry.example"), proxy.WithGate(proxy.AllowAllUnsafe{}))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -22,6 +22,7 @@ import (
 	"io"
 	"log"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -38,6 +39,7 @@ import (
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 
 	"github.com/portcullis-dev/portcullis/policy"
+	"github.com/portcullis-dev/portcullis/upstream"
 	"github.com/portcullis-dev/portcullis/verify"
 	"github.com/portcullis-dev/portcullis/verify/signing"
 	"github.com/portcullis-dev/portcullis/verify/signing/virtualsig"
@@ -65,7 +67,7 @@ type verifyCase struct {
 type verifyEnv struct {
 	srv    *httptest.Server
 	host   string
-	reader *verify.RemoteReader
+	reader *upstream.Client
 	vs     *ca.VirtualSigstore
 	key    *signing.Signer
 	keyA   *policy.Authority
@@ -76,7 +78,12 @@ func newVerifyEnv() (*verifyEnv, error) {
 	e := &verifyEnv{srv: httptest.NewServer(h)}
 	e.host = strings.TrimPrefix(e.srv.URL, "http://")
 	var err error
-	if e.reader, err = verify.NewRemoteReader(true); err != nil {
+	// The proxy's upstream client with its caches off (a manifest cache of
+	// one byte keeps nothing, and tag resolutions are not reused), so that
+	// every discovery reads the registry: the tags it has seen are resolved
+	// by a HEAD, then fetched by digest.
+	if e.reader, err = upstream.New([]upstream.Config{{Registry: e.host, Endpoint: &url.URL{Scheme: "http", Host: e.host}}},
+		upstream.WithTagTTL(0), upstream.WithManifestCacheBytes(1)); err != nil {
 		e.close()
 		return nil, err
 	}
@@ -215,7 +222,8 @@ func (vc *verifyCase) benchCheck(b *testing.B) {
 }
 
 // benchDiscoverCheck is Discover (over loopback HTTP from the in-memory
-// registry: referrers, .sig tag, the signature manifest and its layer) and
+// registry, through the upstream client with its caches off: referrers,
+// .sig tag, the signature manifest and its layer) and
 // Check together: a first verification, without Portcullis around it.
 func (vc *verifyCase) benchDiscoverCheck(b *testing.B) {
 	c, err := verify.NewChecker(vc.trust)

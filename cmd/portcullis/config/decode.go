@@ -11,7 +11,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/portcullis-dev/portcullis/policy/yamlfile"
-	"github.com/portcullis-dev/portcullis/proxy"
+	"github.com/portcullis-dev/portcullis/upstream"
 )
 
 // This file holds the decoders of the values only a config file has; the
@@ -85,7 +85,7 @@ func followHosts(list *[]string) yamlfile.DecodeFunc {
 			if !ok {
 				return
 			}
-			if err := proxy.CheckFollowHost(s); err != nil {
+			if err := upstream.CheckFollowHost(s); err != nil {
 				d.ErrorAt(n.Line, path, "%v", err)
 				return
 			}
