@@ -9,7 +9,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/portcullis-dev/portcullis/policy/yamlfile"
+	"github.com/portcullis-dev/portcullis/internal/yamlfile"
 )
 
 // This file turns the raw file into a Policy: it checks meanings (names,

@@ -20,7 +20,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/portcullis-dev/portcullis/policy/yamlfile"
+	"github.com/portcullis-dev/portcullis/internal/yamlfile"
 )
 
 // This file reads and checks the files a policy names. It is the package's
