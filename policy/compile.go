@@ -58,7 +58,7 @@ type compiler struct {
 	*yamlfile.Report
 	dir        string
 	p          *Policy
-	files      map[string][]byte // absolute path -> bytes read, for Revision
+	files      map[string][]byte // setting path -> bytes of the file it names, for Revision
 	rootPaths  map[string]string // trust root name -> setting path
 	usedRoots  map[string]bool
 	publicGood bool // an authority uses the implicit public-good root

@@ -224,10 +224,36 @@ func TestRevision(t *testing.T) {
 	check("changing the policy file")
 }
 
+// TestRevisionIsWhereverMounted: replicas that mount the same policy and
+// key at other directories agree on the revision; one byte of the key
+// changes it.
+func TestRevisionIsWhereverMounted(t *testing.T) {
+	src := y("policies: [{name: p, images: [r.example/**], authorities: [{name: k, key: {path: keys/k.pub}}]}]")
+	key := newKey(t, "ed25519") // any 32 bytes are an Ed25519 key
+	a, _ := mustLoad(t, src, map[string]string{"keys/k.pub": key})
+	b, dir := mustLoad(t, src, map[string]string{"keys/k.pub": key})
+	if a.Revision != b.Revision {
+		t.Errorf("revisions %q and %q for the same files in two directories", a.Revision, b.Revision)
+	}
+	i := strings.Index(key, "\n") + 20 // base64 of the key, past the DER header
+	c := byte('A')
+	if key[i] == c {
+		c = 'B'
+	}
+	writeFile(t, filepath.Join(dir, "keys/k.pub"), key[:i]+string(c)+key[i+1:])
+	changed, err := Load(filepath.Join(dir, "policy.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if changed.Revision == a.Revision {
+		t.Errorf("revision unchanged by a changed key byte")
+	}
+}
+
 func TestRevisionFraming(t *testing.T) {
-	a := revision([]byte("x"), map[string][]byte{"/a": []byte("bc"), "/b": []byte("d")})
-	b := revision([]byte("x"), map[string][]byte{"/a": []byte("b"), "/b": []byte("cd")})
-	c := revision([]byte("x"), map[string][]byte{"/a": []byte("b"), "/b": []byte("cd")})
+	a := revision([]byte("x"), map[string][]byte{"a.key.path": []byte("bc"), "b.key.path": []byte("d")})
+	b := revision([]byte("x"), map[string][]byte{"a.key.path": []byte("b"), "b.key.path": []byte("cd")})
+	c := revision([]byte("x"), map[string][]byte{"a.key.path": []byte("b"), "b.key.path": []byte("cd")})
 	if a == b || b != c || strings.ToLower(a) != a || len(a) != 64 {
 		t.Errorf("revisions %q %q %q", a, b, c)
 	}

@@ -36,8 +36,8 @@ const (
 const trustedRootMediaType = "application/vnd.dev.sigstore.trustedroot"
 
 // read reads the file written as name (relative to the policy's directory)
-// for the setting at path, recording its bytes for the revision. On error
-// it reports it and returns nil.
+// for the setting at path, recording its bytes for the revision under path.
+// On error it reports it and returns nil.
 func (c *compiler) read(path, name string, limit int64) []byte {
 	abs := c.abs(name)
 	data, err := readFile(abs, limit)
@@ -45,7 +45,7 @@ func (c *compiler) read(path, name string, limit int64) []byte {
 		c.Errorf(path, "cannot read %s: %v", yamlfile.Quote(name), err)
 		return nil
 	}
-	c.files[abs] = data
+	c.files[path] = data
 	return data
 }
 
