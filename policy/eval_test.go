@@ -55,7 +55,7 @@ func evalPolicy(t *testing.T, key string) *Policy {
 		"    allow: unsigned",
 		"allowDigests: [sha256:ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff]",
 	)
-	p, err := Parse([]byte(src), "eval.yaml", t.TempDir())
+	p, err := Parse([]byte(src), "eval.yaml", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
