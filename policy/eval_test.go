@@ -235,14 +235,6 @@ func TestZeroOutcomeDenies(t *testing.T) {
 	}
 }
 
-func TestIdentityString(t *testing.T) {
-	p := evalPolicy(t, newKey(t, "ed25519"))
-	id := p.Policies[1].Authorities[1].Keyless.Identities[0]
-	if got, want := id.String(), `issuer https://issuer.example subject /^https://github\.com/acme//`; got != want {
-		t.Errorf("String() = %q, want %q", got, want)
-	}
-}
-
 func TestHandBuiltPolicyMatches(t *testing.T) {
 	p := &Policy{Policies: []*ImagePolicy{{Name: "x", Images: []string{"r.example/**"}, ExcludeImages: []string{"r.example/tmp/*"}}}}
 	if got := names(p.For("r.example/a/b", digest).Matched); !slices.Equal(got, []string{"x"}) {
