@@ -62,8 +62,8 @@ func build(data []byte, filename string, files fs.FS) (*Policy, []Problem) {
 	if f == nil {
 		return nil, r.Problems()
 	}
-	c := &compiler{Report: r, fsys: files, dir: path.Dir(strings.TrimPrefix(filename, "/")), files: make(map[string][]byte),
-		rootPaths: make(map[string]string), usedRoots: make(map[string]bool)}
+	c := &compiler{Report: r, fsys: files, dir: path.Dir(strings.TrimPrefix(filename, "/")),
+		files: make(map[string][]byte), rootPaths: make(map[string]string), usedRoots: make(map[string]bool)}
 	c.compile(f)
 	problems := r.Problems()
 	if loadError(problems) != nil {

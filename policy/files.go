@@ -62,8 +62,8 @@ func (c *compiler) readChecked(path, name string, limit int64, check func([]byte
 
 // readFile reads the regular file written as name in the policy, at most
 // limit bytes. It checks the kind of file before opening it, as opening a
-// named pipe would block. Errors leave out the name in c.fsys, as the
-// caller gives the name as written.
+// named pipe would block. Errors leave out the name in c.fsys (unless it
+// leads out of c.fsys), as the caller gives the name as written.
 func (c *compiler) readFile(name string, limit int64) ([]byte, error) {
 	p, err := c.resolve(name)
 	if err != nil {

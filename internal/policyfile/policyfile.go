@@ -11,7 +11,6 @@
 package policyfile
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -62,16 +61,20 @@ func read(path string) (string, []byte, error) {
 	if err != nil {
 		return "", nil, fmt.Errorf("policy file %s: %w", path, err)
 	}
-	st, err := os.Stat(abs)
-	if err == nil && !st.Mode().IsRegular() {
-		err = errors.New(abs + " is not a regular file")
-	}
-	var data []byte
-	if err == nil {
-		data, err = os.ReadFile(abs)
-	}
+	data, err := readRegular(abs)
 	if err != nil {
 		return "", nil, fmt.Errorf("read policy file: %w", err)
 	}
 	return filepath.ToSlash(abs), data, nil
+}
+
+func readRegular(p string) ([]byte, error) {
+	st, err := os.Stat(p)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", p)
+	}
+	return os.ReadFile(p)
 }
