@@ -2,51 +2,37 @@ package policy
 
 import (
 	"fmt"
+	"io/fs"
 	"maps"
-	"os"
-	"path/filepath"
+	"path"
 	"regexp"
 	"slices"
 	"strings"
 
-	"github.com/portcullis-dev/portcullis/policy/yamlfile"
+	"github.com/portcullis-dev/portcullis/internal/yamlfile"
 )
 
 // This file turns the raw file into a Policy: it checks meanings (names,
-// globs, regexps, references), reads the files the policy names and
-// records warnings.
-
-// Load reads the policy file at path, then parses and compiles it like
-// [Parse], resolving relative paths against the file's directory. The
-// Policy's Path is the file's absolute path.
-//
-// A file that cannot be read gives an error wrapping the os error; a file
-// with errors gives a *LoadError listing them all, sorted by line, one per
-// line, each "FILE:LINE: PATH: MESSAGE" (FILE as given). Warnings do not
-// stop loading; they are in the Policy's Warnings.
-func Load(path string) (*Policy, error) {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return nil, fmt.Errorf("policy file %s: %w", path, err)
-	}
-	data, err := os.ReadFile(abs)
-	if err != nil {
-		return nil, fmt.Errorf("read policy file: %w", err)
-	}
-	p, err := Parse(data, path, filepath.Dir(abs))
-	if err != nil {
-		return nil, err
-	}
-	p.Path = abs
-	return p, nil
-}
+// globs, regexps, references), reads the files the policy names from the
+// fs.FS it is given and records warnings.
 
 // Parse parses and compiles the contents of a policy file. filename names
-// the file in messages ("policy" if empty); the files it references (keys,
-// trusted roots, TUF roots) are read relative to dir (the working directory
-// if empty). Errors are as for [Load].
-func Parse(data []byte, filename, dir string) (*Policy, error) {
-	p, problems := build(data, filename, dir)
+// the file in messages ("policy" if empty) and is its path in files, which
+// holds the files the policy names (keys, trusted roots, TUF roots): a name
+// in the policy is resolved against filename's directory, or against the
+// root of files if it starts with "/". Both use fs.FS syntax
+// (slash-separated), and filename may start with "/" too, for the root. So
+// a caller with the policy on disk passes os.DirFS("/") and the file's
+// absolute path (package internal/policyfile does), and a test passes an
+// fstest.MapFS. files may be nil for a policy that names no files; it
+// should implement fs.StatFS (os.DirFS and fstest.MapFS do), as files are
+// checked to be regular before they are opened.
+//
+// A file with errors gives a *LoadError listing them all, sorted by line,
+// one per line, each "FILE:LINE: PATH: MESSAGE" (FILE being filename).
+// Warnings do not stop it; they are in the Policy's Warnings.
+func Parse(data []byte, filename string, files fs.FS) (*Policy, error) {
+	p, problems := build(data, filename, files)
 	if err := loadError(problems); err != nil {
 		return nil, err
 	}
@@ -56,9 +42,10 @@ func Parse(data []byte, filename, dir string) (*Policy, error) {
 // compiler builds a Policy from a rawFile.
 type compiler struct {
 	*yamlfile.Report
-	dir        string
+	fsys       fs.FS  // the files the policy names
+	dir        string // the policy file's directory in fsys
 	p          *Policy
-	files      map[string][]byte // absolute path -> bytes read, for Revision
+	files      map[string][]byte // setting path -> bytes of the file it names, for Revision
 	rootPaths  map[string]string // trust root name -> setting path
 	usedRoots  map[string]bool
 	publicGood bool // an authority uses the implicit public-good root
@@ -66,22 +53,17 @@ type compiler struct {
 
 // build parses and compiles data, returning every problem, sorted by
 // line. The Policy is nil when one of them is an Error.
-func build(data []byte, filename, dir string) (*Policy, []Problem) {
+func build(data []byte, filename string, files fs.FS) (*Policy, []Problem) {
 	if filename == "" {
 		filename = "policy"
 	}
 	r := yamlfile.NewReport(filename, maxProblems)
-	absDir, err := filepath.Abs(dir)
-	if err != nil {
-		r.ErrorAt(0, "", "resolve the directory of relative paths: %v", err)
-		return nil, r.Problems()
-	}
 	f := parse(data, r)
 	if f == nil {
 		return nil, r.Problems()
 	}
-	c := &compiler{Report: r, dir: absDir, files: make(map[string][]byte),
-		rootPaths: make(map[string]string), usedRoots: make(map[string]bool)}
+	c := &compiler{Report: r, fsys: files, dir: path.Dir(strings.TrimPrefix(filename, "/")),
+		files: make(map[string][]byte), rootPaths: make(map[string]string), usedRoots: make(map[string]bool)}
 	c.compile(f)
 	problems := r.Problems()
 	if loadError(problems) != nil {
@@ -136,7 +118,6 @@ func (c *compiler) trustRoot(rt *rawTrustRoot) {
 		if rt.name == PublicGood {
 			c.Errorf(yamlfile.Join(rt.path, "name"), "the name %q is reserved for the public Sigstore instance; give a trustedRootFile root another name (only a tuf entry may use it, to override how the public instance is fetched)", PublicGood)
 		}
-		t.TrustedRootFile = c.abs(rt.trustedRootFile)
 		t.TrustedRootJSON = c.readChecked(yamlfile.Join(rt.path, "trustedRootFile"), rt.trustedRootFile, maxRootBytes, checkTrustedRoot)
 	}
 	if rt.tuf != nil {
@@ -153,11 +134,14 @@ func (c *compiler) tuf(path string, rt *rawTUF) *TUF {
 		c.Errorf(yamlfile.Join(path, "url"), "%v", err)
 	}
 	if rt.rootFile != "" {
-		t.RootFile = c.abs(rt.rootFile)
 		t.RootJSON = c.readChecked(yamlfile.Join(path, "rootFile"), rt.rootFile, maxRootBytes, checkTUFRoot)
 	}
 	if rt.cacheDir != "" {
-		t.CacheDir = c.abs(rt.cacheDir)
+		dir, err := c.resolve(rt.cacheDir)
+		if err != nil {
+			c.Errorf(yamlfile.Join(path, "cacheDir"), "%s %v", yamlfile.Quote(rt.cacheDir), err)
+		}
+		t.CacheDir = dir
 	}
 	return t
 }
@@ -280,7 +264,6 @@ func (c *compiler) key(rk *rawKey) *Key {
 	k := &Key{}
 	switch {
 	case rk.file != "":
-		k.Path = c.abs(rk.file)
 		k.PEM = c.read(rk.path, rk.file, maxKeyBytes)
 	case rk.data != "":
 		k.PEM = []byte(rk.data)
@@ -358,10 +341,20 @@ func (c *compiler) allowDigests(items []item) {
 	}
 }
 
-// abs returns p if absolute, else p relative to the policy's directory.
-func (c *compiler) abs(p string) string {
-	if filepath.IsAbs(p) {
-		return filepath.Clean(p)
+// resolve returns the name in c.fsys of the file or directory written as
+// name in the policy: from the root of c.fsys if name starts with "/",
+// else from the policy file's directory. It fails for a name that leads out
+// of c.fsys, such as "../k.pub" beside a policy at its root.
+func (c *compiler) resolve(name string) (string, error) {
+	p := path.Join(c.dir, name)
+	if path.IsAbs(name) {
+		p = strings.TrimPrefix(path.Clean(name), "/")
 	}
-	return filepath.Join(c.dir, p)
+	if p == "" {
+		p = "."
+	}
+	if !fs.ValidPath(p) {
+		return "", fmt.Errorf("leads out of the files given to the policy (to %s)", yamlfile.Quote(p))
+	}
+	return p, nil
 }

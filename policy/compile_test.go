@@ -10,11 +10,13 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"testing/fstest"
 )
 
 const realTrustedRoot = "/work/shared/realdata/trusted-root/trusted_root.json"
@@ -23,7 +25,7 @@ func TestLoadKeys(t *testing.T) {
 	for _, kind := range []string{"p256", "p384", "ed25519", "rsa2048"} {
 		t.Run(kind, func(t *testing.T) {
 			keyPEM := newKey(t, kind)
-			p, dir := mustLoad(t, y(
+			p := mustLoad(t, y(
 				"policies:",
 				"  - name: p",
 				"    images: [r.example/**]",
@@ -34,9 +36,8 @@ func TestLoadKeys(t *testing.T) {
 			k := p.Policies[0].Authorities[0].Key
 			block, _ := pem.Decode([]byte(keyPEM))
 			sum := sha256.Sum256(block.Bytes)
-			if k.Path != filepath.Join(dir, "keys/cosign.pub") || string(k.PEM) != keyPEM ||
-				k.Hint != base64.StdEncoding.EncodeToString(sum[:]) {
-				t.Errorf("key = path %q, hint %q, PEM %q", k.Path, k.Hint, k.PEM)
+			if string(k.PEM) != keyPEM || k.Hint != base64.StdEncoding.EncodeToString(sum[:]) {
+				t.Errorf("key = hint %q, PEM %q", k.Hint, k.PEM)
 			}
 			want, _ := x509.ParsePKIXPublicKey(block.Bytes)
 			if eq, ok := k.Public.(interface{ Equal(crypto.PublicKey) bool }); !ok || !eq.Equal(want) {
@@ -87,19 +88,19 @@ func TestLoadEverything(t *testing.T) {
 		"allowDigests: []",
 		"default: deny",
 	)
-	p, dir := mustLoad(t, src, map[string]string{
+	p := mustLoad(t, src, map[string]string{
 		"cosign.pub":              keyPEM,
 		"roots/trusted_root.json": `{"mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1"}`,
 		"root.json":               `{"signed": {"_type": "root"}}`,
 	})
-	if p.Path != filepath.Join(dir, "policy.yaml") || len(p.Revision) != 64 || p.DefaultAllow || len(p.AllowDigests) != 0 {
-		t.Errorf("policy = path %q, revision %q, default allow %v, digests %v", p.Path, p.Revision, p.DefaultAllow, p.AllowDigests)
+	if len(p.Revision) != 64 || p.DefaultAllow || len(p.AllowDigests) != 0 {
+		t.Errorf("policy = revision %q, default allow %v, digests %v", p.Revision, p.DefaultAllow, p.AllowDigests)
 	}
 	wantRoots := map[string]*TrustRoot{
-		"corp": {Name: "corp", TrustedRootFile: filepath.Join(dir, "roots/trusted_root.json"),
+		"corp": {Name: "corp",
 			TrustedRootJSON: []byte(`{"mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1"}`)},
-		"mirror": {Name: "mirror", TUF: &TUF{URL: "https://tuf.internal/", RootFile: filepath.Join(dir, "root.json"),
-			RootJSON: []byte(`{"signed": {"_type": "root"}}`), CacheDir: filepath.Join(dir, "cache")}},
+		"mirror": {Name: "mirror", TUF: &TUF{URL: "https://tuf.internal/",
+			RootJSON: []byte(`{"signed": {"_type": "root"}}`), CacheDir: "cache"}},
 	}
 	if !reflect.DeepEqual(p.TrustRoots, wantRoots) {
 		t.Errorf("TrustRoots = %+v", p.TrustRoots)
@@ -126,7 +127,7 @@ func TestLoadEverything(t *testing.T) {
 }
 
 func TestKeylessDefaults(t *testing.T) {
-	p, _ := mustLoad(t, y(
+	p := mustLoad(t, y(
 		"policies:",
 		"  - name: p",
 		"    images: [r.example/**]",
@@ -154,7 +155,7 @@ func TestKeylessDefaults(t *testing.T) {
 }
 
 func TestPublicGoodOverride(t *testing.T) {
-	p, _ := mustLoad(t, y(
+	p := mustLoad(t, y(
 		"trustRoots:",
 		"  - name: public-good",
 		"    tuf: {cacheDir: /var/cache/tuf}",
@@ -163,27 +164,29 @@ func TestPublicGoodOverride(t *testing.T) {
 		"    images: [r.example/**]",
 		"    authorities: [{name: ci, keyless: {identities: [{issuer: i, subject: s}]}}]",
 	), nil)
-	if got := p.TrustRoots[PublicGood].TUF; len(p.TrustRoots) != 1 || got.CacheDir != "/var/cache/tuf" || got.URL != "" {
+	if got := p.TrustRoots[PublicGood].TUF; len(p.TrustRoots) != 1 || got.CacheDir != "var/cache/tuf" || got.URL != "" {
 		t.Errorf("TrustRoots = %+v", p.TrustRoots)
 	}
 }
 
+// TestRealTrustedRoot reads a trusted root by its absolute name from
+// os.DirFS("/"), as package internal/policyfile has Parse do.
 func TestRealTrustedRoot(t *testing.T) {
-	if _, err := os.Stat(realTrustedRoot); err != nil {
+	want, err := os.ReadFile(realTrustedRoot)
+	if err != nil {
 		t.Skipf("no real trusted root: %v", err)
 	}
-	p, _ := mustLoad(t, y(
+	p, err := Parse([]byte(y(
 		"trustRoots: [{name: pg, trustedRootFile: "+realTrustedRoot+"}]",
 		"policies:",
 		"  - name: p",
 		"    images: [r.example/**]",
 		"    authorities: [{name: ci, trustRoot: pg, keyless: {identities: [{issuer: i, subject: s}]}}]",
-	), nil)
-	want, err := os.ReadFile(realTrustedRoot)
+	)), "/nowhere/policy.yaml", os.DirFS("/"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tr := p.TrustRoots["pg"]; tr.TrustedRootFile != realTrustedRoot || string(tr.TrustedRootJSON) != string(want) || tr.TUF != nil {
+	if tr := p.TrustRoots["pg"]; string(tr.TrustedRootJSON) != string(want) || tr.TUF != nil {
 		t.Errorf("trust root = %+v", tr)
 	}
 }
@@ -200,41 +203,69 @@ func TestRevision(t *testing.T) {
 		"k.pub":             newKey(t, "p256"),
 		"trusted_root.json": `{"mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1"}`,
 	}
-	p, dir := mustLoad(t, src, files)
-	again, err := Load(filepath.Join(dir, "policy.yaml"))
-	if err != nil || again.Revision != p.Revision {
-		t.Fatalf("reload: %v, revision %q then %q", err, p.Revision, again.Revision)
+	p := mustLoad(t, src, files)
+	if again := mustLoad(t, src, files); again.Revision != p.Revision {
+		t.Fatalf("revision %q then %q", p.Revision, again.Revision)
 	}
 	check := func(what string) {
 		t.Helper()
-		q, err := Load(filepath.Join(dir, "policy.yaml"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		q := mustLoad(t, src, files)
 		if q.Revision == p.Revision {
 			t.Errorf("revision unchanged after %s", what)
 		}
 		p = q
 	}
-	writeFile(t, filepath.Join(dir, "k.pub"), newKey(t, "p256"))
+	files["k.pub"] = newKey(t, "p256")
 	check("changing the key file")
-	writeFile(t, filepath.Join(dir, "trusted_root.json"), files["trusted_root.json"]+"\n")
+	files["trusted_root.json"] += "\n"
 	check("changing the trusted root")
-	writeFile(t, filepath.Join(dir, "policy.yaml"), src+"# comment\n")
+	src += "# comment\n"
 	check("changing the policy file")
 }
 
+// TestRevisionIsWhereverMounted: replicas that mount the same policy and
+// key at other directories agree on the revision; one byte of the key
+// changes it.
+func TestRevisionIsWhereverMounted(t *testing.T) {
+	src := y("policies: [{name: p, images: [r.example/**], authorities: [{name: k, key: {path: keys/k.pub}}]}]")
+	key := newKey(t, "ed25519") // any 32 bytes are an Ed25519 key
+	fromDisk := func(dir string) *Policy {
+		t.Helper()
+		p, err := Parse([]byte(src), filepath.ToSlash(filepath.Join(dir, "policy.yaml")), os.DirFS("/"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	a, b := t.TempDir(), t.TempDir()
+	for _, dir := range []string{a, b} {
+		writeFile(t, filepath.Join(dir, "keys/k.pub"), key)
+	}
+	if ra, rb := fromDisk(a).Revision, fromDisk(b).Revision; ra != rb {
+		t.Errorf("revisions %q and %q for the same files in two directories", ra, rb)
+	}
+	i := strings.Index(key, "\n") + 20 // base64 of the key, past the DER header
+	c := byte('A')
+	if key[i] == c {
+		c = 'B'
+	}
+	writeFile(t, filepath.Join(b, "keys/k.pub"), key[:i]+string(c)+key[i+1:])
+	if fromDisk(a).Revision == fromDisk(b).Revision {
+		t.Errorf("revision unchanged by a changed key byte")
+	}
+}
+
 func TestRevisionFraming(t *testing.T) {
-	a := revision([]byte("x"), map[string][]byte{"/a": []byte("bc"), "/b": []byte("d")})
-	b := revision([]byte("x"), map[string][]byte{"/a": []byte("b"), "/b": []byte("cd")})
-	c := revision([]byte("x"), map[string][]byte{"/a": []byte("b"), "/b": []byte("cd")})
+	a := revision([]byte("x"), map[string][]byte{"a.key.path": []byte("bc"), "b.key.path": []byte("d")})
+	b := revision([]byte("x"), map[string][]byte{"a.key.path": []byte("b"), "b.key.path": []byte("cd")})
+	c := revision([]byte("x"), map[string][]byte{"a.key.path": []byte("b"), "b.key.path": []byte("cd")})
 	if a == b || b != c || strings.ToLower(a) != a || len(a) != 64 {
 		t.Errorf("revisions %q %q %q", a, b, c)
 	}
 }
 
 func TestLoadErrors(t *testing.T) {
-	_, _, err := load(t, y(
+	_, err := load(t, y(
 		"policies:",
 		"  - name: p",
 		"    images: [nginx]",
@@ -249,35 +280,68 @@ func TestLoadErrors(t *testing.T) {
 	want := []string{
 		`policy.yaml:3: policies[0].images[0]: "nginx" does not start with a registry; for Docker Hub write "docker.io/library/nginx"`,
 		`policy.yaml:4: policies[0].mode: want "enforce" or "warn", got "enforse" (did you mean "enforce"?)`,
-		`policy.yaml:5: policies[0].authorities[0].key.path: cannot read "missing.pub": no such file or directory`,
+		`policy.yaml:5: policies[0].authorities[0].key.path: cannot read "missing.pub": file does not exist`,
 	}
 	lines := strings.Split(err.Error(), "\n")
 	if len(lines) != len(want) || len(le.Problems) != len(want) {
 		t.Fatalf("got %d problems:\n%v", len(lines), err)
 	}
 	for i, line := range lines {
-		if !strings.HasSuffix(line, want[i]) {
-			t.Errorf("problem %d = %q, want suffix %q", i, line, want[i])
+		if line != want[i] {
+			t.Errorf("problem %d = %q, want %q", i, line, want[i])
 		}
-	}
-	if _, err := Load(filepath.Join(t.TempDir(), "none.yaml")); err == nil || !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("Load(missing) = %v", err)
 	}
 }
 
-func TestParseRelativeToDir(t *testing.T) {
-	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "k.pub"), newKey(t, "ed25519"))
-	src := y("policies: [{name: p, images: [r.example/x], authorities: [{name: k, key: {path: k.pub}}]}]")
-	p, err := Parse([]byte(src), "", dir)
-	if err != nil {
-		t.Fatal(err)
+// TestResolveNames: names are relative to the policy file's directory in
+// files, or to its root with a leading "/", and never lead out of it.
+func TestResolveNames(t *testing.T) {
+	key := newKey(t, "ed25519")
+	files := mapFS(map[string]string{"conf/k.pub": key, "keys/k.pub": key})
+	for _, name := range []string{"k.pub", "./k.pub", "../keys/k.pub", "/keys/k.pub", "/../keys/k.pub"} {
+		src := y("policies: [{name: p, images: [r.example/x], authorities: [{name: k, key: {path: " + name + "}}]}]")
+		if _, err := Parse([]byte(src), "conf/policy.yaml", files); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+		if _, err := Parse([]byte(src), "/conf/policy.yaml", files); err != nil {
+			t.Errorf("%s beside /conf/policy.yaml: %v", name, err)
+		}
 	}
-	if p.Path != "" || p.Policies[0].Authorities[0].Key.Path != filepath.Join(dir, "k.pub") {
-		t.Errorf("policy %+v", p)
+	src := y("policies: [{name: p, images: [r.example/x], authorities: [{name: k, key: {path: ../k.pub}}]}]",
+		"trustRoots: [{name: t, tuf: {cacheDir: ../cache}}]")
+	_, err := Parse([]byte(src), "", files)
+	for _, want := range []string{
+		`policy:1: policies[0].authorities[0].key.path: cannot read "../k.pub": leads out of the files given to the policy (to "../k.pub")`,
+		`policy:2: trustRoots[0].tuf.cacheDir: "../cache" leads out of the files given to the policy (to "../cache")`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %v, want %s", err, want)
+		}
 	}
-	_, err = Parse([]byte("policies: 1\n"), "", dir)
-	if err == nil || !strings.HasPrefix(err.Error(), "policy:1: policies: want a list") {
+	src = y("policies: [{name: p, images: [r.example/x], authorities: [{name: k, key: {path: k.pub}}]}]")
+	if _, err := Parse([]byte(src), "", nil); err == nil || !strings.HasSuffix(err.Error(), `cannot read "k.pub": no files were given to read it from`) {
+		t.Errorf("nil files: err = %v", err)
+	}
+	if _, err = Parse([]byte("policies: 1\n"), "", nil); err == nil || !strings.HasPrefix(err.Error(), "policy:1: policies: want a list") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// TestFileChecks: only regular files are read, and no more than the limits.
+func TestFileChecks(t *testing.T) {
+	files := fstest.MapFS{
+		"big.pub":   {Data: make([]byte, maxKeyBytes+1)},
+		"dir/x.pub": {Data: []byte("x")},
+		"pipe.pub":  {Mode: fs.ModeNamedPipe},
+	}
+	for name, want := range map[string]string{
+		"big.pub":  "larger than 65536 bytes",
+		"dir":      "not a regular file",
+		"pipe.pub": "not a regular file",
+	} {
+		src := y("policies: [{name: p, images: [r.example/x], authorities: [{name: k, key: {path: " + name + "}}]}]")
+		if _, err := Parse([]byte(src), "policy.yaml", files); err == nil || !strings.HasSuffix(err.Error(), want) {
+			t.Errorf("%s: err = %v, want %q", name, err, want)
+		}
 	}
 }

@@ -3,7 +3,7 @@ package policy
 import (
 	"go.yaml.in/yaml/v3"
 
-	"github.com/portcullis-dev/portcullis/policy/yamlfile"
+	"github.com/portcullis-dev/portcullis/internal/yamlfile"
 )
 
 // This file holds the decoders of the values only a policy file has; the

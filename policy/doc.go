@@ -1,11 +1,16 @@
 // Package policy parses, compiles and evaluates the administrator's policy
 // file: which images must be signed, by whom, and what happens otherwise.
 //
-// [Load] (or [Parse]) turns the file into a [Policy]: patterns and regular
-// expressions compiled, keys parsed, referenced files (keys, trusted_root.json,
-// TUF root.json) read, relative paths made absolute against the file's
-// directory, and a [Policy.Revision] hashing the file and everything it
-// references. Evaluating is then a pure computation in three steps:
+// [Parse] turns the file's bytes into a [Policy]: patterns and regular
+// expressions compiled, keys parsed, and the files the policy names (keys,
+// trusted_root.json, TUF root.json) read from the fs.FS the caller hands
+// it, relative to the policy file's directory there (or its root, for a
+// name starting with "/"). The package opens no file of its own: package
+// internal/policyfile loads a policy from disk, through os.DirFS("/"), and
+// tests use an fstest.MapFS. [Policy.Revision] hashes the policy bytes and
+// the contents of the files it names, not where they are, so replicas that
+// mount them at other paths agree on it. Evaluating is then a pure
+// computation in three steps:
 //
 //	plan := pol.For("registry.example/acme/app", "sha256:…") // which policies apply
 //	for _, a := range plan.Authorities() { … }                // caller verifies each (package verify)
@@ -43,12 +48,12 @@
 // a "**" segment one or more whole segments ("acme/**" does not match "acme"),
 // everything else is literal. Registries are lower-cased, Docker Hub's
 // aliases become "docker.io", and "docker.io/x" means "docker.io/library/x",
-// in patterns and images alike ([NormalizeImage]). Every policy that matches
+// in patterns and images alike (oci.NormalizeImage). Every policy that matches
 // an image must pass (AND); within one, Threshold authorities must (k of n).
 // allowDigests overrides everything; an image no policy matches gets the
 // default. A keyless authority without a trustRoot (or a key authority with
 // requireTlog and none) uses the public-good Sigstore instance via TUF,
-// named [PublicGood]; Load warns about it.
+// named [PublicGood]; Parse warns about it.
 //
 // # Problems
 //
@@ -58,13 +63,16 @@
 //
 //	policy.yaml:7: policies[0].mode: want "enforce" or "warn", got "enforse" (did you mean "enforce"?)
 //
-// [Lint] returns errors and warnings; [Load] fails with a [*LoadError] iff
-// there is an error, and keeps the warnings in [Policy.Warnings].
+// [Lint] returns errors and warnings; [Parse] fails with a [*LoadError] iff
+// there is an error, and keeps the warnings in [Policy.Warnings]. Files the
+// policy names must be regular files (checked before opening, so a named
+// pipe cannot block) of at most 64 KiB for a key and 8 MiB for a root.
 //
 // # What it is not
 //
-// This package verifies no signatures and fetches nothing: no network, no
-// TUF client, no context, no logging, no sigstore-go; it does not parse the
-// trusted root beyond checking its mediaType (package verify does), nor
-// watch or reload the file. A test fails if it comes to depend on net/http.
+// This package verifies no signatures, fetches nothing and opens no files:
+// no os, no network, no TUF client, no context, no logging, no sigstore-go;
+// it does not parse the trusted root beyond checking its mediaType (package
+// verify does), nor watch or reload the file. A test fails if it imports os
+// or net, or comes to depend on net/http, zap or sigstore-go.
 package policy

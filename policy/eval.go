@@ -27,7 +27,7 @@ type Plan struct {
 
 // For returns the plan for the manifest digest ("sha256:<hex>") of image
 // ("registry/repository" as clients name it; normalised like patterns, see
-// [NormalizeImage]).
+// oci.NormalizeImage).
 func (p *Policy) For(image, digest string) *Plan {
 	pl := &Plan{
 		Image:        normalizeImage(image),
@@ -42,13 +42,6 @@ func (p *Policy) For(image, digest string) *Plan {
 		}
 	}
 	return pl
-}
-
-// Matches reports whether ip applies to image (normalised first, see
-// [NormalizeImage]): one of its Images matches and none of its
-// ExcludeImages does.
-func (ip *ImagePolicy) Matches(image string) bool {
-	return ip.matches(normalizeImage(image))
 }
 
 func (ip *ImagePolicy) matches(image string) bool {
@@ -251,15 +244,4 @@ func (o Outcome) Warnings() []PolicyResult {
 		}
 	}
 	return out
-}
-
-// String describes id as "issuer X subject Y", regexps between slashes.
-func (id Identity) String() string {
-	describe := func(exact, expr string) string {
-		if expr != "" {
-			return "/" + expr + "/"
-		}
-		return exact
-	}
-	return "issuer " + describe(id.Issuer, id.IssuerRegExp) + " subject " + describe(id.Subject, id.SubjectRegExp)
 }

@@ -2,6 +2,7 @@ package policy_test
 
 import (
 	"fmt"
+	"os"
 
 	"github.com/portcullis-dev/portcullis/policy"
 )
@@ -21,7 +22,7 @@ policies:
   - name: vendor
     images: ["registry.example/vendor/**"]
     allow: unsigned
-`), "policy.yaml", ".")
+`), "policy.yaml", nil) // nil: the policy names no files (keys, trusted roots)
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -43,7 +44,14 @@ policies:
 }
 
 func ExampleLint() {
-	for _, p := range policy.Lint("testdata/lint/policies.yaml")[:2] {
+	data, err := os.ReadFile("testdata/lint/policies.yaml")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	// Files the policy names are read from os.DirFS("."), relative to
+	// testdata/lint/.
+	for _, p := range policy.Lint(data, "testdata/lint/policies.yaml", os.DirFS("."))[:2] {
 		fmt.Println(p)
 	}
 	// Output:

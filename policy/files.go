@@ -17,14 +17,13 @@ import (
 	"io"
 	"io/fs"
 	"net/url"
-	"os"
 	"strings"
 
-	"github.com/portcullis-dev/portcullis/policy/yamlfile"
+	"github.com/portcullis-dev/portcullis/internal/yamlfile"
 )
 
-// This file reads and checks the files a policy names. It is the package's
-// only I/O besides reading the policy file itself.
+// This file reads and checks the files a policy names, from the fs.FS
+// given to Parse; the package opens nothing else.
 
 // Size limits, so that naming the wrong file cannot exhaust memory.
 const (
@@ -35,17 +34,16 @@ const (
 // trustedRootMediaType starts the mediaType of a Sigstore trusted_root.json.
 const trustedRootMediaType = "application/vnd.dev.sigstore.trustedroot"
 
-// read reads the file written as name (relative to the policy's directory)
-// for the setting at path, recording its bytes for the revision. On error
-// it reports it and returns nil.
+// read reads the file written as name for the setting at path, recording
+// its bytes for the revision under path. On error it reports it and
+// returns nil.
 func (c *compiler) read(path, name string, limit int64) []byte {
-	abs := c.abs(name)
-	data, err := readFile(abs, limit)
+	data, err := c.readFile(name, limit)
 	if err != nil {
 		c.Errorf(path, "cannot read %s: %v", yamlfile.Quote(name), err)
 		return nil
 	}
-	c.files[abs] = data
+	c.files[path] = data
 	return data
 }
 
@@ -62,18 +60,26 @@ func (c *compiler) readChecked(path, name string, limit int64, check func([]byte
 	return data
 }
 
-// readFile reads the regular file p, at most limit bytes. It checks the kind
-// of file before opening it, as opening a named pipe would block. Errors
-// leave out p, which the caller names as written.
-func readFile(p string, limit int64) ([]byte, error) {
-	st, err := os.Stat(p)
+// readFile reads the regular file written as name in the policy, at most
+// limit bytes. It checks the kind of file before opening it, as opening a
+// named pipe would block. Errors leave out the name in c.fsys (unless it
+// leads out of c.fsys), as the caller gives the name as written.
+func (c *compiler) readFile(name string, limit int64) ([]byte, error) {
+	p, err := c.resolve(name)
+	if err != nil {
+		return nil, err
+	}
+	if c.fsys == nil {
+		return nil, errors.New("no files were given to read it from")
+	}
+	st, err := fs.Stat(c.fsys, p)
 	if err != nil {
 		return nil, unwrapPath(err)
 	}
 	if !st.Mode().IsRegular() {
 		return nil, errors.New("not a regular file")
 	}
-	f, err := os.Open(p)
+	f, err := c.fsys.Open(p)
 	if err != nil {
 		return nil, unwrapPath(err)
 	}

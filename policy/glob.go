@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/portcullis-dev/portcullis/internal/yamlfile"
 	"github.com/portcullis-dev/portcullis/oci"
-	"github.com/portcullis-dev/portcullis/policy/yamlfile"
 )
 
 // dockerHub is Docker Hub's canonical registry name; its aliases are folded

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/fstest"
 )
 
 // y joins lines into a YAML file, so that tests can count lines.
@@ -73,26 +74,38 @@ func newKey(t testing.TB, kind string) string {
 	return pemKey(t, pub)
 }
 
-// load writes policy.yaml (and files, name -> content) into a new
-// directory and loads it.
-func load(t *testing.T, src string, files map[string]string) (*Policy, string, error) {
-	t.Helper()
-	dir := t.TempDir()
+// mapFS makes files (name -> content) an fs.FS.
+func mapFS(files map[string]string) fstest.MapFS {
+	m := make(fstest.MapFS, len(files))
 	for name, content := range files {
-		writeFile(t, filepath.Join(dir, name), content)
+		m[name] = &fstest.MapFile{Data: []byte(content)}
 	}
-	path := filepath.Join(dir, "policy.yaml")
-	writeFile(t, path, src)
-	p, err := Load(path)
-	return p, dir, err
+	return m
+}
+
+// load parses src as "policy.yaml" at the root of files (name -> content).
+func load(t *testing.T, src string, files map[string]string) (*Policy, error) {
+	t.Helper()
+	return Parse([]byte(src), "policy.yaml", mapFS(files))
 }
 
 // mustLoad is load that fails the test on error.
-func mustLoad(t *testing.T, src string, files map[string]string) (*Policy, string) {
+func mustLoad(t *testing.T, src string, files map[string]string) *Policy {
 	t.Helper()
-	p, dir, err := load(t, src, files)
+	p, err := load(t, src, files)
 	if err != nil {
-		t.Fatalf("Load: %v", err)
+		t.Fatalf("Parse: %v", err)
 	}
-	return p, dir
+	return p
+}
+
+// lintFile lints the policy file at path (slash-separated, relative to the
+// package directory), as on disk.
+func lintFile(t *testing.T, path string) []Problem {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Lint(data, path, os.DirFS("."))
 }

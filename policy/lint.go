@@ -1,22 +1,20 @@
 package policy
 
 import (
-	"fmt"
-	"os"
-	"path/filepath"
+	"io/fs"
 	"strings"
 
-	"github.com/portcullis-dev/portcullis/policy/yamlfile"
+	"github.com/portcullis-dev/portcullis/internal/yamlfile"
 )
 
 // Severity says whether a Problem stops a policy file from loading.
 type Severity = yamlfile.Severity
 
 const (
-	// Error is a problem that makes Load fail.
+	// Error is a problem that makes Parse fail.
 	Error = yamlfile.Error
 	// Warning is something the administrator should know about (an unsafe
-	// or network-dependent choice); Load still succeeds.
+	// or network-dependent choice); Parse still succeeds.
 	Warning = yamlfile.Warning
 )
 
@@ -25,7 +23,7 @@ const (
 // as "FILE:LINE: warning: PATH: MESSAGE".
 type Problem = yamlfile.Problem
 
-// LoadError is the error of Load and Parse for a policy file with errors.
+// LoadError is the error of Parse for a policy file with errors.
 type LoadError struct {
 	// Problems are the errors (never warnings), sorted by line.
 	Problems []Problem
@@ -40,15 +38,11 @@ func (e *LoadError) Error() string {
 	return strings.Join(lines, "\n")
 }
 
-// Lint returns every problem of the policy file at path, errors and
-// warnings, sorted by line. Load fails iff one of them is an Error. A file
-// that cannot be read is one Error with Line 0.
-func Lint(path string) []Problem {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return []Problem{{File: path, Message: fmt.Sprintf("read policy file: %v", err), Severity: Error}}
-	}
-	_, problems := build(data, path, filepath.Dir(path))
+// Lint returns every problem of a policy file, errors and warnings, sorted
+// by line; data, filename and files are as for [Parse], which fails iff one
+// of them is an Error.
+func Lint(data []byte, filename string, files fs.FS) []Problem {
+	_, problems := build(data, filename, files)
 	return problems
 }
 

@@ -3,7 +3,7 @@ package policy
 import (
 	"go.yaml.in/yaml/v3"
 
-	"github.com/portcullis-dev/portcullis/policy/yamlfile"
+	"github.com/portcullis-dev/portcullis/internal/yamlfile"
 )
 
 // This file is the schema of the policy file: it decodes YAML into raw

@@ -8,11 +8,11 @@ import (
 // ready to evaluate. It is immutable once built; a reload builds a new one.
 type Policy struct {
 	// Revision identifies this policy: a hash of the policy file and of
-	// every file it references (keys, trusted roots). Verdicts are cached
-	// under it, so a change to any of those files is a new revision.
+	// the contents of every file it references (keys, trusted roots), not
+	// of where they are. Verdicts are cached under it, so a change to any
+	// of those files is a new revision, and replicas that mount the same
+	// files at other paths agree on it.
 	Revision string
-	// Path is the policy file this was loaded from (absolute), if any.
-	Path string
 	// TrustRoots by name.
 	TrustRoots map[string]*TrustRoot
 	// Policies in file order.
@@ -91,13 +91,11 @@ const PublicGood = "public-good"
 
 // Key is a public key authority.
 type Key struct {
-	// PEM is the key as written (or read from Path).
+	// PEM is the key as written, or as read from the file `path` names.
 	PEM []byte
 	// Public is the parsed key: *ecdsa.PublicKey (P-256/384/521),
 	// ed25519.PublicKey or *rsa.PublicKey.
 	Public crypto.PublicKey
-	// Path is the absolute path of the key file, if it came from a file.
-	Path string
 	// Hint is a short printable identifier of the key for messages:
 	// base64(sha256(DER SubjectPublicKeyInfo)), the same hint cosign puts
 	// in a bundle's publicKey.hint.
@@ -125,9 +123,9 @@ type Identity struct {
 // gap: never any network call) or a TUF repository.
 type TrustRoot struct {
 	Name string
-	// TrustedRootFile is the absolute path of a trusted_root.json; its
-	// bytes are TrustedRootJSON (read at load time, part of Revision).
-	TrustedRootFile string
+	// TrustedRootJSON is the content of the trusted_root.json that
+	// trustedRootFile names (read by Parse, part of Revision); nil for a
+	// TUF root.
 	TrustedRootJSON []byte
 	// TUF is set for a TUF-distributed root.
 	TUF *TUF
@@ -137,13 +135,13 @@ type TrustRoot struct {
 type TUF struct {
 	// URL is the repository (mirror) URL; "" means the public-good instance.
 	URL string
-	// RootFile is the absolute path of the initial root.json to trust for
-	// a mirror; "" uses the one embedded for the public-good instance.
-	RootFile string
-	// RootJSON is the content of RootFile (read at load time, part of
-	// Revision); nil when RootFile is "".
+	// RootJSON is the content of the initial root.json to trust for a
+	// mirror, which rootFile names (read by Parse, part of Revision); nil
+	// uses the one embedded for the public-good instance.
 	RootJSON []byte
-	// CacheDir is where TUF metadata is cached on disk; "" lets the caller
-	// pick a default.
+	// CacheDir is where TUF metadata is cached: cacheDir resolved like the
+	// names of files (see [Parse]), so a name in the files given to Parse,
+	// not a path on disk (package internal/policyfile maps it to one); ""
+	// lets the caller pick a default.
 	CacheDir string
 }

@@ -6,7 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 
-	"github.com/portcullis-dev/portcullis/policy/yamlfile"
+	"github.com/portcullis-dev/portcullis/internal/yamlfile"
 )
 
 // This file is about who signed: the signer names that threshold counts

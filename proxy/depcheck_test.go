@@ -11,7 +11,7 @@ import (
 // upstreams only through package upstream.
 func TestDependencies(t *testing.T) {
 	depcheck.NoDependency(t, "github.com/sigstore/",
-		"github.com/portcullis-dev/portcullis/verify", "github.com/portcullis-dev/portcullis/policy",
-		"github.com/portcullis-dev/portcullis/gate", "github.com/portcullis-dev/portcullis/cmd")
+		"github.com/portcullis-dev/portcullis/verify/...", "github.com/portcullis-dev/portcullis/policy/...",
+		"github.com/portcullis-dev/portcullis/gate/...", "github.com/portcullis-dev/portcullis/cmd/...")
 	depcheck.NoImport(t, "github.com/google/go-containerregistry/pkg/v1/remote")
 }

@@ -11,8 +11,8 @@ import (
 // server.
 func TestDependencies(t *testing.T) {
 	depcheck.NoDependency(t, "github.com/sigstore/",
-		"github.com/portcullis-dev/portcullis/verify", "github.com/portcullis-dev/portcullis/policy",
-		"github.com/portcullis-dev/portcullis/proxy", "github.com/portcullis-dev/portcullis/gate",
-		"github.com/portcullis-dev/portcullis/cmd")
+		"github.com/portcullis-dev/portcullis/verify/...", "github.com/portcullis-dev/portcullis/policy/...",
+		"github.com/portcullis-dev/portcullis/proxy/...", "github.com/portcullis-dev/portcullis/gate/...",
+		"github.com/portcullis-dev/portcullis/cmd/...")
 	depcheck.NoImport(t, "net/http/httptest")
 }

@@ -10,7 +10,7 @@ import (
 // through a Reader (the upstream client), serves nothing, and knows
 // neither the proxy, the upstream client, the gate nor cmd.
 func TestDependencies(t *testing.T) {
-	depcheck.NoDependency(t, "github.com/portcullis-dev/portcullis/proxy", "github.com/portcullis-dev/portcullis/upstream",
-		"github.com/portcullis-dev/portcullis/gate", "github.com/portcullis-dev/portcullis/cmd")
+	depcheck.NoDependency(t, "github.com/portcullis-dev/portcullis/proxy/...", "github.com/portcullis-dev/portcullis/upstream/...",
+		"github.com/portcullis-dev/portcullis/gate/...", "github.com/portcullis-dev/portcullis/cmd/...")
 	depcheck.NoImport(t, "net/http/httptest")
 }

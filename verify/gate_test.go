@@ -22,6 +22,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/portcullis-dev/portcullis/internal/policyfile"
 	"github.com/portcullis-dev/portcullis/policy"
 	"github.com/portcullis-dev/portcullis/verify/signing"
 )
@@ -117,7 +118,7 @@ func newGateFixture(t testing.TB, referrersAPI bool, opts ...GateOption) *gateFi
 
 func (f *gateFixture) snapshot(t testing.TB) *Snapshot {
 	t.Helper()
-	p, err := policy.Load(f.policyFile)
+	p, err := policyfile.Load(f.policyFile)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/portcullis-dev/portcullis/cmd/portcullis/config"
-	"github.com/portcullis-dev/portcullis/policy"
+	"github.com/portcullis-dev/portcullis/internal/policyfile"
 )
 
 // TestConfigExample: the shipped example config loads, as it is but for
@@ -73,7 +73,7 @@ func TestPolicyExample(t *testing.T) {
 	dir := t.TempDir()
 	writeExamplePolicyFiles(t, dir)
 	path := writeFile(t, dir, "policy.yaml", string(example))
-	p, err := policy.Load(path)
+	p, err := policyfile.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/portcullis-dev/portcullis/internal/policyfile"
 	"github.com/portcullis-dev/portcullis/policy"
 )
 
@@ -15,7 +16,7 @@ func newPolicyCmd() *cobra.Command {
 		Short: "Report every problem of a policy file, with its line; exit 1 if any is an error",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			problems := policy.Lint(args[0])
+			problems := policyfile.Lint(args[0])
 			errs := 0
 			for _, p := range problems {
 				fmt.Fprintln(cmd.OutOrStdout(), p.String())

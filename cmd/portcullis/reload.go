@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/portcullis-dev/portcullis/internal/policyfile"
 	"github.com/portcullis-dev/portcullis/policy"
 	"github.com/portcullis-dev/portcullis/verify"
 	"github.com/portcullis-dev/portcullis/verify/tuftrust"
@@ -30,7 +31,7 @@ type snapshotBuilder struct {
 
 // load reads and compiles the policy file and its trust roots.
 func (b *snapshotBuilder) load(path string) (*verify.Snapshot, error) {
-	p, err := policy.Load(path)
+	p, err := policyfile.Load(path)
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +116,7 @@ func newPolicyReloader(path string, builder *snapshotBuilder, gate *verify.Gate,
 
 // reload loads the policy again and puts it in force if its revision changed.
 func (r *policyReloader) reload() {
-	p, err := policy.Load(r.path)
+	p, err := policyfile.Load(r.path)
 	if err == nil && p.Revision == r.gate.Snapshot().Policy.Revision {
 		r.healthy()
 		return

@@ -2,9 +2,9 @@
 // internal/depcheck does: each package of the house states in a test what
 // it must not know (docs/ARCHITECTURE.md), and go list checks it.
 //
-// A rule names packages by path: "net/http" is that package and nothing
-// under it; a rule ending in "/" ("github.com/sigstore/") is everything
-// under the prefix.
+// A rule names packages as go list does: "net" is that package only,
+// "net/http/..." is net/http and every package under it, and a rule ending
+// in "/" ("github.com/sigstore/") is every path with that prefix.
 package depcheck
 
 import (
@@ -43,8 +43,11 @@ func check(t testing.TB, verb, format string, rules []string) {
 }
 
 func matches(rule, p string) bool {
+	if tree, ok := strings.CutSuffix(rule, "/..."); ok {
+		return p == tree || strings.HasPrefix(p, tree+"/")
+	}
 	if strings.HasSuffix(rule, "/") {
 		return strings.HasPrefix(p, rule)
 	}
-	return p == rule || strings.HasPrefix(p, rule+"/")
+	return p == rule
 }

@@ -75,7 +75,7 @@ func cacheDigest(i int) v1.Hash {
 // share of the filled verdicts the cache kept; bytes_per_kept_entry is the
 // heap growth over the verdicts kept).
 func runCachePhase(ctx context.Context, b *bench, _ *fleet) ([]Metric, error) {
-	p, err := policy.Parse([]byte(cachePolicy), "cache-policy.yaml", b.dir)
+	p, err := policy.Parse([]byte(cachePolicy), "cache-policy.yaml", nil)
 	if err != nil {
 		return nil, fmt.Errorf("cache policy: %w", err)
 	}

@@ -33,7 +33,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/portcullis-dev/portcullis/gate"
-	"github.com/portcullis-dev/portcullis/policy"
+	"github.com/portcullis-dev/portcullis/internal/policyfile"
 	"github.com/portcullis-dev/portcullis/proxy"
 	"github.com/portcullis-dev/portcullis/upstream"
 	"github.com/portcullis-dev/portcullis/verify"
@@ -87,7 +87,7 @@ func newGatedProxy(b *testing.B, up *url.URL, dir string) http.Handler {
 	if err != nil {
 		b.Fatal(err)
 	}
-	pol, err := policy.Load(filepath.Join(dir, "policy.yaml"))
+	pol, err := policyfile.Load(filepath.Join(dir, "policy.yaml"))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -28,7 +28,7 @@
 //     with a comment giving its YAML name and default, and put the default
 //     in defaults().
 //  2. Add a row for its YAML name to the field table in load.go; the row's
-//     decoder (package policy/yamlfile's, or one in decode.go) checks the
+//     decoder (package internal/yamlfile's, or one in decode.go) checks the
 //     value's type and simple range.
 //  3. If it names a file, list it in fileSettings in files.go; if it must
 //     agree with other settings, check that in validate.go.

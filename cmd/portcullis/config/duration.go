@@ -5,7 +5,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/portcullis-dev/portcullis/policy/yamlfile"
+	"github.com/portcullis-dev/portcullis/internal/yamlfile"
 )
 
 // parseDuration parses a Go duration string such as "30s", "10m", "1h30m"

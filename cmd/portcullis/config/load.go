@@ -8,7 +8,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/portcullis-dev/portcullis/policy/yamlfile"
+	"github.com/portcullis-dev/portcullis/internal/yamlfile"
 )
 
 // Load reads the config file at path, then parses and validates it like

@@ -9,8 +9,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 
+	"github.com/portcullis-dev/portcullis/internal/yamlfile"
 	"github.com/portcullis-dev/portcullis/oci"
-	"github.com/portcullis-dev/portcullis/policy/yamlfile"
 )
 
 // dockerHub is the name Docker Hub's registry aliases normalise to, and

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/portcullis-dev/portcullis/policy/yamlfile"
+	"github.com/portcullis-dev/portcullis/internal/yamlfile"
 )
 
 // validate checks what decoding each value alone cannot: registry names,
