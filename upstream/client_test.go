@@ -30,9 +30,9 @@ type testRegistry struct {
 	fault  atomic.Pointer[func(http.ResponseWriter, *http.Request) bool]
 }
 
-func newTestRegistry(t *testing.T) *testRegistry {
+func newTestRegistry(t *testing.T, opts ...ggcrregistry.Option) *testRegistry {
 	t.Helper()
-	reg := ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)))
+	reg := ggcrregistry.New(append([]ggcrregistry.Option{ggcrregistry.Logger(log.New(io.Discard, "", 0))}, opts...)...)
 	r := &testRegistry{counts: map[string]int{}}
 	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		r.mu.Lock()
@@ -201,5 +201,43 @@ func TestKinds(t *testing.T) {
 	}
 	if !IsOutage(fromTransportError("r", context.DeadlineExceeded)) {
 		t.Error("a timeout is not an outage")
+	}
+}
+
+// TestReferrersLookups: the gate's first lookup on a registry asks the API
+// and the fallback tag at once (one round trip on a registry without the
+// API); once the registry has answered with the API, the fallback tag is
+// not asked again, and a repository without the API is asked only at the
+// fallback tag.
+func TestReferrersLookups(t *testing.T) {
+	for _, api := range []bool{true, false} {
+		t.Run(map[bool]string{true: "api", false: "no api"}[api], func(t *testing.T) {
+			r := newTestRegistry(t, ggcrregistry.WithReferrersSupport(api))
+			img, err := random.Image(100, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := r.push(t, "acme/one", "v1", img)
+			r.push(t, "acme/two", "v1", img)
+			c := newTestClient(t, r, WithTagTTL(0))
+			lookup := func(repo string) (apiGets, tagGets int) {
+				t.Helper()
+				a0, f0 := r.count("GET", "/v2/"+repo+"/referrers/"+d.String()), r.count("GET", "/v2/"+repo+"/manifests/sha256-"+d.Hex)
+				if _, err := c.Referrers(context.Background(), oci.Repository{Registry: "registry.example", Name: repo}, d); err != nil {
+					t.Fatal(err)
+				}
+				return r.count("GET", "/v2/"+repo+"/referrers/"+d.String()) - a0, r.count("GET", "/v2/"+repo+"/manifests/sha256-"+d.Hex) - f0
+			}
+			if a, f := lookup("acme/one"); a != 1 || f != 1 {
+				t.Fatalf("first lookup: %d API GETs, %d fallback GETs; want 1 and 1", a, f)
+			}
+			a, f := lookup("acme/two")
+			if api && (a != 1 || f != 0) || !api && (a != 1 || f != 1) {
+				t.Fatalf("second repository: %d API GETs, %d fallback GETs", a, f)
+			}
+			if a, _ := lookup("acme/one"); !api && a != 0 {
+				t.Fatalf("a repository known to lack the API was asked at the API %d times", a)
+			}
+		})
 	}
 }

@@ -57,13 +57,51 @@ func (c *Client) Referrers(ctx context.Context, repo oci.Repository, subject v1.
 }
 
 // referrers returns the referrers index of d, filtered by artifactType if
-// not empty. learn says whether an answer without the API may be
-// remembered for the repository (see referrersMemory). The whole exchange,
+// not empty. learn says whether the answer may teach the registry's handle
+// (see referrersMemory): only the gate's own lookups may. Each exchange,
 // body included, completes within the upstream timeout.
+//
+// A gate lookup on a registry not yet known to have the API asks the API
+// and the fallback tag at once, so that a cold decision on a registry
+// without the API costs one round trip here, not two; once the registry
+// has answered with the API, only the API is asked.
 func (c *Client) referrers(ctx context.Context, t target, d v1.Hash, artifactType string, learn bool) (*ReferrersAnswer, error) {
 	if t.reg.noReferrers.absent(t.repo.Name, time.Now()) {
 		return c.fallbackReferrers(ctx, t, d, artifactType)
 	}
+	if !learn || t.reg.referrersAPI.Load() {
+		a, ok, err := c.apiReferrers(ctx, t, d, artifactType)
+		if err != nil || ok {
+			return a, err
+		}
+		if learn {
+			t.reg.noReferrers.note(t.repo.Name, time.Now())
+		}
+		return c.fallbackReferrers(ctx, t, d, artifactType)
+	}
+	type answer struct {
+		a   *ReferrersAnswer
+		err error
+	}
+	fallback := make(chan answer, 1)
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		a, err := c.fallbackReferrers(fctx, t, d, artifactType)
+		fallback <- answer{a, err}
+	}()
+	a, ok, err := c.apiReferrers(ctx, t, d, artifactType)
+	if err != nil || ok {
+		return a, err
+	}
+	t.reg.noReferrers.note(t.repo.Name, time.Now())
+	f := <-fallback
+	return f.a, f.err
+}
+
+// apiReferrers asks the referrers API. ok is false when the upstream
+// answered as a registry without the API does.
+func (c *Client) apiReferrers(ctx context.Context, t target, d v1.Hash, artifactType string) (a *ReferrersAnswer, ok bool, err error) {
 	ctx, cancel := c.metadataContext(ctx)
 	defer cancel()
 	var q url.Values
@@ -73,7 +111,7 @@ func (c *Client) referrers(ctx context.Context, t target, d v1.Hash, artifactTyp
 	resp, err := c.call(ctx, t, callReferrers, http.MethodGet, t.path("referrers", d.String()), q,
 		http.Header{"Accept": {oci.OCIIndex}})
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer resp.Body.Close()
 	// As ggcr (and so cosign) does: 200 with the index media type is the
@@ -83,26 +121,24 @@ func (c *Client) referrers(ctx context.Context, t target, d v1.Hash, artifactTyp
 	switch resp.StatusCode {
 	case http.StatusOK, http.StatusNotFound, http.StatusBadRequest, http.StatusNotAcceptable:
 	default:
-		return nil, fromResponse(t.reg.name, resp)
+		return nil, false, fromResponse(t.reg.name, resp)
 	}
-	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); resp.StatusCode == http.StatusOK && mt == oci.OCIIndex {
-		b, err := readMetadata(ctx, t.reg.name, "referrers index", resp.Body, maxManifestSize)
-		if err != nil {
-			return nil, err
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); resp.StatusCode != http.StatusOK || mt != oci.OCIIndex {
+		return nil, false, nil
+	}
+	b, err := readMetadata(ctx, t.reg.name, "referrers index", resp.Body, maxManifestSize)
+	if err != nil {
+		return nil, false, err
+	}
+	t.reg.referrersAPI.Store(true)
+	applied := strings.Contains(resp.Header.Get("OCI-Filters-Applied"), "artifactType")
+	if artifactType != "" && !applied {
+		if b, err = filterIndex(t.reg.name, b, artifactType); err != nil {
+			return nil, false, err
 		}
-		applied := strings.Contains(resp.Header.Get("OCI-Filters-Applied"), "artifactType")
-		if artifactType != "" && !applied {
-			if b, err = filterIndex(t.reg.name, b, artifactType); err != nil {
-				return nil, err
-			}
-			applied = true
-		}
-		return &ReferrersAnswer{Body: b, Filtered: applied && artifactType != ""}, nil
+		applied = true
 	}
-	if learn {
-		t.reg.noReferrers.note(t.repo.Name, time.Now())
-	}
-	return c.fallbackReferrers(ctx, t, d, artifactType)
+	return &ReferrersAnswer{Body: b, Filtered: applied && artifactType != ""}, true, nil
 }
 
 // fallbackReferrers reads the referrers tag schema: an index at tag

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
@@ -47,8 +48,10 @@ type registry struct {
 	challenged  time.Time
 
 	// noReferrers remembers the repositories whose referrers API is
-	// absent (learned only from the gate's own lookups).
-	noReferrers *referrersMemory
+	// absent (learned only from the gate's own lookups); referrersAPI is
+	// set once the registry has answered with the API.
+	noReferrers  *referrersMemory
+	referrersAPI atomic.Bool
 }
 
 const (
