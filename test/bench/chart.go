@@ -83,7 +83,8 @@ func barPlot(title, yLabel string, groups []string, ss []series) (*plot.Plot, er
 }
 
 // writeChart draws the chart: warm manifest req/s per target, cold first
-// GET latency of Portcullis against cosign verify, blob throughput.
+// GET latency of Portcullis (and its multiple of one upstream manifest
+// GET) against cosign verify, blob throughput.
 func (r *Report) writeChart(path string) error {
 	var plots []*plot.Plot
 
@@ -105,22 +106,34 @@ func (r *Report) writeChart(path string) error {
 	plots = append(plots, p)
 
 	var cold []series
+	var groups []string
+	for _, by := range coldRefs {
+		for _, f := range []string{formatLegacy, formatBundle} {
+			groups = append(groups, formatName(f)+"\nby "+by)
+		}
+	}
 	for _, t := range []string{targetPortcullis, targetCosign} {
 		s := series{name: t}
-		for _, f := range []string{formatLegacy, formatBundle} {
-			m, ok := r.find("cold", coldCase(f), "p50", t)
-			switch {
-			case !ok:
-				s.values, s.labels = append(s.values, 0), append(s.labels, "")
-			case m.Missing != "":
-				s.values, s.labels = append(s.values, 0), append(s.labels, "not measured")
-			default:
-				s.values, s.labels = append(s.values, m.Value), append(s.labels, fmt.Sprintf("%.1f ms", m.Value))
+		for _, by := range coldRefs {
+			for _, f := range []string{formatLegacy, formatBundle} {
+				m, ok := r.find("cold", coldCase(by, f), "p50", t)
+				switch {
+				case !ok:
+					s.values, s.labels = append(s.values, 0), append(s.labels, "")
+				case m.Missing != "":
+					s.values, s.labels = append(s.values, 0), append(s.labels, "not measured")
+				default:
+					label := fmt.Sprintf("%.1f ms", m.Value)
+					if x, ok := r.ratio(upstreamRatio(by, f)); ok && t == targetPortcullis {
+						label += fmt.Sprintf("\n%.1fx GET", x)
+					}
+					s.values, s.labels = append(s.values, m.Value), append(s.labels, label)
+				}
 			}
 		}
 		cold = append(cold, s)
 	}
-	p, err = barPlot("First GET of a signed image, p50 (ms, lower is better)", "ms", []string{"legacy .sig", "sigstore bundle"}, cold)
+	p, err = barPlot("First GET of a signed image, p50 (ms, lower is better)", "ms", groups, cold)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -16,52 +17,186 @@ import (
 // targetCosign is the cosign CLI, as a row of the cold phase.
 const targetCosign = "cosign-verify"
 
-// coldCase is the case name of one signature format in the cold phase.
-func coldCase(format string) string {
-	if format == formatLegacy {
-		return "first GET, legacy .sig"
-	}
-	return "first GET, sigstore bundle"
+// coldFleet is Portcullis straight on the upstream, for timing, and its
+// twin behind the counting proxy, for counting.
+var coldFleet = fleetSpec{proxies: []string{targetPortcullis}, countedTwin: true}
+
+// Reference kinds of a first GET.
+const (
+	byTag    = "tag"
+	byDigest = "digest"
+)
+
+// coldRefs are the reference kinds, in report order.
+var coldRefs = []string{byTag, byDigest}
+
+// coldCase is the case name of one reference kind and signature format in
+// the cold phase.
+func coldCase(by, format string) string {
+	return "first GET by " + by + ", " + formatName(format)
 }
 
+// coldGet is one first GET of the cold phase: an image and how it is named.
+type coldGet struct {
+	im signedImage
+	by string // byTag or byDigest
+}
+
+// ref is the reference of the GET: the image's tag or its digest.
+func (g coldGet) ref() string {
+	if g.by == byTag {
+		return g.im.Tag
+	}
+	return g.im.Digest
+}
+
+func (g coldGet) caseName() string { return coldCase(g.by, g.im.Format) }
+
+// coldPlan names the cold images alternately by tag and by digest, per
+// signature format, so every format has about as many of each.
+func coldPlan(ims []signedImage) []coldGet {
+	seen := map[string]int{}
+	out := make([]coldGet, len(ims))
+	for i, im := range ims {
+		by := byTag
+		if seen[im.Format]%2 == 1 {
+			by = byDigest
+		}
+		seen[im.Format]++
+		out[i] = coldGet{im: im, by: by}
+	}
+	return out
+}
+
+// baselineGets is how many upstream manifest GETs are timed before each
+// first GET through Portcullis.
+const baselineGets = 3
+
 // runColdPhase GETs, through a freshly started Portcullis, the manifest of
-// every cold image by digest, one at a time: each is a first request, so
-// Portcullis fetches the manifest, discovers the signatures (referrers and
-// .sig tag), verifies them and evaluates the policy before answering.
-// Then it runs `cosign verify` on the same images, straight against the
-// upstream, and reports the latencies per signature format.
+// every cold image once, by tag or by digest (coldPlan), one at a time:
+// each is a first request, so Portcullis fetches the manifest, discovers
+// the signatures (referrers and .sig tag), verifies them and evaluates the
+// policy before answering. Before each, it times baselineGets manifest
+// GETs of the same kind straight from the upstream, by the same client
+// (the upstream row: what one upstream round trip costs at that moment).
+// Then it runs `cosign verify` on the same references, straight against
+// the upstream, and counts the upstream requests of each first GET
+// through Portcullis's counted twin (countCold).
 func runColdPhase(ctx context.Context, b *bench, f *fleet) ([]Metric, error) {
-	pc := f.target(targetPortcullis)
-	client := noProxyClient()
-	defer client.CloseIdleConnections()
-	// A running proxy has its connections open: warm them (client to
-	// Portcullis, Portcullis to the upstream) with the manifest fixture.
-	warm := manifestGetter(client, pc.base, b.fix.Repo, b.fix.ManifestDigest, b.fix.ManifestDigest)
-	for range 3 {
-		if _, err := warm(ctx); err != nil {
-			return nil, fmt.Errorf("warm-up: %w", err)
-		}
-	}
-	lat := map[string][]float64{}
-	for _, im := range b.fix.Cold {
-		d, err := manifestGetter(client, pc.base, im.Repo, im.Digest, im.Digest)(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("cold GET of %s@%s (%s): %w", im.Repo, im.Digest, im.Format, err)
-		}
-		lat[im.Format] = append(lat[im.Format], ms(d))
-	}
-	var out []Metric
-	for _, format := range []string{formatLegacy, formatBundle} {
-		if xs := lat[format]; len(xs) > 0 {
-			logf("cold %s: portcullis p50 %.2f ms, p99 %.2f ms over %d images", format, median(xs), percentileOf(xs, 99), len(xs))
-			out = append(out, latencyMetrics("cold", coldCase(format), targetPortcullis, xs)...)
-		}
-	}
-	cm, err := runCosign(ctx, b)
+	plan := coldPlan(b.fix.Cold)
+	out, err := timeCold(ctx, b, f.target(targetPortcullis), plan)
 	if err != nil {
 		return nil, err
 	}
-	return append(out, cm...), nil
+	cm, err := runCosign(ctx, b, plan)
+	if err != nil {
+		return nil, err
+	}
+	tm, err := countCold(ctx, b, f, plan)
+	if err != nil {
+		return nil, err
+	}
+	return slices.Concat(out, cm, tm), nil
+}
+
+// getter is one timed GET (manifestGetter).
+type getter = func(context.Context) (time.Duration, error)
+
+// warmUp runs every get 3 times: a running proxy has its connections
+// open, and the upstream's auth challenge (asked once per registry) is
+// not the cold images' cost.
+func warmUp(ctx context.Context, gets ...getter) error {
+	for range 3 {
+		for _, get := range gets {
+			if _, err := get(ctx); err != nil {
+				return fmt.Errorf("warm-up: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// timeCold times the first GETs of plan through pc, each after
+// baselineGets upstream manifest GETs of the same reference kind, with
+// Portcullis's CPU and its own timings of its upstream requests around
+// them.
+func timeCold(ctx context.Context, b *bench, pc *target, plan []coldGet) ([]Metric, error) {
+	client := noProxyClient()
+	defer client.CloseIdleConnections()
+	up := "http://" + b.upAddr
+	baseline := map[string]getter{
+		byTag:    manifestGetter(client, up, b.fix.Repo, b.fix.Tag, b.fix.ManifestDigest),
+		byDigest: manifestGetter(client, up, b.fix.Repo, b.fix.ManifestDigest, b.fix.ManifestDigest),
+	}
+	warm := manifestGetter(client, pc.base, b.fix.Repo, b.fix.ManifestDigest, b.fix.ManifestDigest)
+	if err := warmUp(ctx, warm, baseline[byTag], baseline[byDigest]); err != nil {
+		return nil, err
+	}
+	before, err := scrapeUpstreamTimes(ctx, client, pc.admin)
+	if err != nil {
+		return nil, err
+	}
+	cpu, err := startCPU(pc.proc.Pid())
+	if err != nil {
+		return nil, err
+	}
+	lat, base, err := timeColdGets(ctx, client, pc, baseline, plan)
+	if err != nil {
+		return nil, err
+	}
+	used, err := cpu.stop()
+	if err != nil {
+		return nil, err
+	}
+	after, err := scrapeUpstreamTimes(ctx, client, pc.admin)
+	if err != nil {
+		return nil, err
+	}
+	out := coldLatencyMetrics(lat, base)
+	perGet := 1000 * used[0] / float64(len(plan))
+	logf("cold: portcullis used %.2f CPU ms per first GET", perGet)
+	out = append(out, Metric{Phase: "cold", Case: coldAllCase, Target: targetPortcullis, Name: "cpu_per_first_get", Unit: "CPU ms", Value: perGet})
+	return append(out, upstreamTimeMetrics(before, after, len(plan))...), nil
+}
+
+// timeColdGets runs plan through pc and returns the latencies (ms) by
+// case, and those of the baseline GETs by reference kind.
+func timeColdGets(ctx context.Context, client *http.Client, pc *target, baseline map[string]getter, plan []coldGet) (lat, base map[string][]float64, err error) {
+	lat, base = map[string][]float64{}, map[string][]float64{}
+	for _, g := range plan {
+		for range baselineGets {
+			d, err := baseline[g.by](ctx)
+			if err != nil {
+				return nil, nil, fmt.Errorf("upstream manifest GET by %s: %w", g.by, err)
+			}
+			base[g.by] = append(base[g.by], ms(d))
+		}
+		d, err := manifestGetter(client, pc.base, g.im.Repo, g.ref(), g.im.Digest)(ctx)
+		if err != nil {
+			return nil, nil, fmt.Errorf("cold GET of %s by %s (%s): %w", g.im.Repo, g.by, g.im.Format, err)
+		}
+		lat[g.caseName()] = append(lat[g.caseName()], ms(d))
+	}
+	return lat, base, nil
+}
+
+// coldLatencyMetrics are, per case, the portcullis row and the upstream
+// row (the baseline GETs of the case's reference kind).
+func coldLatencyMetrics(lat, base map[string][]float64) []Metric {
+	var out []Metric
+	for _, by := range coldRefs {
+		for _, format := range []string{formatLegacy, formatBundle} {
+			xs, bs := lat[coldCase(by, format)], base[by]
+			if len(xs) == 0 {
+				continue
+			}
+			logf("cold by %s, %s: portcullis p50 %.2f ms, p99 %.2f ms over %d images; upstream manifest GET by %s p50 %.2f ms (%.2fx)",
+				by, format, median(xs), percentileOf(xs, 99), len(xs), by, median(bs), median(xs)/median(bs))
+			out = append(out, latencyMetrics("cold", coldCase(by, format), targetPortcullis, xs)...)
+			out = append(out, latencyMetrics("cold", coldCase(by, format), targetUpstream, bs)...)
+		}
+	}
+	return out
 }
 
 // manifestGetter returns a function that GETs repo's manifest ref from
@@ -96,17 +231,19 @@ func manifestGetter(c *http.Client, base, repo, ref, wantDigest string) func(con
 	}
 }
 
-// runCosign times `cosign verify --key cosign.pub` of every cold image,
-// offline: HOME and the TUF cache point into the run's directory, the
+// runCosign times `cosign verify --key cosign.pub` of every first GET of
+// plan (the same reference, tag or digest), offline: HOME and the TUF cache point into the run's directory, the
 // transparency log is not required (the signatures have none), so cosign
 // needs no network. A cosign that is missing or cannot verify is reported
 // as not measured, not as a failure of Portcullis.
-func runCosign(ctx context.Context, b *bench) ([]Metric, error) {
+func runCosign(ctx context.Context, b *bench, plan []coldGet) ([]Metric, error) {
 	notMeasured := func(why string) []Metric {
 		var out []Metric
-		for _, format := range []string{formatLegacy, formatBundle} {
-			out = append(out, Metric{Phase: "cold", Case: coldCase(format), Target: targetCosign,
-				Name: "p50", Unit: "ms", Missing: "not measured: " + why})
+		for _, by := range coldRefs {
+			for _, format := range []string{formatLegacy, formatBundle} {
+				out = append(out, Metric{Phase: "cold", Case: coldCase(by, format), Target: targetCosign,
+					Name: "p50", Unit: "ms", Missing: "not measured: " + why})
+			}
 		}
 		return out
 	}
@@ -118,8 +255,8 @@ func runCosign(ctx context.Context, b *bench) ([]Metric, error) {
 		return nil, err
 	}
 	lat := map[string][]float64{}
-	for _, im := range b.fix.Cold {
-		d, err := cosignVerify(ctx, b, home, im)
+	for _, g := range plan {
+		d, err := cosignVerify(ctx, b, home, g)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
@@ -127,34 +264,41 @@ func runCosign(ctx context.Context, b *bench) ([]Metric, error) {
 			logf("cold: cosign verify failed, reporting it as not measured: %v", err)
 			return notMeasured("cosign verify failed: " + firstLine(err.Error())), nil
 		}
-		lat[im.Format] = append(lat[im.Format], ms(d))
+		lat[g.caseName()] = append(lat[g.caseName()], ms(d))
 	}
 	var out []Metric
-	for _, format := range []string{formatLegacy, formatBundle} {
-		if xs := lat[format]; len(xs) > 0 {
-			logf("cold %s: cosign verify p50 %.1f ms, p99 %.1f ms over %d images", format, median(xs), percentileOf(xs, 99), len(xs))
-			out = append(out, latencyMetrics("cold", coldCase(format), targetCosign, xs)...)
+	for _, by := range coldRefs {
+		for _, format := range []string{formatLegacy, formatBundle} {
+			if xs := lat[coldCase(by, format)]; len(xs) > 0 {
+				logf("cold by %s, %s: cosign verify p50 %.1f ms, p99 %.1f ms over %d images", by, format, median(xs), percentileOf(xs, 99), len(xs))
+				out = append(out, latencyMetrics("cold", coldCase(by, format), targetCosign, xs)...)
+			}
 		}
 	}
 	return out, nil
 }
 
-// cosignArgs is the cosign command line verifying im in the upstream.
-func cosignArgs(b *bench, im signedImage) []string {
+// cosignArgs is the cosign command line verifying g's image in the
+// upstream, by g's reference.
+func cosignArgs(b *bench, g coldGet) []string {
+	sep := ":"
+	if g.by == byDigest {
+		sep = "@"
+	}
 	return []string{"verify",
 		"--key", b.path("cosign.pub"),
 		"--insecure-ignore-tlog=true",
 		"--allow-http-registry",
 		"--output", "json",
-		b.upAddr + "/" + im.Repo + "@" + im.Digest,
+		b.upAddr + "/" + g.im.Repo + sep + g.ref(),
 	}
 }
 
 // cosignVerify runs cosign once and returns its wall-clock time.
-func cosignVerify(ctx context.Context, b *bench, home string, im signedImage) (time.Duration, error) {
+func cosignVerify(ctx context.Context, b *bench, home string, g coldGet) (time.Duration, error) {
 	cctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(cctx, b.bins.cosign, cosignArgs(b, im)...)
+	cmd := exec.CommandContext(cctx, b.bins.cosign, cosignArgs(b, g)...)
 	cmd.Env = cosignEnv(home)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -164,8 +308,8 @@ func cosignVerify(ctx context.Context, b *bench, home string, im signedImage) (t
 	if err != nil {
 		return 0, fmt.Errorf("cosign %s: %w: %s", strings.Join(cmd.Args[1:], " "), err, truncate(stderr.Bytes(), 1000))
 	}
-	if !bytes.Contains(stdout.Bytes(), []byte(im.Digest)) {
-		return 0, fmt.Errorf("cosign verify of %s printed no payload naming it: %s", im.Digest, truncate(stdout.Bytes(), 600))
+	if !bytes.Contains(stdout.Bytes(), []byte(g.im.Digest)) {
+		return 0, fmt.Errorf("cosign verify of %s printed no payload naming it: %s", g.im.Digest, truncate(stdout.Bytes(), 600))
 	}
 	return d, nil
 }
@@ -189,12 +333,12 @@ func cosignEnv(home string) []string {
 	return env
 }
 
-// latencyMetrics are the p50, p99 and count of latencies xs (ms).
+// latencyMetrics are the p50, p99 and number of latencies xs (ms).
 func latencyMetrics(phase, caseName, target string, xs []float64) []Metric {
 	return []Metric{
 		{Phase: phase, Case: caseName, Target: target, Name: "p50", Unit: "ms", Value: median(xs), Samples: xs},
 		{Phase: phase, Case: caseName, Target: target, Name: "p99", Unit: "ms", Value: percentileOf(xs, 99)},
-		{Phase: phase, Case: caseName, Target: target, Name: "images", Unit: "n", Value: float64(len(xs))},
+		{Phase: phase, Case: caseName, Target: target, Name: "samples", Unit: "n", Value: float64(len(xs))},
 	}
 }
 

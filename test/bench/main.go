@@ -11,9 +11,10 @@
 //
 //   - manifest: warm manifest GETs by tag and by digest through every
 //     target (the upstream itself included; Portcullis with a cached verdict);
-//   - cold: the first GET of never-seen signed images through Portcullis
-//     (discovery and verification included), against `cosign verify` of
-//     the same images;
+//   - cold: the first GET of never-seen signed images through Portcullis,
+//     by tag and by digest (discovery and verification included), against
+//     one manifest GET from the upstream and `cosign verify` of the same
+//     references, with the upstream requests each first GET makes;
 //   - herd: concurrent first GETs of one fresh digest, counting the
 //     signature lookups that reach the upstream;
 //   - blob: a full GET of one large blob through every target;
@@ -88,7 +89,7 @@ type phase struct {
 // come last, so their heap does not weigh on the load generator.
 var phases = []phase{
 	{name: "manifest", fleet: &allTargets, run: runManifestPhase},
-	{name: "cold", fleet: &portcullisOnly, run: runColdPhase},
+	{name: "cold", fleet: &coldFleet, run: runColdPhase},
 	{name: "herd", fleet: &herdFleet, run: runHerdPhase},
 	{name: "blob", fleet: &allTargets, run: runBlobPhase},
 	{name: "verify-cost", run: runVerifyCostPhase},
@@ -127,14 +128,14 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&cfg.jsonPath, "json", "", "write all figures as JSON to `FILE`")
 	fs.StringVar(&cfg.mdPath, "md", "", "write the report (figures, goals, headline) as Markdown to `FILE`")
 	fs.StringVar(&cfg.pngPath, "png", "", "draw the chart to `FILE` (PNG); the Markdown report links it")
-	fs.IntVar(&cfg.coldImages, "cold-images", 50, "fresh signed images of the cold phase (half legacy, half bundle)")
+	fs.IntVar(&cfg.coldImages, "cold-images", 100, "fresh signed images of the cold phase (half legacy, half bundle; each half alternately by tag and by digest)")
 	fs.StringVar(&cfg.cosignBin, "cosign", "", "cosign `binary` the cold phase compares with (default .tools/bin/cosign; \"none\" skips it; -smoke skips it unless given)")
 	fs.IntVar(&cfg.herd, "herd", 64, "concurrent first GETs of one fresh digest in the herd phase")
 	fs.IntVar(&cfg.herdTrials, "herd-trials", 4, "herd trials, each on a fresh image (alternately legacy and bundle)")
 	fs.StringVar(&cacheSizes, "cache-sizes", "10000,100000,1000000", "comma-separated verdict cache fills of the verdict-cache phase")
 	fs.IntVar(&cfg.cacheProbes, "cache-probes", 200000, "timed gate lookups per verdict cache fill")
 	fs.DurationVar(&cfg.verifyTime, "verify-benchtime", 500*time.Millisecond, "time per verify-cost benchmark (as go test -benchtime)")
-	fs.BoolVar(&cfg.trace, "trace", false, "log every upstream request of the herd phase (method, path, duration)")
+	fs.BoolVar(&cfg.trace, "trace", false, "log every upstream request of the herd phase and of the cold phase's counted pass (method, path, duration)")
 	fs.StringVar(&only, "phases", "", "comma-separated phases to run (default all: "+phaseNames()+")")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err

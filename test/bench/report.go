@@ -45,15 +45,14 @@ type ratioSpec struct {
 }
 
 // ratioSpecs are the headline comparisons. Add new ones here.
-var ratioSpecs = []ratioSpec{
+var ratioSpecs = slices.Concat([]ratioSpec{
 	{"portcullis/upstream manifest req/s by tag", "manifest", "by tag", "req_per_s", targetPortcullis, targetUpstream},
 	{"portcullis/upstream manifest req/s by digest", "manifest", "by digest", "req_per_s", targetPortcullis, targetUpstream},
 	{"portcullis/distribution-proxy manifest req/s by tag", "manifest", "by tag", "req_per_s", targetPortcullis, targetDistProxy},
 	{"portcullis/distribution-proxy manifest req/s by digest", "manifest", "by digest", "req_per_s", targetPortcullis, targetDistProxy},
 	{"portcullis/reverse-proxy manifest CPU per request by tag", "manifest", "by tag", "cpu_per_10k", targetPortcullis, targetRevProxy},
 	{"portcullis/distribution-proxy manifest CPU per request by tag", "manifest", "by tag", "cpu_per_10k", targetPortcullis, targetDistProxy},
-	{"cosign-verify/portcullis cold p50, legacy .sig", "cold", coldCase(formatLegacy), "p50", targetCosign, targetPortcullis},
-	{"cosign-verify/portcullis cold p50, sigstore bundle", "cold", coldCase(formatBundle), "p50", targetCosign, targetPortcullis},
+}, coldRatioSpecs(), []ratioSpec{
 	{"portcullis/distribution-proxy blob throughput", "blob", "full GET", "throughput", targetPortcullis, targetDistProxy},
 	{"portcullis/reverse-proxy blob throughput", "blob", "full GET", "throughput", targetPortcullis, targetRevProxy},
 	{"portcullis/reverse-proxy blob CPU per GiB", "blob", "full GET", "cpu_per_gib", targetPortcullis, targetRevProxy},
@@ -65,6 +64,29 @@ var ratioSpecs = []ratioSpec{
 	{"keyless+TSA/key Check cost, bundle", "verify-cost", verifyCostCase, "check", "keyless, bundle + TSA", "key, sigstore bundle"},
 	{"verdict cache p99, 1M/10k verdicts", "verdict-cache", cacheCase, "p99", "1M verdicts", "10k verdicts"},
 	{"verdict cache bytes per entry, 1M/10k verdicts", "verdict-cache", cacheCase, "bytes_per_entry", "1M verdicts", "10k verdicts"},
+})
+
+// coldRatioSpecs compare each cold case's first GET with one upstream
+// manifest GET of the same kind (tag or digest), and cosign verify with it.
+func coldRatioSpecs() []ratioSpec {
+	var out []ratioSpec
+	for _, by := range coldRefs {
+		for _, f := range []string{formatLegacy, formatBundle} {
+			c := coldCase(by, f)
+			out = append(out,
+				ratioSpec{upstreamRatio(by, f), "cold", c, "p50", targetPortcullis, targetUpstream},
+				ratioSpec{cosignRatio(by, f), "cold", c, "p50", targetCosign, targetPortcullis})
+		}
+	}
+	return out
+}
+
+func upstreamRatio(by, format string) string {
+	return "portcullis cold p50 / upstream manifest GET p50, by " + by + ", " + formatName(format)
+}
+
+func cosignRatio(by, format string) string {
+	return "cosign-verify/portcullis cold p50 by " + by + ", " + formatName(format)
 }
 
 // Case names of the in-process phases.
@@ -122,7 +144,7 @@ var notes = []string{
 	"Portcullis logs one JSON line per request to its log file; distribution runs with log level error and no access log; the reverse proxy logs nothing.",
 	"Portcullis enforces policy.yaml (default deny; images must carry a signature by the run's key, cosign.pub); every fixture is signed in process with verify/signing (no Rekor entry). Warm manifest figures are with a cached verdict; the blob phase pulls the image's manifest first, as a client does.",
 	"The upstream (distribution v3) has no OCI referrers API: a discovery asks /referrers/ (404), then reads the referrers fallback tag sha256-<hex>, and the .sig tag.",
-	"Cold: each image is GET by digest once, one at a time, through a Portcullis started for the phase (connections warmed with the manifest fixture). cosign verify runs the same images, straight against the upstream, one process per image (what a CI step or admission hook does), with --insecure-ignore-tlog=true and its HOME and TUF cache in the run's directory; its time includes process start. With --key and --insecure-ignore-tlog it needs no trust root: it connects only to the upstream (checked with strace -e connect).",
+	"Cold: each image is GET once, half of each format by tag and half by digest, one at a time, through a Portcullis started for the phase (connections warmed with the manifest fixture, so the upstream's /v2/ auth ping, once per registry, is not in the figures). The upstream row is a manifest GET of the same kind (tag or digest) of the warm fixture straight from the upstream by the same client on a warm connection, timed 3 times before each first GET; the multiples divide p50 by its p50. upstream_* and counted_p50 come from a second pass over the same images through a second Portcullis (fresh caches) behind the in-process counting proxy: upstream_requests counts all the requests a first GET set off (also those it did not wait for), upstream_sequential the most of those that ended before the answer and ran one after another (none overlapping: the round trips on the critical path, as timed at the proxy), upstream_busy the time at least one of them was in flight; counted_p50 includes the extra hop. cosign verify runs the same references (tag or digest), straight against the upstream, one process per image (what a CI step or admission hook does), with --insecure-ignore-tlog=true and its HOME and TUF cache in the run's directory; its time includes process start. With --key and --insecure-ignore-tlog it needs no trust root: it connects only to the upstream (checked with strace -e connect).",
 	"Herd: every client has its own connection, opened beforehand; the requests are released together. The counting proxy sits between Portcullis and the upstream in that phase only. discoveries is the larger of the referrers and .sig requests per trial (1 means one discovery served every client).",
 	"verify-cost: testing.Benchmark in the harness's process; check is Checker.Check of one discovered signature with the authority compiled; discover_check adds Discover from go-containerregistry's in-memory registry over loopback. Keyless signatures come from sigstore-go's VirtualSigstore.",
 	"verdict-cache: a verify.Gate with production defaults, filled in process with N allow verdicts (allow: unsigned policy, one repository, distinct digests); bytes_per_entry is the HeapAlloc growth (after GC) over N; p50/p99 are of gate.Manifest on uniformly random filled digests; hit_ratio is the share of those lookups the cache answered (the rest were decided again).",
@@ -393,7 +415,7 @@ func (r *Report) writeMarkdown(w io.Writer, chart string) {
 // tableDoc introduces each phase's tables in the Markdown report.
 var tableDoc = map[string]string{
 	"manifest":      "Warm manifest GETs (closed loop, keep-alive connections, containerd's Accept header); Portcullis answers from its manifest cache with a cached verdict. cpu_per_10k is the server process's own CPU.",
-	"cold":          "First GET of never-seen signed images by digest through Portcullis (manifest fetch, signature discovery, verification, policy), against `cosign verify --key` of the same images.",
+	"cold":          "First GET of never-seen signed images through Portcullis (manifest fetch, signature discovery, verification, policy), against one manifest GET of the same kind straight from the upstream (upstream row) and `cosign verify --key` of the same references; upstream_* are the upstream requests per first GET, from a counted second pass (see Notes).",
 	"herd":          "Concurrent first GETs of one fresh signed digest through Portcullis; upstream_* count the requests that reached the upstream, by kind.",
 	"blob":          "One stream at a time; the manifest is pulled first (Portcullis serves blobs of allowed manifests only).",
 	"verify-cost":   "CPU cost of verifying one signature with a key against keyless (Fulcio certificate with a Rekor SET, or an RFC 3161 timestamp), in both formats.",

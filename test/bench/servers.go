@@ -18,6 +18,9 @@ const (
 	targetDistProxy  = "distribution-proxy"
 	targetRevProxy   = "reverse-proxy"
 	targetPortcullis = "portcullis"
+	// targetPortcullisCounted is a second Portcullis behind the counting
+	// proxy, beside one straight on the upstream (fleetSpec.countedTwin).
+	targetPortcullisCounted = "portcullis-counted"
 )
 
 const startTimeout = 30 * time.Second
@@ -93,17 +96,18 @@ func getOK(ctx context.Context, client *http.Client, url string) error {
 
 // target is one server the load is sent to.
 type target struct {
-	name string
-	base string        // http://127.0.0.1:port
-	proc *proc.Process // the process answering
+	name  string
+	base  string        // http://127.0.0.1:port
+	proc  *proc.Process // the process answering
+	admin string        // Portcullis's admin listener (/metrics), http://127.0.0.1:port; "" for others
 }
 
 // fleet is the servers of one phase: the upstream and every target.
 type fleet struct {
 	upstream *proc.Process
 	targets  []*target
-	// counter, when the phase asked for it, sits between Portcullis and
-	// the upstream and counts what Portcullis asks.
+	// counter, when the phase asked for it, sits between Portcullis (or
+	// its counted twin) and the upstream and counts what Portcullis asks.
 	counter *countingProxy
 }
 
@@ -123,12 +127,13 @@ type fleetSpec struct {
 	// counting puts an in-process counting reverse proxy between
 	// Portcullis and the upstream.
 	counting bool
+	// countedTwin adds a second Portcullis (targetPortcullisCounted)
+	// behind the counting proxy, so that the first, straight on the
+	// upstream, is timed without the extra hop.
+	countedTwin bool
 }
 
-var (
-	allTargets     = fleetSpec{proxies: []string{targetDistProxy, targetRevProxy, targetPortcullis}}
-	portcullisOnly = fleetSpec{proxies: []string{targetPortcullis}}
-)
+var allTargets = fleetSpec{proxies: []string{targetDistProxy, targetRevProxy, targetPortcullis}}
 
 // startFleet starts the upstream and the proxies of spec in front of it.
 func (b *bench) startFleet(ctx context.Context, phase string, spec fleetSpec) (_ *fleet, err error) {
@@ -143,10 +148,12 @@ func (b *bench) startFleet(ctx context.Context, phase string, spec fleetSpec) (_
 	}
 	f.targets = append(f.targets, &target{name: targetUpstream, base: "http://" + b.upAddr, proc: f.upstream})
 	portcullisUpstream := "http://" + b.upAddr
-	if spec.counting {
+	if spec.counting || spec.countedTwin {
 		if f.counter, err = startCountingProxy("http://"+b.upAddr, b.cfg.trace); err != nil {
 			return nil, err
 		}
+	}
+	if spec.counting {
 		portcullisUpstream = f.counter.url
 	}
 	for _, name := range spec.proxies {
@@ -164,6 +171,14 @@ func (b *bench) startFleet(ctx context.Context, phase string, spec fleetSpec) (_
 		if err != nil {
 			return nil, err
 		}
+		f.targets = append(f.targets, t)
+	}
+	if spec.countedTwin {
+		t, err := b.startPortcullis(ctx, phase+"-counted", f.counter.url)
+		if err != nil {
+			return nil, err
+		}
+		t.name = targetPortcullisCounted
 		f.targets = append(f.targets, t)
 	}
 	return f, nil
@@ -307,5 +322,5 @@ policyFile: policy.yaml
 		_ = p.Stop()
 		return nil, err
 	}
-	return &target{name: targetPortcullis, base: "http://" + addr, proc: p}, nil
+	return &target{name: targetPortcullis, base: "http://" + addr, proc: p, admin: "http://" + admin}, nil
 }

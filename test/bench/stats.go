@@ -21,6 +21,18 @@ func median(xs []float64) float64 {
 	return (s[n/2-1] + s[n/2]) / 2
 }
 
+// mean of xs; 0 if empty.
+func mean(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	var sum float64
+	for _, x := range xs {
+		sum += x
+	}
+	return sum / float64(len(xs))
+}
+
 // parseSize reads "1073741824", "16MiB", "1GiB", "512KiB" (also KB/MB/GB
 // and K/M/G, all binary).
 func parseSize(s string) (int64, error) {
