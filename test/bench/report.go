@@ -144,7 +144,7 @@ var notes = []string{
 	"Portcullis logs one JSON line per request to its log file; distribution runs with log level error and no access log; the reverse proxy logs nothing.",
 	"Portcullis enforces policy.yaml (default deny; images must carry a signature by the run's key, cosign.pub); every fixture is signed in process with verify/signing (no Rekor entry). Warm manifest figures are with a cached verdict; the blob phase pulls the image's manifest first, as a client does.",
 	"The upstream (distribution v3) has no OCI referrers API: a discovery asks /referrers/ (404), then reads the referrers fallback tag sha256-<hex>, and the .sig tag.",
-	"Cold: each image is GET once, half of each format by tag and half by digest, one at a time, through a Portcullis started for the phase (connections warmed with the manifest fixture, so the upstream's /v2/ auth ping, once per registry, is not in the figures). The upstream row is a manifest GET of the same kind (tag or digest) of the warm fixture straight from the upstream by the same client on a warm connection, timed 3 times before each first GET; the multiples divide p50 by its p50. upstream_* and counted_p50 come from a second pass over the same images through a second Portcullis (fresh caches) behind the in-process counting proxy: upstream_requests counts all the requests a first GET set off (also those it did not wait for), upstream_sequential the most of those that ended before the answer and ran one after another (none overlapping: the round trips on the critical path, as timed at the proxy), upstream_busy the time at least one of them was in flight; counted_p50 includes the extra hop. cosign verify runs the same references (tag or digest), straight against the upstream, one process per image (what a CI step or admission hook does), with --insecure-ignore-tlog=true and its HOME and TUF cache in the run's directory; its time includes process start. With --key and --insecure-ignore-tlog it needs no trust root: it connects only to the upstream (checked with strace -e connect).",
+	"Cold: each image is GET once, half of each format by tag and half by digest, one at a time, through a Portcullis started for the phase (connections warmed with the manifest fixture, so the upstream's /v2/ auth ping, once per registry, is not in the figures). The upstream row is a manifest GET of the same kind (tag or digest) of the warm fixture straight from the upstream by the same client on a warm connection, timed 3 times before each first GET; the multiples divide p50 by its p50. upstream_* and counted_p50 come from a second pass over the same images through a second Portcullis (fresh caches) behind the in-process counting proxy: upstream_requests counts all the requests a first GET set off (also those it did not wait for), upstream_sequential the most of those that ended before the answer and ran one after another (none overlapping: the round trips on the critical path, as timed at the proxy; two requests sent at once count as two when the first is answered before the second reaches the proxy, so a GET's count can exceed the protocol's, not fall below it), upstream_busy the time at least one of them was in flight; counted_p50 includes the extra hop. cosign verify runs the same references (tag or digest), straight against the upstream, one process per image (what a CI step or admission hook does), with --insecure-ignore-tlog=true and its HOME and TUF cache in the run's directory; its time includes process start. With --key and --insecure-ignore-tlog it needs no trust root: it connects only to the upstream (checked with strace -e connect).",
 	"Herd: every client has its own connection, opened beforehand; the requests are released together. The counting proxy sits between Portcullis and the upstream in that phase only. discoveries is the larger of the referrers and .sig requests per trial (1 means one discovery served every client).",
 	"verify-cost: testing.Benchmark in the harness's process; check is Checker.Check of one discovered signature with the authority compiled; discover_check adds Discover from go-containerregistry's in-memory registry over loopback. Keyless signatures come from sigstore-go's VirtualSigstore.",
 	"verdict-cache: a verify.Gate with production defaults, filled in process with N allow verdicts (allow: unsigned policy, one repository, distinct digests); bytes_per_entry is the HeapAlloc growth (after GC) over N; p50/p99 are of gate.Manifest on uniformly random filled digests; hit_ratio is the share of those lookups the cache answered (the rest were decided again).",
@@ -388,7 +388,7 @@ func (r *Report) writeMarkdown(w io.Writer, chart string) {
 	}
 	for _, t := range r.tables() {
 		fmt.Fprintf(w, "\n## %s\n\n", t.title)
-		if d := tableDoc[strings.SplitN(t.title, ",", 2)[0]]; d != "" && !strings.HasSuffix(t.title, "process") {
+		if d := t.doc(); d != "" {
 			fmt.Fprintf(w, "%s\n\n", d)
 		}
 		h := t.header()
@@ -412,14 +412,28 @@ func (r *Report) writeMarkdown(w io.Writer, chart string) {
 	fmt.Fprint(w, profilingDoc)
 }
 
-// tableDoc introduces each phase's tables in the Markdown report.
+// doc is the table's introduction: tableDoc's entry for its title, else
+// for its phase (none for the process tables).
+func (t *table) doc() string {
+	if d, ok := tableDoc[t.title]; ok {
+		return d
+	}
+	if strings.HasSuffix(t.title, "process") {
+		return ""
+	}
+	return tableDoc[strings.SplitN(t.title, ",", 2)[0]]
+}
+
+// tableDoc introduces each phase's tables in the Markdown report, and the
+// tables named by their title.
 var tableDoc = map[string]string{
-	"manifest":      "Warm manifest GETs (closed loop, keep-alive connections, containerd's Accept header); Portcullis answers from its manifest cache with a cached verdict. cpu_per_10k is the server process's own CPU.",
-	"cold":          "First GET of never-seen signed images through Portcullis (manifest fetch, signature discovery, verification, policy), against one manifest GET of the same kind straight from the upstream (upstream row) and `cosign verify --key` of the same references; upstream_* are the upstream requests per first GET, from a counted second pass (see Notes).",
-	"herd":          "Concurrent first GETs of one fresh signed digest through Portcullis; upstream_* count the requests that reached the upstream, by kind.",
-	"blob":          "One stream at a time; the manifest is pulled first (Portcullis serves blobs of allowed manifests only).",
-	"verify-cost":   "CPU cost of verifying one signature with a key against keyless (Fulcio certificate with a Rekor SET, or an RFC 3161 timestamp), in both formats.",
-	"verdict-cache": "The verification gate with many cached verdicts: latency of a cached decision and heap per cached verdict.",
+	"manifest":             "Warm manifest GETs (closed loop, keep-alive connections, containerd's Accept header); Portcullis answers from its manifest cache with a cached verdict. cpu_per_10k is the server process's own CPU.",
+	"cold":                 "First GET of never-seen signed images through Portcullis (manifest fetch, signature discovery, verification, policy), against one manifest GET of the same kind straight from the upstream (upstream row) and `cosign verify --key` of the same references; upstream_* are the upstream requests per first GET, from a counted second pass (see Notes).",
+	"cold, " + coldAllCase: "Over every first GET of the timed pass: Portcullis's own CPU (user+system of its process) per first GET, and its upstream requests per first GET by route with their mean time as Portcullis timed them (portcullis_upstream_request_duration_seconds, to the response headers, from /metrics).",
+	"herd":                 "Concurrent first GETs of one fresh signed digest through Portcullis; upstream_* count the requests that reached the upstream, by kind.",
+	"blob":                 "One stream at a time; the manifest is pulled first (Portcullis serves blobs of allowed manifests only).",
+	"verify-cost":          "CPU cost of verifying one signature with a key against keyless (Fulcio certificate with a Rekor SET, or an RFC 3161 timestamp), in both formats.",
+	"verdict-cache":        "The verification gate with many cached verdicts: latency of a cached decision and heap per cached verdict.",
 }
 
 const profilingDoc = `
