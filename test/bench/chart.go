@@ -125,7 +125,7 @@ func (r *Report) writeChart(path string) error {
 				default:
 					label := fmt.Sprintf("%.1f ms", m.Value)
 					if x, ok := r.ratio(upstreamRatio(by, f)); ok && t == targetPortcullis {
-						label += fmt.Sprintf("\n%.1fx GET", x)
+						label += fmt.Sprintf("\n(%.1fx)", x)
 					}
 					s.values, s.labels = append(s.values, m.Value), append(s.labels, label)
 				}
@@ -133,7 +133,7 @@ func (r *Report) writeChart(path string) error {
 		}
 		cold = append(cold, s)
 	}
-	p, err = barPlot("First GET of a signed image, p50 (ms, lower is better)", "ms", groups, cold)
+	p, err = barPlot("First GET of a signed image, p50 (ms, lower is better)\n(Nx): N times one upstream manifest GET", "ms", groups, cold)
 	if err != nil {
 		return err
 	}
