@@ -6,9 +6,10 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/portcullis-dev/portcullis/policy"
 	"github.com/sigstore/sigstore-go/pkg/root"
 	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
+
+	"github.com/portcullis-dev/portcullis/policy"
 )
 
 // authority is a policy.Authority compiled into sigstore-go verifiers and

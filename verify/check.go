@@ -8,8 +8,9 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/portcullis-dev/portcullis/policy"
 	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
+
+	"github.com/portcullis-dev/portcullis/policy"
 )
 
 // AuthorityResult is the decision for one authority. On a pass, Identity

@@ -12,7 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/portcullis-dev/portcullis/cmd/portcullis/config"
-	"github.com/portcullis-dev/portcullis/verify"
+	"github.com/portcullis-dev/portcullis/gate"
 )
 
 // newModelProxy wires the upstream client, the gate and the proxy exactly
@@ -41,7 +41,7 @@ verdictStaleIfError: %s
 		t.Fatal(err)
 	}
 	builder := &snapshotBuilder{}
-	w, err := wire(cfg, builder, zap.NewNop(), prometheus.NewRegistry(), verify.WithClock(now))
+	w, err := wire(cfg, builder, zap.NewNop(), prometheus.NewRegistry(), gate.WithClock(now))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/portcullis-dev/portcullis/gate"
 	"github.com/portcullis-dev/portcullis/internal/policyfile"
 	"github.com/portcullis-dev/portcullis/policy"
 	"github.com/portcullis-dev/portcullis/verify"
@@ -30,7 +31,7 @@ type snapshotBuilder struct {
 }
 
 // load reads and compiles the policy file and its trust roots.
-func (b *snapshotBuilder) load(path string) (*verify.Snapshot, error) {
+func (b *snapshotBuilder) load(path string) (*gate.Snapshot, error) {
 	p, err := policyfile.Load(path)
 	if err != nil {
 		return nil, err
@@ -38,7 +39,7 @@ func (b *snapshotBuilder) load(path string) (*verify.Snapshot, error) {
 	return b.build(p)
 }
 
-func (b *snapshotBuilder) build(p *policy.Policy) (*verify.Snapshot, error) {
+func (b *snapshotBuilder) build(p *policy.Policy) (*gate.Snapshot, error) {
 	sources, key := tufSources(p)
 	switch {
 	case len(sources) == 0:
@@ -54,7 +55,7 @@ func (b *snapshotBuilder) build(p *policy.Policy) (*verify.Snapshot, error) {
 	if b.tuf != nil {
 		trust = b.tuf
 	}
-	snap, err := verify.NewSnapshot(p, trust)
+	snap, err := gate.NewSnapshot(p, trust)
 	if err != nil {
 		return nil, err
 	}
@@ -91,16 +92,16 @@ func tufSources(p *policy.Policy) ([]tuftrust.Source, string) {
 type policyReloader struct {
 	path     string
 	builder  *snapshotBuilder
-	gate     *verify.Gate
+	gate     *gate.Gate
 	log      *zap.Logger
 	failures prometheus.Counter
 	reloads  prometheus.Counter
 	problem  atomic.Pointer[string] // the current reload failure, nil when healthy
 }
 
-func newPolicyReloader(path string, builder *snapshotBuilder, gate *verify.Gate, log *zap.Logger, reg prometheus.Registerer) *policyReloader {
+func newPolicyReloader(path string, builder *snapshotBuilder, g *gate.Gate, log *zap.Logger, reg prometheus.Registerer) *policyReloader {
 	r := &policyReloader{
-		path: path, builder: builder, gate: gate, log: log,
+		path: path, builder: builder, gate: g, log: log,
 		failures: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "portcullis", Name: "policy_reload_failures_total",
 			Help: "Policy reloads that failed; the last good policy stayed in force.",
@@ -121,7 +122,7 @@ func (r *policyReloader) reload() {
 		r.healthy()
 		return
 	}
-	var snap *verify.Snapshot
+	var snap *gate.Snapshot
 	if err == nil {
 		snap, err = r.builder.build(p)
 	}
@@ -199,7 +200,7 @@ func (r *policyReloader) run(ctx context.Context, interval, tufInterval time.Dur
 	}
 }
 
-func logPolicy(log *zap.Logger, msg, path string, snap *verify.Snapshot) {
+func logPolicy(log *zap.Logger, msg, path string, snap *gate.Snapshot) {
 	log.Info(msg, zap.String("policyFile", path), zap.String("revision", short(snap.Revision)),
 		zap.Int("policies", len(snap.Policy.Policies)))
 	for _, w := range snap.Policy.Warnings {

@@ -9,8 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
 
+	"github.com/portcullis-dev/portcullis/gate"
 	"github.com/portcullis-dev/portcullis/upstream"
-	"github.com/portcullis-dev/portcullis/verify"
 )
 
 // TestPolicyReload: a good change takes effect at once; a broken file is
@@ -23,27 +23,27 @@ func TestPolicyReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gate, err := verify.NewGate(unusedUpstream(t), snap)
+	g, err := gate.New(unusedUpstream(t), snap)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := newPolicyReloader(path, builder, gate, zap.NewNop(), prometheus.NewRegistry())
-	first := gate.Snapshot().Revision
+	r := newPolicyReloader(path, builder, g, zap.NewNop(), prometheus.NewRegistry())
+	first := g.Snapshot().Revision
 
 	r.reload() // unchanged
-	if gate.Snapshot().Revision != first || r.degraded() != "" || testutil.ToFloat64(r.reloads) != 0 {
+	if g.Snapshot().Revision != first || r.degraded() != "" || testutil.ToFloat64(r.reloads) != 0 {
 		t.Fatal("an unchanged file was reloaded")
 	}
 	writeFile(t, dir, "policy.yaml", "policies:\n  - name: b\n    images: [\"r.example/**\"]\n    allow: unsigned\n")
 	r.reload()
-	second := gate.Snapshot().Revision
+	second := g.Snapshot().Revision
 	if second == first || testutil.ToFloat64(r.reloads) != 1 {
 		t.Fatal("a changed file did not take effect")
 	}
 	writeFile(t, dir, "policy.yaml", "policies:\n  - name: c\n    imagez: []\n")
 	r.reload()
 	r.reload() // the same failure is counted once
-	if gate.Snapshot().Revision != second {
+	if g.Snapshot().Revision != second {
 		t.Fatal("a broken file replaced the last good policy")
 	}
 	if !strings.Contains(r.degraded(), "imagez") || testutil.ToFloat64(r.failures) != 1 {

@@ -10,7 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
-	"github.com/portcullis-dev/portcullis/verify"
+	"github.com/portcullis-dev/portcullis/gate"
 	"github.com/portcullis-dev/portcullis/verify/tuftrust/tuftest"
 )
 
@@ -56,24 +56,24 @@ policies:
 	if !strings.Contains(snap.Revision, "+tuf:") {
 		t.Fatalf("revision %q does not include the TUF root", snap.Revision)
 	}
-	gate, err := verify.NewGate(unusedUpstream(t), snap)
+	g, err := gate.New(unusedUpstream(t), snap)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := newPolicyReloader(path, builder, gate, zap.NewNop(), prometheus.NewRegistry())
+	r := newPolicyReloader(path, builder, g, zap.NewNop(), prometheus.NewRegistry())
 	r.refreshTUF()
-	if gate.Snapshot().Revision != snap.Revision {
+	if g.Snapshot().Revision != snap.Revision {
 		t.Fatal("a refresh without a new root changed the revision")
 	}
 	repo.SetTarget("trusted_root.json", realdata(t, "trusted-root", "sigstore-go-v1.3.0-public-good.json"))
 	r.refreshTUF()
-	second := gate.Snapshot().Revision
+	second := g.Snapshot().Revision
 	if second == snap.Revision {
 		t.Fatal("a new trusted root did not take effect")
 	}
 	repo.Close()
 	r.refreshTUF()
-	if gate.Snapshot().Revision != second {
+	if g.Snapshot().Revision != second {
 		t.Fatal("a dead mirror changed the trusted root")
 	}
 }

@@ -1,4 +1,4 @@
-package verify
+package gate
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/portcullis-dev/portcullis/policy"
+	"github.com/portcullis-dev/portcullis/verify"
 )
 
 // decide reaches a verdict on req judged as as, with the grants it makes:
@@ -124,7 +125,7 @@ type depthKey struct{}
 // as an image (allowed, or a child of an allowed index), deciding it now
 // when no verdict is stored: cosign asks for referrers and .sig before any
 // manifest GET. A subject that does not exist is not served.
-func (g *Gate) subjectServed(ctx context.Context, snap *Snapshot, repo Repository, as judgeAs) (bool, string, error) {
+func (g *Gate) subjectServed(ctx context.Context, snap *Snapshot, repo verify.Repository, as judgeAs) (bool, string, error) {
 	depth, _ := ctx.Value(depthKey{}).(int)
 	if depth >= maxSubjectDepth {
 		return false, "signature material of signature material, too deep", nil
@@ -134,7 +135,7 @@ func (g *Gate) subjectServed(ctx context.Context, snap *Snapshot, repo Repositor
 		return false, "no subject", nil
 	}
 	m, err := g.reader.Manifest(ctx, repo, as.subject.String())
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, verify.ErrNotFound) {
 		return false, "no such manifest", nil
 	}
 	if err != nil {
@@ -155,7 +156,7 @@ func (g *Gate) check(ctx context.Context, snap *Snapshot, plan *policy.Plan, req
 		return nil, nil
 	}
 	t0 := time.Now()
-	disc, err := Discover(ctx, g.reader, req.Repo, req.Digest, g.o.limits)
+	disc, err := verify.Discover(ctx, g.reader, req.Repo, req.Digest, g.o.limits)
 	g.metrics.step("discovery", time.Since(t0))
 	if err != nil {
 		return nil, fmt.Errorf("finding the signatures of %s@%s: %w", req.Repo, req.Digest, err)
