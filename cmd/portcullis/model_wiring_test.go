@@ -40,13 +40,13 @@ verdictStaleIfError: %s
 	if err != nil {
 		t.Fatal(err)
 	}
-	builder := &snapshotBuilder{}
+	builder := &gate.Loader{}
 	w, err := wire(cfg, builder, zap.NewNop(), prometheus.NewRegistry(), gate.WithClock(now))
 	if err != nil {
 		t.Fatal(err)
 	}
 	reload := func() error {
-		snap, err := builder.load(policyFile)
+		snap, err := builder.Load(policyFile)
 		if err != nil {
 			return err
 		}

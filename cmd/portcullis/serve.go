@@ -9,7 +9,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -55,7 +57,7 @@ func serve(ctx context.Context, configPath, logFormat string) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	builder := &snapshotBuilder{}
+	builder := &gate.Loader{}
 	w, err := wire(cfg, builder, log, reg)
 	if err != nil {
 		return err
@@ -63,10 +65,13 @@ func serve(ctx context.Context, configPath, logFormat string) error {
 	p := w.proxy
 	status := func() string { return unverifiedStatus } // no gate: "unverified: true"
 	if w.gate != nil {
-		reloader := newPolicyReloader(cfg.PolicyFile, builder, w.gate, log, reg)
-		go reloader.run(ctx, policyPollInterval, tufRefreshInterval)
+		reloader := gate.NewReloader(cfg.PolicyFile, builder, w.gate, log, reg)
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		go reloader.Run(ctx, policyPollInterval, tufRefreshInterval, hup)
 		status = func() string {
-			if why := reloader.degraded(); why != "" {
+			if why := reloader.Degraded(); why != "" {
 				return "degraded: " + why
 			}
 			return ""
@@ -155,7 +160,7 @@ type wiring struct {
 // one with neither) gets a plain (digest-checking) mirror, and that is
 // logged as a warning on every start. extra options go to the gate after
 // the config's (tests give it a clock).
-func wire(cfg *config.Config, builder *snapshotBuilder, log *zap.Logger, reg *prometheus.Registry, extra ...gate.Option) (*wiring, error) {
+func wire(cfg *config.Config, builder *gate.Loader, log *zap.Logger, reg *prometheus.Registry, extra ...gate.Option) (*wiring, error) {
 	up, err := newUpstream(cfg, log, reg)
 	if err != nil {
 		return nil, usageError(err)
@@ -169,7 +174,7 @@ func wire(cfg *config.Config, builder *snapshotBuilder, log *zap.Logger, reg *pr
 	var g *gate.Gate
 	switch {
 	case cfg.PolicyFile != "": // first: a policy is enforced whatever else the Config says
-		snap, err := builder.load(cfg.PolicyFile)
+		snap, err := builder.Load(cfg.PolicyFile)
 		if err != nil {
 			return nil, usageError(fmt.Errorf("policyFile: %w", err))
 		}
@@ -185,7 +190,7 @@ func wire(cfg *config.Config, builder *snapshotBuilder, log *zap.Logger, reg *pr
 			return nil, usageError(err)
 		}
 		opts = append(opts, proxy.WithGate(g))
-		logPolicy(log, "policy loaded", cfg.PolicyFile, snap)
+		gate.LogSnapshot(log, "policy loaded", cfg.PolicyFile, snap)
 	case cfg.Unverified:
 		log.Warn("unverified: true in the config: serving as a plain mirror, no signature is verified",
 			zap.String("config", cfg.Path))

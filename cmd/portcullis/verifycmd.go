@@ -62,7 +62,7 @@ func runVerify(ctx context.Context, out io.Writer, configPath, output string, im
 	if cfg.PolicyFile == "" {
 		return usageError(fmt.Errorf("%s: no policyFile: nothing to verify against", cfg.Path))
 	}
-	w, err := wire(cfg, &snapshotBuilder{}, zap.NewNop(), prometheus.NewRegistry())
+	w, err := wire(cfg, &gate.Loader{}, zap.NewNop(), prometheus.NewRegistry())
 	if err != nil {
 		return err
 	}

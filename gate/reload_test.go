@@ -1,4 +1,4 @@
-package main
+package gate
 
 import (
 	"net/url"
@@ -9,7 +9,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
 
-	"github.com/portcullis-dev/portcullis/gate"
 	"github.com/portcullis-dev/portcullis/upstream"
 )
 
@@ -17,41 +16,41 @@ import (
 // counted and reported, and the last good policy stays in force.
 func TestPolicyReload(t *testing.T) {
 	dir := t.TempDir()
-	path := writeFile(t, dir, "policy.yaml", "policies:\n  - name: a\n    images: [\"r.example/**\"]\n    allow: unsigned\n")
-	builder := &snapshotBuilder{}
-	snap, err := builder.load(path)
+	path := writeTestFile(t, dir, "policy.yaml", "policies:\n  - name: a\n    images: [\"r.example/**\"]\n    allow: unsigned\n")
+	builder := &Loader{}
+	snap, err := builder.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := gate.New(unusedUpstream(t), snap)
+	g, err := New(unusedUpstream(t), snap)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := newPolicyReloader(path, builder, g, zap.NewNop(), prometheus.NewRegistry())
+	r := NewReloader(path, builder, g, zap.NewNop(), prometheus.NewRegistry())
 	first := g.Snapshot().Revision
 
-	r.reload() // unchanged
-	if g.Snapshot().Revision != first || r.degraded() != "" || testutil.ToFloat64(r.reloads) != 0 {
+	r.Reload() // unchanged
+	if g.Snapshot().Revision != first || r.Degraded() != "" || testutil.ToFloat64(r.reloads) != 0 {
 		t.Fatal("an unchanged file was reloaded")
 	}
-	writeFile(t, dir, "policy.yaml", "policies:\n  - name: b\n    images: [\"r.example/**\"]\n    allow: unsigned\n")
-	r.reload()
+	writeTestFile(t, dir, "policy.yaml", "policies:\n  - name: b\n    images: [\"r.example/**\"]\n    allow: unsigned\n")
+	r.Reload()
 	second := g.Snapshot().Revision
 	if second == first || testutil.ToFloat64(r.reloads) != 1 {
 		t.Fatal("a changed file did not take effect")
 	}
-	writeFile(t, dir, "policy.yaml", "policies:\n  - name: c\n    imagez: []\n")
-	r.reload()
-	r.reload() // the same failure is counted once
+	writeTestFile(t, dir, "policy.yaml", "policies:\n  - name: c\n    imagez: []\n")
+	r.Reload()
+	r.Reload() // the same failure is counted once
 	if g.Snapshot().Revision != second {
 		t.Fatal("a broken file replaced the last good policy")
 	}
-	if !strings.Contains(r.degraded(), "imagez") || testutil.ToFloat64(r.failures) != 1 {
-		t.Fatalf("degraded %q, failures %v", r.degraded(), testutil.ToFloat64(r.failures))
+	if !strings.Contains(r.Degraded(), "imagez") || testutil.ToFloat64(r.failures) != 1 {
+		t.Fatalf("degraded %q, failures %v", r.Degraded(), testutil.ToFloat64(r.failures))
 	}
-	writeFile(t, dir, "policy.yaml", "policies:\n  - name: b\n    images: [\"r.example/**\"]\n    allow: unsigned\n")
-	r.reload()
-	if r.degraded() != "" {
+	writeTestFile(t, dir, "policy.yaml", "policies:\n  - name: b\n    images: [\"r.example/**\"]\n    allow: unsigned\n")
+	r.Reload()
+	if r.Degraded() != "" {
 		t.Fatal("still degraded after the file was fixed")
 	}
 }
