@@ -2,6 +2,7 @@ package policy
 
 import (
 	"strings"
+	"time"
 )
 
 // This file evaluates a compiled Policy: For picks the policies that apply
@@ -99,6 +100,32 @@ type AuthorityResult struct {
 	Signer string
 	// Reasons say why it did not pass.
 	Reasons []string
+	// Evidence is what verified, when Passed (nil for a result built by
+	// hand).
+	Evidence *Evidence
+}
+
+// Evidence is the typed account of the signature that made an authority
+// pass, as the verifier established it: for logs, the decision record and
+// rules on attestations. Only verified facts are here, never claims.
+type Evidence struct {
+	// Format is the storage format: "legacy .sig" or "sigstore bundle".
+	Format string
+	// Source is where the signature was found: "tag sha256-<hex>.sig
+	// layer 0", "referrer sha256:<hex>".
+	Source string
+	// Issuer and Subject are the verified certificate identity (keyless);
+	// KeyHint names the key (key authorities).
+	Issuer, Subject, KeyHint string
+	// SigningTime is the earliest verified signing time, and TimeSource
+	// what vouched for it (sigstore-go's "Tlog" or "TimestampAuthority");
+	// zero and "" when none was verified (a key signature without a log).
+	SigningTime time.Time
+	TimeSource  string
+	// PredicateType and Statement are the verified in-toto statement of a
+	// bundle (Statement as JSON); empty for a legacy signature.
+	PredicateType string
+	Statement     []byte
 }
 
 // Reason says why an Outcome is what it is.

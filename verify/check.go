@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/portcullis-dev/portcullis/policy"
 )
@@ -119,7 +120,8 @@ func (c *Checker) Check(a *policy.Authority, disc *Discovery, image string, matc
 		}
 		who, reason := au.checkOne(s, disc.Digest.String(), image, matchRepository)
 		if reason == "" {
-			return AuthorityResult{Passed: true, Identity: who.identity + ", " + s.Format.String(), Signer: who.signer}
+			return AuthorityResult{Passed: true, Identity: who.identity + ", " + s.Format.String(), Signer: who.signer,
+				Evidence: evidence(s, who)}
 		}
 		fails = append(fails, sigFailure{s, reason})
 	}
@@ -136,6 +138,32 @@ type sigFailure struct {
 type signedBy struct {
 	identity string // for people: au.desc, or "issuer X subject Y"
 	signer   string // for threshold: policy.KeySigner or policy.CertSigner
+	keyHint  string // the key's, for a key authority
+	res      *sgverify.VerificationResult
+}
+
+// evidence is the typed account of s, verified as res says.
+func evidence(s *Signature, who signedBy) *policy.Evidence {
+	ev := &policy.Evidence{Format: s.Format.String(), Source: s.Source, KeyHint: who.keyHint}
+	res := who.res
+	if res == nil {
+		return ev
+	}
+	if res.Signature != nil && res.Signature.Certificate != nil {
+		ev.Issuer, ev.Subject = res.Signature.Certificate.Issuer, res.Signature.Certificate.SubjectAlternativeName
+	}
+	for _, ts := range res.VerifiedTimestamps {
+		if ev.SigningTime.IsZero() || ts.Timestamp.Before(ev.SigningTime) {
+			ev.SigningTime, ev.TimeSource = ts.Timestamp, ts.Type
+		}
+	}
+	if res.Statement != nil {
+		ev.PredicateType = res.Statement.GetPredicateType()
+		if b, err := protojson.Marshal(res.Statement); err == nil {
+			ev.Statement = b
+		}
+	}
+	return ev
 }
 
 // checkOne verifies one signature: cheap claim and material checks first,
@@ -204,7 +232,7 @@ func (au *authority) verified(s *Signature, res *sgverify.VerificationResult) (s
 // told from another signer's, so it does not pass.
 func (au *authority) signedBy(res *sgverify.VerificationResult) (signedBy, string) {
 	if !au.keyless {
-		return signedBy{identity: au.desc, signer: au.signer}, ""
+		return signedBy{identity: au.desc, signer: au.signer, keyHint: au.keyHint, res: res}, ""
 	}
 	if res.Signature == nil || res.Signature.Certificate == nil {
 		return signedBy{}, "verified, but sigstore-go reported no certificate to name the signer by"
@@ -213,6 +241,7 @@ func (au *authority) signedBy(res *sgverify.VerificationResult) (signedBy, strin
 	return signedBy{
 		identity: fmt.Sprintf("issuer %s subject %s", c.Issuer, c.SubjectAlternativeName),
 		signer:   policy.CertSigner(c.Issuer, c.SubjectAlternativeName),
+		res:      res,
 	}, ""
 }
 

@@ -63,6 +63,10 @@ func TestCheckKeys(t *testing.T) {
 					if !res.Passed || res.Identity != want {
 						t.Errorf("%s: got %+v, want pass as %q", format, res, want)
 					}
+					if ev := res.Evidence; ev == nil || ev.Format != format.String() || ev.KeyHint != hintOf(k.Priv.Public()) || ev.Source == "" ||
+						(format == Bundle) != (ev.PredicateType == SignPredicateType && len(ev.Statement) > 0) {
+						t.Errorf("%s: evidence %+v", format, res.Evidence)
+					}
 				}
 			})
 		})
@@ -98,6 +102,13 @@ func TestCheckKeyless(t *testing.T) {
 				want := fmt.Sprintf("issuer %s subject %s, %s", testIssuer, testSubject, tc.format)
 				if !res.Passed || res.Identity != want {
 					t.Errorf("got %+v, want pass as %q", res, want)
+				}
+				// The evidence: the verified identity, and a signing time
+				// vouched for by the log or the timestamp authority.
+				ev := res.Evidence
+				if ev == nil || ev.Issuer != testIssuer || ev.Subject != testSubject || ev.SigningTime.IsZero() ||
+					(ev.TimeSource != "Tlog" && ev.TimeSource != "TimestampAuthority") || ev.Format != tc.format.String() {
+					t.Errorf("evidence %+v", ev)
 				}
 			})
 		})
