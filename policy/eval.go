@@ -98,11 +98,42 @@ type AuthorityResult struct {
 	// whose Signer already counted for another authority of the policy
 	// does not count. "" (a result built by hand) is a signer of its own.
 	Signer string
-	// Reasons say why it did not pass.
+	// Reasons say why it did not pass, for people: a headline, then one
+	// line per signature (rendered from Failures, with notes).
 	Reasons []string
+	// Failures say why it did not pass, typed: one per signature examined
+	// (or one with no Source: no signatures, an authority that does not
+	// compile).
+	Failures []Failure
 	// Evidence is what verified, when Passed (nil for a result built by
 	// hand).
 	Evidence *Evidence
+}
+
+// FailureClass says which check a signature failed.
+type FailureClass string
+
+// The failure classes.
+const (
+	FailNoSignatures FailureClass = "no-signatures" // nothing was found to check
+	FailMalformed    FailureClass = "malformed"     // the material does not parse
+	FailClaim        FailureClass = "claim"         // it signs another digest, repository or payload type
+	FailSigner       FailureClass = "signer"        // made by another key or identity than the authority's
+	FailTrustedTime  FailureClass = "trusted-time"  // no verified signing time for a certificate
+	FailTlog         FailureClass = "tlog"          // no transparency log entry where one is required
+	FailChain        FailureClass = "chain"         // certificate chain, SCT or log inclusion does not verify
+	FailSignature    FailureClass = "signature"     // the signature itself does not verify
+	FailConfig       FailureClass = "config"        // the authority could not be used (a key or root problem)
+)
+
+// Failure is why one signature did not pass an authority.
+type Failure struct {
+	Class FailureClass
+	// Source is where the signature was found ("" when the failure is not
+	// about one signature).
+	Source string
+	// Detail is the reason, for people.
+	Detail string
 }
 
 // Evidence is the typed account of the signature that made an authority

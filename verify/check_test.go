@@ -403,3 +403,41 @@ func TestCheckerTrustRefresh(t *testing.T) {
 		t.Fatal("a failing provider discarded the last good verifiers")
 	}
 }
+
+// TestFailureClasses: why a signature failed is typed as well as told.
+func TestFailureClasses(t *testing.T) {
+	k, other := testKeys(t)["ecdsa-p256"], testKeys(t)["ed25519"]
+	kl := newKeyless(t)
+	id := policy.Identity{Issuer: testIssuer, Subject: testSubject}
+	for _, tc := range []struct {
+		name  string
+		push  func(sc *scenario)
+		trust TrustProvider
+		a     *policy.Authority
+		want  policy.FailureClass
+	}{
+		{"nothing signed", func(*scenario) {}, TrustMap{}, k.Authority(false, ""), policy.FailNoSignatures},
+		{"another key", func(sc *scenario) {
+			sc.tr.PushLegacy(sc.repo, sc.image.Digest, other.LegacyKeyLayer(t, "r/x", sc.image.Digest))
+		}, TrustMap{}, k.Authority(false, ""), policy.FailSignature},
+		{"another digest", func(sc *scenario) {
+			d := sc.tr.PushImage(sc.repo, "v2").Digest
+			sc.tr.PushLegacy(sc.repo, sc.image.Digest, k.LegacyKeyLayer(t, "r/x", d))
+		}, TrustMap{}, k.Authority(false, ""), policy.FailClaim},
+		{"a key where a certificate is wanted", func(sc *scenario) {
+			sc.tr.PushReferrer(sc.repo, sc.image, k.KeyBundle(t, statementFor(sc.image.Digest, SignPredicateType)), SignPredicateType)
+		}, keylessTrust(kl), keylessAuthority(id, false), policy.FailSigner},
+		{"no log entry where one is required", func(sc *scenario) {
+			sc.tr.PushLegacy(sc.repo, sc.image.Digest, k.LegacyKeyLayer(t, "r/x", sc.image.Digest))
+		}, keylessTrust(kl), k.Authority(true, vsRoot), policy.FailTlog},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sc := newScenario(t, true)
+			tc.push(sc)
+			res := sc.check(t, tc.trust, tc.a, Limits{}, false)
+			if res.Passed || len(res.Failures) == 0 || res.Failures[0].Class != tc.want || res.Failures[0].Detail == "" {
+				t.Fatalf("got %+v, want a failure of class %s", res.Failures, tc.want)
+			}
+		})
+	}
+}

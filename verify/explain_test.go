@@ -87,8 +87,8 @@ func TestExplainIdentityError(t *testing.T) {
 	au := &authority{keyless: true, desc: "issuer a subject b"}
 	s := &Signature{facts: sigFacts{issuer: "x", san: "y"}}
 	err := fmt.Errorf("failed to verify certificate identity: %w", &sgverify.ErrNoMatchingCertificateIdentity{})
-	if got, want := au.explain(err, s), "identity issuer x subject y does not match issuer a subject b"; got != want {
-		t.Errorf("explain = %q, want %q", got, want)
+	if got, want := au.explain(err, s), fail(policy.FailSigner, "identity issuer x subject y does not match issuer a subject b"); got != want {
+		t.Errorf("explain = %+v, want %+v", got, want)
 	}
 }
 
