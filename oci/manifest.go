@@ -13,7 +13,10 @@ const (
 	DockerManifest     = "application/vnd.docker.distribution.manifest.v2+json"
 	DockerManifestList = "application/vnd.docker.distribution.manifest.list.v2+json"
 	OCIEmptyJSON       = "application/vnd.oci.empty.v1+json"
-	emptyIndex         = `{"schemaVersion":2,"mediaType":"` + OCIIndex + `","manifests":[]}`
+	// CosignSimpleSigning is the layer type of a legacy cosign signature
+	// (the layers of a .sig tag: signed payloads).
+	CosignSimpleSigning = "application/vnd.dev.cosign.simplesigning.v1+json"
+	emptyIndex          = `{"schemaVersion":2,"mediaType":"` + OCIIndex + `","manifests":[]}`
 )
 
 // ManifestTypes are the manifest and index media types, as a reader that

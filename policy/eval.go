@@ -2,6 +2,7 @@ package policy
 
 import (
 	"strings"
+	"time"
 )
 
 // This file evaluates a compiled Policy: For picks the policies that apply
@@ -97,8 +98,65 @@ type AuthorityResult struct {
 	// whose Signer already counted for another authority of the policy
 	// does not count. "" (a result built by hand) is a signer of its own.
 	Signer string
-	// Reasons say why it did not pass.
+	// Reasons say why it did not pass, for people: a headline, then one
+	// line per signature (rendered from Failures, with notes).
 	Reasons []string
+	// Failures say why it did not pass, typed: one per signature examined
+	// (or one with no Source: no signatures, an authority that does not
+	// compile).
+	Failures []Failure
+	// Evidence is what verified, when Passed (nil for a result built by
+	// hand).
+	Evidence *Evidence
+}
+
+// FailureClass says which check a signature failed.
+type FailureClass string
+
+// The failure classes.
+const (
+	FailNoSignatures FailureClass = "no-signatures" // nothing was found to check
+	FailMalformed    FailureClass = "malformed"     // the material does not parse
+	FailClaim        FailureClass = "claim"         // it signs another digest, repository or payload type
+	FailSigner       FailureClass = "signer"        // made by another key or identity than the authority's
+	FailTrustedTime  FailureClass = "trusted-time"  // no verified signing time for a certificate
+	FailTlog         FailureClass = "tlog"          // no transparency log entry where one is required
+	FailChain        FailureClass = "chain"         // certificate chain, SCT or log inclusion does not verify
+	FailSignature    FailureClass = "signature"     // the signature itself does not verify
+	FailConfig       FailureClass = "config"        // the authority could not be used (a key or root problem)
+)
+
+// Failure is why one signature did not pass an authority.
+type Failure struct {
+	Class FailureClass
+	// Source is where the signature was found ("" when the failure is not
+	// about one signature).
+	Source string
+	// Detail is the reason, for people.
+	Detail string
+}
+
+// Evidence is the typed account of the signature that made an authority
+// pass, as the verifier established it: for logs, the decision record and
+// rules on attestations. Only verified facts are here, never claims.
+type Evidence struct {
+	// Format is the storage format: "legacy .sig" or "sigstore bundle".
+	Format string
+	// Source is where the signature was found: "tag sha256-<hex>.sig
+	// layer 0", "referrer sha256:<hex>".
+	Source string
+	// Issuer and Subject are the verified certificate identity (keyless);
+	// KeyHint names the key (key authorities).
+	Issuer, Subject, KeyHint string
+	// SigningTime is the earliest verified signing time, and TimeSource
+	// what vouched for it (sigstore-go's "Tlog" or "TimestampAuthority");
+	// zero and "" when none was verified (a key signature without a log).
+	SigningTime time.Time
+	TimeSource  string
+	// PredicateType and Statement are the verified in-toto statement of a
+	// bundle (Statement as JSON); empty for a legacy signature.
+	PredicateType string
+	Statement     []byte
 }
 
 // Reason says why an Outcome is what it is.

@@ -31,24 +31,24 @@ func (p *Proxy) serveBlob(w http.ResponseWriter, r *http.Request, rt *route) err
 	}
 	ctx := r.Context()
 	noteDigest(ctx, d.String())
-	permit, err := p.gate.CheckBlob(ctx, rt.repo, d)
+	maxBytes, err := p.gate.CheckBlob(ctx, rt.repo, d)
 	if err != nil {
 		return err
 	}
 	if r.Method == http.MethodHead {
-		return p.headBlob(w, r, rt, d, permit)
+		return p.headBlob(w, r, rt, d, maxBytes)
 	}
-	return p.getBlob(w, r, rt, d, upstream.ParseRange(r.Header.Get("Range")), permit)
+	return p.getBlob(w, r, rt, d, upstream.ParseRange(r.Header.Get("Range")), maxBytes)
 }
 
-// withinPermit refuses a blob larger than its permit allows (a blob served
-// only as signature material is at most the size its artifact lists). An
-// unknown size is refused too when there is a bound.
-func withinPermit(permit BlobPermit, d v1.Hash, size int64) error {
-	if permit.MaxBytes <= 0 || (size >= 0 && size <= permit.MaxBytes) {
+// withinPermit refuses a blob larger than the Gate's maxBytes allows (a
+// blob served only as signature material is at most the size its artifact
+// lists). An unknown size is refused too when there is a bound.
+func withinPermit(maxBytes int64, d v1.Hash, size int64) error {
+	if maxBytes <= 0 || (size >= 0 && size <= maxBytes) {
 		return nil
 	}
-	return &DeniedError{Message: fmt.Sprintf("%s is served only as signature material, of at most %d bytes; the upstream has %d", d, permit.MaxBytes, size)}
+	return &DeniedError{Message: fmt.Sprintf("%s is served only as signature material, of at most %d bytes; the upstream has %d", d, maxBytes, size)}
 }
 
 func setBlobHeaders(h http.Header, d v1.Hash) {
@@ -59,12 +59,12 @@ func setBlobHeaders(h http.Header, d v1.Hash) {
 }
 
 // headBlob answers HEAD with the blob's size from one (shared) upstream HEAD.
-func (p *Proxy) headBlob(w http.ResponseWriter, r *http.Request, rt *route, d v1.Hash, permit BlobPermit) error {
+func (p *Proxy) headBlob(w http.ResponseWriter, r *http.Request, rt *route, d v1.Hash, maxBytes int64) error {
 	size, err := p.up.StatBlob(r.Context(), rt.repo, d)
 	if err != nil {
 		return err
 	}
-	if err := withinPermit(permit, d, size); err != nil {
+	if err := withinPermit(maxBytes, d, size); err != nil {
 		return err
 	}
 	setBlobHeaders(w.Header(), d)
@@ -74,13 +74,13 @@ func (p *Proxy) headBlob(w http.ResponseWriter, r *http.Request, rt *route, d v1
 }
 
 // getBlob streams a blob, or the requested range of it, from the upstream.
-func (p *Proxy) getBlob(w http.ResponseWriter, r *http.Request, rt *route, d v1.Hash, rng *upstream.Range, permit BlobPermit) error {
+func (p *Proxy) getBlob(w http.ResponseWriter, r *http.Request, rt *route, d v1.Hash, rng *upstream.Range, maxBytes int64) error {
 	b, err := p.up.OpenBlob(r.Context(), rt.repo, d, rng)
 	if err != nil {
 		return err
 	}
 	defer b.Body.Close()
-	if err := withinPermit(permit, d, b.Size); err != nil {
+	if err := withinPermit(maxBytes, d, b.Size); err != nil {
 		return err
 	}
 	switch {

@@ -69,19 +69,19 @@ var notFoundCode = map[string]string{
 	routeTags:      codeNameUnknown,
 }
 
-// DeniedError is how a Gate refuses content: the proxy answers 403 with an
-// OCI error body whose code is DENIED, whose message is Message, and whose
-// detail is Detail (any JSON-marshalable value, may be nil).
+// DeniedError is a Refusal: 403 with an OCI error body whose code is
+// DENIED, whose message is Message, and whose detail is Detail (any
+// JSON-marshalable value, may be nil); 404 MANIFEST_UNKNOWN if NotFound.
 type DeniedError struct {
-	Message string
-	Detail  any
-	// NotFound answers 404 MANIFEST_UNKNOWN instead of 403 DENIED: the
-	// manifest sits where signature material is kept but is not of its
-	// shape (clients read 404 there as "no signatures").
+	Message  string
+	Detail   any
 	NotFound bool
 }
 
 func (e *DeniedError) Error() string { return e.Message }
+
+// Refused implements Refusal.
+func (e *DeniedError) Refused() (detail any, notFound bool) { return e.Detail, e.NotFound }
 
 // regError is an answer on the wire; only writeError sends it.
 type regError struct {
@@ -108,7 +108,7 @@ func newError(code, format string, args ...any) *regError {
 }
 
 // asRegError maps any error to the wire, for a request on route: a
-// *regError as is; a Gate's *DeniedError to 403 DENIED (the only source of
+// *regError as is; a Gate's Refusal to 403 DENIED (the only source of
 // DENIED: a policy refusal) or 404; an *upstream.Error by its kind;
 // anything else (no decision could be made) to 503 UNAVAILABLE.
 func asRegError(err error, route string) *regError {
@@ -116,13 +116,14 @@ func asRegError(err error, route string) *regError {
 	if errors.As(err, &re) {
 		return re
 	}
-	var de *DeniedError
-	if errors.As(err, &de) {
-		if de.NotFound {
-			return newError(codeManifestUnknown, "%s", de.Message)
+	var refusal Refusal
+	if errors.As(err, &refusal) {
+		detail, notFound := refusal.Refused()
+		if notFound {
+			return newError(codeManifestUnknown, "%s", refusal.Error())
 		}
-		e := newError(codeDenied, "%s", de.Message)
-		e.Detail = de.Detail
+		e := newError(codeDenied, "%s", refusal.Error())
+		e.Detail = detail
 		return e
 	}
 	var ue *upstream.Error

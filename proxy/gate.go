@@ -12,40 +12,36 @@ import (
 // one type, oci.Repository).
 type Repository = oci.Repository
 
-// Manifest is what the Gate is asked about: the exact bytes the proxy is about
-// to serve, with the digest they hash to.
-type Manifest struct {
-	Repo Repository
-	// Reference is what the client asked for: a tag, or a digest string.
-	Reference string
-	Digest    v1.Hash
-	MediaType string
-	Bytes     []byte
-}
-
-// BlobPermit is a Gate's allowance of one blob response.
-type BlobPermit struct {
-	// MaxBytes, when positive, is the most the blob may have: a blob
-	// allowed only as signature material is served only up to the size
-	// its artifact lists (a larger upstream answer is cut off).
-	MaxBytes int64
-}
-
-// Gate decides whether content may be served. The proxy calls it after it has
-// the bytes (or, for a blob, before it contacts the upstream) and before a
-// byte or header of the content reaches the client. A nil error allows; a
-// *DeniedError refuses (403 DENIED, or 404 when it says NotFound); any
-// other error means no decision could be made and the client gets 503
-// UNAVAILABLE (fail closed).
+// Gate decides whether content may be served. The proxy calls it after it
+// has the bytes (or, for a blob, before it contacts the upstream) and
+// before a byte or header of the content reaches the client. A nil error
+// allows; a Refusal refuses (403 DENIED, or 404 when it says notFound);
+// any other error means no decision could be made and the client gets 503
+// UNAVAILABLE (fail closed). package gate's Gate is the one that verifies.
 type Gate interface {
 	// CheckManifest is asked about every manifest response, GET or HEAD, by
-	// tag or by digest.
-	CheckManifest(ctx context.Context, m *Manifest) error
-	// CheckBlob is asked about every blob response, GET or HEAD, full or ranged.
-	CheckBlob(ctx context.Context, repo Repository, digest v1.Hash) (BlobPermit, error)
+	// tag or by digest: reference is what the client asked for (a tag, or
+	// a digest string), m the exact bytes about to be served.
+	CheckManifest(ctx context.Context, repo Repository, reference string, m *oci.Manifest) error
+	// CheckBlob is asked about every blob response, GET or HEAD, full or
+	// ranged. maxBytes, when positive, is the most the blob may have (a
+	// blob allowed only as signature material is served only up to the
+	// size its artifact lists); a larger one is refused.
+	CheckBlob(ctx context.Context, repo Repository, digest v1.Hash) (maxBytes int64, err error)
 	// CheckReferrers is asked about every referrers answer, with the exact
 	// bytes about to be served.
 	CheckReferrers(ctx context.Context, repo Repository, subject v1.Hash, body []byte) error
+}
+
+// Refusal is how a Gate refuses: an error with a Refused method. Its
+// Error() is the message the client reads; detail (any JSON-marshalable
+// value, may be nil) goes in the error body; notFound answers 404
+// MANIFEST_UNKNOWN instead of 403 DENIED (a manifest kept where signature
+// material is, but not of its shape: clients read 404 there as "no
+// signatures"). The proxy's own DeniedError is one.
+type Refusal interface {
+	error
+	Refused() (detail any, notFound bool)
 }
 
 // AllowAllUnsafe is the Gate of a plain mirror: it allows everything, so
@@ -56,12 +52,12 @@ type AllowAllUnsafe struct{}
 var _ Gate = AllowAllUnsafe{}
 
 // CheckManifest allows every manifest.
-func (AllowAllUnsafe) CheckManifest(context.Context, *Manifest) error { return nil }
+func (AllowAllUnsafe) CheckManifest(context.Context, Repository, string, *oci.Manifest) error {
+	return nil
+}
 
 // CheckBlob allows every blob.
-func (AllowAllUnsafe) CheckBlob(context.Context, Repository, v1.Hash) (BlobPermit, error) {
-	return BlobPermit{}, nil
-}
+func (AllowAllUnsafe) CheckBlob(context.Context, Repository, v1.Hash) (int64, error) { return 0, nil }
 
 // CheckReferrers allows every referrers answer.
 func (AllowAllUnsafe) CheckReferrers(context.Context, Repository, v1.Hash, []byte) error { return nil }

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/portcullis-dev/portcullis/oci"
 )
 
 // recordingGate denies what its deny set names and records what it was asked.
@@ -20,10 +22,10 @@ type recordingGate struct {
 	digests map[string][]byte
 }
 
-func (g *recordingGate) CheckManifest(_ context.Context, m *Manifest) error {
+func (g *recordingGate) CheckManifest(_ context.Context, repo Repository, _ string, m *oci.Manifest) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.asked = append(g.asked, "manifest "+m.Repo.String()+"@"+m.Digest.String())
+	g.asked = append(g.asked, "manifest "+repo.String()+"@"+m.Digest.String())
 	if g.digests == nil {
 		g.digests = map[string][]byte{}
 	}
@@ -31,11 +33,11 @@ func (g *recordingGate) CheckManifest(_ context.Context, m *Manifest) error {
 	return g.verdict(m.Digest)
 }
 
-func (g *recordingGate) CheckBlob(_ context.Context, repo Repository, d v1.Hash) (BlobPermit, error) {
+func (g *recordingGate) CheckBlob(_ context.Context, repo Repository, d v1.Hash) (int64, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.asked = append(g.asked, "blob "+repo.String()+"@"+d.String())
-	return BlobPermit{}, g.verdict(d)
+	return 0, g.verdict(d)
 }
 
 func (g *recordingGate) CheckReferrers(_ context.Context, repo Repository, d v1.Hash, _ []byte) error {

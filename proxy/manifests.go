@@ -26,9 +26,7 @@ func (p *Proxy) serveManifest(w http.ResponseWriter, r *http.Request, rt *route)
 		return err
 	}
 	noteDigest(ctx, m.DigestString())
-	if err := p.gate.CheckManifest(ctx, &Manifest{
-		Repo: rt.repo, Reference: rt.ref, Digest: m.Digest, MediaType: m.MediaType, Bytes: m.Bytes,
-	}); err != nil {
+	if err := p.gate.CheckManifest(ctx, rt.repo, rt.ref, m); err != nil {
 		return err
 	}
 	h := w.Header()

@@ -6,9 +6,10 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/portcullis-dev/portcullis/policy"
 	"github.com/sigstore/sigstore-go/pkg/root"
 	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
+
+	"github.com/portcullis-dev/portcullis/policy"
 )
 
 // authority is a policy.Authority compiled into sigstore-go verifiers and
@@ -20,6 +21,7 @@ type authority struct {
 	tm          root.TrustedMaterial // as returned by the TrustProvider (nil if none used)
 	desc        string               // "key <hint>" or "issuer X subject Y", for messages
 	signer      string               // a key's policy.KeySigner; "" for keyless (per certificate)
+	keyHint     string               // a key's hint; "" for keyless
 	// tlogV requires a verified transparency log entry; plainV does not
 	// (key without requireTlog; keyless without requireTlog, timestamped
 	// by a TSA). Either may be nil when the authority cannot use it.
@@ -68,7 +70,7 @@ func compileKey(a *policy.Authority, trust TrustProvider) (*authority, error) {
 	if hint == "" {
 		hint = hintOf(a.Key.Public)
 	}
-	au := &authority{requireTlog: a.RequireTlog, desc: "key " + hint, signer: policy.KeySigner(a.Key.Public),
+	au := &authority{requireTlog: a.RequireTlog, desc: "key " + hint, keyHint: hint, signer: policy.KeySigner(a.Key.Public),
 		policyOpts: []sgverify.PolicyOption{sgverify.WithKey()}}
 	if au.signer == "" {
 		return nil, errors.New("key: cannot encode the public key to name its signer")

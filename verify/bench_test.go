@@ -24,22 +24,22 @@ func benchCases(b *testing.B) []benchCase {
 	add := func(name string, trust TrustProvider, a *policy.Authority, push func(sc *scenario)) {
 		sc := newScenario(b, true)
 		push(sc)
-		out = append(out, benchCase{name, trust, a, sc.tr.discover(sc.repo, sc.image.Digest, Limits{})})
+		out = append(out, benchCase{name, trust, a, discover(sc.tr, sc.repo, sc.image.Digest, Limits{})})
 	}
-	add("key/legacy", TrustMap{}, k.authority(false, ""), func(sc *scenario) {
-		sc.tr.pushLegacy(sc.repo, sc.image.Digest, k.legacyKeyLayer(b, "r/x", sc.image.Digest))
+	add("key/legacy", TrustMap{}, k.Authority(false, ""), func(sc *scenario) {
+		sc.tr.PushLegacy(sc.repo, sc.image.Digest, k.LegacyKeyLayer(b, "r/x", sc.image.Digest))
 	})
-	add("key/bundle", TrustMap{}, k.authority(false, ""), func(sc *scenario) {
-		sc.tr.pushReferrer(sc.repo, sc.image, k.keyBundle(b, statementFor(sc.image.Digest, SignPredicateType)), SignPredicateType)
+	add("key/bundle", TrustMap{}, k.Authority(false, ""), func(sc *scenario) {
+		sc.tr.PushReferrer(sc.repo, sc.image, k.KeyBundle(b, statementFor(sc.image.Digest, SignPredicateType)), SignPredicateType)
 	})
-	add("keyless/legacy-SET", kl.trust(), keylessAuthority(id, true), func(sc *scenario) {
-		sc.tr.pushLegacy(sc.repo, sc.image.Digest, kl.legacyLayer(b, testSubject, sc.image.Digest, true, false))
+	add("keyless/legacy-SET", keylessTrust(kl), keylessAuthority(id, true), func(sc *scenario) {
+		sc.tr.PushLegacy(sc.repo, sc.image.Digest, kl.LegacyLayer(b, testSubject, sc.image.Digest, true, false))
 	})
-	add("keyless/legacy-TSA", kl.trust(), keylessAuthority(id, false), func(sc *scenario) {
-		sc.tr.pushLegacy(sc.repo, sc.image.Digest, kl.legacyLayer(b, testSubject, sc.image.Digest, false, true))
+	add("keyless/legacy-TSA", keylessTrust(kl), keylessAuthority(id, false), func(sc *scenario) {
+		sc.tr.PushLegacy(sc.repo, sc.image.Digest, kl.LegacyLayer(b, testSubject, sc.image.Digest, false, true))
 	})
-	add("keyless/bundle-SET+proof", kl.trust(), keylessAuthority(id, true), func(sc *scenario) {
-		sc.tr.pushReferrer(sc.repo, sc.image, kl.bundle(b, testSubject, statementFor(sc.image.Digest, SignPredicateType), true, false), SignPredicateType)
+	add("keyless/bundle-SET+proof", keylessTrust(kl), keylessAuthority(id, true), func(sc *scenario) {
+		sc.tr.PushReferrer(sc.repo, sc.image, kl.Bundle(b, testSubject, statementFor(sc.image.Digest, SignPredicateType), true, false), SignPredicateType)
 	})
 	return out
 }
@@ -70,7 +70,7 @@ func BenchmarkCheck(b *testing.B) {
 func BenchmarkCheckRealKeyless(b *testing.B) {
 	dir := realdata(b, "containers-image-cosign")
 	l := sigstoreJSON(b, dir, "fulcio-rekor-1", "signature-1")
-	s, err := parseLegacyLayer(l.payload, l.ann)
+	s, err := parseLegacyLayer(l.Payload, l.Annotations)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -103,11 +103,11 @@ func BenchmarkDiscover(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			sc := newScenario(b, referrers)
 			d := sc.image.Digest
-			sc.tr.pushLegacy(sc.repo, d, k.legacyKeyLayer(b, "r/x", d))
-			sc.tr.pushReferrer(sc.repo, sc.image, k.keyBundle(b, statementFor(d, SignPredicateType)), SignPredicateType)
+			sc.tr.PushLegacy(sc.repo, d, k.LegacyKeyLayer(b, "r/x", d))
+			sc.tr.PushReferrer(sc.repo, sc.image, k.KeyBundle(b, statementFor(d, SignPredicateType)), SignPredicateType)
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := Discover(context.Background(), sc.tr.reader, sc.repo, d, Limits{}); err != nil {
+				if _, err := Discover(context.Background(), sc.tr.Reader, sc.repo, d, Limits{}); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -12,6 +12,8 @@ import (
 	"github.com/sigstore/sigstore-go/pkg/bundle"
 	"github.com/sigstore/sigstore-go/pkg/tlog"
 	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
+
+	"github.com/portcullis-dev/portcullis/oci"
 )
 
 const (
@@ -22,7 +24,6 @@ const (
 	// (copied into referrers API descriptors, absent from fallback indexes).
 	annBundlePredicateType = "dev.sigstore.bundle.predicateType"
 	bundleMediaTypeBase    = "application/vnd.dev.sigstore.bundle"
-	emptyConfigMediaType   = "application/vnd.oci.empty.v1+json"
 )
 
 // isBundleMediaType reports whether a layer media type is a Sigstore bundle,
@@ -40,7 +41,7 @@ func isBundleMediaType(mt string) bool {
 // may be a Sigstore bundle: missing, a bundle type, or the empty config type
 // registries report when they use config.mediaType.
 func maybeBundleArtifact(at string) bool {
-	return at == "" || at == emptyConfigMediaType || isBundleMediaType(at)
+	return at == "" || at == oci.OCIEmptyJSON || isBundleMediaType(at)
 }
 
 // referrerCandidate is one referrer manifest that may hold a bundle.

@@ -8,8 +8,10 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/portcullis-dev/portcullis/policy"
 	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/portcullis-dev/portcullis/policy"
 )
 
 // AuthorityResult is the decision for one authority. On a pass, Identity
@@ -105,56 +107,88 @@ func authorityName(a *policy.Authority) string {
 func (c *Checker) Check(a *policy.Authority, disc *Discovery, image string, matchRepository bool) AuthorityResult {
 	au, err := c.compiled(a)
 	if err != nil {
-		return AuthorityResult{Reasons: []string{err.Error()}}
+		return AuthorityResult{Reasons: []string{err.Error()}, Failures: []policy.Failure{{Class: policy.FailConfig, Detail: err.Error()}}}
 	}
 	if disc == nil || len(disc.Signatures) == 0 {
-		return AuthorityResult{Reasons: noSignatures(disc)}
+		reasons := noSignatures(disc)
+		return AuthorityResult{Reasons: reasons, Failures: []policy.Failure{{Class: policy.FailNoSignatures, Detail: reasons[0]}}}
 	}
 	var fails []sigFailure
 	for _, s := range disc.Signatures {
 		if s.Malformed != "" {
-			fails = append(fails, sigFailure{s, "malformed: " + s.Malformed})
+			fails = append(fails, sigFailure{s, fail(policy.FailMalformed, "malformed: %s", s.Malformed)})
 			continue
 		}
 		who, reason := au.checkOne(s, disc.Digest.String(), image, matchRepository)
-		if reason == "" {
-			return AuthorityResult{Passed: true, Identity: who.identity + ", " + s.Format.String(), Signer: who.signer}
+		if reason.ok() {
+			return AuthorityResult{Passed: true, Identity: who.identity + ", " + s.Format.String(), Signer: who.signer,
+				Evidence: evidence(s, who)}
 		}
 		fails = append(fails, sigFailure{s, reason})
 	}
-	return AuthorityResult{Reasons: c.explainFailures(au, disc, fails)}
+	out := make([]policy.Failure, len(fails))
+	for i, f := range fails {
+		out[i] = policy.Failure{Class: f.reason.class, Source: f.sig.Source, Detail: f.reason.detail}
+	}
+	return AuthorityResult{Reasons: c.explainFailures(au, disc, fails), Failures: out}
 }
 
 // sigFailure is why one signature did not pass.
 type sigFailure struct {
 	sig    *Signature
-	reason string
+	reason failure
 }
 
 // signedBy is who made a signature that verified.
 type signedBy struct {
 	identity string // for people: au.desc, or "issuer X subject Y"
 	signer   string // for threshold: policy.KeySigner or policy.CertSigner
+	keyHint  string // the key's, for a key authority
+	res      *sgverify.VerificationResult
+}
+
+// evidence is the typed account of s, verified as res says.
+func evidence(s *Signature, who signedBy) *policy.Evidence {
+	ev := &policy.Evidence{Format: s.Format.String(), Source: s.Source, KeyHint: who.keyHint}
+	res := who.res
+	if res == nil {
+		return ev
+	}
+	if res.Signature != nil && res.Signature.Certificate != nil {
+		ev.Issuer, ev.Subject = res.Signature.Certificate.Issuer, res.Signature.Certificate.SubjectAlternativeName
+	}
+	for _, ts := range res.VerifiedTimestamps {
+		if ev.SigningTime.IsZero() || ts.Timestamp.Before(ev.SigningTime) {
+			ev.SigningTime, ev.TimeSource = ts.Timestamp, ts.Type
+		}
+	}
+	if res.Statement != nil {
+		ev.PredicateType = res.Statement.GetPredicateType()
+		if b, err := protojson.Marshal(res.Statement); err == nil {
+			ev.Statement = b
+		}
+	}
+	return ev
 }
 
 // checkOne verifies one signature: cheap claim and material checks first,
 // then sigstore-go. It returns who verified, or a reason.
-func (au *authority) checkOne(s *Signature, digest, image string, matchRepository bool) (signedBy, string) {
-	if r := claimMismatch(s, digest, image, matchRepository); r != "" {
+func (au *authority) checkOne(s *Signature, digest, image string, matchRepository bool) (signedBy, failure) {
+	if r := claimMismatch(s, digest, image, matchRepository); !r.ok() {
 		return signedBy{}, r
 	}
-	if r := au.materialMismatch(s); r != "" {
+	if r := au.materialMismatch(s); !r.ok() {
 		return signedBy{}, r
 	}
 	entity := s.Entity
 	if le, ok := entity.(*legacyEntity); ok && !au.keyless {
 		entity = le.asKey()
 	}
-	var reason string
+	var reason failure
 	for _, v := range au.verifiers(s) {
 		pb, err := au.policyFor(s, digest)
 		if err != nil {
-			return signedBy{}, "cannot build verification policy: " + err.Error()
+			return signedBy{}, fail(policy.FailConfig, "cannot build verification policy: %v", err)
 		}
 		res, err := safeVerify(v, entity, pb)
 		if err == nil {
@@ -190,9 +224,9 @@ func (au *authority) policyFor(s *Signature, digest string) (sgverify.PolicyBuil
 // verified checks what sigstore-go verified: a bundle's statement must be a
 // cosign signature (discovery read the predicate type with another JSON
 // parser; this is the verified one). It returns who signed, or a reason.
-func (au *authority) verified(s *Signature, res *sgverify.VerificationResult) (signedBy, string) {
+func (au *authority) verified(s *Signature, res *sgverify.VerificationResult) (signedBy, failure) {
 	if s.Format == Bundle && (res.Statement == nil || res.Statement.GetPredicateType() != SignPredicateType) {
-		return signedBy{}, fmt.Sprintf("verified statement has predicate type %q, not %s", res.Statement.GetPredicateType(), SignPredicateType)
+		return signedBy{}, fail(policy.FailClaim, "verified statement has predicate type %q, not %s", res.Statement.GetPredicateType(), SignPredicateType)
 	}
 	return au.signedBy(res)
 }
@@ -201,71 +235,72 @@ func (au *authority) verified(s *Signature, res *sgverify.VerificationResult) (s
 // only key a key authority verifies with), or the verified certificate's
 // issuer and subject. A keyless result without a certificate cannot be
 // told from another signer's, so it does not pass.
-func (au *authority) signedBy(res *sgverify.VerificationResult) (signedBy, string) {
+func (au *authority) signedBy(res *sgverify.VerificationResult) (signedBy, failure) {
 	if !au.keyless {
-		return signedBy{identity: au.desc, signer: au.signer}, ""
+		return signedBy{identity: au.desc, signer: au.signer, keyHint: au.keyHint, res: res}, failure{}
 	}
 	if res.Signature == nil || res.Signature.Certificate == nil {
-		return signedBy{}, "verified, but sigstore-go reported no certificate to name the signer by"
+		return signedBy{}, fail(policy.FailSignature, "verified, but sigstore-go reported no certificate to name the signer by")
 	}
 	c := res.Signature.Certificate
 	return signedBy{
 		identity: fmt.Sprintf("issuer %s subject %s", c.Issuer, c.SubjectAlternativeName),
 		signer:   policy.CertSigner(c.Issuer, c.SubjectAlternativeName),
-	}, ""
+		res:      res,
+	}, failure{}
 }
 
 // claimMismatch checks what the signature says it signs.
-func claimMismatch(s *Signature, digest, image string, matchRepository bool) string {
+func claimMismatch(s *Signature, digest, image string, matchRepository bool) failure {
 	switch s.Format {
 	case Legacy:
 		if s.claimType != CosignSignatureType {
-			return fmt.Sprintf("payload type is %q, not %q", s.claimType, CosignSignatureType)
+			return fail(policy.FailClaim, "payload type is %q, not %q", s.claimType, CosignSignatureType)
 		}
 		if s.DockerManifestDigest != digest {
-			return fmt.Sprintf("payload names digest %s, not the image's %s", orNone(s.DockerManifestDigest), digest)
+			return fail(policy.FailClaim, "payload names digest %s, not the image's %s", orNone(s.DockerManifestDigest), digest)
 		}
 		if matchRepository && !sameRepository(s.DockerReference, image) {
-			return fmt.Sprintf("payload names repository %s, not %s (the policy sets matchRepository)", orNone(s.DockerReference), image)
+			return fail(policy.FailClaim, "payload names repository %s, not %s (the policy sets matchRepository)", orNone(s.DockerReference), image)
 		}
 	case Bundle:
 		if s.PredicateType != SignPredicateType {
-			return fmt.Sprintf("predicate type %s is not a cosign signature", s.PredicateType)
+			return fail(policy.FailClaim, "predicate type %s is not a cosign signature", s.PredicateType)
 		}
 		if !slices.Contains(s.SubjectDigests, digest) {
-			return fmt.Sprintf("statement names digest %s, not the image's %s", orNone(firstOf(s.SubjectDigests)), digest)
+			return fail(policy.FailClaim, "statement names digest %s, not the image's %s", orNone(firstOf(s.SubjectDigests)), digest)
 		}
 		if matchRepository {
-			return "a sigstore bundle names no repository, and the policy sets matchRepository (only a legacy .sig signature can name one)"
+			return fail(policy.FailClaim, "a sigstore bundle names no repository, and the policy sets matchRepository (only a legacy .sig signature can name one)")
 		}
 	}
-	return ""
+	return failure{}
 }
 
 // materialMismatch catches, before any cryptography, signatures that
 // cannot pass: wrong kind (key vs certificate), an identity that does not
 // match, no trusted time, no required log entry.
-func (au *authority) materialMismatch(s *Signature) string {
+func (au *authority) materialMismatch(s *Signature) failure {
 	f := s.facts
 	switch {
 	case !au.keyless && f.hasCert && s.Format == Bundle:
-		return fmt.Sprintf("signed with a certificate (%s), not with %s", s.Signer, au.desc)
+		return fail(policy.FailSigner, "signed with a certificate (%s), not with %s", s.Signer, au.desc)
 	case au.keyless && !f.hasCert:
-		return fmt.Sprintf("signed with %s, not with a certificate for %s", s.Signer, au.desc)
+		return fail(policy.FailSigner, "signed with %s, not with a certificate for %s", s.Signer, au.desc)
 	case au.keyless && f.summary == nil:
-		return "certificate has no usable identity (no subject alternative name)"
+		return fail(policy.FailSigner, "certificate has no usable identity (no subject alternative name)")
 	case au.keyless:
 		if _, err := au.ids.Verify(*f.summary); err != nil {
-			return fmt.Sprintf("identity issuer %s subject %s does not match %s", orNone(f.issuer), orNone(f.san), au.desc)
+			return fail(policy.FailSigner, "identity issuer %s subject %s does not match %s", orNone(f.issuer), orNone(f.san), au.desc)
 		}
 		if !f.hasSET && !f.hasTimestamp {
-			return noTrustedTime(f)
+			return fail(policy.FailTrustedTime, "%s", noTrustedTime(f))
 		}
 	}
 	if au.requireTlog && !f.hasTlog {
-		return "no transparency log (Rekor) entry, and the authority requires one"
+		return fail(policy.FailTlog, "no transparency log (Rekor) entry, and the authority requires one")
 	}
-	return ""
+	return failure{}
 }
 
 func firstOf(ss []string) string {

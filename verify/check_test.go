@@ -8,9 +8,10 @@ import (
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/portcullis-dev/portcullis/policy"
 	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
+
+	"github.com/portcullis-dev/portcullis/policy"
 )
 
 // scenario is one signed image served by a registry and the authority to
@@ -23,8 +24,8 @@ type scenario struct {
 
 func newScenario(t testing.TB, referrers bool) *scenario {
 	tr := newRegistry(t, referrers, nil)
-	repo := tr.repo("acme/app")
-	return &scenario{tr: tr, repo: repo, image: tr.pushImage(repo, "v1")}
+	repo := tr.Repo("acme/app")
+	return &scenario{tr: tr, repo: repo, image: tr.PushImage(repo, "v1")}
 }
 
 func (sc *scenario) check(t testing.TB, trust TrustProvider, a *policy.Authority, lim Limits, matchRepository bool) AuthorityResult {
@@ -33,7 +34,7 @@ func (sc *scenario) check(t testing.TB, trust TrustProvider, a *policy.Authority
 	if err != nil {
 		t.Fatal(err)
 	}
-	disc := sc.tr.discover(sc.repo, sc.image.Digest, lim)
+	disc := discover(sc.tr, sc.repo, sc.image.Digest, lim)
 	return c.Check(a, disc, sc.repo.String(), matchRepository)
 }
 
@@ -53,14 +54,18 @@ func TestCheckKeys(t *testing.T) {
 				for _, format := range []Format{Legacy, Bundle} {
 					sc := newScenario(t, referrers)
 					if format == Legacy {
-						sc.tr.pushLegacy(sc.repo, sc.image.Digest, k.legacyKeyLayer(t, "registry.example/acme/app", sc.image.Digest))
+						sc.tr.PushLegacy(sc.repo, sc.image.Digest, k.LegacyKeyLayer(t, "registry.example/acme/app", sc.image.Digest))
 					} else {
-						sc.tr.pushReferrer(sc.repo, sc.image, k.keyBundle(t, statementFor(sc.image.Digest, SignPredicateType)), SignPredicateType)
+						sc.tr.PushReferrer(sc.repo, sc.image, k.KeyBundle(t, statementFor(sc.image.Digest, SignPredicateType)), SignPredicateType)
 					}
-					res := sc.check(t, TrustMap{}, k.authority(false, ""), Limits{}, false)
-					want := "key " + hintOf(k.priv.Public()) + ", " + format.String()
+					res := sc.check(t, TrustMap{}, k.Authority(false, ""), Limits{}, false)
+					want := "key " + hintOf(k.Priv.Public()) + ", " + format.String()
 					if !res.Passed || res.Identity != want {
 						t.Errorf("%s: got %+v, want pass as %q", format, res, want)
+					}
+					if ev := res.Evidence; ev == nil || ev.Format != format.String() || ev.KeyHint != hintOf(k.Priv.Public()) || ev.Source == "" ||
+						(format == Bundle) != (ev.PredicateType == SignPredicateType && len(ev.Statement) > 0) {
+						t.Errorf("%s: evidence %+v", format, res.Evidence)
 					}
 				}
 			})
@@ -89,14 +94,21 @@ func TestCheckKeyless(t *testing.T) {
 				sc, kl := newScenario(t, referrers), newKeyless(t)
 				d := sc.image.Digest
 				if tc.format == Legacy {
-					sc.tr.pushLegacy(sc.repo, d, kl.legacyLayer(t, testSubject, d, tc.withTlog, tc.withTS))
+					sc.tr.PushLegacy(sc.repo, d, kl.LegacyLayer(t, testSubject, d, tc.withTlog, tc.withTS))
 				} else {
-					sc.tr.pushReferrer(sc.repo, sc.image, kl.bundle(t, testSubject, statementFor(d, SignPredicateType), tc.withTlog, tc.withTS), SignPredicateType)
+					sc.tr.PushReferrer(sc.repo, sc.image, kl.Bundle(t, testSubject, statementFor(d, SignPredicateType), tc.withTlog, tc.withTS), SignPredicateType)
 				}
-				res := sc.check(t, kl.trust(), keylessAuthority(id, tc.requireTlog), Limits{}, false)
+				res := sc.check(t, keylessTrust(kl), keylessAuthority(id, tc.requireTlog), Limits{}, false)
 				want := fmt.Sprintf("issuer %s subject %s, %s", testIssuer, testSubject, tc.format)
 				if !res.Passed || res.Identity != want {
 					t.Errorf("got %+v, want pass as %q", res, want)
+				}
+				// The evidence: the verified identity, and a signing time
+				// vouched for by the log or the timestamp authority.
+				ev := res.Evidence
+				if ev == nil || ev.Issuer != testIssuer || ev.Subject != testSubject || ev.SigningTime.IsZero() ||
+					(ev.TimeSource != "Tlog" && ev.TimeSource != "TimestampAuthority") || ev.Format != tc.format.String() {
+					t.Errorf("evidence %+v", ev)
 				}
 			})
 		})
@@ -108,25 +120,25 @@ func TestCheckKeyless(t *testing.T) {
 func TestCheckKeyWithTlog(t *testing.T) {
 	k, kl := testKeys(t)["ecdsa-p256"], newKeyless(t)
 	sc := newScenario(t, true)
-	l := k.legacyKeyLayer(t, "registry.example/acme/app", sc.image.Digest)
-	pemKey, _ := cryptoutils.MarshalPublicKeyToPEM(k.priv.Public())
-	sig, _ := decodeB64(l.ann[annSignature])
-	l.ann[annRekorBundle] = kl.rekorBundle(t, l.payload, sig, pemKey)
-	sc.tr.pushLegacy(sc.repo, sc.image.Digest, l)
-	if res := sc.check(t, kl.trust(), k.authority(true, vsRoot), Limits{}, false); !res.Passed {
+	l := k.LegacyKeyLayer(t, "registry.example/acme/app", sc.image.Digest)
+	pemKey, _ := cryptoutils.MarshalPublicKeyToPEM(k.Priv.Public())
+	sig, _ := decodeB64(l.Annotations[annSignature])
+	l.Annotations[annRekorBundle] = kl.RekorBundle(t, l.Payload, sig, pemKey)
+	sc.tr.PushLegacy(sc.repo, sc.image.Digest, l)
+	if res := sc.check(t, keylessTrust(kl), k.Authority(true, vsRoot), Limits{}, false); !res.Passed {
 		t.Errorf("got %+v, want pass", res)
 	}
 	// The same entry does not verify against another Rekor.
 	other := newKeyless(t)
-	res := sc.check(t, other.trust(), k.authority(true, vsRoot), Limits{}, false)
+	res := sc.check(t, keylessTrust(other), k.Authority(true, vsRoot), Limits{}, false)
 	wantReasons(t, res, "transparency log entry does not verify against trust root virtual")
 }
 
 func TestCheckMatchRepository(t *testing.T) {
 	k := testKeys(t)["ecdsa-p256"]
 	sc := newScenario(t, true)
-	sc.tr.pushLegacy(sc.repo, sc.image.Digest, k.legacyKeyLayer(t, sc.repo.String()+":v1", sc.image.Digest))
-	if res := sc.check(t, TrustMap{}, k.authority(false, ""), Limits{}, true); !res.Passed {
+	sc.tr.PushLegacy(sc.repo, sc.image.Digest, k.LegacyKeyLayer(t, sc.repo.String()+":v1", sc.image.Digest))
+	if res := sc.check(t, TrustMap{}, k.Authority(false, ""), Limits{}, true); !res.Passed {
 		t.Errorf("got %+v, want pass", res)
 	}
 }
@@ -164,21 +176,21 @@ func TestCheckRefusals(t *testing.T) {
 		want  []string
 	}{{
 		name:  "no signatures",
-		setup: func(t *testing.T, sc *scenario, kl *keyless) *policy.Authority { return k.authority(false, "") },
+		setup: func(t *testing.T, sc *scenario, kl *keyless) *policy.Authority { return k.Authority(false, "") },
 		want:  []string{"no signatures found (looked in: referrers of sha256:", ", tag sha256-"},
 	}, {
 		name: "wrong key",
 		setup: func(t *testing.T, sc *scenario, kl *keyless) *policy.Authority {
-			sc.tr.pushLegacy(sc.repo, sc.image.Digest, other.legacyKeyLayer(t, "r/x", sc.image.Digest))
-			sc.tr.pushReferrer(sc.repo, sc.image, other.keyBundle(t, statementFor(sc.image.Digest, SignPredicateType)), SignPredicateType)
-			return k.authority(false, "")
+			sc.tr.PushLegacy(sc.repo, sc.image.Digest, other.LegacyKeyLayer(t, "r/x", sc.image.Digest))
+			sc.tr.PushReferrer(sc.repo, sc.image, other.KeyBundle(t, statementFor(sc.image.Digest, SignPredicateType)), SignPredicateType)
+			return k.Authority(false, "")
 		},
-		want: []string{"2 signatures found, none verified for key " + hintOf(k.priv.Public()), "signers seen: key " + hintOf(other.priv.Public()) + "; an unidentified key",
+		want: []string{"2 signatures found, none verified for key " + hintOf(k.Priv.Public()), "signers seen: key " + hintOf(other.Priv.Public()) + "; an unidentified key",
 			"(legacy .sig): signature does not verify with key", "(sigstore bundle): signature does not verify with key"},
 	}, {
 		name: "wrong identity exact",
 		setup: func(t *testing.T, sc *scenario, kl *keyless) *policy.Authority {
-			sc.tr.pushLegacy(sc.repo, sc.image.Digest, kl.legacyLayer(t, "mallory@example.com", sc.image.Digest, true, false))
+			sc.tr.PushLegacy(sc.repo, sc.image.Digest, kl.LegacyLayer(t, "mallory@example.com", sc.image.Digest, true, false))
 			return keylessAuthority(id, true)
 		},
 		want: []string{"signers seen: certificate issuer https://issuer.example subject mallory@example.com",
@@ -186,49 +198,49 @@ func TestCheckRefusals(t *testing.T) {
 	}, {
 		name: "wrong identity regexp",
 		setup: func(t *testing.T, sc *scenario, kl *keyless) *policy.Authority {
-			sc.tr.pushReferrer(sc.repo, sc.image, kl.bundle(t, testSubject, statementFor(sc.image.Digest, SignPredicateType), true, false), SignPredicateType)
+			sc.tr.PushReferrer(sc.repo, sc.image, kl.Bundle(t, testSubject, statementFor(sc.image.Digest, SignPredicateType), true, false), SignPredicateType)
 			return keylessAuthority(policy.Identity{IssuerRegExp: `^https://issuer\.example$`, SubjectRegExp: `^.*@other\.example$`}, true)
 		},
 		want: []string{"does not match issuer ~^https://issuer\\.example$ subject ~^.*@other\\.example$"},
 	}, {
 		name: "payload names another digest",
 		setup: func(t *testing.T, sc *scenario, kl *keyless) *policy.Authority {
-			otherImg := sc.tr.pushImage(sc.repo, "v2")
-			sc.tr.pushLegacy(sc.repo, sc.image.Digest, k.legacyKeyLayer(t, "r/x", otherImg.Digest))
-			sc.tr.pushReferrer(sc.repo, sc.image, k.keyBundle(t, statementFor(otherImg.Digest, SignPredicateType)), SignPredicateType)
-			return k.authority(false, "")
+			otherImg := sc.tr.PushImage(sc.repo, "v2")
+			sc.tr.PushLegacy(sc.repo, sc.image.Digest, k.LegacyKeyLayer(t, "r/x", otherImg.Digest))
+			sc.tr.PushReferrer(sc.repo, sc.image, k.KeyBundle(t, statementFor(otherImg.Digest, SignPredicateType)), SignPredicateType)
+			return k.Authority(false, "")
 		},
 		want: []string{"(legacy .sig): payload names digest sha256:", "(sigstore bundle): statement names digest sha256:", ", not the image's sha256:"},
 	}, {
 		name: "attestation only",
 		setup: func(t *testing.T, sc *scenario, kl *keyless) *policy.Authority {
 			pt := "https://slsa.dev/provenance/v1"
-			sc.tr.pushReferrer(sc.repo, sc.image, k.keyBundle(t, statementFor(sc.image.Digest, pt)), pt)
-			return k.authority(false, "")
+			sc.tr.PushReferrer(sc.repo, sc.image, k.KeyBundle(t, statementFor(sc.image.Digest, pt)), pt)
+			return k.Authority(false, "")
 		},
 		want: []string{"no signatures found", "1 attestation found but attestations are not signatures"},
 	}, {
 		name: "malformed annotation",
 		setup: func(t *testing.T, sc *scenario, kl *keyless) *policy.Authority {
-			l := k.legacyKeyLayer(t, "r/x", sc.image.Digest)
-			l.ann[annCertificate] = "not a certificate"
-			sc.tr.pushLegacy(sc.repo, sc.image.Digest, l)
-			return k.authority(false, "")
+			l := k.LegacyKeyLayer(t, "r/x", sc.image.Digest)
+			l.Annotations[annCertificate] = "not a certificate"
+			sc.tr.PushLegacy(sc.repo, sc.image.Digest, l)
+			return k.Authority(false, "")
 		},
 		want: []string{"signature from tag sha256-", ".sig layer 0 (legacy .sig): malformed: certificate annotation: not PEM"},
 	}, {
 		name: "bundle under matchRepository",
 		setup: func(t *testing.T, sc *scenario, kl *keyless) *policy.Authority {
-			sc.tr.pushReferrer(sc.repo, sc.image, k.keyBundle(t, statementFor(sc.image.Digest, SignPredicateType)), SignPredicateType)
-			return k.authority(false, "")
+			sc.tr.PushReferrer(sc.repo, sc.image, k.KeyBundle(t, statementFor(sc.image.Digest, SignPredicateType)), SignPredicateType)
+			return k.Authority(false, "")
 		},
 		match: true,
 		want:  []string{"a sigstore bundle names no repository, and the policy sets matchRepository"},
 	}, {
 		name: "legacy under matchRepository, other repository",
 		setup: func(t *testing.T, sc *scenario, kl *keyless) *policy.Authority {
-			sc.tr.pushLegacy(sc.repo, sc.image.Digest, k.legacyKeyLayer(t, "registry.example/acme/other", sc.image.Digest))
-			return k.authority(false, "")
+			sc.tr.PushLegacy(sc.repo, sc.image.Digest, k.LegacyKeyLayer(t, "registry.example/acme/other", sc.image.Digest))
+			return k.Authority(false, "")
 		},
 		match: true,
 		want:  []string{"payload names repository registry.example/acme/other, not "},
@@ -236,32 +248,32 @@ func TestCheckRefusals(t *testing.T) {
 		name: "over maxSignatures",
 		setup: func(t *testing.T, sc *scenario, kl *keyless) *policy.Authority {
 			d := sc.image.Digest
-			sc.tr.pushLegacy(sc.repo, d, other.legacyKeyLayer(t, "r/x", d), other.legacyKeyLayer(t, "r/x", d), k.legacyKeyLayer(t, "r/x", d))
-			return k.authority(false, "")
+			sc.tr.PushLegacy(sc.repo, d, other.LegacyKeyLayer(t, "r/x", d), other.LegacyKeyLayer(t, "r/x", d), k.LegacyKeyLayer(t, "r/x", d))
+			return k.Authority(false, "")
 		},
 		lim:  Limits{MaxSignatures: 2},
 		want: []string{"2 signatures found", "examined 2 of 3 signature candidates (maxSignatures)"},
 	}, {
 		name: "tlog required but absent",
 		setup: func(t *testing.T, sc *scenario, kl *keyless) *policy.Authority {
-			sc.tr.pushLegacy(sc.repo, sc.image.Digest, k.legacyKeyLayer(t, "r/x", sc.image.Digest))
-			return k.authority(true, vsRoot)
+			sc.tr.PushLegacy(sc.repo, sc.image.Digest, k.LegacyKeyLayer(t, "r/x", sc.image.Digest))
+			return k.Authority(true, vsRoot)
 		},
 		want: []string{"no transparency log (Rekor) entry, and the authority requires one"},
 	}, {
 		name: "keyless without trusted time",
 		setup: func(t *testing.T, sc *scenario, kl *keyless) *policy.Authority {
-			sc.tr.pushLegacy(sc.repo, sc.image.Digest, kl.legacyLayer(t, testSubject, sc.image.Digest, false, false))
+			sc.tr.PushLegacy(sc.repo, sc.image.Digest, kl.LegacyLayer(t, testSubject, sc.image.Digest, false, false))
 			return keylessAuthority(id, false)
 		},
 		want: []string{"no trusted timestamp (no Rekor SET or RFC 3161 timestamp)"},
 	}, {
 		name: "key signature for keyless authority",
 		setup: func(t *testing.T, sc *scenario, kl *keyless) *policy.Authority {
-			sc.tr.pushReferrer(sc.repo, sc.image, k.keyBundle(t, statementFor(sc.image.Digest, SignPredicateType)), SignPredicateType)
+			sc.tr.PushReferrer(sc.repo, sc.image, k.KeyBundle(t, statementFor(sc.image.Digest, SignPredicateType)), SignPredicateType)
 			return keylessAuthority(id, true)
 		},
-		want: []string{"signed with key " + hintOf(k.priv.Public()) + ", not with a certificate for issuer https://issuer.example subject alice@example.com"},
+		want: []string{"signed with key " + hintOf(k.Priv.Public()) + ", not with a certificate for issuer https://issuer.example subject alice@example.com"},
 	}, {
 		name: "trust root missing",
 		setup: func(t *testing.T, sc *scenario, kl *keyless) *policy.Authority {
@@ -276,7 +288,7 @@ func TestCheckRefusals(t *testing.T) {
 			t.Parallel()
 			sc, kl := newScenario(t, true), newKeyless(t)
 			a := tc.setup(t, sc, kl)
-			res := sc.check(t, kl.trust(), a, tc.lim, tc.match)
+			res := sc.check(t, keylessTrust(kl), a, tc.lim, tc.match)
 			wantReasons(t, res, tc.want...)
 		})
 	}
@@ -325,14 +337,14 @@ func TestNewCheckerOptions(t *testing.T) {
 func TestCheckConcurrent(t *testing.T) {
 	sc, kl := newScenario(t, true), newKeyless(t)
 	k, d := testKeys(t)["ecdsa-p384"], sc.image.Digest
-	sc.tr.pushLegacy(sc.repo, d, kl.legacyLayer(t, testSubject, d, true, true), k.legacyKeyLayer(t, "r/x", d))
-	sc.tr.pushReferrer(sc.repo, sc.image, kl.bundle(t, testSubject, statementFor(d, SignPredicateType), true, true), SignPredicateType)
-	disc := sc.tr.discover(sc.repo, d, Limits{})
-	c, err := NewChecker(kl.trust())
+	sc.tr.PushLegacy(sc.repo, d, kl.LegacyLayer(t, testSubject, d, true, true), k.LegacyKeyLayer(t, "r/x", d))
+	sc.tr.PushReferrer(sc.repo, sc.image, kl.Bundle(t, testSubject, statementFor(d, SignPredicateType), true, true), SignPredicateType)
+	disc := discover(sc.tr, sc.repo, d, Limits{})
+	c, err := NewChecker(keylessTrust(kl))
 	if err != nil {
 		t.Fatal(err)
 	}
-	authorities := []*policy.Authority{k.authority(false, ""), keylessAuthority(policy.Identity{Issuer: testIssuer, Subject: testSubject}, true),
+	authorities := []*policy.Authority{k.Authority(false, ""), keylessAuthority(policy.Identity{Issuer: testIssuer, Subject: testSubject}, true),
 		keylessAuthority(policy.Identity{Issuer: testIssuer, Subject: testSubject}, false)}
 	var wg sync.WaitGroup
 	for i := range 8 {
@@ -366,9 +378,9 @@ func (s *swappableTrust) TrustedMaterial(name string) (root.TrustedMaterial, err
 // new material, and kept when it fails.
 func TestCheckerTrustRefresh(t *testing.T) {
 	sc, kl, other := newScenario(t, true), newKeyless(t), newKeyless(t)
-	sc.tr.pushLegacy(sc.repo, sc.image.Digest, kl.legacyLayer(t, testSubject, sc.image.Digest, true, false))
-	disc := sc.tr.discover(sc.repo, sc.image.Digest, Limits{})
-	trust := &swappableTrust{tm: TrustMap{vsRoot: kl.vs}}
+	sc.tr.PushLegacy(sc.repo, sc.image.Digest, kl.LegacyLayer(t, testSubject, sc.image.Digest, true, false))
+	disc := discover(sc.tr, sc.repo, sc.image.Digest, Limits{})
+	trust := &swappableTrust{tm: TrustMap{vsRoot: kl.VS}}
 	c, err := NewChecker(trust)
 	if err != nil {
 		t.Fatal(err)
@@ -378,16 +390,54 @@ func TestCheckerTrustRefresh(t *testing.T) {
 	if !check() {
 		t.Fatal("not passing with the signing trust root")
 	}
-	trust.set(TrustMap{vsRoot: other.vs})
+	trust.set(TrustMap{vsRoot: other.VS})
 	if check() {
 		t.Fatal("passing after the trust root changed")
 	}
-	trust.set(TrustMap{vsRoot: kl.vs})
+	trust.set(TrustMap{vsRoot: kl.VS})
 	if !check() {
 		t.Fatal("not passing after the trust root came back")
 	}
 	trust.set(TrustMap{})
 	if !check() {
 		t.Fatal("a failing provider discarded the last good verifiers")
+	}
+}
+
+// TestFailureClasses: why a signature failed is typed as well as told.
+func TestFailureClasses(t *testing.T) {
+	k, other := testKeys(t)["ecdsa-p256"], testKeys(t)["ed25519"]
+	kl := newKeyless(t)
+	id := policy.Identity{Issuer: testIssuer, Subject: testSubject}
+	for _, tc := range []struct {
+		name  string
+		push  func(sc *scenario)
+		trust TrustProvider
+		a     *policy.Authority
+		want  policy.FailureClass
+	}{
+		{"nothing signed", func(*scenario) {}, TrustMap{}, k.Authority(false, ""), policy.FailNoSignatures},
+		{"another key", func(sc *scenario) {
+			sc.tr.PushLegacy(sc.repo, sc.image.Digest, other.LegacyKeyLayer(t, "r/x", sc.image.Digest))
+		}, TrustMap{}, k.Authority(false, ""), policy.FailSignature},
+		{"another digest", func(sc *scenario) {
+			d := sc.tr.PushImage(sc.repo, "v2").Digest
+			sc.tr.PushLegacy(sc.repo, sc.image.Digest, k.LegacyKeyLayer(t, "r/x", d))
+		}, TrustMap{}, k.Authority(false, ""), policy.FailClaim},
+		{"a key where a certificate is wanted", func(sc *scenario) {
+			sc.tr.PushReferrer(sc.repo, sc.image, k.KeyBundle(t, statementFor(sc.image.Digest, SignPredicateType)), SignPredicateType)
+		}, keylessTrust(kl), keylessAuthority(id, false), policy.FailSigner},
+		{"no log entry where one is required", func(sc *scenario) {
+			sc.tr.PushLegacy(sc.repo, sc.image.Digest, k.LegacyKeyLayer(t, "r/x", sc.image.Digest))
+		}, keylessTrust(kl), k.Authority(true, vsRoot), policy.FailTlog},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sc := newScenario(t, true)
+			tc.push(sc)
+			res := sc.check(t, tc.trust, tc.a, Limits{}, false)
+			if res.Passed || len(res.Failures) == 0 || res.Failures[0].Class != tc.want || res.Failures[0].Detail == "" {
+				t.Fatalf("got %+v, want a failure of class %s", res.Failures, tc.want)
+			}
+		})
 	}
 }

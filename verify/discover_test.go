@@ -10,6 +10,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/portcullis-dev/portcullis/oci"
 )
 
 // TestDiscoverUpstreamErrors: an upstream failure on any read is an error
@@ -38,13 +40,13 @@ func TestDiscoverUpstreamErrors(t *testing.T) {
 					h.ServeHTTP(w, r)
 				})
 			})
-			repo := tr.repo("acme/app")
-			img := tr.pushImage(repo, "v1")
+			repo := tr.Repo("acme/app")
+			img := tr.PushImage(repo, "v1")
 			k := testKeys(t)["ecdsa-p256"]
-			tr.pushLegacy(repo, img.Digest, k.legacyKeyLayer(t, "r/x", img.Digest))
-			tr.pushReferrer(repo, img, k.keyBundle(t, statementFor(img.Digest, SignPredicateType)), SignPredicateType)
+			tr.PushLegacy(repo, img.Digest, k.LegacyKeyLayer(t, "r/x", img.Digest))
+			tr.PushReferrer(repo, img, k.KeyBundle(t, statementFor(img.Digest, SignPredicateType)), SignPredicateType)
 			failing.Store(true)
-			disc, err := Discover(context.Background(), tr.reader, repo, img.Digest, Limits{})
+			disc, err := Discover(context.Background(), tr.Reader, repo, img.Digest, Limits{})
 			if err == nil || errors.Is(err, ErrNotFound) {
 				t.Fatalf("Discover = %+v, %v; want an upstream error", disc, err)
 			}
@@ -57,9 +59,9 @@ func TestDiscoverFindsBothFormats(t *testing.T) {
 	forBothRegistries(t, func(t *testing.T, referrers bool) {
 		sc := newScenario(t, referrers)
 		k, d := testKeys(t)["ed25519"], sc.image.Digest
-		sc.tr.pushLegacy(sc.repo, d, k.legacyKeyLayer(t, "r/x", d), k.legacyKeyLayer(t, "r/y", d))
-		sc.tr.pushReferrer(sc.repo, sc.image, k.keyBundle(t, statementFor(d, SignPredicateType)), SignPredicateType)
-		disc := sc.tr.discover(sc.repo, d, Limits{})
+		sc.tr.PushLegacy(sc.repo, d, k.LegacyKeyLayer(t, "r/x", d), k.LegacyKeyLayer(t, "r/y", d))
+		sc.tr.PushReferrer(sc.repo, sc.image, k.KeyBundle(t, statementFor(d, SignPredicateType)), SignPredicateType)
+		disc := discover(sc.tr, sc.repo, d, Limits{})
 		var formats []string
 		for _, s := range disc.Signatures {
 			if s.Malformed != "" || s.Entity == nil {
@@ -88,16 +90,16 @@ func TestDiscoverFindsBothFormats(t *testing.T) {
 func TestDiscoverReferrerFilter(t *testing.T) {
 	sc := newScenario(t, true)
 	d := sc.image.Digest
-	cfg := sc.tr.pushBlob(sc.repo, []byte("{}"), emptyConfigMediaType)
+	cfg := sc.tr.PushBlob(sc.repo, []byte("{}"), oci.OCIEmptyJSON)
 	// An SBOM referrer (artifactType not a bundle): never fetched.
-	sc.tr.putManifest(sc.repo, "", &v1.Manifest{SchemaVersion: 2, MediaType: types.OCIManifestSchema1, ArtifactType: "application/spdx+json",
-		Config: cfg, Layers: []v1.Descriptor{sc.tr.pushBlob(sc.repo, []byte("{}"), "application/spdx+json")}, Subject: &sc.image})
+	sc.tr.PutManifest(sc.repo, "", &v1.Manifest{SchemaVersion: 2, MediaType: types.OCIManifestSchema1, ArtifactType: "application/spdx+json",
+		Config: cfg, Layers: []v1.Descriptor{sc.tr.PushBlob(sc.repo, []byte("{}"), "application/spdx+json")}, Subject: &sc.image})
 	// A referrer with empty config and no bundle layer: not a signature.
-	sc.tr.putManifest(sc.repo, "", &v1.Manifest{SchemaVersion: 2, MediaType: types.OCIManifestSchema1,
-		Config: cfg, Layers: []v1.Descriptor{sc.tr.pushBlob(sc.repo, []byte("x"), "text/plain")}, Subject: &sc.image})
+	sc.tr.PutManifest(sc.repo, "", &v1.Manifest{SchemaVersion: 2, MediaType: types.OCIManifestSchema1,
+		Config: cfg, Layers: []v1.Descriptor{sc.tr.PushBlob(sc.repo, []byte("x"), "text/plain")}, Subject: &sc.image})
 	// A bundle layer that is not a bundle: malformed.
-	sc.tr.pushReferrer(sc.repo, sc.image, []byte(`{"mediaType":"nope"}`), SignPredicateType)
-	disc := sc.tr.discover(sc.repo, d, Limits{})
+	sc.tr.PushReferrer(sc.repo, sc.image, []byte(`{"mediaType":"nope"}`), SignPredicateType)
+	disc := discover(sc.tr, sc.repo, d, Limits{})
 	if len(disc.Signatures) != 1 || !strings.Contains(disc.Signatures[0].Malformed, "not a valid Sigstore bundle") {
 		t.Fatalf("signatures = %+v", disc.Signatures)
 	}
@@ -106,9 +108,9 @@ func TestDiscoverReferrerFilter(t *testing.T) {
 func TestDiscoverLayerLimit(t *testing.T) {
 	sc := newScenario(t, false)
 	k, d := testKeys(t)["ecdsa-p256"], sc.image.Digest
-	sc.tr.pushLegacy(sc.repo, d, k.legacyKeyLayer(t, "r/x", d))
-	sc.tr.pushReferrer(sc.repo, sc.image, k.keyBundle(t, statementFor(d, SignPredicateType)), SignPredicateType)
-	disc := sc.tr.discover(sc.repo, d, Limits{MaxLayerBytes: 64})
+	sc.tr.PushLegacy(sc.repo, d, k.LegacyKeyLayer(t, "r/x", d))
+	sc.tr.PushReferrer(sc.repo, sc.image, k.KeyBundle(t, statementFor(d, SignPredicateType)), SignPredicateType)
+	disc := discover(sc.tr, sc.repo, d, Limits{MaxLayerBytes: 64})
 	if len(disc.Signatures) != 2 {
 		t.Fatalf("signatures = %+v", disc.Signatures)
 	}
@@ -124,11 +126,11 @@ func TestDiscoverLayerLimit(t *testing.T) {
 func TestDiscoverSubjectMismatch(t *testing.T) {
 	sc := newScenario(t, false)
 	k, d := testKeys(t)["ecdsa-p256"], sc.image.Digest
-	other := sc.tr.pushImage(sc.repo, "other")
-	ref := sc.tr.pushReferrer(sc.repo, other, k.keyBundle(t, statementFor(d, SignPredicateType)), SignPredicateType)
+	other := sc.tr.PushImage(sc.repo, "other")
+	ref := sc.tr.PushReferrer(sc.repo, other, k.KeyBundle(t, statementFor(d, SignPredicateType)), SignPredicateType)
 	idx := `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"` + ref.String() + `","size":1}]}`
-	sc.tr.putRaw(sc.repo, "sha256-"+d.Hex, []byte(idx), string(types.OCIImageIndex))
-	disc := sc.tr.discover(sc.repo, d, Limits{})
+	sc.tr.PutRaw(sc.repo, "sha256-"+d.Hex, []byte(idx), string(types.OCIImageIndex))
+	disc := discover(sc.tr, sc.repo, d, Limits{})
 	if len(disc.Signatures) != 1 || !strings.Contains(disc.Signatures[0].Malformed, "manifest subject is not "+d.String()) {
 		t.Fatalf("signatures = %+v", disc.Signatures)
 	}

@@ -8,8 +8,8 @@
 //     OCI referrers (predicate https://sigstore.dev/cosign/sign/v1; other
 //     predicates are attestations, counted but not signatures), and legacy
 //     "sha256-<hex>.sig" tags with one simple-signing layer per signature.
-//     It reads through a Reader (the proxy's upstream client, or
-//     RemoteReader) and does bounded work (Limits). Malformed material is
+//     It reads through a Reader (package upstream's Client, the one the
+//     proxy serves from) and does bounded work (Limits). Malformed material is
 //     reported per signature, not as an error; an error means the upstream
 //     could not be read, so nothing can be decided.
 //
@@ -23,7 +23,9 @@
 //     message signature over the payload, with the layer's certificate,
 //     chain, Rekor SET and timestamp); bundles through sigstore-go's own.
 //
-// The package knows no HTTP server and never fetches TUF metadata: trust
-// roots come from a TrustProvider (StaticTrust parses trusted_root.json
-// bytes). It does not import cosign.
+// Decisions (verdicts, grants, the policy outcome) are package gate's;
+// verify only finds and checks signatures. The package knows no HTTP server
+// and never fetches TUF metadata: trust roots come from a TrustProvider
+// (StaticTrust parses trusted_root.json bytes). It does not import cosign.
+// Its test fixtures are shared with gate's through verifytest.
 package verify

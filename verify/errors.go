@@ -8,6 +8,8 @@ import (
 	"time"
 
 	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
+
+	"github.com/portcullis-dev/portcullis/policy"
 )
 
 // sigstore-go v1.3 returns typed errors only for identity mismatches; the
@@ -24,27 +26,40 @@ const (
 
 // explain turns a sigstore-go verification error into a reason an
 // administrator can act on.
-func (au *authority) explain(err error, s *Signature) string {
+func (au *authority) explain(err error, s *Signature) failure {
 	var idErr *sgverify.ErrNoMatchingCertificateIdentity
 	msg := err.Error()
 	switch {
 	case errors.As(err, &idErr) || strings.HasPrefix(msg, sgIdentity):
-		return fmt.Sprintf("identity issuer %s subject %s does not match %s", orNone(s.facts.issuer), orNone(s.facts.san), au.desc)
+		return fail(policy.FailSigner, "identity issuer %s subject %s does not match %s", orNone(s.facts.issuer), orNone(s.facts.san), au.desc)
 	case strings.HasPrefix(msg, sgLogInclusion):
-		return fmt.Sprintf("transparency log entry does not verify against trust root %s: %s", au.rootName, inner(msg, sgLogInclusion))
+		return fail(policy.FailChain, "transparency log entry does not verify against trust root %s: %s", au.rootName, inner(msg, sgLogInclusion))
 	case strings.HasPrefix(msg, sgTimestamps):
-		return fmt.Sprintf("no signing time could be established from trust root %s (Rekor SET or RFC 3161 timestamp): %s", au.rootName, inner(msg, sgTimestamps))
+		return fail(policy.FailTrustedTime, "no signing time could be established from trust root %s (Rekor SET or RFC 3161 timestamp): %s", au.rootName, inner(msg, sgTimestamps))
 	case strings.HasPrefix(msg, sgLeafCert):
-		return fmt.Sprintf("certificate does not chain to a Fulcio CA of trust root %s at the signing time", au.rootName)
+		return fail(policy.FailChain, "certificate does not chain to a Fulcio CA of trust root %s at the signing time", au.rootName)
 	case strings.HasPrefix(msg, sgSCT):
-		return fmt.Sprintf("certificate has no valid SCT from a CT log of trust root %s: %s", au.rootName, inner(msg, sgSCT))
+		return fail(policy.FailChain, "certificate has no valid SCT from a CT log of trust root %s: %s", au.rootName, inner(msg, sgSCT))
 	case strings.HasPrefix(msg, sgSignature) && !au.keyless:
-		return fmt.Sprintf("signature does not verify with %s", au.desc)
+		return fail(policy.FailSignature, "signature does not verify with %s", au.desc)
 	case strings.HasPrefix(msg, sgSignature):
-		return "signature does not verify with the certificate's key: " + inner(msg, sgSignature)
+		return fail(policy.FailSignature, "signature does not verify with the certificate's key: %s", inner(msg, sgSignature))
 	}
-	return "does not verify: " + msg
+	return fail(policy.FailSignature, "does not verify: %s", msg)
 }
+
+// failure is why one signature did not pass: its class and, for people,
+// the detail. The zero failure is none.
+type failure struct {
+	class  policy.FailureClass
+	detail string
+}
+
+func fail(class policy.FailureClass, format string, args ...any) failure {
+	return failure{class: class, detail: fmt.Sprintf(format, args...)}
+}
+
+func (f failure) ok() bool { return f.class == "" }
 
 // inner strips a sigstore-go step prefix from an error message.
 func inner(msg, prefix string) string {
@@ -101,7 +116,7 @@ func (c *Checker) explainFailures(au *authority, disc *Discovery, fails []sigFai
 			reasons = append(reasons, fmt.Sprintf("… and %d more", len(fails)-i))
 			break
 		}
-		reasons = append(reasons, fmt.Sprintf("signature from %s (%s): %s", f.sig.Source, f.sig.Format, f.reason))
+		reasons = append(reasons, fmt.Sprintf("signature from %s (%s): %s", f.sig.Source, f.sig.Format, f.reason.detail))
 	}
 	return reasons
 }

@@ -5,8 +5,9 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/portcullis-dev/portcullis/policy"
 	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
+
+	"github.com/portcullis-dev/portcullis/policy"
 )
 
 // TestExplainPrefixes drives sigstore-go into each failure whose message
@@ -21,20 +22,20 @@ func TestExplainPrefixes(t *testing.T) {
 	}{{
 		name: "timestamp from another TSA",
 		layer: func(t *testing.T, trusted, other *keyless, sc *scenario) layer {
-			return other.legacyLayer(t, testSubject, sc.image.Digest, false, true)
+			return other.LegacyLayer(t, testSubject, sc.image.Digest, false, true)
 		},
 		a:    keylessAuthority(id, false),
 		want: "no signing time could be established from trust root virtual (Rekor SET or RFC 3161 timestamp)",
 	}, {
 		name: "certificate from another CA",
 		layer: func(t *testing.T, trusted, other *keyless, sc *scenario) layer {
-			l := other.legacyLayer(t, testSubject, sc.image.Digest, false, false)
-			sig, _ := decodeB64(l.ann[annSignature])
-			ts, err := trusted.vs.TimestampResponse(sig)
+			l := other.LegacyLayer(t, testSubject, sc.image.Digest, false, false)
+			sig, _ := decodeB64(l.Annotations[annSignature])
+			ts, err := trusted.VS.TimestampResponse(sig)
 			if err != nil {
 				t.Fatal(err)
 			}
-			l.ann[annTimestamp] = fmt.Sprintf(`{"SignedRFC3161Timestamp":%q}`, b64(ts))
+			l.Annotations[annTimestamp] = fmt.Sprintf(`{"SignedRFC3161Timestamp":%q}`, b64(ts))
 			return l
 		},
 		a:    keylessAuthority(id, false),
@@ -42,7 +43,7 @@ func TestExplainPrefixes(t *testing.T) {
 	}, {
 		name: "no SCT",
 		layer: func(t *testing.T, trusted, other *keyless, sc *scenario) layer {
-			return trusted.legacyLayer(t, testSubject, sc.image.Digest, true, false)
+			return trusted.LegacyLayer(t, testSubject, sc.image.Digest, true, false)
 		},
 		a: func() *policy.Authority {
 			a := keylessAuthority(id, true)
@@ -53,9 +54,9 @@ func TestExplainPrefixes(t *testing.T) {
 	}, {
 		name: "Rekor entry from another log",
 		layer: func(t *testing.T, trusted, other *keyless, sc *scenario) layer {
-			l := trusted.legacyLayer(t, testSubject, sc.image.Digest, false, true)
-			sig, _ := decodeB64(l.ann[annSignature])
-			l.ann[annRekorBundle] = other.rekorBundle(t, l.payload, sig, []byte(l.ann[annCertificate]))
+			l := trusted.LegacyLayer(t, testSubject, sc.image.Digest, false, true)
+			sig, _ := decodeB64(l.Annotations[annSignature])
+			l.Annotations[annRekorBundle] = other.RekorBundle(t, l.Payload, sig, []byte(l.Annotations[annCertificate]))
 			return l
 		},
 		a:    keylessAuthority(id, true),
@@ -63,8 +64,8 @@ func TestExplainPrefixes(t *testing.T) {
 	}, {
 		name: "payload tampered",
 		layer: func(t *testing.T, trusted, other *keyless, sc *scenario) layer {
-			l := trusted.legacyLayer(t, testSubject, sc.image.Digest, true, false)
-			l.payload = append(l.payload, ' ')
+			l := trusted.LegacyLayer(t, testSubject, sc.image.Digest, true, false)
+			l.Payload = append(l.Payload, ' ')
 			return l
 		},
 		a:    keylessAuthority(id, false),
@@ -74,8 +75,8 @@ func TestExplainPrefixes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			sc, trusted, other := newScenario(t, true), newKeyless(t), newKeyless(t)
-			sc.tr.pushLegacy(sc.repo, sc.image.Digest, tc.layer(t, trusted, other, sc))
-			wantReasons(t, sc.check(t, trusted.trust(), tc.a, Limits{}, false), tc.want)
+			sc.tr.PushLegacy(sc.repo, sc.image.Digest, tc.layer(t, trusted, other, sc))
+			wantReasons(t, sc.check(t, keylessTrust(trusted), tc.a, Limits{}, false), tc.want)
 		})
 	}
 }
@@ -86,8 +87,8 @@ func TestExplainIdentityError(t *testing.T) {
 	au := &authority{keyless: true, desc: "issuer a subject b"}
 	s := &Signature{facts: sigFacts{issuer: "x", san: "y"}}
 	err := fmt.Errorf("failed to verify certificate identity: %w", &sgverify.ErrNoMatchingCertificateIdentity{})
-	if got, want := au.explain(err, s), "identity issuer x subject y does not match issuer a subject b"; got != want {
-		t.Errorf("explain = %q, want %q", got, want)
+	if got, want := au.explain(err, s), fail(policy.FailSigner, "identity issuer x subject y does not match issuer a subject b"); got != want {
+		t.Errorf("explain = %+v, want %+v", got, want)
 	}
 }
 
@@ -98,8 +99,8 @@ func TestExplainIdentityError(t *testing.T) {
 func TestSigstoreRefusesWithoutTime(t *testing.T) {
 	dir := realdata(t, "containers-image-cosign")
 	l := sigstoreJSON(t, dir, "fulcio-rekor-1", "signature-1")
-	delete(l.ann, annRekorBundle)
-	s, err := parseLegacyLayer(l.payload, l.ann)
+	delete(l.Annotations, annRekorBundle)
+	s, err := parseLegacyLayer(l.Payload, l.Annotations)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,13 +122,13 @@ func TestSigstoreRefusesWithoutTime(t *testing.T) {
 // also carries a certificate verifies under the key authority.
 func TestKeySignatureWithCertificate(t *testing.T) {
 	kl, sc := newKeyless(t), newScenario(t, true)
-	l := kl.legacyLayer(t, testSubject, sc.image.Digest, false, false)
-	_, priv, _ := kl.vs.GenerateLeafCert(testSubject, testIssuer)
-	k := &testKey{name: "with-cert", priv: priv.(crypto.Signer)}
+	l := kl.LegacyLayer(t, testSubject, sc.image.Digest, false, false)
+	_, priv, _ := kl.VS.GenerateLeafCert(testSubject, testIssuer)
+	k := &testKey{Name: "with-cert", Priv: priv.(crypto.Signer)}
 	// Re-sign with k, keep a (foreign) certificate annotation.
-	l.ann[annSignature] = b64(k.signLegacy(t, l.payload))
-	sc.tr.pushLegacy(sc.repo, sc.image.Digest, l)
-	if res := sc.check(t, TrustMap{}, k.authority(false, ""), Limits{}, false); !res.Passed {
+	l.Annotations[annSignature] = b64(k.SignLegacy(t, l.Payload))
+	sc.tr.PushLegacy(sc.repo, sc.image.Digest, l)
+	if res := sc.check(t, TrustMap{}, k.Authority(false, ""), Limits{}, false); !res.Passed {
 		t.Errorf("got %+v, want pass", res)
 	}
 }

@@ -13,16 +13,17 @@ import (
 	"github.com/sigstore/sigstore-go/pkg/bundle"
 	"github.com/sigstore/sigstore-go/pkg/tlog"
 	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
+
+	"github.com/portcullis-dev/portcullis/oci"
 )
 
 // Legacy cosign signature layers (cosign pkg/oci/static/signature.go).
 const (
-	simpleSigningMediaType = "application/vnd.dev.cosign.simplesigning.v1+json"
-	annSignature           = "dev.cosignproject.cosign/signature"
-	annCertificate         = "dev.sigstore.cosign/certificate"
-	annChain               = "dev.sigstore.cosign/chain"
-	annRekorBundle         = "dev.sigstore.cosign/bundle"
-	annTimestamp           = "dev.sigstore.cosign/rfc3161timestamp"
+	annSignature   = "dev.cosignproject.cosign/signature"
+	annCertificate = "dev.sigstore.cosign/certificate"
+	annChain       = "dev.sigstore.cosign/chain"
+	annRekorBundle = "dev.sigstore.cosign/bundle"
+	annTimestamp   = "dev.sigstore.cosign/rfc3161timestamp"
 	// CosignSignatureType is the critical.type of a cosign image signature
 	// payload.
 	CosignSignatureType = "cosign container image signature"
@@ -67,7 +68,7 @@ func legacyCandidates(m *Manifest, d v1.Hash) ([]candidate, *Signature) {
 	}
 	var cands []candidate
 	for i, l := range mf.Layers {
-		if string(l.MediaType) == simpleSigningMediaType {
+		if string(l.MediaType) == oci.CosignSimpleSigning {
 			cands = append(cands, legacyCandidate{source: fmt.Sprintf("%s layer %d", source, i), layer: l})
 		}
 	}

@@ -12,9 +12,9 @@ import (
 func TestReader(t *testing.T) {
 	ctx := context.Background()
 	tr := newRegistry(t, false, nil)
-	repo := tr.repo("acme/app")
-	img := tr.pushImage(repo, "v1")
-	r := tr.reader
+	repo := tr.Repo("acme/app")
+	img := tr.PushImage(repo, "v1")
+	r := tr.Reader
 
 	byTag, err := r.Manifest(ctx, repo, "v1")
 	if err != nil || byTag.Digest != img.Digest || byTag.MediaType != string(img.MediaType) {
@@ -28,7 +28,7 @@ func TestReader(t *testing.T) {
 	for name, err := range map[string]error{
 		"tag":        second(r.Manifest(ctx, repo, "nope")),
 		"digest":     second(r.Manifest(ctx, repo, missing.String())),
-		"repository": second(r.Manifest(ctx, tr.repo("acme/none"), "v1")),
+		"repository": second(r.Manifest(ctx, tr.Repo("acme/none"), "v1")),
 		"blob":       second(r.Blob(ctx, repo, missing, 10)),
 	} {
 		if !errors.Is(err, ErrNotFound) {
@@ -40,7 +40,7 @@ func TestReader(t *testing.T) {
 		t.Errorf("Referrers = %+v, %v; want an empty index", idx, err)
 	}
 
-	blob := tr.pushBlob(repo, []byte("0123456789"), "text/plain")
+	blob := tr.PushBlob(repo, []byte("0123456789"), "text/plain")
 	if b, err := r.Blob(ctx, repo, blob.Digest, 10); err != nil || string(b) != "0123456789" {
 		t.Errorf("Blob = %q, %v", b, err)
 	}

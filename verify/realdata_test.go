@@ -77,7 +77,7 @@ func sigstoreJSON(t testing.TB, path ...string) layer {
 	if err := json.Unmarshal(b, &s); err != nil {
 		t.Fatal(err)
 	}
-	return layer{payload: s.Payload, ann: s.Annotations}
+	return layer{Payload: s.Payload, Annotations: s.Annotations}
 }
 
 func pemKeyAuthority(t testing.TB, name string, pemKey []byte, requireTlog bool) *policy.Authority {
@@ -100,17 +100,17 @@ func identityAuthority(issuer, subject string) *policy.Authority {
 
 // pushExact pushes exact manifest bytes at tag, with the media type they
 // declare, and checks their digest.
-func (tr *testRegistry) pushExact(repo Repository, tag string, b []byte, wantDigest string) v1.Hash {
-	tr.t.Helper()
+func pushExact(tr *testRegistry, repo Repository, tag string, b []byte, wantDigest string) v1.Hash {
+	tr.T.Helper()
 	var m struct {
 		MediaType string `json:"mediaType"`
 	}
 	if err := json.Unmarshal(b, &m); err != nil {
-		tr.t.Fatal(err)
+		tr.T.Fatal(err)
 	}
-	h := tr.putRaw(repo, tag, b, m.MediaType)
+	h := tr.PutRaw(repo, tag, b, m.MediaType)
 	if wantDigest != "" && h.String() != wantDigest {
-		tr.t.Fatalf("%s: digest %s, want %s", tag, h, wantDigest)
+		tr.T.Fatalf("%s: digest %s, want %s", tag, h, wantDigest)
 	}
 	return h
 }
@@ -126,15 +126,15 @@ type realCase struct {
 	wantReasons     []string
 }
 
-func (tr *testRegistry) run(t *testing.T, trust TrustProvider, cases []realCase) {
+func runReal(tr *testRegistry, t *testing.T, trust TrustProvider, cases []realCase) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			repo := tr.repo(tc.repo)
-			m, err := tr.reader.Manifest(context.Background(), repo, tc.tag)
+			repo := tr.Repo(tc.repo)
+			m, err := tr.Reader.Manifest(context.Background(), repo, tc.tag)
 			if err != nil {
 				t.Fatal(err)
 			}
-			disc := tr.discover(repo, m.Digest, Limits{})
+			disc := discover(tr, repo, m.Digest, Limits{})
 			c, err := NewChecker(trust)
 			if err != nil {
 				t.Fatal(err)
@@ -161,28 +161,28 @@ func TestRealdataContainersImage(t *testing.T) {
 	signed := readFile(t, dir, "fulcio-rekor-1", "manifest.json")
 	const signedDigest = "sha256:0489474da8ea22426ece86ace6c1c0026ab2fd3cdfbbd62b7e94650266c37d9a"
 	fulcio := sigstoreJSON(t, dir, "fulcio-rekor-1", "signature-1")
-	noSET := layer{payload: fulcio.payload, ann: map[string]string{}}
-	for k, v := range fulcio.ann {
+	noSET := layer{Payload: fulcio.Payload, Annotations: map[string]string{}}
+	for k, v := range fulcio.Annotations {
 		if k != annRekorBundle {
-			noSET.ann[k] = v
+			noSET.Annotations[k] = v
 		}
 	}
 	keyOnly := sigstoreJSON(t, dir, "key-only", "signature-1")
 	for repo, l := range map[string]layer{"fulcio-rekor-1": fulcio, "fulcio-no-set": noSET, "key-1": sigstoreJSON(t, dir, "key-rekor-1", "signature-1")} {
-		d := tr.pushExact(tr.repo(repo), "latest", signed, signedDigest)
-		tr.pushLegacy(tr.repo(repo), d, l)
+		d := pushExact(tr, tr.Repo(repo), "latest", signed, signedDigest)
+		tr.PushLegacy(tr.Repo(repo), d, l)
 	}
-	single := tr.pushExact(tr.repo("single"), "latest", readFile(t, dir, "key-only", "manifest.json"), "sha256:634a8f35b5f16dcf4aaa0822adc0b1964bb786fca12f6831de8ddc45e5986a00")
-	tr.pushLegacy(tr.repo("single"), single, keyOnly)
-	modified := tr.pushExact(tr.repo("modified"), "latest", readFile(t, dir, "negative-modified-manifest", "manifest.json"), "")
-	tr.pushLegacy(tr.repo("modified"), modified, keyOnly)
-	tr.pushExact(tr.repo("unknown-key"), "latest", readFile(t, dir, "key-only", "manifest.json"), single.String())
-	tr.pushLegacy(tr.repo("unknown-key"), single, sigstoreJSON(t, dir, "negative-unknown-key", "unknown-cosign-key.signature"))
+	single := pushExact(tr, tr.Repo("single"), "latest", readFile(t, dir, "key-only", "manifest.json"), "sha256:634a8f35b5f16dcf4aaa0822adc0b1964bb786fca12f6831de8ddc45e5986a00")
+	tr.PushLegacy(tr.Repo("single"), single, keyOnly)
+	modified := pushExact(tr, tr.Repo("modified"), "latest", readFile(t, dir, "negative-modified-manifest", "manifest.json"), "")
+	tr.PushLegacy(tr.Repo("modified"), modified, keyOnly)
+	pushExact(tr, tr.Repo("unknown-key"), "latest", readFile(t, dir, "key-only", "manifest.json"), single.String())
+	tr.PushLegacy(tr.Repo("unknown-key"), single, sigstoreJSON(t, dir, "negative-unknown-key", "unknown-cosign-key.signature"))
 
 	mitr := identityAuthority(githubOAuth, "mitr@redhat.com")
 	cosign2 := readFile(t, dir, "key-rekor-1", "cosign2.pub")
 	cosign1 := readFile(t, dir, "key-only", "cosign.pub")
-	tr.run(t, publicGood(t), []realCase{
+	runReal(tr, t, publicGood(t), []realCase{
 		{name: "keyless with SET", repo: "fulcio-rekor-1", tag: "latest", authority: mitr,
 			wantIdentity: "issuer " + githubOAuth + " subject mitr@redhat.com, legacy .sig"},
 		{name: "keyless with SET, tlog optional", repo: "fulcio-rekor-1", tag: "latest",
@@ -235,13 +235,13 @@ func TestRealdataServerImageIndex(t *testing.T) {
 	d, _ := v1.NewHash(digest)
 	forBothRegistries(t, func(t *testing.T, referrers bool) {
 		tr := newRegistry(t, referrers, nil)
-		repo := tr.repo("salrashid123/server_image")
+		repo := tr.Repo("salrashid123/server_image")
 		// The index's children are not available, so ggcr's registry will
 		// not store the index itself; discovery needs only its digest.
-		tr.pushBlob(repo, readFile(t, dir, "signature-config.json"), "application/vnd.oci.image.config.v1+json")
-		tr.pushBlob(repo, readFile(t, dir, "payload.json"), simpleSigningMediaType)
-		tr.pushExact(repo, legacyTag(d), readFile(t, dir, "signature-manifest.reconstructed.json"), "")
-		disc := tr.discover(repo, d, Limits{})
+		tr.PushBlob(repo, readFile(t, dir, "signature-config.json"), "application/vnd.oci.image.config.v1+json")
+		tr.PushBlob(repo, readFile(t, dir, "payload.json"), oci.CosignSimpleSigning)
+		pushExact(tr, repo, legacyTag(d), readFile(t, dir, "signature-manifest.reconstructed.json"), "")
+		disc := discover(tr, repo, d, Limits{})
 		subject := "https://github.com/salrashid123/go-bazel-github-workflow/.github/workflows/release.yaml@refs/tags/v0.0.30"
 		c, err := NewChecker(publicGood(t))
 		if err != nil {
@@ -263,17 +263,17 @@ func TestRealdataConnaisseur(t *testing.T) {
 	dir := realdata(t, "connaisseur-testimage")
 	img := filepath.Join(dir, "securesystemsengineering", "testimage")
 	tr := newRegistry(t, true, nil)
-	repo := tr.repo("securesystemsengineering/testimage")
+	repo := tr.Repo("securesystemsengineering/testimage")
 	blobs, err := os.ReadDir(filepath.Join(img, "blobs"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, b := range blobs {
-		tr.pushBlob(repo, readFile(t, img, "blobs", b.Name()), simpleSigningMediaType)
+		tr.PushBlob(repo, readFile(t, img, "blobs", b.Name()), oci.CosignSimpleSigning)
 	}
 	for _, tag := range []string{"keyless", "multi-cosigned-alice", "multi-cosigned-alice-bob-charlie"} {
-		d := tr.pushExact(repo, tag, readFile(t, img, "manifests", tag+".json"), "")
-		tr.pushExact(repo, legacyTag(d), readFile(t, img, "manifests", legacyTag(d)+".json"), "")
+		d := pushExact(tr, repo, tag, readFile(t, img, "manifests", tag+".json"), "")
+		pushExact(tr, repo, legacyTag(d), readFile(t, img, "manifests", legacyTag(d)+".json"), "")
 	}
 	trust := publicGood(t)
 	signers := map[string]*policy.Authority{}
@@ -285,11 +285,11 @@ func TestRealdataConnaisseur(t *testing.T) {
 		t.Fatal(err)
 	}
 	passing := func(tag string) string {
-		m, err := tr.reader.Manifest(context.Background(), repo, tag)
+		m, err := tr.Reader.Manifest(context.Background(), repo, tag)
 		if err != nil {
 			t.Fatal(err)
 		}
-		disc := tr.discover(repo, m.Digest, Limits{})
+		disc := discover(tr, repo, m.Digest, Limits{})
 		var names []string
 		for _, n := range []string{"alice", "bob", "charlie", "default"} {
 			if res := c.Check(signers[n], disc, "docker.io/securesystemsengineering/testimage", true); res.Passed {
@@ -306,7 +306,7 @@ func TestRealdataConnaisseur(t *testing.T) {
 		t.Errorf("alice image: passing %q", got)
 	}
 	identity := identityAuthority(githubOAuth, "philipp.belitz@securesystems.de")
-	tr.run(t, trust, []realCase{
+	runReal(tr, t, trust, []realCase{
 		{name: "keyless relocated", repo: repo.Name, tag: "keyless", authority: identity,
 			wantIdentity: "issuer " + githubOAuth + " subject philipp.belitz@securesystems.de, legacy .sig"},
 		{name: "keyless relocated, matchRepository", repo: repo.Name, tag: "keyless", authority: identity, matchRepository: true,
@@ -324,26 +324,26 @@ func TestRealdataBundles(t *testing.T) {
 	forBothRegistries(t, func(t *testing.T, referrers bool) {
 		tr := newRegistry(t, referrers, nil)
 		trust := publicGood(t)
-		kw := tr.repo("kubewarden/kubewarden-controller")
+		kw := tr.Repo("kubewarden/kubewarden-controller")
 		d, _ := v1.NewHash("sha256:c811d58de79c92f03214e63aa339484e488d694ae8a6283b5f3f17a9faf50172")
 		subject := v1.Descriptor{MediaType: "application/vnd.oci.image.index.v1+json", Digest: d, Size: 1}
-		tr.pushReferrer(kw, subject, readFile(t, realdata(t, "sigstore-rs-kubewarden-v03"), "bundle_v03.json"), "")
+		tr.PushReferrer(kw, subject, readFile(t, realdata(t, "sigstore-rs-kubewarden-v03"), "bundle_v03.json"), "")
 		c, err := NewChecker(trust)
 		if err != nil {
 			t.Fatal(err)
 		}
 		san := "https://github.com/kubewarden/kubewarden-controller/.github/workflows/release.yml@refs/tags/v1.34.0"
-		res := c.Check(identityAuthority(githubOIDC, san), tr.discover(kw, d, Limits{}), kw.String(), false)
+		res := c.Check(identityAuthority(githubOIDC, san), discover(tr, kw, d, Limits{}), kw.String(), false)
 		if want := "issuer " + githubOIDC + " subject " + san + ", sigstore bundle"; !res.Passed || res.Identity != want {
 			t.Errorf("got %+v, want pass as %q", res, want)
 		}
 
 		att := realdata(t, "cosign-oci-attestation-v03")
-		repo := tr.repo("attested")
-		ad := tr.pushExact(repo, "latest", readFile(t, att, "manifest.json"), "sha256:732112270d7e59418a8c080b134b24cabd67d250d0d0147a97ed95ba5c280aa4")
-		tr.pushReferrer(repo, v1.Descriptor{MediaType: "application/vnd.docker.distribution.manifest.v2+json", Digest: ad, Size: 1},
+		repo := tr.Repo("attested")
+		ad := pushExact(tr, repo, "latest", readFile(t, att, "manifest.json"), "sha256:732112270d7e59418a8c080b134b24cabd67d250d0d0147a97ed95ba5c280aa4")
+		tr.PushReferrer(repo, v1.Descriptor{MediaType: "application/vnd.docker.distribution.manifest.v2+json", Digest: ad, Size: 1},
 			readFile(t, att, "oci-attestation.sigstore.json"), "")
-		res = c.Check(identityAuthority(githubOAuth, "cody@soyland.com"), tr.discover(repo, ad, Limits{}), repo.String(), false)
+		res = c.Check(identityAuthority(githubOAuth, "cody@soyland.com"), discover(tr, repo, ad, Limits{}), repo.String(), false)
 		wantReasons(t, res, "no signatures found", "1 attestation found but attestations are not signatures")
 	})
 }

@@ -16,6 +16,9 @@ import (
 const (
 	DefaultMaxSignatures       = 32
 	DefaultMaxLayerBytes int64 = 1 << 20
+	// DefaultMaxArtifactEntries bounds the layers or entries of signature
+	// material (and of what is judged as such).
+	DefaultMaxArtifactEntries = 1000
 )
 
 // fetchConcurrency bounds parallel upstream requests of one Discover.
@@ -35,7 +38,8 @@ type Limits struct {
 	MaxArtifactEntries int
 }
 
-func (l Limits) withDefaults() Limits {
+// WithDefaults is l with its zero fields set to the defaults.
+func (l Limits) WithDefaults() Limits {
 	if l.MaxSignatures <= 0 {
 		l.MaxSignatures = DefaultMaxSignatures
 	}
@@ -145,7 +149,7 @@ type examiner struct {
 // Discover finds the signatures of image digest d in repo, in both formats,
 // every time. It returns an error only when the upstream could not be read.
 func Discover(ctx context.Context, r Reader, repo Repository, d v1.Hash, lim Limits) (*Discovery, error) {
-	e := &examiner{r: r, repo: repo, digest: d, lim: lim.withDefaults()}
+	e := &examiner{r: r, repo: repo, digest: d, lim: lim.WithDefaults()}
 	disc := &Discovery{Digest: d, Looked: []string{"referrers of " + d.String(), "tag " + legacyTag(d)}}
 	refs, sigTag, err := e.list(ctx)
 	if err != nil {

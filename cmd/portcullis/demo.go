@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/portcullis-dev/portcullis/cmd/portcullis/config"
+	"github.com/portcullis-dev/portcullis/gate"
 	"github.com/portcullis-dev/portcullis/verify/signing"
 )
 
@@ -75,7 +76,7 @@ func runDemo(ctx context.Context, out io.Writer, listen string) error {
 	if err != nil {
 		return err
 	}
-	w, err := wire(cfg, &snapshotBuilder{}, logger, prometheus.NewRegistry())
+	w, err := wire(cfg, &gate.Loader{}, logger, prometheus.NewRegistry())
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/portcullis-dev/portcullis/cmd/portcullis/config"
+	"github.com/portcullis-dev/portcullis/gate"
 	"github.com/portcullis-dev/portcullis/internal/policyfile"
 )
 
@@ -48,7 +49,7 @@ func TestConfigExample(t *testing.T) {
 	if cfg.Unverified || cfg.PolicyFile != filepath.Join(dir, "policy-example.yaml") {
 		t.Fatalf("example config: unverified %v, policyFile %q; want it to enforce policy-example.yaml", cfg.Unverified, cfg.PolicyFile)
 	}
-	if _, err := (&snapshotBuilder{}).load(cfg.PolicyFile); err != nil {
+	if _, err := (&gate.Loader{}).Load(cfg.PolicyFile); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -80,7 +81,21 @@ func TestPolicyExample(t *testing.T) {
 	if len(p.Policies) != 2 || p.DefaultAllow {
 		t.Fatalf("unexpected policy: %d policies, default allow %v", len(p.Policies), p.DefaultAllow)
 	}
-	if _, err := (&snapshotBuilder{}).build(p); err != nil {
+	if _, err := (&gate.Loader{}).Build(p); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// realdata reads ../shared/realdata (beside the repository); outside CI
+// the test is skipped when it is not there.
+func realdata(t *testing.T, parts ...string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(append([]string{"..", "..", "..", "shared", "realdata"}, parts...)...))
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	return b
 }

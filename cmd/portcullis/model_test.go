@@ -666,3 +666,6 @@ func shrink(t *testing.T, seed int64, stale time.Duration, ops []op) shrunk {
 	}
 	return best
 }
+
+// short is the first 12 characters of a hex digest, for labels.
+func short(hex string) string { return hex[:min(12, len(hex))] }

@@ -12,7 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/portcullis-dev/portcullis/cmd/portcullis/config"
-	"github.com/portcullis-dev/portcullis/verify"
+	"github.com/portcullis-dev/portcullis/gate"
 )
 
 // newModelProxy wires the upstream client, the gate and the proxy exactly
@@ -40,13 +40,13 @@ verdictStaleIfError: %s
 	if err != nil {
 		t.Fatal(err)
 	}
-	builder := &snapshotBuilder{}
-	w, err := wire(cfg, builder, zap.NewNop(), prometheus.NewRegistry(), verify.WithClock(now))
+	builder := &gate.Loader{}
+	w, err := wire(cfg, builder, zap.NewNop(), prometheus.NewRegistry(), gate.WithClock(now))
 	if err != nil {
 		t.Fatal(err)
 	}
 	reload := func() error {
-		snap, err := builder.load(policyFile)
+		snap, err := builder.Load(policyFile)
 		if err != nil {
 			return err
 		}

@@ -9,7 +9,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -55,18 +57,21 @@ func serve(ctx context.Context, configPath, logFormat string) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	builder := &snapshotBuilder{}
+	builder := &gate.Loader{}
 	w, err := wire(cfg, builder, log, reg)
 	if err != nil {
 		return err
 	}
-	p, gate := w.proxy, w.gate
+	p := w.proxy
 	status := func() string { return unverifiedStatus } // no gate: "unverified: true"
-	if gate != nil {
-		reloader := newPolicyReloader(cfg.PolicyFile, builder, gate, log, reg)
-		go reloader.run(ctx, policyPollInterval, tufRefreshInterval)
+	if w.gate != nil {
+		reloader := gate.NewReloader(cfg.PolicyFile, builder, w.gate, log, reg)
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		go reloader.Run(ctx, policyPollInterval, tufRefreshInterval, hup)
 		status = func() string {
-			if why := reloader.degraded(); why != "" {
+			if why := reloader.Degraded(); why != "" {
 				return "degraded: " + why
 			}
 			return ""
@@ -145,17 +150,17 @@ const unverifiedStatus = `unverified: every image is served without a signature 
 // the proxy serving from it.
 type wiring struct {
 	up    *upstream.Client
-	gate  *verify.Gate
+	gate  *gate.Gate
 	proxy *proxy.Proxy
 }
 
 // wire builds the upstream client, the verification gate and the proxy:
-// up := upstream.New, g := verify.NewGate(up, ...), p := proxy.New(up,
+// up := upstream.New, g := gate.New(up, ...), p := proxy.New(up,
 // gate). Only a config that says "unverified: true" (config.Load refuses
 // one with neither) gets a plain (digest-checking) mirror, and that is
 // logged as a warning on every start. extra options go to the gate after
 // the config's (tests give it a clock).
-func wire(cfg *config.Config, builder *snapshotBuilder, log *zap.Logger, reg *prometheus.Registry, extra ...verify.GateOption) (*wiring, error) {
+func wire(cfg *config.Config, builder *gate.Loader, log *zap.Logger, reg *prometheus.Registry, extra ...gate.Option) (*wiring, error) {
 	up, err := newUpstream(cfg, log, reg)
 	if err != nil {
 		return nil, usageError(err)
@@ -166,26 +171,26 @@ func wire(cfg *config.Config, builder *snapshotBuilder, log *zap.Logger, reg *pr
 		proxy.WithLogger(log),
 		proxy.WithRegisterer(reg),
 	}
-	var g *verify.Gate
+	var g *gate.Gate
 	switch {
 	case cfg.PolicyFile != "": // first: a policy is enforced whatever else the Config says
-		snap, err := builder.load(cfg.PolicyFile)
+		snap, err := builder.Load(cfg.PolicyFile)
 		if err != nil {
 			return nil, usageError(fmt.Errorf("policyFile: %w", err))
 		}
-		gopts := []verify.GateOption{
-			verify.WithVerdictTTL(cfg.VerdictTTL), verify.WithDenyTTL(cfg.DenyTTL),
-			verify.WithStaleIfError(cfg.VerdictStaleIfError), verify.WithDecisionTimeout(cfg.DecisionTimeout),
-			verify.WithLimits(verify.Limits{MaxSignatures: cfg.MaxSignatures}),
-			verify.WithVerdictCacheEntries(cfg.VerdictCacheEntries),
-			verify.WithGateLogger(log.Named("gate")), verify.WithGateRegisterer(reg),
+		gopts := []gate.Option{
+			gate.WithVerdictTTL(cfg.VerdictTTL), gate.WithDenyTTL(cfg.DenyTTL),
+			gate.WithStaleIfError(cfg.VerdictStaleIfError), gate.WithDecisionTimeout(cfg.DecisionTimeout),
+			gate.WithLimits(verify.Limits{MaxSignatures: cfg.MaxSignatures}),
+			gate.WithVerdictCacheEntries(cfg.VerdictCacheEntries),
+			gate.WithLogger(log.Named("gate")), gate.WithRegisterer(reg),
 		}
-		g, err = verify.NewGate(up, snap, append(gopts, extra...)...)
+		g, err = gate.New(up, snap, append(gopts, extra...)...)
 		if err != nil {
 			return nil, usageError(err)
 		}
-		opts = append(opts, proxy.WithGate(gate.NewChecker(g)))
-		logPolicy(log, "policy loaded", cfg.PolicyFile, snap)
+		opts = append(opts, proxy.WithGate(g))
+		gate.LogSnapshot(log, "policy loaded", cfg.PolicyFile, snap)
 	case cfg.Unverified:
 		log.Warn("unverified: true in the config: serving as a plain mirror, no signature is verified",
 			zap.String("config", cfg.Path))

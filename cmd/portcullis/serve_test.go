@@ -32,6 +32,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/portcullis-dev/portcullis/cmd/portcullis/config"
+	"github.com/portcullis-dev/portcullis/gate"
 )
 
 func freeAddr(t *testing.T) string {
@@ -148,7 +149,7 @@ func TestServeUnverified(t *testing.T) {
 		t.Fatal(err)
 	}
 	core, logged := observer.New(zap.WarnLevel)
-	if w, err := wire(cfg, &snapshotBuilder{}, zap.New(core), prometheus.NewRegistry()); err != nil || w.gate != nil {
+	if w, err := wire(cfg, &gate.Loader{}, zap.New(core), prometheus.NewRegistry()); err != nil || w.gate != nil {
 		t.Fatalf("wire: %+v, err %v; want no gate, no error", w, err)
 	}
 	if w := logged.FilterMessageSnippet("no signature is verified").All(); len(w) != 1 || w[0].Level != zap.WarnLevel {
@@ -166,12 +167,12 @@ func TestWireNeedsAChoice(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.Unverified = false
-	if w, err := wire(cfg, &snapshotBuilder{}, zap.NewNop(), prometheus.NewRegistry()); err == nil || w != nil {
+	if w, err := wire(cfg, &gate.Loader{}, zap.NewNop(), prometheus.NewRegistry()); err == nil || w != nil {
 		t.Fatalf("wire without a choice: %+v, err %v; want an error", w, err)
 	}
 	cfg.Unverified = true
 	cfg.PolicyFile = writeFile(t, dir, "policy.yaml", "policies: []\ndefault: deny\n")
-	if w, err := wire(cfg, &snapshotBuilder{}, zap.NewNop(), prometheus.NewRegistry()); err != nil || w.gate == nil {
+	if w, err := wire(cfg, &gate.Loader{}, zap.NewNop(), prometheus.NewRegistry()); err != nil || w.gate == nil {
 		t.Fatalf("wire with a policy file and Unverified: %+v, err %v; want the policy's gate", w, err)
 	}
 }

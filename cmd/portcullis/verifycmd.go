@@ -13,8 +13,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/portcullis-dev/portcullis/cmd/portcullis/config"
+	"github.com/portcullis-dev/portcullis/gate"
 	"github.com/portcullis-dev/portcullis/oci"
-	"github.com/portcullis-dev/portcullis/verify"
 )
 
 func newVerifyCmd() *cobra.Command {
@@ -42,16 +42,16 @@ defaultRegistry.`,
 
 // verifyResult is one image's line of `portcullis verify` output.
 type verifyResult struct {
-	Image    string                 `json:"image"`
-	Digest   string                 `json:"digest,omitempty"`
-	Decision string                 `json:"decision"` // allow, deny, error
-	Cause    string                 `json:"cause,omitempty"`
-	Reason   string                 `json:"reason,omitempty"`
-	Message  string                 `json:"message"`
-	Identity string                 `json:"identity,omitempty"`
-	Revision string                 `json:"revision,omitempty"`
-	Failures []verify.FailureDetail `json:"failures,omitempty"`
-	Warnings []string               `json:"warnings,omitempty"`
+	Image    string               `json:"image"`
+	Digest   string               `json:"digest,omitempty"`
+	Decision string               `json:"decision"` // allow, deny, error
+	Cause    string               `json:"cause,omitempty"`
+	Reason   string               `json:"reason,omitempty"`
+	Message  string               `json:"message"`
+	Identity string               `json:"identity,omitempty"`
+	Revision string               `json:"revision,omitempty"`
+	Failures []gate.FailureDetail `json:"failures,omitempty"`
+	Warnings []string             `json:"warnings,omitempty"`
 }
 
 func runVerify(ctx context.Context, out io.Writer, configPath, output string, images []string) error {
@@ -62,7 +62,7 @@ func runVerify(ctx context.Context, out io.Writer, configPath, output string, im
 	if cfg.PolicyFile == "" {
 		return usageError(fmt.Errorf("%s: no policyFile: nothing to verify against", cfg.Path))
 	}
-	w, err := wire(cfg, &snapshotBuilder{}, zap.NewNop(), prometheus.NewRegistry())
+	w, err := wire(cfg, &gate.Loader{}, zap.NewNop(), prometheus.NewRegistry())
 	if err != nil {
 		return err
 	}
@@ -103,14 +103,14 @@ func verifyOne(ctx context.Context, w *wiring, cfg *config.Config, image string)
 		return r
 	}
 	r.Digest = m.DigestString()
-	v, err := w.gate.Manifest(ctx, &verify.ManifestRequest{Repo: repo, Reference: ref, Digest: m.Digest, MediaType: m.MediaType, Bytes: m.Bytes})
+	v, err := w.gate.Manifest(ctx, &gate.ManifestRequest{Repo: repo, Reference: ref, Digest: m.Digest, MediaType: m.MediaType, Bytes: m.Bytes})
 	if err != nil {
 		r.Message = fmt.Sprintf("no decision: %v", err)
 		return r
 	}
 	r.Decision, r.Cause, r.Message = v.Decision.String(), string(v.Cause), v.Message()
 	r.Identity, r.Revision, r.Failures = v.Identity, v.Revision, v.Detail()
-	if v.Cause == verify.CausePolicy {
+	if v.Cause == gate.CausePolicy {
 		r.Reason = v.Outcome.Reason.String()
 	}
 	for _, w := range v.Outcome.Warnings() {

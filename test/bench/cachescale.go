@@ -21,6 +21,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/portcullis-dev/portcullis/gate"
 	"github.com/portcullis-dev/portcullis/policy"
 	"github.com/portcullis-dev/portcullis/verify"
 )
@@ -67,7 +68,7 @@ func cacheDigest(i int) v1.Hash {
 	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
 }
 
-// runCachePhase fills a Gate (the production defaults: verify.NewGate with
+// runCachePhase fills a Gate (the production defaults: gate.New with
 // no cache option) with N allow verdicts for each -cache-sizes N, and
 // measures the heap the cache holds per entry (HeapAlloc after a GC,
 // against before the fill), the latency of gate.Manifest on random filled
@@ -79,7 +80,7 @@ func runCachePhase(ctx context.Context, b *bench, _ *fleet) ([]Metric, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cache policy: %w", err)
 	}
-	snap, err := verify.NewSnapshot(p, nil)
+	snap, err := gate.NewSnapshot(p, nil)
 	if err != nil {
 		return nil, fmt.Errorf("cache policy snapshot: %w", err)
 	}
@@ -105,17 +106,17 @@ func cacheTarget(n int) string {
 	return fmt.Sprintf("%d verdicts", n)
 }
 
-func measureCache(ctx context.Context, b *bench, snap *verify.Snapshot, n int) ([]Metric, error) {
+func measureCache(ctx context.Context, b *bench, snap *gate.Snapshot, n int) ([]Metric, error) {
 	reg := prometheus.NewRegistry()
-	gate, err := verify.NewGate(nopReader{}, snap, verify.WithGateRegisterer(reg))
+	gt, err := gate.New(nopReader{}, snap, gate.WithRegisterer(reg))
 	if err != nil {
 		return nil, err
 	}
 	repo := verify.Repository{Registry: benchRegistry, Name: "acme/app"}
 	manifest := []byte(cacheManifest)
-	req := func(i int) *verify.ManifestRequest {
+	req := func(i int) *gate.ManifestRequest {
 		d := cacheDigest(i)
-		return &verify.ManifestRequest{Repo: repo, Reference: d.String(), Digest: d,
+		return &gate.ManifestRequest{Repo: repo, Reference: d.String(), Digest: d,
 			MediaType: mediaOCIManifest, Bytes: manifest}
 	}
 	profile := n == slices.Max(b.cfg.cacheSizes)
@@ -135,7 +136,7 @@ func measureCache(ctx context.Context, b *bench, snap *verify.Snapshot, n int) (
 	for w := range workers {
 		g.Go(func() error {
 			for k, i := 0, w; i < n; k, i = k+1, i+workers {
-				v, err := gate.Manifest(gctx, req(i))
+				v, err := gt.Manifest(gctx, req(i))
 				if err != nil {
 					return err
 				}
@@ -164,7 +165,7 @@ func measureCache(ctx context.Context, b *bench, snap *verify.Snapshot, n int) (
 		return nil, err
 	}
 	rng := rand.New(rand.NewPCG(uint64(n), 2))
-	probes := make([]*verify.ManifestRequest, 1024)
+	probes := make([]*gate.ManifestRequest, 1024)
 	lat := make([]float64, 0, b.cfg.cacheProbes)
 	for len(lat) < b.cfg.cacheProbes {
 		for i := range probes { // made outside the timed calls
@@ -172,7 +173,7 @@ func measureCache(ctx context.Context, b *bench, snap *verify.Snapshot, n int) (
 		}
 		for _, r := range probes[:min(len(probes), b.cfg.cacheProbes-len(lat))] {
 			t0 := time.Now()
-			if _, err := gate.Manifest(ctx, r); err != nil {
+			if _, err := gt.Manifest(ctx, r); err != nil {
 				return nil, err
 			}
 			lat = append(lat, float64(time.Since(t0))/float64(time.Microsecond))
@@ -183,7 +184,7 @@ func measureCache(ctx context.Context, b *bench, snap *verify.Snapshot, n int) (
 		return nil, err
 	}
 	hitRatio := (hits1 - hits0) / max(1, (hits1-hits0)+(misses1-misses0))
-	runtime.KeepAlive(gate)
+	runtime.KeepAlive(gt)
 
 	t := cacheTarget(n)
 	logf("verdict cache %s: %.0f B/entry, p50 %.2f us, p99 %.2f us, hit ratio %.3f, fill %.1f s",

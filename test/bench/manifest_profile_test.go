@@ -36,7 +36,6 @@ import (
 	"github.com/portcullis-dev/portcullis/internal/policyfile"
 	"github.com/portcullis-dev/portcullis/proxy"
 	"github.com/portcullis-dev/portcullis/upstream"
-	"github.com/portcullis-dev/portcullis/verify"
 )
 
 // warmUpstream is an in-memory registry with one image at acme/app:v1,
@@ -91,16 +90,16 @@ func newGatedProxy(b *testing.B, up *url.URL, dir string) http.Handler {
 	if err != nil {
 		b.Fatal(err)
 	}
-	snap, err := verify.NewSnapshot(pol, nil)
+	snap, err := gate.NewSnapshot(pol, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	g, err := verify.NewGate(client, snap, verify.WithGateLogger(logger.Named("gate")), verify.WithGateRegisterer(reg))
+	g, err := gate.New(client, snap, gate.WithLogger(logger.Named("gate")), gate.WithRegisterer(reg))
 	if err != nil {
 		b.Fatal(err)
 	}
 	p, err := proxy.New(client, proxy.WithDefaultRegistry(benchRegistry), proxy.WithLogger(logger),
-		proxy.WithRegisterer(reg), proxy.WithGate(gate.NewChecker(g)))
+		proxy.WithRegisterer(reg), proxy.WithGate(g))
 	if err != nil {
 		b.Fatal(err)
 	}

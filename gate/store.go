@@ -1,4 +1,4 @@
-package verify
+package gate
 
 import (
 	"container/list"
@@ -7,6 +7,8 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/portcullis-dev/portcullis/verify"
 )
 
 // GrantKind says what a grant lets through. Kinds never stand in for one
@@ -42,7 +44,7 @@ type Grant struct {
 // grants it made, which live and die with it.
 type Stored struct {
 	Key  string
-	Repo Repository
+	Repo verify.Repository
 	// Digest is the manifest (or referrers answer) judged.
 	Digest v1.Hash
 	// Reference is what the client asked for (a tag or a digest); deciding
@@ -72,7 +74,7 @@ type VerdictStore interface {
 	// clock, for dropping expired verdicts on the way.
 	Put(ctx context.Context, v *Stored, now time.Time) error
 	// Granting lists the live verdicts of repo that grant d with kind.
-	Granting(ctx context.Context, repo Repository, d v1.Hash, kind GrantKind, now time.Time) ([]*Stored, error)
+	Granting(ctx context.Context, repo verify.Repository, d v1.Hash, kind GrantKind, now time.Time) ([]*Stored, error)
 }
 
 // MemoryStore is the in-process VerdictStore: a least-recently-used list
@@ -94,7 +96,7 @@ type MemoryStore struct {
 }
 
 type grantKey struct {
-	repo Repository
+	repo verify.Repository
 	d    v1.Hash
 	kind GrantKind
 }
@@ -165,7 +167,7 @@ func (m *MemoryStore) sweep(now time.Time) {
 }
 
 // Granting implements VerdictStore.
-func (m *MemoryStore) Granting(_ context.Context, repo Repository, d v1.Hash, kind GrantKind, now time.Time) ([]*Stored, error) {
+func (m *MemoryStore) Granting(_ context.Context, repo verify.Repository, d v1.Hash, kind GrantKind, now time.Time) ([]*Stored, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	els := m.index[grantKey{repo, d, kind}]

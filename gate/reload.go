@@ -1,4 +1,4 @@
-package main
+package gate
 
 import (
 	"context"
@@ -6,10 +6,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"os/signal"
 	"sort"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,24 +19,26 @@ import (
 	"github.com/portcullis-dev/portcullis/verify/tuftrust"
 )
 
-// snapshotBuilder compiles policies into snapshots. It owns the TUF client
-// of the policy's TUF trust roots, made again only when their settings
-// change, so that a reload of an unrelated edit fetches nothing.
-type snapshotBuilder struct {
+// Loader compiles policies into snapshots. It owns the TUF client of the
+// policy's TUF trust roots, made again only when their settings change, so
+// that a reload of an unrelated edit fetches nothing. The zero Loader is
+// ready; a Reloader and the first Load share one.
+type Loader struct {
 	tuf    *tuftrust.Provider
 	tufKey string
 }
 
-// load reads and compiles the policy file and its trust roots.
-func (b *snapshotBuilder) load(path string) (*verify.Snapshot, error) {
+// Load reads and compiles the policy file at path and its trust roots.
+func (b *Loader) Load(path string) (*Snapshot, error) {
 	p, err := policyfile.Load(path)
 	if err != nil {
 		return nil, err
 	}
-	return b.build(p)
+	return b.Build(p)
 }
 
-func (b *snapshotBuilder) build(p *policy.Policy) (*verify.Snapshot, error) {
+// Build compiles a parsed policy and its trust roots into a Snapshot.
+func (b *Loader) Build(p *policy.Policy) (*Snapshot, error) {
 	sources, key := tufSources(p)
 	switch {
 	case len(sources) == 0:
@@ -54,7 +54,7 @@ func (b *snapshotBuilder) build(p *policy.Policy) (*verify.Snapshot, error) {
 	if b.tuf != nil {
 		trust = b.tuf
 	}
-	snap, err := verify.NewSnapshot(p, trust)
+	snap, err := NewSnapshot(p, trust)
 	if err != nil {
 		return nil, err
 	}
@@ -83,24 +83,27 @@ func tufSources(p *policy.Policy) ([]tuftrust.Source, string) {
 	return out, hex.EncodeToString(h.Sum(nil))
 }
 
-// policyReloader keeps the gate's policy current: it reloads on SIGHUP and
-// when the policy file or any file it references changes (polled, which
-// also sees a Kubernetes ConfigMap's symlink swap). A new policy is
+// Reloader keeps a Gate's policy current: it reloads when told (SIGHUP, in
+// serve) and when the policy file or any file it references changes
+// (polled, which also sees a Kubernetes ConfigMap's symlink swap). A new policy is
 // compiled first; a broken one is logged, counted and reported by /readyz
 // as degraded, and the last good policy stays in force.
-type policyReloader struct {
+type Reloader struct {
 	path     string
-	builder  *snapshotBuilder
-	gate     *verify.Gate
+	builder  *Loader
+	gate     *Gate
 	log      *zap.Logger
 	failures prometheus.Counter
 	reloads  prometheus.Counter
 	problem  atomic.Pointer[string] // the current reload failure, nil when healthy
 }
 
-func newPolicyReloader(path string, builder *snapshotBuilder, gate *verify.Gate, log *zap.Logger, reg prometheus.Registerer) *policyReloader {
-	r := &policyReloader{
-		path: path, builder: builder, gate: gate, log: log,
+// NewReloader returns the Reloader of g's policy file at path, loading
+// with builder (the Loader that made g's first Snapshot), logging to log
+// and counting reloads and failures in reg.
+func NewReloader(path string, builder *Loader, g *Gate, log *zap.Logger, reg prometheus.Registerer) *Reloader {
+	r := &Reloader{
+		path: path, builder: builder, gate: g, log: log,
 		failures: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "portcullis", Name: "policy_reload_failures_total",
 			Help: "Policy reloads that failed; the last good policy stayed in force.",
@@ -114,16 +117,17 @@ func newPolicyReloader(path string, builder *snapshotBuilder, gate *verify.Gate,
 	return r
 }
 
-// reload loads the policy again and puts it in force if its revision changed.
-func (r *policyReloader) reload() {
+// Reload loads the policy again and puts it in force if its revision
+// changed; a policy that does not load leaves the last good one in force.
+func (r *Reloader) Reload() {
 	p, err := policyfile.Load(r.path)
 	if err == nil && p.Revision == r.gate.Snapshot().Policy.Revision {
 		r.healthy()
 		return
 	}
-	var snap *verify.Snapshot
+	var snap *Snapshot
 	if err == nil {
-		snap, err = r.builder.build(p)
+		snap, err = r.builder.Build(p)
 	}
 	if err != nil {
 		msg := fmt.Sprintf("policy reload failed, the last good policy (revision %s) stays in force: %v",
@@ -137,22 +141,23 @@ func (r *policyReloader) reload() {
 	r.gate.SetSnapshot(snap)
 	r.reloads.Inc()
 	r.healthy()
-	logPolicy(r.log, "policy reloaded", r.path, snap)
+	LogSnapshot(r.log, "policy reloaded", r.path, snap)
 }
 
-func (r *policyReloader) healthy() { r.problem.Store(nil) }
+func (r *Reloader) healthy() { r.problem.Store(nil) }
 
-// degraded is the reason /readyz reports degraded, or "".
-func (r *policyReloader) degraded() string {
+// Degraded is why the policy in force is not the file's (the last reload
+// failed), or "" (what /readyz reports).
+func (r *Reloader) Degraded() string {
 	if p := r.problem.Load(); p != nil {
 		return *p
 	}
 	return ""
 }
 
-// refreshTUF asks the TUF repositories for a new trusted root and, when one
+// RefreshTUF asks the TUF repositories for a new trusted root and, when one
 // came, puts a snapshot with it (and a new revision) in force.
-func (r *policyReloader) refreshTUF() {
+func (r *Reloader) RefreshTUF() {
 	tuf := r.builder.tuf
 	if tuf == nil {
 		return
@@ -164,22 +169,19 @@ func (r *policyReloader) refreshTUF() {
 	if tuf.Revision() == before {
 		return
 	}
-	snap, err := r.builder.build(r.gate.Snapshot().Policy)
+	snap, err := r.builder.Build(r.gate.Snapshot().Policy)
 	if err != nil {
 		r.log.Error("new TUF trusted root unusable: keeping the last good one", zap.Error(err))
 		return
 	}
 	r.gate.SetSnapshot(snap)
 	r.reloads.Inc()
-	logPolicy(r.log, "TUF trusted root refreshed", r.path, snap)
+	LogSnapshot(r.log, "TUF trusted root refreshed", r.path, snap)
 }
 
-// run reloads every interval and on SIGHUP, and refreshes TUF roots every
-// tufInterval, until ctx ends.
-func (r *policyReloader) run(ctx context.Context, interval, tufInterval time.Duration) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+// Run reloads every interval and whenever hup receives (serve sends
+// SIGHUP there), and refreshes TUF roots every tufInterval, until ctx ends.
+func (r *Reloader) Run(ctx context.Context, interval, tufInterval time.Duration, hup <-chan os.Signal) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	tt := time.NewTicker(tufInterval)
@@ -190,16 +192,18 @@ func (r *policyReloader) run(ctx context.Context, interval, tufInterval time.Dur
 			return
 		case <-hup:
 			r.log.Info("SIGHUP: reloading the policy")
-			r.reload()
+			r.Reload()
 		case <-t.C:
-			r.reload()
+			r.Reload()
 		case <-tt.C:
-			r.refreshTUF()
+			r.RefreshTUF()
 		}
 	}
 }
 
-func logPolicy(log *zap.Logger, msg, path string, snap *verify.Snapshot) {
+// LogSnapshot logs that snap (from the policy file at path) is in force,
+// and the policy's lint warnings.
+func LogSnapshot(log *zap.Logger, msg, path string, snap *Snapshot) {
 	log.Info(msg, zap.String("policyFile", path), zap.String("revision", short(snap.Revision)),
 		zap.Int("policies", len(snap.Policy.Policies)))
 	for _, w := range snap.Policy.Warnings {

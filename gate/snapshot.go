@@ -1,4 +1,4 @@
-package verify
+package gate
 
 import (
 	"errors"
@@ -7,6 +7,7 @@ import (
 	"github.com/sigstore/sigstore-go/pkg/root"
 
 	"github.com/portcullis-dev/portcullis/policy"
+	"github.com/portcullis-dev/portcullis/verify"
 )
 
 // NewSnapshot compiles a policy into what the Gate decides under: its
@@ -14,19 +15,19 @@ import (
 // distributed by TUF come from tuf (nil if the caller has none), and every
 // authority is compiled up front so that a bad key, regexp or missing root
 // fails the load, not a pull.
-func NewSnapshot(p *policy.Policy, tuf TrustProvider) (*Snapshot, error) {
+func NewSnapshot(p *policy.Policy, tuf verify.TrustProvider) (*Snapshot, error) {
 	files := map[string][]byte{}
 	for name, tr := range p.TrustRoots {
 		if tr.TUF == nil {
 			files[name] = tr.TrustedRootJSON
 		}
 	}
-	static, err := StaticTrust(files)
+	static, err := verify.StaticTrust(files)
 	if err != nil {
 		return nil, err
 	}
 	trust := &policyTrust{policy: p, files: static, tuf: tuf}
-	checker, err := NewChecker(trust)
+	checker, err := verify.NewChecker(trust)
 	if err != nil {
 		return nil, err
 	}
@@ -48,8 +49,8 @@ func NewSnapshot(p *policy.Policy, tuf TrustProvider) (*Snapshot, error) {
 // roots, TUF ones from the caller's provider.
 type policyTrust struct {
 	policy *policy.Policy
-	files  TrustProvider
-	tuf    TrustProvider
+	files  verify.TrustProvider
+	tuf    verify.TrustProvider
 }
 
 func (t *policyTrust) TrustedMaterial(name string) (root.TrustedMaterial, error) {

@@ -1,4 +1,4 @@
-package verify
+package gate
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/portcullis-dev/portcullis/policy"
+	"github.com/portcullis-dev/portcullis/verify"
 )
 
 // decide reaches a verdict on req judged as as, with the grants it makes:
@@ -23,6 +24,7 @@ func (g *Gate) decide(ctx context.Context, snap *Snapshot, req *ManifestRequest,
 	start := g.o.now()
 	s := &Stored{Key: key, Repo: req.Repo, Digest: req.Digest, Reference: req.Reference, as: as}
 	v := &Verdict{Image: req.Repo.String(), Digest: req.Digest}
+	var ev []*policy.Evidence // what verified, for the audit line
 	shape, err := parseShape(req.Bytes)
 	switch {
 	case err != nil:
@@ -36,7 +38,7 @@ func (g *Gate) decide(ctx context.Context, snap *Snapshot, req *ManifestRequest,
 			s.Grants = shape.grants(GrantReferrer, GrantMaterialBlob)
 		}
 	default:
-		if v.Judgement, err = g.decideImage(ctx, snap, req); err != nil {
+		if v.Judgement, ev, err = g.decideImage(ctx, snap, req); err != nil {
 			return nil, err
 		}
 		if v.Allowed() {
@@ -56,26 +58,33 @@ func (g *Gate) decide(ctx context.Context, snap *Snapshot, req *ManifestRequest,
 		s.Fresh = now.Add(g.o.denyTTL)
 		s.Expires = s.Fresh
 	}
-	g.audit(v, start)
+	g.audit(v, start, ev)
 	return s, nil
 }
 
 // decideImage applies the policy to an image (or index) of a repository.
-func (g *Gate) decideImage(ctx context.Context, snap *Snapshot, req *ManifestRequest) (*Judgement, error) {
+// The evidence is that of the authorities that passed, for the audit line.
+func (g *Gate) decideImage(ctx context.Context, snap *Snapshot, req *ManifestRequest) (*Judgement, []*policy.Evidence, error) {
 	byParent, _, err := g.granted(ctx, snap, req.Repo, req.Digest, GrantChild)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if byParent {
-		return &Judgement{Decision: Allow, Cause: CauseParent, Revision: snap.Revision, Why: "allowed: listed by an allowed index"}, nil
+		return &Judgement{Decision: Allow, Cause: CauseParent, Revision: snap.Revision, Why: "allowed: listed by an allowed index"}, nil, nil
 	}
 	image := req.Repo.String()
 	plan := snap.Policy.For(image, req.Digest.String())
 	results, err := g.check(ctx, snap, plan, req)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return policyJudgement(plan, plan.Decide(results), snap.Revision), nil
+	var ev []*policy.Evidence
+	for _, r := range results {
+		if r.Passed && r.Evidence != nil {
+			ev = append(ev, r.Evidence)
+		}
+	}
+	return policyJudgement(plan, plan.Decide(results), snap.Revision), ev, nil
 }
 
 // decideMaterial judges signature material: its subject must be served in
@@ -124,7 +133,7 @@ type depthKey struct{}
 // as an image (allowed, or a child of an allowed index), deciding it now
 // when no verdict is stored: cosign asks for referrers and .sig before any
 // manifest GET. A subject that does not exist is not served.
-func (g *Gate) subjectServed(ctx context.Context, snap *Snapshot, repo Repository, as judgeAs) (bool, string, error) {
+func (g *Gate) subjectServed(ctx context.Context, snap *Snapshot, repo verify.Repository, as judgeAs) (bool, string, error) {
 	depth, _ := ctx.Value(depthKey{}).(int)
 	if depth >= maxSubjectDepth {
 		return false, "signature material of signature material, too deep", nil
@@ -134,7 +143,7 @@ func (g *Gate) subjectServed(ctx context.Context, snap *Snapshot, repo Repositor
 		return false, "no subject", nil
 	}
 	m, err := g.reader.Manifest(ctx, repo, as.subject.String())
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, verify.ErrNotFound) {
 		return false, "no such manifest", nil
 	}
 	if err != nil {
@@ -155,7 +164,7 @@ func (g *Gate) check(ctx context.Context, snap *Snapshot, plan *policy.Plan, req
 		return nil, nil
 	}
 	t0 := time.Now()
-	disc, err := Discover(ctx, g.reader, req.Repo, req.Digest, g.o.limits)
+	disc, err := verify.Discover(ctx, g.reader, req.Repo, req.Digest, g.o.limits)
 	g.metrics.step("discovery", time.Since(t0))
 	if err != nil {
 		return nil, fmt.Errorf("finding the signatures of %s@%s: %w", req.Repo, req.Digest, err)
@@ -177,8 +186,9 @@ func (g *Gate) check(ctx context.Context, snap *Snapshot, plan *policy.Plan, req
 	return results, nil
 }
 
-// audit writes the decision's log line and metrics.
-func (g *Gate) audit(v *Verdict, start time.Time) {
+// audit writes the decision's log line and metrics; ev is what verified
+// (the signing time and where the signature was found are logged).
+func (g *Gate) audit(v *Verdict, start time.Time, ev []*policy.Evidence) {
 	d := g.o.now().Sub(start)
 	g.metrics.step("total", d)
 	fields := []zap.Field{
@@ -191,6 +201,13 @@ func (g *Gate) audit(v *Verdict, start time.Time) {
 	}
 	if v.Identity != "" {
 		fields = append(fields, zap.String("identity", v.Identity))
+	}
+	if len(ev) > 0 {
+		e := ev[0]
+		fields = append(fields, zap.String("signature", e.Source))
+		if !e.SigningTime.IsZero() {
+			fields = append(fields, zap.Time("signedAt", e.SigningTime), zap.String("signingTimeSource", e.TimeSource))
+		}
 	}
 	warned := v.Outcome.Warnings()
 	for _, w := range warned {

@@ -1,22 +1,23 @@
-package verify
+package gate
 
 import (
 	"strings"
 	"testing"
 
 	"github.com/portcullis-dev/portcullis/policy"
+	"github.com/portcullis-dev/portcullis/verify"
 )
 
 // thresholdVerdict checks every authority of a threshold-2 policy against
 // sc's signatures, as the gate does, and decides.
-func thresholdVerdict(t *testing.T, sc *scenario, trust TrustProvider, auths ...*policy.Authority) (*Judgement, map[*policy.Authority]AuthorityResult) {
+func thresholdVerdict(t *testing.T, sc *scenario, trust verify.TrustProvider, auths ...*policy.Authority) (*Judgement, map[*policy.Authority]verify.AuthorityResult) {
 	t.Helper()
-	c, err := NewChecker(trust)
+	c, err := verify.NewChecker(trust)
 	if err != nil {
 		t.Fatal(err)
 	}
-	disc := sc.tr.discover(sc.repo, sc.image.Digest, Limits{})
-	results := map[*policy.Authority]AuthorityResult{}
+	disc := discover(sc.tr, sc.repo, sc.image.Digest, verify.Limits{})
+	results := map[*policy.Authority]verify.AuthorityResult{}
 	for _, a := range auths {
 		results[a] = c.Check(a, disc, sc.repo.String(), false)
 	}
@@ -33,13 +34,13 @@ func TestThresholdCountsKeysOnce(t *testing.T) {
 	k, other := testKeys(t)["ecdsa-p256"], testKeys(t)["ed25519"]
 	sc := newScenario(t, true)
 	d := sc.image.Digest
-	sc.tr.pushLegacy(sc.repo, d, k.legacyKeyLayer(t, "registry.example/acme/app", d))
-	sc.tr.pushReferrer(sc.repo, sc.image, k.keyBundle(t, statementFor(d, SignPredicateType)), SignPredicateType)
+	sc.tr.PushLegacy(sc.repo, d, k.LegacyKeyLayer(t, "registry.example/acme/app", d))
+	sc.tr.PushReferrer(sc.repo, sc.image, k.KeyBundle(t, statementFor(d, verify.SignPredicateType)), verify.SignPredicateType)
 
-	release, again := k.authority(false, ""), k.authority(false, "")
+	release, again := k.Authority(false, ""), k.Authority(false, "")
 	again.Name = "release-again"
-	j, results := thresholdVerdict(t, sc, TrustMap{}, release, again)
-	want := policy.KeySigner(k.priv.Public())
+	j, results := thresholdVerdict(t, sc, verify.TrustMap{}, release, again)
+	want := policy.KeySigner(k.Priv.Public())
 	for a, res := range results {
 		if !res.Passed || res.Signer != want {
 			t.Errorf("%s alone: got %+v, want a pass by signer %q", a.Name, res, want)
@@ -50,8 +51,8 @@ func TestThresholdCountsKeysOnce(t *testing.T) {
 		t.Errorf("one key, two authorities: %v %q; want a refusal saying the signer counted once", j.Decision, j.Why)
 	}
 
-	sc.tr.pushReferrer(sc.repo, sc.image, other.keyBundle(t, statementFor(d, SignPredicateType)), SignPredicateType)
-	if j, _ := thresholdVerdict(t, sc, TrustMap{}, release, other.authority(false, "")); j.Decision != Allow {
+	sc.tr.PushReferrer(sc.repo, sc.image, other.KeyBundle(t, statementFor(d, verify.SignPredicateType)), verify.SignPredicateType)
+	if j, _ := thresholdVerdict(t, sc, verify.TrustMap{}, release, other.Authority(false, "")); j.Decision != Allow {
 		t.Errorf("two keys: %v %q, want allowed", j.Decision, j.Why)
 	}
 }
@@ -63,12 +64,12 @@ func TestThresholdCountsIdentitiesOnce(t *testing.T) {
 	kl := newKeyless(t)
 	sc := newScenario(t, true)
 	d := sc.image.Digest
-	sc.tr.pushReferrer(sc.repo, sc.image, kl.bundle(t, testSubject, statementFor(d, SignPredicateType), true, false), SignPredicateType)
+	sc.tr.PushReferrer(sc.repo, sc.image, kl.Bundle(t, testSubject, statementFor(d, verify.SignPredicateType), true, false), verify.SignPredicateType)
 
 	exact := keylessAuthority(policy.Identity{Issuer: testIssuer, Subject: testSubject}, true)
 	anyone := keylessAuthority(policy.Identity{Issuer: testIssuer, SubjectRegExp: "^.*@example\\.com$"}, true)
 	anyone.Name = "anyone-at-example"
-	j, results := thresholdVerdict(t, sc, kl.trust(), exact, anyone)
+	j, results := thresholdVerdict(t, sc, keylessTrust(kl), exact, anyone)
 	want := policy.CertSigner(testIssuer, testSubject)
 	if res := results[anyone]; !res.Passed || res.Signer != want {
 		t.Errorf("anyone alone: got %+v, want a pass by signer %q", res, want)
@@ -78,10 +79,10 @@ func TestThresholdCountsIdentitiesOnce(t *testing.T) {
 	}
 
 	const bob = "bob@example.com"
-	sc.tr.pushReferrer(sc.repo, sc.image, kl.bundle(t, bob, statementFor(d, SignPredicateType), true, false), SignPredicateType)
+	sc.tr.PushReferrer(sc.repo, sc.image, kl.Bundle(t, bob, statementFor(d, verify.SignPredicateType), true, false), verify.SignPredicateType)
 	bobs := keylessAuthority(policy.Identity{Issuer: testIssuer, Subject: bob}, true)
 	bobs.Name = "bob"
-	if j, _ := thresholdVerdict(t, sc, kl.trust(), exact, bobs); j.Decision != Allow {
+	if j, _ := thresholdVerdict(t, sc, keylessTrust(kl), exact, bobs); j.Decision != Allow {
 		t.Errorf("two subjects: %v %q, want allowed", j.Decision, j.Why)
 	}
 }

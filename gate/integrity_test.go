@@ -1,4 +1,4 @@
-package verify
+package gate
 
 // Regression tests of the gate-integrity defects, each against ggcr's real
 // registry with real cosign-format signatures (verify/signing); the
@@ -23,6 +23,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/portcullis-dev/portcullis/oci"
+	"github.com/portcullis-dev/portcullis/verify"
 	"github.com/portcullis-dev/portcullis/verify/signing"
 )
 
@@ -87,7 +89,7 @@ var mtManifest = types.MediaType(ociManifestType)
 func TestBogusSignatureUnlocksNothing(t *testing.T) {
 	f := newGateFixture(t, false)
 	ctx := context.Background()
-	payload := f.blob(t, f.unsigned.bytes, simpleSigningMediaType)
+	payload := f.blob(t, f.unsigned.bytes, oci.CosignSimpleSigning)
 	payload.Annotations = map[string]string{"dev.cosignproject.cosign/signature": "anVuaw=="}
 	cfg := f.blob(t, []byte(`{"architecture":"","os":"","rootfs":{"type":"layers","diff_ids":[]},"config":{}}`), "application/vnd.oci.image.config.v1+json")
 	for _, subject := range []*pushed{f.unsigned, f.bundled} { // attached to the refused image, and to an allowed one (signed by a bundle)
@@ -149,7 +151,7 @@ func TestDressedImageIsNotMaterial(t *testing.T) {
 	if err := json.Unmarshal(img.Bytes, &m); err != nil {
 		t.Fatal(err)
 	}
-	m.Layers[0].MediaType = simpleSigningMediaType
+	m.Layers[0].MediaType = oci.CosignSimpleSigning
 	subject := &v1.Descriptor{MediaType: mtManifest, Digest: f.legacy.digest, Size: int64(len(f.legacy.bytes))}
 	dressed := f.put(t, "dressed", artifactJSON(m.Config, m.Layers[:1], subject))
 	want(t, "by its tag", false)(f.decideErr(ctx, "dressed", dressed))
@@ -216,7 +218,7 @@ func TestMemoryStoreBounds(t *testing.T) {
 	s := NewMemoryStore(10)
 	ctx := context.Background()
 	now := time.Now()
-	repo := Repository{Registry: "r", Name: "a"}
+	repo := verify.Repository{Registry: "r", Name: "a"}
 	put := func(i int, grants int) {
 		st := &Stored{Key: fmt.Sprint(i), Repo: repo, Digest: digestOfBytes([]byte(fmt.Sprint(i))), Fresh: now.Add(time.Hour), Expires: now.Add(time.Hour),
 			Judgement: &Judgement{Decision: Allow}}
@@ -326,7 +328,7 @@ func TestMemoryStoreSweepsExpired(t *testing.T) {
 	s := NewMemoryStore(1000)
 	ctx := context.Background()
 	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
-	repo := Repository{Registry: "r", Name: "a"}
+	repo := verify.Repository{Registry: "r", Name: "a"}
 	for i := range 100 {
 		st := &Stored{Key: fmt.Sprint(i), Repo: repo, Digest: digestOfBytes([]byte(fmt.Sprint(i))),
 			Fresh: now.Add(time.Second), Expires: now.Add(time.Second), Judgement: &Judgement{Decision: Deny},

@@ -1,4 +1,4 @@
-package verify
+package gate
 
 import (
 	"bytes"
@@ -9,6 +9,9 @@ import (
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/portcullis-dev/portcullis/oci"
+	"github.com/portcullis-dev/portcullis/verify"
 )
 
 // materialKind is the kind of signature material a manifest is judged as,
@@ -36,7 +39,7 @@ func (a judgeAs) material() bool { return a.kind != kindImage }
 
 // key is the verdict cache key: every input of the decision (revision,
 // repository, digest, and what the manifest is judged as).
-func (a judgeAs) key(rev string, repo Repository, d v1.Hash) string {
+func (a judgeAs) key(rev string, repo verify.Repository, d v1.Hash) string {
 	var b strings.Builder
 	b.Grow(len(rev) + len(repo.Registry) + len(repo.Name) + len(d.Hex) + 100)
 	b.WriteString(rev)
@@ -80,9 +83,8 @@ func signatureTagAs(ref string) (judgeAs, bool) {
 	return judgeAs{kind: kind, subject: v1.Hash{Algorithm: alg, Hex: hexPart}}, true
 }
 
-// Default artifact bounds.
+// Artifact bounds.
 const (
-	DefaultMaxArtifactEntries = 1000
 	// maxMaterialConfig is the largest image config signature material may
 	// have (cosign's .sig config is 233 bytes).
 	maxMaterialConfig = 4 << 10
@@ -107,7 +109,7 @@ var (
 // size; configs are the empty descriptor or a small image config with no
 // os and architecture (read through r, so errors other than not found
 // mean no decision).
-func shapeProblem(ctx context.Context, r Reader, repo Repository, kind materialKind, m *manifestShape, lim Limits) (string, error) {
+func shapeProblem(ctx context.Context, r verify.Reader, repo verify.Repository, kind materialKind, m *manifestShape, lim verify.Limits) (string, error) {
 	if kind == kindFallback || kind == kindReferrers {
 		return indexShapeProblem(m, lim), nil
 	}
@@ -134,8 +136,8 @@ func shapeProblem(ctx context.Context, r Reader, repo Repository, kind materialK
 func layerProblem(kind materialKind, i int, mt string, n int) string {
 	switch kind {
 	case kindSig:
-		if mt != simpleSigningMediaType {
-			return fmt.Sprintf("layer %d is %s; a .sig holds only %s layers", i, orNone(mt), simpleSigningMediaType)
+		if mt != oci.CosignSimpleSigning {
+			return fmt.Sprintf("layer %d is %s; a .sig holds only %s layers", i, orNone(mt), oci.CosignSimpleSigning)
 		}
 	case kindAtt:
 		if mt != dsseMediaType {
@@ -154,7 +156,7 @@ func layerProblem(kind materialKind, i int, mt string, n int) string {
 	return ""
 }
 
-func configProblem(ctx context.Context, r Reader, repo Repository, cfg *v1.Descriptor) (string, error) {
+func configProblem(ctx context.Context, r verify.Reader, repo verify.Repository, cfg *v1.Descriptor) (string, error) {
 	mt := string(cfg.MediaType)
 	if mt == emptyMediaType && cfg.Digest.String() == emptyJSONDigest {
 		return "", nil
@@ -166,7 +168,7 @@ func configProblem(ctx context.Context, r Reader, repo Repository, cfg *v1.Descr
 		return fmt.Sprintf("its config is %d bytes (signature material has at most %d)", cfg.Size, maxMaterialConfig), nil
 	}
 	b, err := r.Blob(ctx, repo, cfg.Digest, maxMaterialConfig)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, verify.ErrNotFound) {
 		return "its config blob does not exist", nil
 	}
 	if err != nil {
@@ -188,7 +190,7 @@ func configProblem(ctx context.Context, r Reader, repo Repository, cfg *v1.Descr
 // indexShapeProblem: a fallback index or referrers answer is an OCI index
 // whose every entry is an OCI manifest (any artifactType: entries of other
 // tools, such as Notation's, are kept).
-func indexShapeProblem(m *manifestShape, lim Limits) string {
+func indexShapeProblem(m *manifestShape, lim verify.Limits) string {
 	if m.MediaType != ociIndexType || m.Config != nil || len(m.Layers) > 0 {
 		return fmt.Sprintf("it is a %s, not an OCI index", orNone(m.MediaType))
 	}
@@ -226,4 +228,11 @@ func subjectOf(b []byte) (v1.Hash, bool) {
 		return v1.Hash{}, false
 	}
 	return s.Subject.Digest, true
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
 }

@@ -1,4 +1,4 @@
-package verify
+package gate
 
 import (
 	"cmp"
@@ -13,9 +13,9 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
 
-	"github.com/portcullis-dev/portcullis/policy"
-
 	"github.com/portcullis-dev/portcullis/oci"
+	"github.com/portcullis-dev/portcullis/policy"
+	"github.com/portcullis-dev/portcullis/verify"
 )
 
 // Snapshot is what a decision is made under: a compiled policy, the
@@ -23,7 +23,7 @@ import (
 // swaps the whole snapshot at once.
 type Snapshot struct {
 	Policy  *policy.Policy
-	Checker *Checker
+	Checker *verify.Checker
 	// Revision keys verdicts and allowances: the policy file's revision,
 	// plus that of any trust material refreshed at run time.
 	Revision string
@@ -35,18 +35,18 @@ type Snapshot struct {
 // denials for DenyTTL, errors never), and runs one decision for
 // concurrent first requests. The rules it enforces are in docs/SECURITY.md.
 type Gate struct {
-	reader     Reader
+	reader     verify.Reader
 	snap       atomic.Pointer[Snapshot]
-	o          gateOptions
+	o          options
 	store      VerdictStore
 	judgements judgementPool
 	flight     singleflight.Group
 	metrics    *gateMetrics
 }
 
-type gateOptions struct {
+type options struct {
 	verdictTTL, denyTTL, staleIfError, decisionTimeout time.Duration
-	limits                                             Limits
+	limits                                             verify.Limits
 	cacheEntries                                       int64
 	store                                              VerdictStore
 	logger                                             *zap.Logger
@@ -54,30 +54,30 @@ type gateOptions struct {
 	now                                                func() time.Time
 }
 
-// GateOption configures a Gate.
-type GateOption func(*gateOptions) error
+// Option configures a Gate.
+type Option func(*options) error
 
 // WithVerdictTTL sets how long an allow verdict is reused (default 10m).
-func WithVerdictTTL(d time.Duration) GateOption {
-	return func(o *gateOptions) error { o.verdictTTL = d; return nonNegative("verdictTTL", d) }
+func WithVerdictTTL(d time.Duration) Option {
+	return func(o *options) error { o.verdictTTL = d; return nonNegative("verdictTTL", d) }
 }
 
 // WithDenyTTL sets how long a denial is reused (default 30s: a signature
 // may be pushed later).
-func WithDenyTTL(d time.Duration) GateOption {
-	return func(o *gateOptions) error { o.denyTTL = d; return nonNegative("denyTTL", d) }
+func WithDenyTTL(d time.Duration) Option {
+	return func(o *options) error { o.denyTTL = d; return nonNegative("denyTTL", d) }
 }
 
 // WithStaleIfError lets an expired allow verdict be used for up to d while
 // a new decision fails with an error (default 1h). A denial never becomes
 // an allow this way.
-func WithStaleIfError(d time.Duration) GateOption {
-	return func(o *gateOptions) error { o.staleIfError = d; return nonNegative("staleIfError", d) }
+func WithStaleIfError(d time.Duration) Option {
+	return func(o *options) error { o.staleIfError = d; return nonNegative("staleIfError", d) }
 }
 
 // WithDecisionTimeout bounds one decision (default 10s).
-func WithDecisionTimeout(d time.Duration) GateOption {
-	return func(o *gateOptions) error {
+func WithDecisionTimeout(d time.Duration) Option {
+	return func(o *options) error {
 		if d <= 0 {
 			return fmt.Errorf("decisionTimeout must be positive, got %v", d)
 		}
@@ -87,14 +87,14 @@ func WithDecisionTimeout(d time.Duration) GateOption {
 }
 
 // WithLimits bounds signature discovery (default 32 signatures, 1 MiB each).
-func WithLimits(l Limits) GateOption {
-	return func(o *gateOptions) error { o.limits = l; return nil }
+func WithLimits(l verify.Limits) Option {
+	return func(o *options) error { o.limits = l; return nil }
 }
 
 // WithVerdictCacheEntries bounds the in-process verdict store: verdicts
 // plus the grants they hold (default 1,000,000).
-func WithVerdictCacheEntries(n int64) GateOption {
-	return func(o *gateOptions) error {
+func WithVerdictCacheEntries(n int64) Option {
+	return func(o *options) error {
 		if n <= 0 {
 			return fmt.Errorf("verdict cache size must be positive, got %d", n)
 		}
@@ -105,8 +105,8 @@ func WithVerdictCacheEntries(n int64) GateOption {
 
 // WithVerdictStore replaces the in-process verdict store (for sharing
 // verdicts between replicas).
-func WithVerdictStore(s VerdictStore) GateOption {
-	return func(o *gateOptions) error {
+func WithVerdictStore(s VerdictStore) Option {
+	return func(o *options) error {
 		if s == nil {
 			return errors.New("nil VerdictStore")
 		}
@@ -115,16 +115,16 @@ func WithVerdictStore(s VerdictStore) GateOption {
 	}
 }
 
-// WithGateLogger sets the logger for the audit line of every decision
+// WithLogger sets the logger for the audit line of every decision
 // (default: discard).
-func WithGateLogger(l *zap.Logger) GateOption {
-	return func(o *gateOptions) error { o.logger = l; return nil }
+func WithLogger(l *zap.Logger) Option {
+	return func(o *options) error { o.logger = l; return nil }
 }
 
 // WithClock sets the gate's clock (default time.Now): tests move time
 // with a fake clock instead of sleeping.
-func WithClock(now func() time.Time) GateOption {
-	return func(o *gateOptions) error {
+func WithClock(now func() time.Time) Option {
+	return func(o *options) error {
 		if now == nil {
 			return errors.New("nil clock")
 		}
@@ -133,9 +133,9 @@ func WithClock(now func() time.Time) GateOption {
 	}
 }
 
-// WithGateRegisterer registers the gate's metrics with r.
-func WithGateRegisterer(r prometheus.Registerer) GateOption {
-	return func(o *gateOptions) error { o.registerer = r; return nil }
+// WithRegisterer registers the gate's metrics with r.
+func WithRegisterer(r prometheus.Registerer) Option {
+	return func(o *options) error { o.registerer = r; return nil }
 }
 
 func nonNegative(name string, d time.Duration) error {
@@ -145,10 +145,10 @@ func nonNegative(name string, d time.Duration) error {
 	return nil
 }
 
-// NewGate returns a Gate reading signatures through r and deciding under
+// New returns a Gate reading signatures through r and deciding under
 // snap until SetSnapshot replaces it.
-func NewGate(r Reader, snap *Snapshot, opts ...GateOption) (*Gate, error) {
-	o := gateOptions{
+func New(r verify.Reader, snap *Snapshot, opts ...Option) (*Gate, error) {
+	o := options{
 		verdictTTL: 10 * time.Minute, denyTTL: 30 * time.Second, staleIfError: time.Hour,
 		decisionTimeout: 10 * time.Second, cacheEntries: 1_000_000,
 		logger: zap.NewNop(), now: time.Now,
@@ -159,9 +159,9 @@ func NewGate(r Reader, snap *Snapshot, opts ...GateOption) (*Gate, error) {
 		}
 	}
 	if r == nil || snap == nil || snap.Policy == nil || snap.Checker == nil {
-		return nil, errors.New("a Gate needs a Reader and a Snapshot with a Policy and a Checker")
+		return nil, errors.New("a Gate needs a verify.Reader and a Snapshot with a Policy and a Checker")
 	}
-	o.limits = o.limits.withDefaults()
+	o.limits = o.limits.WithDefaults()
 	if o.store == nil {
 		o.store = NewMemoryStore(int(o.cacheEntries))
 	}
@@ -180,7 +180,7 @@ func (g *Gate) Snapshot() *Snapshot { return g.snap.Load() }
 // ManifestRequest is a manifest about to be served: the exact bytes and
 // the digest they hash to.
 type ManifestRequest struct {
-	Repo      Repository
+	Repo      verify.Repository
 	Reference string // the tag or digest the client asked for
 	Digest    v1.Hash
 	MediaType string
@@ -240,7 +240,7 @@ func (g *Gate) Manifest(ctx context.Context, req *ManifestRequest) (*Verdict, er
 // be served: body must be an OCI index of OCI manifests, and subject must
 // be served itself. Serving it lets the manifests it lists be served as
 // signature material of subject (if they have that shape).
-func (g *Gate) Referrers(ctx context.Context, repo Repository, subject v1.Hash, body []byte) (*Verdict, error) {
+func (g *Gate) Referrers(ctx context.Context, repo verify.Repository, subject v1.Hash, body []byte) (*Verdict, error) {
 	req := &ManifestRequest{Repo: repo, Reference: "referrers", Digest: digestOfBytes(body), MediaType: ociIndexType, Bytes: body}
 	return g.verdict(ctx, g.snap.Load(), req, judgeAs{kind: kindReferrers, subject: subject})
 }
@@ -248,7 +248,7 @@ func (g *Gate) Referrers(ctx context.Context, repo Repository, subject v1.Hash, 
 // Blob decides on a blob: served only when an allowed manifest of the same
 // repository lists it, or served signature material does (then at most
 // Verdict.MaxBytes of it).
-func (g *Gate) Blob(ctx context.Context, repo Repository, d v1.Hash) (*Verdict, error) {
+func (g *Gate) Blob(ctx context.Context, repo verify.Repository, d v1.Hash) (*Verdict, error) {
 	snap := g.snap.Load()
 	v := &Verdict{Image: repo.String(), Digest: d}
 	if ok, _, err := g.granted(ctx, snap, repo, d, GrantBlob); err != nil || ok {
@@ -289,6 +289,12 @@ func (g *Gate) verdict(ctx context.Context, snap *Snapshot, req *ManifestRequest
 	ch := g.flight.DoChan(key, func() (any, error) {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.o.decisionTimeout)
 		defer cancel()
+		// A decision may have been stored between the lookup above and
+		// this flight (a flight that ended just before this one began):
+		// use it rather than decide twice.
+		if s, err := g.store.Get(dctx, key, g.o.now()); err == nil && s != nil && s != cached && g.o.now().Before(s.Fresh) {
+			return s, nil
+		}
 		s, err := g.decide(dctx, snap, req, as, key)
 		if err != nil {
 			g.metrics.errors.Inc()
@@ -334,7 +340,7 @@ func (g *Gate) mayHaveParent(ctx context.Context, snap *Snapshot, req *ManifestR
 }
 
 // listedSubject is the subject of a served referrers listing that named d.
-func (g *Gate) listedSubject(ctx context.Context, repo Repository, d v1.Hash) (v1.Hash, bool, error) {
+func (g *Gate) listedSubject(ctx context.Context, repo verify.Repository, d v1.Hash) (v1.Hash, bool, error) {
 	ps, err := g.store.Granting(ctx, repo, d, GrantReferrer, g.o.now())
 	if err != nil {
 		return v1.Hash{}, false, fmt.Errorf("verdict store: %w", err)
@@ -353,7 +359,7 @@ func (g *Gate) listedSubject(ctx context.Context, repo Repository, d v1.Hash) (v
 // decided again first (so a reload neither breaks a pull in flight nor
 // keeps serving what the new policy refuses); while that fails with an
 // error, a granting allow within staleIfError still counts.
-func (g *Gate) granted(ctx context.Context, snap *Snapshot, repo Repository, d v1.Hash, kind GrantKind) (bool, int64, error) {
+func (g *Gate) granted(ctx context.Context, snap *Snapshot, repo verify.Repository, d v1.Hash, kind GrantKind) (bool, int64, error) {
 	now := g.o.now()
 	ps, err := g.store.Granting(ctx, repo, d, kind, now)
 	if err != nil {
@@ -389,7 +395,7 @@ func (g *Gate) granted(ctx context.Context, snap *Snapshot, repo Repository, d v
 // redecide decides a stored verdict's request again under snap.
 func (g *Gate) redecide(ctx context.Context, snap *Snapshot, p *Stored) (bool, error) {
 	m, err := g.reader.Manifest(ctx, p.Repo, p.Digest.String())
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, verify.ErrNotFound) {
 		return false, nil
 	}
 	if err != nil {

@@ -1,4 +1,4 @@
-package main
+package gate
 
 import (
 	"fmt"
@@ -10,13 +10,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
-	"github.com/portcullis-dev/portcullis/verify"
 	"github.com/portcullis-dev/portcullis/verify/tuftrust/tuftest"
 )
 
 func realdata(t *testing.T, parts ...string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(append([]string{"..", "..", "..", "shared", "realdata"}, parts...)...))
+	b, err := os.ReadFile(filepath.Join(append([]string{"..", "..", "shared", "realdata"}, parts...)...))
 	if err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatal(err)
@@ -33,8 +32,8 @@ func TestTUFTrustRoot(t *testing.T) {
 	repo := tuftest.NewRepo(t)
 	repo.SetTarget("trusted_root.json", realdata(t, "trusted-root", "trusted_root.json"))
 	dir := t.TempDir()
-	writeFile(t, dir, "root.json", string(repo.RootJSON()))
-	path := writeFile(t, dir, "policy.yaml", fmt.Sprintf(`trustRoots:
+	writeTestFile(t, dir, "root.json", string(repo.RootJSON()))
+	path := writeTestFile(t, dir, "policy.yaml", fmt.Sprintf(`trustRoots:
   - name: mirror
     tuf: {url: %q, rootFile: root.json, cacheDir: cache}
 policies:
@@ -48,32 +47,32 @@ policies:
             - issuer: https://token.actions.githubusercontent.com
               subjectRegExp: ^https://github\.com/acme/
 `, repo.URL()))
-	builder := &snapshotBuilder{}
-	snap, err := builder.load(path)
+	builder := &Loader{}
+	snap, err := builder.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(snap.Revision, "+tuf:") {
 		t.Fatalf("revision %q does not include the TUF root", snap.Revision)
 	}
-	gate, err := verify.NewGate(unusedUpstream(t), snap)
+	g, err := New(unusedUpstream(t), snap)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := newPolicyReloader(path, builder, gate, zap.NewNop(), prometheus.NewRegistry())
-	r.refreshTUF()
-	if gate.Snapshot().Revision != snap.Revision {
+	r := NewReloader(path, builder, g, zap.NewNop(), prometheus.NewRegistry())
+	r.RefreshTUF()
+	if g.Snapshot().Revision != snap.Revision {
 		t.Fatal("a refresh without a new root changed the revision")
 	}
 	repo.SetTarget("trusted_root.json", realdata(t, "trusted-root", "sigstore-go-v1.3.0-public-good.json"))
-	r.refreshTUF()
-	second := gate.Snapshot().Revision
+	r.RefreshTUF()
+	second := g.Snapshot().Revision
 	if second == snap.Revision {
 		t.Fatal("a new trusted root did not take effect")
 	}
 	repo.Close()
-	r.refreshTUF()
-	if gate.Snapshot().Revision != second {
+	r.RefreshTUF()
+	if g.Snapshot().Revision != second {
 		t.Fatal("a dead mirror changed the trusted root")
 	}
 }

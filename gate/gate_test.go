@@ -1,4 +1,4 @@
-package verify
+package gate
 
 import (
 	"context"
@@ -24,6 +24,7 @@ import (
 
 	"github.com/portcullis-dev/portcullis/internal/policyfile"
 	"github.com/portcullis-dev/portcullis/policy"
+	"github.com/portcullis-dev/portcullis/verify"
 	"github.com/portcullis-dev/portcullis/verify/signing"
 )
 
@@ -35,7 +36,7 @@ type gateFixture struct {
 	reader     *countingReader
 	gate       *Gate
 	dir        string
-	repo       Repository
+	repo       verify.Repository
 	legacy     *pushed // signed with a legacy .sig
 	bundled    *pushed // signed with a bundle referrer
 	unsigned   *pushed
@@ -51,12 +52,12 @@ type pushed struct {
 
 // countingReader counts what discovery asks the registry.
 type countingReader struct {
-	Reader
+	verify.Reader
 	referrers, manifests atomic.Int64
 	fail                 atomic.Bool
 }
 
-func (c *countingReader) Manifest(ctx context.Context, repo Repository, ref string) (*Manifest, error) {
+func (c *countingReader) Manifest(ctx context.Context, repo verify.Repository, ref string) (*verify.Manifest, error) {
 	c.manifests.Add(1)
 	if c.fail.Load() {
 		return nil, errors.New("upstream unreachable")
@@ -64,7 +65,7 @@ func (c *countingReader) Manifest(ctx context.Context, repo Repository, ref stri
 	return c.Reader.Manifest(ctx, repo, ref)
 }
 
-func (c *countingReader) Referrers(ctx context.Context, repo Repository, d v1.Hash) (*v1.IndexManifest, error) {
+func (c *countingReader) Referrers(ctx context.Context, repo verify.Repository, d v1.Hash) (*v1.IndexManifest, error) {
 	c.referrers.Add(1)
 	if c.fail.Load() {
 		return nil, errors.New("upstream unreachable")
@@ -80,12 +81,12 @@ const keyPolicy = `policies:
         key: {path: cosign.pub}
 `
 
-func newGateFixture(t testing.TB, referrersAPI bool, opts ...GateOption) *gateFixture {
+func newGateFixture(t testing.TB, referrersAPI bool, opts ...Option) *gateFixture {
 	t.Helper()
 	srv := httptest.NewServer(registry.New(registry.WithReferrersSupport(referrersAPI), registry.Logger(log.New(io.Discard, "", 0))))
 	t.Cleanup(srv.Close)
 	f := &gateFixture{host: strings.TrimPrefix(srv.URL, "http://"), dir: t.TempDir()}
-	f.repo = Repository{Registry: f.host, Name: "acme/app"}
+	f.repo = verify.Repository{Registry: f.host, Name: "acme/app"}
 	var err error
 	if f.signer, err = signing.NewSigner(); err != nil {
 		t.Fatal(err)
@@ -109,7 +110,7 @@ func newGateFixture(t testing.TB, referrersAPI bool, opts ...GateOption) *gateFi
 	writeTestFile(t, f.dir, "cosign.pub", string(pem))
 	f.policyFile = writeTestFile(t, f.dir, "policy.yaml", strings.ReplaceAll(keyPolicy, "HOST", f.host))
 	f.reader = &countingReader{Reader: newTestReader(t, f.host)}
-	f.gate, err = NewGate(f.reader, f.snapshot(t), opts...)
+	f.gate, err = New(f.reader, f.snapshot(t), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +208,7 @@ func TestGateDecides(t *testing.T) {
 			if v, _ := f.gate.Blob(ctx, f.repo, f.unsigned.layers[0]); v.Allowed() {
 				t.Error("layer of a refused image allowed")
 			}
-			if v, _ := f.gate.Blob(ctx, Repository{Registry: f.host, Name: "other/repo"}, f.legacy.layers[0]); v.Allowed() {
+			if v, _ := f.gate.Blob(ctx, verify.Repository{Registry: f.host, Name: "other/repo"}, f.legacy.layers[0]); v.Allowed() {
 				t.Error("layer allowed in another repository")
 			}
 		})
@@ -216,7 +217,7 @@ func TestGateDecides(t *testing.T) {
 
 func TestGateDefaultDeny(t *testing.T) {
 	f := newGateFixture(t, true)
-	f.repo = Repository{Registry: f.host, Name: "elsewhere/app"}
+	f.repo = verify.Repository{Registry: f.host, Name: "elsewhere/app"}
 	v := f.decide(t, "legacy", f.legacy)
 	if v.Allowed() || !strings.Contains(v.Message(), "no policy matches") || !strings.Contains(v.Message(), "default deny") {
 		t.Fatalf("verdict %+v", v)

@@ -1,0 +1,66 @@
+package gate
+
+import (
+	"context"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/portcullis-dev/portcullis/oci"
+	"github.com/portcullis-dev/portcullis/verify"
+)
+
+// This file is the Gate as the proxy asks it (proxy.Gate): a refusal is a
+// *Refusal, which the proxy answers with 403 DENIED (or 404 for
+// wrong-shaped signature material); any other error means no decision, and
+// nothing is served.
+
+// Refusal is a Verdict that refuses, as an error. It satisfies the
+// proxy's Refusal interface (Error and Refused) without either package
+// importing the other.
+type Refusal struct{ Verdict *Verdict }
+
+func (r *Refusal) Error() string { return r.Verdict.Message() }
+
+// Refused returns the verdict's failures (nil when none) and whether the
+// refusal is "not signature material", answered as not found.
+func (r *Refusal) Refused() (detail any, notFound bool) {
+	if d := r.Verdict.Detail(); len(d) > 0 {
+		detail = d
+	}
+	return detail, r.Verdict.NotFound()
+}
+
+// CheckManifest decides on the manifest m that the proxy is about to serve
+// for reference (a tag or a digest) in repo.
+func (g *Gate) CheckManifest(ctx context.Context, repo verify.Repository, reference string, m *oci.Manifest) error {
+	v, err := g.Manifest(ctx, &ManifestRequest{
+		Repo: repo, Reference: reference, Digest: m.Digest, MediaType: m.MediaType, Bytes: m.Bytes,
+	})
+	return refusal(v, err)
+}
+
+// CheckBlob decides on blob d of repo; maxBytes bounds a blob allowed only
+// as signature material.
+func (g *Gate) CheckBlob(ctx context.Context, repo verify.Repository, d v1.Hash) (maxBytes int64, err error) {
+	v, err := g.Blob(ctx, repo, d)
+	if err := refusal(v, err); err != nil {
+		return 0, err
+	}
+	return v.MaxBytes, nil
+}
+
+// CheckReferrers decides on a referrers answer of subject in repo.
+func (g *Gate) CheckReferrers(ctx context.Context, repo verify.Repository, subject v1.Hash, body []byte) error {
+	v, err := g.Referrers(ctx, repo, subject, body)
+	return refusal(v, err)
+}
+
+func refusal(v *Verdict, err error) error {
+	if err != nil {
+		return err
+	}
+	if v.Allowed() {
+		return nil
+	}
+	return &Refusal{Verdict: v}
+}
