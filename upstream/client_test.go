@@ -228,8 +228,10 @@ func TestReferrersLookups(t *testing.T) {
 				}
 				return r.count("GET", "/v2/"+repo+"/referrers/"+d.String()) - a0, r.count("GET", "/v2/"+repo+"/manifests/sha256-"+d.Hex) - f0
 			}
-			if a, f := lookup("acme/one"); a != 1 || f != 1 {
-				t.Fatalf("first lookup: %d API GETs, %d fallback GETs; want 1 and 1", a, f)
+			// With the API, the fallback tag asked beside it may not have
+			// reached the registry yet when the API's answer is returned.
+			if a, f := lookup("acme/one"); a != 1 || f > 1 || !api && f != 1 {
+				t.Fatalf("first lookup: %d API GETs, %d fallback GETs; want 1 and 1 (at most 1 with the API)", a, f)
 			}
 			a, f := lookup("acme/two")
 			if api && (a != 1 || f != 0) || !api && (a != 1 || f != 1) {
