@@ -36,6 +36,11 @@ func (c *Client) ManifestFor(ctx context.Context, repo oci.Repository, ref strin
 	if err != nil {
 		return nil, err
 	}
+	return c.manifest(ctx, t, ref, accept)
+}
+
+// manifest is ManifestFor on a looked-up repository.
+func (c *Client) manifest(ctx context.Context, t target, ref string, accept []string) (*oci.Manifest, error) {
 	if oci.IsDigest(ref) {
 		d, err := oci.ParseDigest(ref)
 		if err != nil {

@@ -144,10 +144,7 @@ func (c *Client) apiReferrers(ctx context.Context, t target, d v1.Hash, artifact
 // fallbackReferrers reads the referrers tag schema: an index at tag
 // <alg>-<hex>, maintained by clients of registries without the API.
 func (c *Client) fallbackReferrers(ctx context.Context, t target, d v1.Hash, artifactType string) (*ReferrersAnswer, error) {
-	d2, m, err := c.resolveTag(ctx, t, d.Algorithm+"-"+d.Hex, []string{oci.OCIIndex})
-	if err == nil && m == nil {
-		m, err = c.manifestByDigest(ctx, t, d2, []string{oci.OCIIndex})
-	}
+	m, err := c.manifest(ctx, t, d.Algorithm+"-"+d.Hex, []string{oci.OCIIndex})
 	if err != nil {
 		if errors.Is(err, oci.ErrNotFound) {
 			return &ReferrersAnswer{Body: oci.EmptyIndex(), Filtered: artifactType != ""}, nil

@@ -171,9 +171,7 @@ func (u *registry) transportFor(ctx context.Context, repo string) (http.RoundTri
 
 // challengeFor is the registry's auth challenge: one GET /v2/ per
 // challengeTTL for all repositories (a cold pull from a new repository
-// costs no ping). Concurrent callers share one ping (they run under
-// transportFor's single flight per repository, and pings for several
-// repositories at once may each ping: harmless, and bounded by them).
+// costs no ping), shared by concurrent callers.
 func (u *registry) challengeFor(ctx context.Context) (*transport.Challenge, error) {
 	u.challengeMu.Lock()
 	ch, at := u.challenge, u.challenged
@@ -181,14 +179,21 @@ func (u *registry) challengeFor(ctx context.Context) (*transport.Challenge, erro
 	if ch != nil && time.Since(at) < challengeTTL {
 		return ch, nil
 	}
-	ch, err := transport.Ping(ctx, u.reg, u.base)
+	// The key cannot be a repository name (those never start with NUL).
+	v, err, _ := u.creating.Do("\x00ping", func() (any, error) {
+		ch, err := transport.Ping(ctx, u.reg, u.base)
+		if err != nil {
+			return nil, err
+		}
+		u.challengeMu.Lock()
+		u.challenge, u.challenged = ch, time.Now()
+		u.challengeMu.Unlock()
+		return ch, nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	u.challengeMu.Lock()
-	u.challenge, u.challenged = ch, time.Now()
-	u.challengeMu.Unlock()
-	return ch, nil
+	return v.(*transport.Challenge), nil
 }
 
 // forgetChallenge drops ch after a token exchange it led to failed: the
