@@ -78,9 +78,9 @@ func (g *Gate) decideImage(ctx context.Context, snap *Snapshot, req *ManifestReq
 	if err != nil {
 		return nil, nil, err
 	}
-	var ev []*policy.Evidence
-	for _, r := range results {
-		if r.Passed && r.Evidence != nil {
+	var ev []*policy.Evidence // in the plan's order, so the log names the same signature each time
+	for _, a := range plan.Authorities() {
+		if r := results[a]; r.Passed && r.Evidence != nil {
 			ev = append(ev, r.Evidence)
 		}
 	}
