@@ -32,11 +32,14 @@ func (r *Refusal) Refused() (detail any, notFound bool) {
 
 // CheckManifest decides on the manifest m that the proxy is about to serve
 // for reference (a tag or a digest) in repo.
-func (g *Gate) CheckManifest(ctx context.Context, repo verify.Repository, reference string, m *oci.Manifest) error {
+func (g *Gate) CheckManifest(ctx context.Context, repo verify.Repository, reference string, m *oci.Manifest) (image bool, err error) {
 	v, err := g.Manifest(ctx, &ManifestRequest{
 		Repo: repo, Reference: reference, Digest: m.Digest, MediaType: m.MediaType, Bytes: m.Bytes,
 	})
-	return refusal(v, err)
+	if err := refusal(v, err); err != nil {
+		return false, err
+	}
+	return v.Cause != CauseSignatureArtifact, nil
 }
 
 // CheckBlob decides on blob d of repo; maxBytes bounds a blob allowed only

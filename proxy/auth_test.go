@@ -72,7 +72,7 @@ func TestUpstreamAuth(t *testing.T) {
 				{&authn.Basic{Username: "bot", Password: "wrong"}, 502},
 				{nil, 502},
 			} {
-				p, err := newProxy([]Upstream{{Registry: "registry.example", Endpoint: endpoint, Auth: tc.auth}}, WithGate(AllowAllUnsafe{}))
+				p, err := newProxy([]UpstreamConfig{{Registry: "registry.example", Endpoint: endpoint, Auth: tc.auth}}, WithGate(AllowAllUnsafe{}))
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"go.uber.org/zap"
@@ -73,9 +74,15 @@ func (p *Proxy) headBlob(w http.ResponseWriter, r *http.Request, rt *route, d v1
 	return nil
 }
 
-// getBlob streams a blob, or the requested range of it, from the upstream.
+// getBlob streams a blob, or the requested range of it, from the upstream
+// (or the content store). A blob granted as image content (no maxBytes)
+// goes through the Keeper, when there is one.
 func (p *Proxy) getBlob(w http.ResponseWriter, r *http.Request, rt *route, d v1.Hash, rng *upstream.Range, maxBytes int64) error {
-	b, err := p.up.OpenBlob(r.Context(), rt.repo, d, rng)
+	open := p.up.OpenBlob
+	if p.keep != nil && maxBytes == 0 {
+		open = p.keep.OpenKeptBlob
+	}
+	b, err := open(r.Context(), rt.repo, d, rng)
 	if err != nil {
 		return err
 	}
@@ -84,6 +91,14 @@ func (p *Proxy) getBlob(w http.ResponseWriter, r *http.Request, rt *route, d v1.
 		return err
 	}
 	switch {
+	case b.Content != nil:
+		// A verified file: net/http answers the range or condition, and
+		// sends it with sendfile.
+		setBlobHeaders(w.Header(), d)
+		http.ServeContent(w, r, "", time.Time{}, b.Content)
+		return nil
+	case b.Verified && rng == nil:
+		return p.streamChecked(w, rt, d, b)
 	case b.Partial:
 		return p.sendPartial(w, rt, d, b.ContentRange, b.Last-b.First+1, b.Body)
 	case rng != nil:
@@ -126,6 +141,27 @@ func (p *Proxy) streamVerified(w http.ResponseWriter, rt *route, d v1.Hash, b *u
 		got := fmt.Sprintf("%s:%x", d.Algorithm, sum)
 		b.Mismatched(got)
 		p.blobFailure(rt, d, "bytes hash to "+got+", not the requested digest")
+	}
+	return nil
+}
+
+// streamChecked sends a whole blob whose source checks it against its
+// digest (a read fails before the last byte when it does not match): no
+// hashing here; a failed read aborts the response.
+func (p *Proxy) streamChecked(w http.ResponseWriter, rt *route, d v1.Hash, b *upstream.Blob) error {
+	setBlobHeaders(w.Header(), d)
+	if b.Size >= 0 {
+		w.Header().Set("Content-Length", strconv.FormatInt(b.Size, 10))
+	}
+	w.WriteHeader(http.StatusOK)
+	bufs := getBuffers()
+	defer putBuffers(bufs)
+	out := &clientWriter{w: w}
+	if n, err := io.CopyBuffer(out, b.Body, bufs[0]); err != nil {
+		if out.err != nil {
+			abort() // the client went away or stopped reading
+		}
+		p.blobFailure(rt, d, fmt.Sprintf("blob fetch failed after %d bytes: %v", n, err))
 	}
 	return nil
 }

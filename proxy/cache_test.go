@@ -14,7 +14,7 @@ import (
 
 // settle waits for ristretto's asynchronous Sets.
 func (tp *testProxy) settle() {
-	tp.up.Wait()
+	tp.up.(*upstream.Client).Wait()
 }
 
 func TestHotManifestCostsNoUpstreamRoundTrip(t *testing.T) {

@@ -98,7 +98,7 @@ func TestUnreachableUpstream(t *testing.T) {
 	ln.Close()
 	up := &upstreamServer{}
 	up.Server = nil
-	p, err := newProxy([]Upstream{{Registry: "registry.example", Endpoint: mustURL("http://" + addr)}}, upstream.WithTimeout(time.Second), WithGate(AllowAllUnsafe{}))
+	p, err := newProxy([]UpstreamConfig{{Registry: "registry.example", Endpoint: mustURL("http://" + addr)}}, upstream.WithTimeout(time.Second), WithGate(AllowAllUnsafe{}))
 	if err != nil {
 		t.Fatal(err)
 	}

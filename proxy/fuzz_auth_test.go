@@ -39,7 +39,7 @@ func FuzzWWWAuthenticate(f *testing.F) {
 		w.WriteHeader(http.StatusUnauthorized)
 	}))
 	f.Cleanup(up.Close)
-	p, err := newProxy([]Upstream{{Registry: "registry.example", Endpoint: mustURL(up.URL)}},
+	p, err := newProxy([]UpstreamConfig{{Registry: "registry.example", Endpoint: mustURL(up.URL)}},
 		WithGate(AllowAllUnsafe{}), upstream.WithTimeout(2*time.Second))
 	if err != nil {
 		f.Fatal(err)

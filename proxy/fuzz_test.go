@@ -14,7 +14,7 @@ import (
 // ns never sends a name whose first segment reads as a registry (a dot, a
 // colon, localhost) anywhere but to that registry.
 func FuzzRoute(f *testing.F) {
-	p, err := newProxy([]Upstream{
+	p, err := newProxy([]UpstreamConfig{
 		{Registry: "registry.example", Endpoint: mustURL("https://mirror.internal:5000")},
 		{Registry: "docker.io", Endpoint: mustURL("https://registry-1.docker.io")},
 	}, WithDefaultRegistry("docker.io"), WithGate(AllowAllUnsafe{}))

@@ -21,8 +21,11 @@ type Repository = oci.Repository
 type Gate interface {
 	// CheckManifest is asked about every manifest response, GET or HEAD, by
 	// tag or by digest: reference is what the client asked for (a tag, or
-	// a digest string), m the exact bytes about to be served.
-	CheckManifest(ctx context.Context, repo Repository, reference string, m *oci.Manifest) error
+	// a digest string), m the exact bytes about to be served. image
+	// reports an allow as an image (or a child of an allowed index), not
+	// as signature material: only such a manifest is kept by a content
+	// store.
+	CheckManifest(ctx context.Context, repo Repository, reference string, m *oci.Manifest) (image bool, err error)
 	// CheckBlob is asked about every blob response, GET or HEAD, full or
 	// ranged. maxBytes, when positive, is the most the blob may have (a
 	// blob allowed only as signature material is served only up to the
@@ -51,9 +54,9 @@ type AllowAllUnsafe struct{}
 
 var _ Gate = AllowAllUnsafe{}
 
-// CheckManifest allows every manifest.
-func (AllowAllUnsafe) CheckManifest(context.Context, Repository, string, *oci.Manifest) error {
-	return nil
+// CheckManifest allows every manifest, as an image.
+func (AllowAllUnsafe) CheckManifest(context.Context, Repository, string, *oci.Manifest) (bool, error) {
+	return true, nil
 }
 
 // CheckBlob allows every blob.

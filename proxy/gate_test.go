@@ -22,7 +22,7 @@ type recordingGate struct {
 	digests map[string][]byte
 }
 
-func (g *recordingGate) CheckManifest(_ context.Context, repo Repository, _ string, m *oci.Manifest) error {
+func (g *recordingGate) CheckManifest(_ context.Context, repo Repository, _ string, m *oci.Manifest) (bool, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.asked = append(g.asked, "manifest "+repo.String()+"@"+m.Digest.String())
@@ -30,7 +30,8 @@ func (g *recordingGate) CheckManifest(_ context.Context, repo Repository, _ stri
 		g.digests = map[string][]byte{}
 	}
 	g.digests[m.Digest.String()] = m.Bytes
-	return g.verdict(m.Digest)
+	err := g.verdict(m.Digest)
+	return err == nil, err
 }
 
 func (g *recordingGate) CheckBlob(_ context.Context, repo Repository, d v1.Hash) (int64, error) {

@@ -98,11 +98,11 @@ type testProxy struct {
 }
 
 // Upstream is upstream.Config, for brevity.
-type Upstream = upstream.Config
+type UpstreamConfig = upstream.Config
 
 // newProxy is a Proxy over an upstream client for ups. opts are Options of
 // either package, each applied where it belongs.
-func newProxy(ups []Upstream, opts ...any) (*Proxy, error) {
+func newProxy(ups []UpstreamConfig, opts ...any) (*Proxy, error) {
 	var popts []Option
 	var uopts []upstream.Option
 	for _, o := range opts {
@@ -124,9 +124,9 @@ func newProxy(ups []Upstream, opts ...any) (*Proxy, error) {
 
 func newTestProxy(t testing.TB, ups map[string]*upstreamServer, opts ...any) *testProxy {
 	t.Helper()
-	var list []Upstream
+	var list []UpstreamConfig
 	for name, u := range ups {
-		list = append(list, Upstream{Registry: name, Endpoint: u.endpoint()})
+		list = append(list, UpstreamConfig{Registry: name, Endpoint: u.endpoint()})
 	}
 	p, err := newProxy(list, append([]any{WithGate(AllowAllUnsafe{})}, opts...)...)
 	if err != nil {

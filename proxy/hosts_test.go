@@ -66,13 +66,13 @@ func redirectingUpstream(t *testing.T, useTLS bool, location func(self string) s
 // proxyFor is a Proxy in front of one upstream "registry.example" at srv.
 func proxyFor(t *testing.T, srv *httptest.Server, follow []string, opts ...any) *testProxy {
 	t.Helper()
-	up := Upstream{Registry: "registry.example", Endpoint: mustURL(srv.URL), FollowHosts: follow}
+	up := UpstreamConfig{Registry: "registry.example", Endpoint: mustURL(srv.URL), FollowHosts: follow}
 	if srv.TLS != nil {
 		pool := x509.NewCertPool()
 		pool.AddCert(srv.Certificate())
 		up.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
 	}
-	p, err := newProxy([]Upstream{up}, append([]any{WithGate(AllowAllUnsafe{})}, opts...)...)
+	p, err := newProxy([]UpstreamConfig{up}, append([]any{WithGate(AllowAllUnsafe{})}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +138,7 @@ func TestEndpointOnLocalhost(t *testing.T) {
 	up := newUpstreamServer(t)
 	up.push(t, "acme/app", "v1", randomImage(t, 100, 1))
 	_, port, _ := net.SplitHostPort(up.host())
-	p, err := newProxy([]Upstream{{Registry: "registry.example", Endpoint: mustURL("http://localhost:" + port)}}, WithGate(AllowAllUnsafe{}))
+	p, err := newProxy([]UpstreamConfig{{Registry: "registry.example", Endpoint: mustURL("http://localhost:" + port)}}, WithGate(AllowAllUnsafe{}))
 	if err != nil {
 		t.Fatal(err)
 	}

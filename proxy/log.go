@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"time"
 	"unicode/utf8"
@@ -89,6 +90,41 @@ func (r *recorder) Write(b []byte) (int, error) {
 	}
 	return written, nil
 }
+
+// maxSendfile is the most sent from a file under one write deadline.
+const maxSendfile = 4 << 20
+
+// ReadFrom lets http.ServeContent send a stored blob with sendfile, in
+// pieces of at most maxSendfile, each under its own idle deadline (as
+// Write's pieces are).
+func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
+	r.wroteHeader = true
+	rf, ok := r.ResponseWriter.(io.ReaderFrom)
+	lr, limited := src.(*io.LimitedReader)
+	if !ok || !limited {
+		return io.Copy(writerOnly{r}, src)
+	}
+	var total int64
+	for lr.N > 0 {
+		piece := &io.LimitedReader{R: lr.R, N: min(lr.N, maxSendfile)}
+		r.deadline(time.Now().Add(r.idle))
+		n, err := rf.ReadFrom(piece)
+		r.deadline(time.Time{})
+		lr.N -= n
+		total += n
+		r.bytes += n
+		if err != nil {
+			return total, err
+		}
+		if n == 0 {
+			break
+		}
+	}
+	return total, nil
+}
+
+// writerOnly hides a writer's ReadFrom (so io.Copy does not recurse).
+type writerOnly struct{ io.Writer }
 
 // Flush lets streamed blobs reach the client as they pass.
 func (r *recorder) Flush() {

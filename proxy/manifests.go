@@ -26,8 +26,12 @@ func (p *Proxy) serveManifest(w http.ResponseWriter, r *http.Request, rt *route)
 		return err
 	}
 	noteDigest(ctx, m.DigestString())
-	if err := p.gate.CheckManifest(ctx, rt.repo, rt.ref, m); err != nil {
+	image, err := p.gate.CheckManifest(ctx, rt.repo, rt.ref, m)
+	if err != nil {
 		return err
+	}
+	if image && p.keep != nil {
+		p.keep.KeepManifest(ctx, rt.repo, rt.ref, r.Header.Values("Accept"), m)
 	}
 	h := w.Header()
 	h.Set("Content-Type", m.MediaType)

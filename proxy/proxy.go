@@ -1,11 +1,14 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
@@ -13,9 +16,35 @@ import (
 	"github.com/portcullis-dev/portcullis/upstream"
 )
 
+// Upstream is what the proxy serves from: *upstream.Client, or the content
+// store's Client in front of it (which also implements Keeper).
+type Upstream interface {
+	// Has reports whether registry is a configured upstream.
+	Has(registry string) bool
+	// Timeout is the bound of one upstream exchange.
+	Timeout() time.Duration
+	ManifestFor(ctx context.Context, repo oci.Repository, ref string, accept []string) (*oci.Manifest, error)
+	StatBlob(ctx context.Context, repo oci.Repository, d v1.Hash) (int64, error)
+	OpenBlob(ctx context.Context, repo oci.Repository, d v1.Hash, rng *upstream.Range) (*upstream.Blob, error)
+	ReferrersFor(ctx context.Context, repo oci.Repository, subject v1.Hash, artifactType string) (*upstream.ReferrersAnswer, error)
+	Tags(ctx context.Context, repo oci.Repository, page url.Values) (*upstream.TagPage, error)
+}
+
+// Keeper is implemented by an Upstream that keeps content (the content
+// store): the proxy tells it what the Gate allowed as an image.
+type Keeper interface {
+	// KeepManifest is told of every manifest the Gate allowed as an image,
+	// with the reference and Accept set it was asked for with.
+	KeepManifest(ctx context.Context, repo oci.Repository, reference string, accept []string, m *oci.Manifest)
+	// OpenKeptBlob opens a blob the Gate granted as a config or layer of an
+	// allowed image, keeping it as it is fetched.
+	OpenKeptBlob(ctx context.Context, repo oci.Repository, d v1.Hash, rng *upstream.Range) (*upstream.Blob, error)
+}
+
 // Proxy is the registry mirror's http.Handler. Make one with New.
 type Proxy struct {
-	up *upstream.Client
+	up   Upstream
+	keep Keeper // up, when it keeps content; else nil
 	// defaultRegistry serves names that name no configured registry; ""
 	// means they get 404.
 	defaultRegistry string
@@ -85,7 +114,7 @@ func WithClientIdleTimeout(d time.Duration) Option {
 
 // New returns a Proxy serving what up reads, each manifest, blob and
 // referrers answer checked by the Gate (WithGate, required) first.
-func New(up *upstream.Client, opts ...Option) (*Proxy, error) {
+func New(up Upstream, opts ...Option) (*Proxy, error) {
 	o := options{logger: zap.NewNop()}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
@@ -104,8 +133,10 @@ func New(up *upstream.Client, opts ...Option) (*Proxy, error) {
 	if o.defaultRegistry != "" && !up.Has(o.defaultRegistry) {
 		return nil, fmt.Errorf("default registry %q is not a configured upstream", o.defaultRegistry)
 	}
+	keep, _ := up.(Keeper)
 	p := &Proxy{
 		up:              up,
+		keep:            keep,
 		defaultRegistry: o.defaultRegistry,
 		gate:            o.gate,
 		log:             o.logger,

@@ -11,6 +11,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/portcullis-dev/portcullis/upstream"
 )
 
 // TestReferrers: with the upstream's API, and from the sha256-<hex> fallback
@@ -62,13 +64,13 @@ func TestReferrers(t *testing.T) {
 				before := up.count("GET", path)
 				tp.do(t, "GET", "/v2/registry.example/acme/app/referrers/"+sd.String(), nil)
 				mustEqual(t, "referrers API asked again after a client's request", up.count("GET", path)-before, 1)
-				if _, err := tp.up.Referrers(t.Context(), Repository{Registry: "registry.example", Name: "acme/app"}, sd); err != nil {
+				if _, err := tp.up.(*upstream.Client).Referrers(t.Context(), Repository{Registry: "registry.example", Name: "acme/app"}, sd); err != nil {
 					t.Fatal(err)
 				}
 				before = up.count("GET", path)
 				tp.do(t, "GET", "/v2/registry.example/acme/app/referrers/"+sd.String(), nil)
 				mustEqual(t, "referrers API asked again after the gate's lookup", up.count("GET", path)-before, 0)
-				if _, err := tp.up.Referrers(t.Context(), Repository{Registry: "registry.example", Name: "acme/other"}, sd); err != nil {
+				if _, err := tp.up.(*upstream.Client).Referrers(t.Context(), Repository{Registry: "registry.example", Name: "acme/other"}, sd); err != nil {
 					t.Fatal(err)
 				}
 			}

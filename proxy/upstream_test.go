@@ -16,7 +16,7 @@ func TestNoSchemeDowngrade(t *testing.T) {
 	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { plainHits.Add(1) }))
 	defer plain.Close()
 	endpoint := mustURL("https://" + plain.Listener.Addr().String())
-	p, err := newProxy([]Upstream{{Registry: "registry.example", Endpoint: endpoint, TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12}}}, WithGate(AllowAllUnsafe{}))
+	p, err := newProxy([]UpstreamConfig{{Registry: "registry.example", Endpoint: endpoint, TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12}}}, WithGate(AllowAllUnsafe{}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,6 +28,15 @@ type Blob struct {
 	Partial      bool
 	First, Last  int64
 	ContentRange string
+	// Verified reports that whoever produced Body checks it against the
+	// digest itself: a mismatch or truncation fails a read before the last
+	// byte is returned, so the reader need not hash it again (the content
+	// store's blobs).
+	Verified bool
+	// Content, when set, is the whole verified blob as a seekable file
+	// (Body is the same file): it can answer ranges, conditional requests
+	// and HEAD itself, and be sent with sendfile.
+	Content io.ReadSeeker
 
 	mismatch func(got string)
 }
@@ -35,7 +44,11 @@ type Blob struct {
 // Mismatched records that a whole Body did not hash to the digest asked
 // for (got is what it hashed to): the caller found it while streaming, the
 // Client counts and logs it.
-func (b *Blob) Mismatched(got string) { b.mismatch(got) }
+func (b *Blob) Mismatched(got string) {
+	if b.mismatch != nil {
+		b.mismatch(got)
+	}
+}
 
 // OpenBlob opens blob d of repo, or the range rng of it when rng is not
 // nil. The upstream's headers come within the upstream timeout; the body's

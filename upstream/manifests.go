@@ -26,6 +26,16 @@ func (c *Client) Manifest(ctx context.Context, repo oci.Repository, ref string) 
 	return c.ManifestFor(ctx, repo, ref, oci.ManifestTypes)
 }
 
+// Cached returns manifest d of repo from the in-memory cache, without
+// asking the upstream (the content store looks here before its disk).
+func (c *Client) Cached(repo oci.Repository, d v1.Hash) (*oci.Manifest, bool) {
+	t, err := c.lookup(repo)
+	if err != nil {
+		return nil, false
+	}
+	return c.manifests.get(manifestKey(t.repo, d))
+}
+
 // ManifestFor returns the manifest ref names for a client that sent accept
 // (forwarded upstream as it came; a tag may resolve to an index for one
 // Accept set and to a manifest for another): for a digest, the bytes that
@@ -115,7 +125,7 @@ func (c *Client) resolveTag(ctx context.Context, t target, tag string, accept []
 		if ok {
 			d, err = c.headTag(ctx, t, tag, accept)
 		}
-		if !ok || errors.Is(err, errNoDigest) {
+		if !ok || errors.Is(err, ErrNoDigest) {
 			if m, err = c.getTag(ctx, t, tag, accept); err == nil {
 				d = m.Digest
 			}
@@ -145,9 +155,27 @@ type resolved struct {
 	m      *oci.Manifest
 }
 
-// errNoDigest is headTag's answer when the upstream's HEAD carries no
+// ErrNoDigest is HeadTag's answer when the upstream's HEAD carries no
 // usable Docker-Content-Digest (or HEAD is not allowed).
-var errNoDigest = errors.New("no digest in the upstream's HEAD response")
+var ErrNoDigest = errors.New("no digest in the upstream's HEAD response")
+
+// HeadTag asks the upstream, with one HEAD, which digest tag names in
+// repo for accept. ErrNoDigest means the answer gave none (GET instead).
+// The caller holds the manifest already (the content store): the answer
+// is not cached.
+func (c *Client) HeadTag(ctx context.Context, repo oci.Repository, tag string, accept []string) (v1.Hash, error) {
+	t, err := c.lookup(repo)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	v, err := c.shared(ctx, "head|"+tagKey(t.repo, tag, acceptKey(accept)), func(ctx context.Context) (any, error) {
+		return c.headTag(ctx, t, tag, accept)
+	})
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	return v.(v1.Hash), nil
+}
 
 func (c *Client) headTag(ctx context.Context, t target, tag string, accept []string) (v1.Hash, error) {
 	resp, err := c.call(ctx, t, callManifest, http.MethodHead, t.path("manifests", tag), nil, acceptHeader(accept))
@@ -160,9 +188,9 @@ func (c *Client) headTag(ctx context.Context, t target, tag string, accept []str
 		if d, err := oci.ParseDigest(resp.Header.Get("Docker-Content-Digest")); err == nil {
 			return d, nil
 		}
-		return v1.Hash{}, errNoDigest
+		return v1.Hash{}, ErrNoDigest
 	case resp.StatusCode == http.StatusMethodNotAllowed:
-		return v1.Hash{}, errNoDigest
+		return v1.Hash{}, ErrNoDigest
 	}
 	return v1.Hash{}, fromResponse(t.reg.name, resp)
 }

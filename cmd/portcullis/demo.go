@@ -80,6 +80,7 @@ func runDemo(ctx context.Context, out io.Writer, listen string) error {
 	if err != nil {
 		return err
 	}
+	defer w.close()
 	srv := &http.Server{Handler: w.proxy, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	printDemoHelp(out, ln.Addr().String(), configPath)
@@ -101,6 +102,9 @@ upstreams:
     insecure: true
 defaultRegistry: demo.local
 policyFile: policy.yaml
+cache:
+  dir: store
+  maxSize: 1GiB
 `
 	demoPolicy = `policies:
   - name: acme-release

@@ -23,6 +23,7 @@ import (
 	"github.com/portcullis-dev/portcullis/cmd/portcullis/config"
 	"github.com/portcullis-dev/portcullis/gate"
 	"github.com/portcullis-dev/portcullis/proxy"
+	"github.com/portcullis-dev/portcullis/store"
 	"github.com/portcullis-dev/portcullis/upstream"
 	"github.com/portcullis-dev/portcullis/verify"
 )
@@ -62,6 +63,7 @@ func serve(ctx context.Context, configPath, logFormat string) error {
 	if err != nil {
 		return err
 	}
+	defer w.close()
 	p := w.proxy
 	status := func() string { return unverifiedStatus } // no gate: "unverified: true"
 	if w.gate != nil {
@@ -150,8 +152,16 @@ const unverifiedStatus = `unverified: every image is served without a signature 
 // the proxy serving from it.
 type wiring struct {
 	up    *upstream.Client
+	store *store.Store // nil without "cache"
 	gate  *gate.Gate
 	proxy *proxy.Proxy
+}
+
+// close releases what wire opened (the content store's directory).
+func (w *wiring) close() {
+	if w.store != nil {
+		_ = w.store.Close()
+	}
 }
 
 // wire builds the upstream client, the verification gate and the proxy:
@@ -198,11 +208,22 @@ func wire(cfg *config.Config, builder *gate.Loader, log *zap.Logger, reg *promet
 	default: // config.Load refuses this; a Config built another way must choose too
 		return nil, usageError(fmt.Errorf("%s: no policyFile, and no \"unverified: true\" to serve images unverified", cfg.Path))
 	}
-	p, err := proxy.New(up, opts...)
-	if err != nil {
+	w := &wiring{up: up, gate: g}
+	var served proxy.Upstream = up
+	if k := cfg.Cache; k != nil {
+		if w.store, err = store.Open(k.Dir, store.WithMaxSize(k.MaxSize),
+			store.WithLogger(log.Named("store")), store.WithRegisterer(reg)); err != nil {
+			return nil, fmt.Errorf("cache.dir: %w", err)
+		}
+		served = store.NewClient(up, w.store, cfg.TagTTL, k.MaxStale, log.Named("store"))
+		log.Info("content store open", zap.String("dir", w.store.Dir()), zap.Int64("maxSize", k.MaxSize),
+			zap.Duration("maxStale", k.MaxStale))
+	}
+	if w.proxy, err = proxy.New(served, opts...); err != nil {
+		w.close()
 		return nil, usageError(fmt.Errorf("%s: %w", cfg.Path, err))
 	}
-	return &wiring{up: up, gate: g, proxy: p}, nil
+	return w, nil
 }
 
 // newUpstream is the upstream client of the config's upstreams.

@@ -62,10 +62,14 @@ func runVerify(ctx context.Context, out io.Writer, configPath, output string, im
 	if cfg.PolicyFile == "" {
 		return usageError(fmt.Errorf("%s: no policyFile: nothing to verify against", cfg.Path))
 	}
+	// verify reads signatures from the upstream and stores nothing: the
+	// content store belongs to the serving proxy (which holds its lock).
+	cfg.Cache = nil
 	w, err := wire(cfg, &gate.Loader{}, zap.NewNop(), prometheus.NewRegistry())
 	if err != nil {
 		return err
 	}
+	defer w.close()
 	results := make([]verifyResult, 0, len(images))
 	code := 0
 	for _, img := range images {

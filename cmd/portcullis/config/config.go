@@ -126,7 +126,43 @@ type Config struct {
 	// DecisionTimeout bounds the time spent reaching one verdict.
 	// YAML "decisionTimeout"; default 10s; > 0.
 	DecisionTimeout time.Duration
+
+	// Cache, when set, is the content store on disk: verified manifests,
+	// tags and blobs kept so that warm pulls touch no upstream and pulls
+	// go on while it is down.
+	// YAML "cache"; default nil (memory caches only).
+	Cache *Cache
 }
+
+// Cache configures the content store. YAML "cache".
+type Cache struct {
+	// Dir is the absolute path of the store's directory (created if
+	// missing; one process at a time).
+	// YAML "dir"; required.
+	Dir string
+
+	// MaxSize is the store's size limit in bytes: above it, the least
+	// recently used content is evicted down to 90% of it.
+	// YAML "maxSize", with a unit: B, KiB, MiB, GiB or TiB ("50GiB");
+	// default 50GiB; > 0.
+	MaxSize int64
+
+	// MaxStale is how long past tagTTL a stored tag resolution is used
+	// while the upstream cannot answer; 0 means no limit (air-gapped). With
+	// a store it also caps tagStaleIfError and verdictStaleIfError.
+	// YAML "maxStale"; default 24h; >= 0.
+	MaxStale time.Duration
+}
+
+// NoStaleLimit is the stale-if-error window of "cache.maxStale: 0": ten
+// years, as good as no limit.
+const NoStaleLimit = 10 * 365 * 24 * time.Hour
+
+// Default content store settings.
+const (
+	defaultCacheMaxSize  = 50 << 30
+	defaultCacheMaxStale = 24 * time.Hour
+)
 
 // TLS configures HTTPS on [Config.Listen]. YAML "tls".
 type TLS struct {

@@ -122,3 +122,47 @@ func durationAtLeast(p *time.Duration, least time.Duration, tooSmall string) yam
 		*p = v
 	}
 }
+
+// size decodes a positive size in bytes with a unit: "50GiB", "512MiB",
+// "100B" (B, KiB, MiB, GiB, TiB), or a plain number of bytes.
+func size(p *int64) yamlfile.DecodeFunc {
+	return func(d *yamlfile.Decoder, path string, n *yaml.Node) {
+		const want = `want a size such as "50GiB" (B, KiB, MiB, GiB or TiB)`
+		if n.Kind != yaml.ScalarNode || yamlfile.IsNull(n) {
+			d.ErrorAt(n.Line, path, "%s, got %s", want, yamlfile.Describe(n))
+			return
+		}
+		v, err := parseSize(n.Value)
+		if err != nil {
+			d.ErrorAt(n.Line, path, "%s: %v", want, err)
+			return
+		}
+		*p = v
+	}
+}
+
+var sizeUnits = []struct {
+	suffix string
+	shift  uint
+}{{"TiB", 40}, {"GiB", 30}, {"MiB", 20}, {"KiB", 10}, {"B", 0}}
+
+func parseSize(s string) (int64, error) {
+	num, shift := strings.TrimSpace(s), uint(0)
+	for _, u := range sizeUnits {
+		if strings.HasSuffix(num, u.suffix) {
+			num, shift = strings.TrimSpace(strings.TrimSuffix(num, u.suffix)), u.shift
+			break
+		}
+	}
+	v, err := strconv.ParseInt(num, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s is not a whole number with a unit", yamlfile.Quote(s))
+	}
+	if v <= 0 {
+		return 0, fmt.Errorf("must be greater than 0, got %s", yamlfile.Quote(s))
+	}
+	if v > (1<<63-1)>>shift {
+		return 0, fmt.Errorf("%s is too large", yamlfile.Quote(s))
+	}
+	return v << shift, nil
+}

@@ -116,6 +116,19 @@ func configFields(c *Config) []yamlfile.Field {
 		{Key: "verdictCacheEntries", Decode: yamlfile.IntAtLeast(&c.VerdictCacheEntries, 1)},
 		{Key: "maxSignatures", Decode: yamlfile.IntAtLeast(&c.MaxSignatures, 1)},
 		{Key: "decisionTimeout", Decode: positiveDuration(&c.DecisionTimeout)},
+		{Key: "cache", Decode: section(func(d *yamlfile.Decoder, path string, n *yaml.Node) {
+			c.Cache = &Cache{MaxSize: defaultCacheMaxSize, MaxStale: defaultCacheMaxStale}
+			d.Mapping(path, n, cacheFields(c.Cache))
+		})},
+	}
+}
+
+// cacheFields is the schema of "cache".
+func cacheFields(k *Cache) []yamlfile.Field {
+	return []yamlfile.Field{
+		{Key: "dir", Required: true, Decode: yamlfile.NonEmpty(&k.Dir)},
+		{Key: "maxSize", Decode: size(&k.MaxSize)},
+		{Key: "maxStale", Decode: duration(&k.MaxStale)},
 	}
 }
 

@@ -600,3 +600,48 @@ func TestStaleIfErrorSplit(t *testing.T) {
 		}
 	}
 }
+
+// TestCache: the content store's settings, their defaults, sizes with
+// units, and maxStale overriding both stale-if-error windows.
+func TestCache(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		yaml         string
+		want         *Cache
+		tag, verdict time.Duration
+	}{
+		{"", nil, time.Hour, time.Hour},
+		{"cache:\n", nil, time.Hour, time.Hour},
+		{"cache: {dir: store}\n", &Cache{Dir: filepath.Join(dir, "store"), MaxSize: 50 << 30, MaxStale: 24 * time.Hour}, 24 * time.Hour, 24 * time.Hour},
+		{"staleIfError: 5m\ncache: {dir: /var/lib/p, maxSize: 512MiB, maxStale: 2h}\n", &Cache{Dir: "/var/lib/p", MaxSize: 512 << 20, MaxStale: 2 * time.Hour}, 2 * time.Hour, 2 * time.Hour},
+		{"cache: {dir: /s, maxSize: 100 B, maxStale: 0s}\n", &Cache{Dir: "/s", MaxSize: 100}, NoStaleLimit, NoStaleLimit},
+		{"cache: {dir: /s, maxSize: 2TiB}\n", &Cache{Dir: "/s", MaxSize: 2 << 40, MaxStale: 24 * time.Hour}, 24 * time.Hour, 24 * time.Hour},
+		{"cache: {dir: /s, maxSize: 4096}\n", &Cache{Dir: "/s", MaxSize: 4096, MaxStale: 24 * time.Hour}, 24 * time.Hour, 24 * time.Hour},
+	} {
+		c, err := Parse([]byte("unverified: true\nupstreams:\n  - registry: r.example\n"+tc.yaml), "config.yaml", dir)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.yaml, err)
+		}
+		if !reflect.DeepEqual(c.Cache, tc.want) || c.TagStaleIfError != tc.tag || c.VerdictStaleIfError != tc.verdict {
+			t.Errorf("%q: cache %+v tag %v verdict %v, want %+v %v %v", tc.yaml, c.Cache, c.TagStaleIfError, c.VerdictStaleIfError, tc.want, tc.tag, tc.verdict)
+		}
+	}
+}
+
+// TestCacheErrors: a bad cache setting names the field and its line.
+func TestCacheErrors(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"cache:\n  maxSize: 1GiB\n", `config.yaml:5: cache: missing required field "dir"`},
+		{"cache:\n  dir: /s\n  maxSize: 50GB\n", `config.yaml:6: cache.maxSize: want a size such as "50GiB" (B, KiB, MiB, GiB or TiB): "50GB" is not a whole number with a unit`},
+		{"cache:\n  dir: /s\n  maxSize: 0GiB\n", `config.yaml:6: cache.maxSize: want a size such as "50GiB" (B, KiB, MiB, GiB or TiB): must be greater than 0, got "0GiB"`},
+		{"cache:\n  dir: /s\n  maxSize: 99999999999TiB\n", `config.yaml:6: cache.maxSize: want a size such as "50GiB" (B, KiB, MiB, GiB or TiB): "99999999999TiB" is too large`},
+		{"cache:\n  dir: /s\n  maxStale: -1h\n", `config.yaml:6: cache.maxStale: must not be negative, got "-1h"`},
+		{"cache:\n  dir: /s\n  maxsize: 1GiB\n", `config.yaml:6: cache: unknown field "maxsize" (did you mean "maxSize"?)`},
+		{"cache: /var/lib/portcullis\n", `config.yaml:4: cache`},
+	} {
+		_, err := Parse([]byte("unverified: true\nupstreams:\n  - registry: r.example\n"+tc.yaml), "config.yaml", t.TempDir())
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: got %v, want %q", tc.yaml, err, tc.want)
+		}
+	}
+}

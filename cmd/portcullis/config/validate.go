@@ -27,6 +27,18 @@ func validate(c *Config, dir string, r *yamlfile.Report) {
 			*d = stale
 		}
 	}
+	if k := c.Cache; k != nil {
+		if k.Dir != "" {
+			k.Dir = absolute(dir, k.Dir)
+		}
+		// With a content store, maxStale is how long every stale answer
+		// may be used, in memory as on disk, whatever staleIfError says.
+		stale := k.MaxStale
+		if stale == 0 {
+			stale = NoStaleLimit
+		}
+		c.TagStaleIfError, c.VerdictStaleIfError = stale, stale
+	}
 	checkListeners(c, r)
 	checkUpstreams(c, r)
 	checkDefaultRegistry(c, r)

@@ -1,0 +1,257 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"go.uber.org/zap"
+
+	"github.com/portcullis-dev/portcullis/oci"
+	"github.com/portcullis-dev/portcullis/upstream"
+)
+
+// Client is the upstream client with the content store in front: what the
+// store holds is answered from disk, the rest from the upstream (one fetch
+// per blob for everyone who asks at once), and what the proxy reports the
+// gate allowed is kept (KeepManifest, OpenKeptBlob). It adds no decision
+// of its own: every answer still goes through the gate.
+//
+// The methods it does not override (Has, Timeout, Tags, ReferrersFor and
+// the gate's Manifest, Referrers and Blob) are the upstream client's.
+type Client struct {
+	*upstream.Client
+	store *Store
+	log   *zap.Logger
+	// tagTTL is how long a stored tag resolution is used without asking the
+	// upstream; maxStale how long past that it is used while the upstream
+	// cannot answer (0: no limit).
+	tagTTL, maxStale time.Duration
+	now              func() time.Time
+}
+
+// NewClient puts store in front of up. tagTTL is the upstream client's,
+// maxStale the configured cache.maxStale (0 = no limit).
+func NewClient(up *upstream.Client, store *Store, tagTTL, maxStale time.Duration, log *zap.Logger) *Client {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Client{Client: up, store: store, log: log, tagTTL: tagTTL, maxStale: maxStale, now: store.now}
+}
+
+// Store is the content store the Client answers from.
+func (c *Client) Store() *Store { return c.store }
+
+// ManifestFor returns the manifest ref names in repo for a client that
+// sent accept:
+//   - by digest, the stored bytes when there are some (hashed again), else
+//     the upstream's;
+//   - by tag, the stored resolution while it is fresh (tagTTL); after it,
+//     the upstream's (one HEAD when the manifest is stored); when the
+//     upstream cannot answer, the stored resolution for up to maxStale.
+func (c *Client) ManifestFor(ctx context.Context, repo oci.Repository, ref string, accept []string) (*oci.Manifest, error) {
+	if oci.IsDigest(ref) {
+		d, err := oci.ParseDigest(ref)
+		if err != nil {
+			return nil, err
+		}
+		if m, ok := c.manifest(repo, d); ok {
+			return m, nil
+		}
+		m, err := c.Client.ManifestFor(ctx, repo, ref, accept)
+		if err != nil {
+			return nil, notStored(err, repo.String()+"@"+ref)
+		}
+		return m, nil
+	}
+	key := AcceptKey(accept)
+	e, known := c.store.Tag(repo, ref, key)
+	var stored *oci.Manifest
+	if known {
+		if d, err := oci.ParseDigest(e.Digest); err == nil {
+			stored, _ = c.manifest(repo, d)
+		}
+	}
+	now := c.now()
+	if stored != nil && now.Sub(e.Seen) < c.tagTTL {
+		c.store.metrics.lookups.WithLabelValues("tag", "hit").Inc()
+		return stored, nil
+	}
+	c.store.metrics.lookups.WithLabelValues("tag", "miss").Inc()
+	m, err := c.resolve(ctx, repo, ref, accept, stored)
+	switch {
+	case err == nil:
+		if stored != nil && m.Digest == stored.Digest {
+			// The upstream still says so: the stored resolution is fresh
+			// again. (A new digest is stored only once the gate allowed it.)
+			if perr := c.store.PutTag(repo, ref, key, m.Digest, now); perr != nil {
+				c.log.Warn("content store: cannot refresh a tag", zap.Error(perr))
+			}
+		}
+		return m, nil
+	case stored != nil && c.usableStale(err, e.Seen, now):
+		c.log.Warn("upstream unavailable: serving a stored tag resolution",
+			zap.String("registry", repo.Registry), zap.String("repo", repo.Name), zap.String("tag", ref),
+			zap.String("digest", stored.DigestString()), zap.Time("seen", e.Seen), zap.Error(err))
+		c.store.metrics.stale.WithLabelValues("tag").Inc()
+		return stored, nil
+	}
+	return nil, notStored(err, repo.String()+":"+ref)
+}
+
+// notStored adds to an upstream outage that what was asked for is not in
+// the content store (or too stale to serve), so the client's 503 (or 429,
+// with its Retry-After) says why nothing could be served.
+func notStored(err error, what string) error {
+	var ue *upstream.Error
+	if !errors.As(err, &ue) || !(upstream.IsOutage(err) || ue.Kind == upstream.Unavailable) {
+		return err
+	}
+	e := *ue
+	e.Message += "; " + what + " is not in the content store (or is older than cache.maxStale)"
+	return &e
+}
+
+// manifest returns manifest d of repo from memory (the upstream client's
+// cache, which the hot path hits) or from the store.
+func (c *Client) manifest(repo oci.Repository, d v1.Hash) (*oci.Manifest, bool) {
+	if m, ok := c.Cached(repo, d); ok {
+		c.store.used(repo, d) // the store's last use follows the hot path too
+		return m, true
+	}
+	return c.store.Manifest(repo, d)
+}
+
+// resolve asks the upstream what tag names: with the manifest stored,
+// one HEAD (the bytes are on disk already, and on Docker Hub a HEAD is not
+// a pull); otherwise, or when the HEAD gives no digest, the upstream
+// client's own resolution.
+func (c *Client) resolve(ctx context.Context, repo oci.Repository, tag string, accept []string, stored *oci.Manifest) (*oci.Manifest, error) {
+	if stored != nil {
+		d, err := c.HeadTag(ctx, repo, tag, accept)
+		switch {
+		case err == nil && d == stored.Digest:
+			return stored, nil
+		case err == nil:
+			return c.ManifestFor(ctx, repo, d.String(), accept)
+		case !errors.Is(err, upstream.ErrNoDigest):
+			return nil, err
+		}
+	}
+	return c.Client.ManifestFor(ctx, repo, tag, accept)
+}
+
+// usableStale reports whether a stored resolution seen at seen may answer
+// for an upstream that failed with err: only for an outage (never a 404
+// or 401: the tag is gone, or access is), and for up to maxStale past the
+// tag's TTL (no limit when maxStale is 0).
+func (c *Client) usableStale(err error, seen, now time.Time) bool {
+	var ue *upstream.Error
+	outage := upstream.IsOutage(err) || (errors.As(err, &ue) && ue.Kind == upstream.Unavailable)
+	return outage && (c.maxStale == 0 || now.Sub(seen) < c.tagTTL+c.maxStale)
+}
+
+// KeepManifest records that the gate allowed m as an image of repo, asked
+// for as reference by a client that sent accept: the manifest is stored,
+// and a tag's resolution with it. Failures are logged (the manifest was
+// served; it is just not kept).
+func (c *Client) KeepManifest(ctx context.Context, repo oci.Repository, reference string, accept []string, m *oci.Manifest) {
+	if err := c.store.PutManifest(repo, m); err != nil {
+		c.log.Warn("content store: cannot keep a manifest", zap.String("repo", repo.String()),
+			zap.String("digest", m.DigestString()), zap.Error(err))
+		return
+	}
+	if oci.IsDigest(reference) {
+		return
+	}
+	key := AcceptKey(accept)
+	if e, ok := c.store.Tag(repo, reference, key); ok && e.Digest == m.DigestString() {
+		return
+	}
+	if err := c.store.PutTag(repo, reference, key, m.Digest, c.now()); err != nil {
+		c.log.Warn("content store: cannot keep a tag", zap.String("repo", repo.String()),
+			zap.String("tag", reference), zap.Error(err))
+	}
+}
+
+// StatBlob returns the size of blob d: the stored one's, else the
+// upstream's.
+func (c *Client) StatBlob(ctx context.Context, repo oci.Repository, d v1.Hash) (int64, error) {
+	if size, ok := c.store.HasBlob(d); ok {
+		return size, nil
+	}
+	return c.Client.StatBlob(ctx, repo, d)
+}
+
+// OpenBlob opens blob d: from the store when it is there, else from the
+// upstream, without keeping it (signature material, and blobs the gate
+// did not grant as image content, are never stored this way).
+func (c *Client) OpenBlob(ctx context.Context, repo oci.Repository, d v1.Hash, rng *upstream.Range) (*upstream.Blob, error) {
+	if b, ok := c.stored(d); ok {
+		return b, nil
+	}
+	return c.Client.OpenBlob(ctx, repo, d, rng)
+}
+
+// OpenKeptBlob opens blob d, which the gate granted as a config or layer
+// of an allowed image of repo: from the store when it is there; else the
+// whole blob is fetched into the store (one upstream fetch for every
+// concurrent request) and streamed from it as it lands. A ranged request
+// for a blob not stored goes to the upstream.
+func (c *Client) OpenKeptBlob(ctx context.Context, repo oci.Repository, d v1.Hash, rng *upstream.Range) (*upstream.Blob, error) {
+	if b, ok := c.stored(d); ok {
+		return b, nil
+	}
+	if rng != nil || c.store.bypassed() {
+		return c.Client.OpenBlob(ctx, repo, d, rng)
+	}
+	body, size, err := c.store.fetch(ctx, repo, d, func(ctx context.Context) (*upstream.Blob, error) {
+		b, err := c.Client.OpenBlob(ctx, repo, d, nil)
+		if err != nil {
+			return nil, err
+		}
+		if b.Partial {
+			_ = b.Body.Close()
+			return nil, errors.New("upstream answered a whole-blob request with a range")
+		}
+		return b, nil
+	})
+	if errors.Is(err, errStored) {
+		if b, ok := c.stored(d); ok {
+			return b, nil
+		}
+		return c.Client.OpenBlob(ctx, repo, d, nil)
+	}
+	if err != nil {
+		return nil, notStored(err, "blob "+d.String())
+	}
+	return &upstream.Blob{Body: countingBody{body, c.store.metrics.served.WithLabelValues("upstream")}, Size: size, Verified: true}, nil
+}
+
+// stored opens d from the store, as a whole verified file.
+func (c *Client) stored(d v1.Hash) (*upstream.Blob, bool) {
+	f, size, ok := c.store.Blob(d)
+	if !ok {
+		return nil, false
+	}
+	c.store.metrics.served.WithLabelValues("store").Add(float64(size))
+	return &upstream.Blob{Body: f, Size: size, Verified: true, Content: f}, true
+}
+
+// countingBody counts the bytes read through it.
+type countingBody struct {
+	rc interface {
+		Read([]byte) (int, error)
+		Close() error
+	}
+	n interface{ Add(float64) }
+}
+
+func (b countingBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	b.n.Add(float64(n))
+	return n, err
+}
+
+func (b countingBody) Close() error { return b.rc.Close() }

@@ -1,0 +1,314 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/portcullis-dev/portcullis/proxy"
+	"github.com/portcullis-dev/portcullis/upstream"
+)
+
+// hostile is an upstream that serves one blob as a mode says: "good",
+// "wrong" (bytes that do not hash to the digest, with the right length),
+// "short" (the connection cut halfway), "long" (more bytes than the blob,
+// no length given), or "trickle" (half, then the rest once more is closed).
+type hostile struct {
+	blob []byte
+	d    v1.Hash
+	mode string
+	// hold, when not nil, is waited on after the headers and before the
+	// body; more, in mode trickle, between the halves.
+	hold, more chan struct{}
+	mu         sync.Mutex
+	gets       int
+}
+
+func newHostile(t *testing.T, mode string, size int) *hostile {
+	b := make([]byte, size)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	return &hostile{blob: b, d: v1.Hash{Algorithm: "sha256", Hex: fmt.Sprintf("%x", sum)}, mode: mode}
+}
+
+func (h *hostile) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/v2/" {
+		return
+	}
+	if !strings.HasSuffix(r.URL.Path, "/blobs/"+h.d.String()) {
+		http.NotFound(w, r)
+		return
+	}
+	h.mu.Lock()
+	h.gets++
+	h.mu.Unlock()
+	half := len(h.blob) / 2
+	if h.mode != "long" {
+		w.Header().Set("Content-Length", strconv.Itoa(len(h.blob)))
+	}
+	w.WriteHeader(http.StatusOK)
+	w.(http.Flusher).Flush()
+	if h.hold != nil {
+		<-h.hold
+	}
+	switch h.mode {
+	case "good":
+		_, _ = w.Write(h.blob)
+	case "wrong":
+		bad := bytes.Clone(h.blob)
+		bad[len(bad)-1] ^= 0xff
+		_, _ = w.Write(bad)
+	case "short":
+		_, _ = w.Write(h.blob[:half])
+		w.(http.Flusher).Flush()
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			_ = conn.Close()
+		}
+	case "long":
+		_, _ = w.Write(h.blob)
+		_, _ = w.Write([]byte("and then some"))
+	case "trickle":
+		_, _ = w.Write(h.blob[:half])
+		w.(http.Flusher).Flush()
+		<-h.more
+		_, _ = w.Write(h.blob[half:])
+	}
+}
+
+// hostileWorld is a proxy with a store over a hostile upstream.
+func hostileWorld(t *testing.T, h *hostile, dir string) (*Store, *httptest.Server) {
+	t.Helper()
+	up := httptest.NewServer(h)
+	t.Cleanup(up.Close)
+	u, _ := url.Parse(up.URL)
+	c, err := upstream.New([]upstream.Config{{Registry: registryName, Endpoint: u}}, upstream.WithTimeout(30*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	p, err := proxy.New(NewClient(c, s, time.Minute, time.Hour, nil), proxy.WithGate(proxy.AllowAllUnsafe{}),
+		proxy.WithDefaultRegistry(registryName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(p)
+	t.Cleanup(srv.Close)
+	return s, srv
+}
+
+// TestBadBlobsAbortEveryReaderAndLeaveNothing: an upstream that sends
+// bytes that do not match, too few or too many: every concurrent client's
+// transfer fails (none gets a complete 200), one upstream GET was made,
+// and nothing is stored or left in tmp/.
+func TestBadBlobsAbortEveryReaderAndLeaveNothing(t *testing.T) {
+	for _, mode := range []string{"wrong", "short", "long"} {
+		t.Run(mode, func(t *testing.T) {
+			h := newHostile(t, mode, 1<<20)
+			h.hold = make(chan struct{})
+			s, srv := hostileWorld(t, h, t.TempDir())
+			const clients = 8
+			var wg sync.WaitGroup
+			results := make(chan string, clients)
+			for range clients {
+				wg.Go(func() {
+					resp, err := http.Get(srv.URL + "/v2/acme/app/blobs/" + h.d.String())
+					if err != nil {
+						results <- ""
+						return
+					}
+					defer resp.Body.Close()
+					b, err := io.ReadAll(resp.Body)
+					if err == nil && resp.StatusCode == http.StatusOK {
+						results <- fmt.Sprintf("a complete 200 of %d bytes", len(b))
+						return
+					}
+					results <- ""
+				})
+			}
+			waitFor(t, func() bool { return waitingOn(s) >= clients-1 })
+			close(h.hold)
+			wg.Wait()
+			close(results)
+			for r := range results {
+				if r != "" {
+					t.Errorf("a client got %s of a %s blob", r, mode)
+				}
+			}
+			waitFor(t, func() bool { s.mu.Lock(); defer s.mu.Unlock(); return len(s.fills) == 0 })
+			if h.gets != 1 {
+				t.Errorf("%d upstream GETs, want 1", h.gets)
+			}
+			if _, ok := s.HasBlob(h.d); ok {
+				t.Error("the bad blob was stored")
+			}
+			if entries, _ := os.ReadDir(filepath.Join(s.dir, "tmp")); len(entries) != 0 {
+				t.Errorf("tmp/ holds %d files", len(entries))
+			}
+			if entries, _ := os.ReadDir(filepath.Join(s.dir, "blobs")); len(entries) != 0 {
+				t.Errorf("blobs/ holds %d entries", len(entries))
+			}
+		})
+	}
+}
+
+// TestBlobStreamsAsItLands: a client gets the bytes of a blob still being
+// fetched as they arrive, not after the whole blob.
+func TestBlobStreamsAsItLands(t *testing.T) {
+	h := newHostile(t, "trickle", 1<<20)
+	h.more = make(chan struct{})
+	s, srv := hostileWorld(t, h, t.TempDir())
+	resp, err := http.Get(srv.URL + "/v2/acme/app/blobs/" + h.d.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	half := make([]byte, len(h.blob)/2)
+	got := make(chan error, 1)
+	go func() { _, err := io.ReadFull(resp.Body, half); got <- err }()
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first half did not arrive while the upstream held the second")
+	}
+	close(h.more)
+	rest, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(append(half, rest...), h.blob) {
+		t.Fatal("the streamed blob differs")
+	}
+	waitFor(t, func() bool { _, ok := s.HasBlob(h.d); return ok })
+}
+
+// TestCrashDuringAFetchLeavesNoPartialBlob kills (SIGKILL) a process in
+// the middle of a blob fetch into the store, then opens the store again:
+// the lock is free, nothing of the blob is stored or left over, and the
+// blob is fetched whole on the next request.
+func TestCrashDuringAFetchLeavesNoPartialBlob(t *testing.T) {
+	if os.Getenv("STORE_CRASH_CHILD") != "" {
+		return // the child's part is TestCrashChild
+	}
+	h := newHostile(t, "trickle", 1<<20)
+	h.more = make(chan struct{})
+	up := httptest.NewServer(h)
+	defer up.Close()
+	defer close(h.more)
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.v")
+	cmd.Env = append(os.Environ(), "STORE_CRASH_CHILD=1", "STORE_CRASH_DIR="+dir,
+		"STORE_CRASH_UPSTREAM="+up.URL, "STORE_CRASH_DIGEST="+h.d.String())
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Kill it once half the blob is in its temporary file.
+	waitFor(t, func() bool {
+		entries, _ := os.ReadDir(filepath.Join(dir, "tmp"))
+		for _, e := range entries {
+			if info, err := e.Info(); err == nil && info.Size() >= int64(len(h.blob)/2) {
+				return true
+			}
+		}
+		return false
+	})
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	_ = cmd.Wait()
+
+	h.mode = "good"
+	s, srv := hostileWorld(t, h, dir)
+	if _, ok := s.HasBlob(h.d); ok {
+		t.Fatal("a blob killed mid-fetch is stored")
+	}
+	if entries, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(entries) != 0 {
+		t.Fatalf("tmp/ holds %d files after Open", len(entries))
+	}
+	resp, err := http.Get(srv.URL + "/v2/acme/app/blobs/" + h.d.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if err != nil || !bytes.Equal(b, h.blob) {
+		t.Fatalf("after the crash: %v, %d bytes (child said: %s)", err, len(b), out.String())
+	}
+}
+
+// TestCrashChild is the process TestCrashDuringAFetchLeavesNoPartialBlob
+// kills: it starts a fetch into the store and waits to be killed.
+func TestCrashChild(t *testing.T) {
+	dir := os.Getenv("STORE_CRASH_DIR")
+	if dir == "" {
+		t.Skip("run by TestCrashDuringAFetchLeavesNoPartialBlob")
+	}
+	u, _ := url.Parse(os.Getenv("STORE_CRASH_UPSTREAM"))
+	d, err := v1.NewHash(os.Getenv("STORE_CRASH_DIGEST"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := upstream.New([]upstream.Config{{Registry: registryName, Endpoint: u}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewClient(c, s, time.Minute, time.Hour, nil).OpenKeptBlob(context.Background(), repoOf("acme/app"), d, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, b.Body)
+	time.Sleep(time.Minute) // killed before this ends
+}
+
+// waitingOn is how many requests wait on, or read, one of s's fetches.
+func waitingOn(s *Store) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, f := range s.fills {
+		n += f.waiting()
+	}
+	return n
+}
+
+// waitFor polls cond for up to 10 seconds.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached in 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

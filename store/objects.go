@@ -1,0 +1,185 @@
+package store
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"go.uber.org/zap"
+
+	"github.com/portcullis-dev/portcullis/oci"
+)
+
+func blobPath(d v1.Hash) string { return path.Join("blobs", d.Algorithm, d.Hex) }
+
+// repoDir is where repo's manifests and tags are, or false when its name
+// could not be a directory (names are checked by the proxy's router; this
+// is the store's own guard against a path that leaves its directory).
+func repoDir(repo oci.Repository) (string, bool) {
+	if repo.Registry == "" || strings.ContainsAny(repo.Registry, `/\`) || strings.HasPrefix(repo.Registry, ".") ||
+		!oci.ValidRepositoryName(repo.Name) {
+		return "", false
+	}
+	return path.Join("repos", repo.Registry, repo.Name), true
+}
+
+func manifestPath(repo oci.Repository, d v1.Hash) (string, bool) {
+	dir, ok := repoDir(repo)
+	return path.Join(dir, "_manifests", d.Algorithm, d.Hex), ok
+}
+
+// AcceptKey is the canonical form of an Accept set: a tag may resolve to
+// an index for one and to a manifest for another.
+func AcceptKey(accept []string) string {
+	var types []string
+	for _, a := range accept {
+		for t := range strings.SplitSeq(a, ",") {
+			if t = strings.TrimSpace(strings.SplitN(t, ";", 2)[0]); t != "" {
+				types = append(types, t)
+			}
+		}
+	}
+	slices.Sort(types)
+	return strings.Join(slices.Compact(types), ",")
+}
+
+func tagPath(repo oci.Repository, tag, acceptKey string) (string, bool) {
+	dir, ok := repoDir(repo)
+	if !ok || !oci.ValidTag(tag) {
+		return "", false
+	}
+	sum := sha256.Sum256([]byte(acceptKey))
+	return path.Join(dir, "_tags", tag+"@"+hex.EncodeToString(sum[:8])), true
+}
+
+// Blob opens stored blob d. The file was hashed before it was placed;
+// the caller closes it.
+func (s *Store) Blob(d v1.Hash) (f *os.File, size int64, ok bool) {
+	rel := blobPath(d)
+	o, ok := s.lookup(rel)
+	if !ok {
+		s.metrics.lookups.WithLabelValues("blob", "miss").Inc()
+		return nil, 0, false
+	}
+	f, err := os.Open(filepath.Join(s.dir, rel))
+	if err != nil {
+		s.log.Warn("content store: a stored blob cannot be opened; forgetting it", zap.String("digest", d.String()), zap.Error(err))
+		s.forget(rel)
+		return nil, 0, false
+	}
+	s.metrics.lookups.WithLabelValues("blob", "hit").Inc()
+	return f, o.size, true
+}
+
+// HasBlob reports whether blob d is stored, and its size.
+func (s *Store) HasBlob(d v1.Hash) (int64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o, ok := s.objects[blobPath(d)]
+	if !ok {
+		return 0, false
+	}
+	return o.size, true
+}
+
+// Manifest returns stored manifest d of repo. Its bytes are hashed again
+// on every read (a manifest is small): a file damaged on disk is dropped,
+// never served.
+func (s *Store) Manifest(repo oci.Repository, d v1.Hash) (*oci.Manifest, bool) {
+	rel, ok := manifestPath(repo, d)
+	if !ok {
+		return nil, false
+	}
+	if _, ok := s.lookup(rel); !ok {
+		s.metrics.lookups.WithLabelValues("manifest", "miss").Inc()
+		return nil, false
+	}
+	b, err := os.ReadFile(filepath.Join(s.dir, rel))
+	mt, body, found := bytes.Cut(b, []byte("\n"))
+	got, herr := oci.Digest(d.Algorithm, body)
+	if err != nil || !found || herr != nil || got != d {
+		s.log.Warn("content store: a stored manifest is unreadable or damaged; dropping it",
+			zap.String("repo", repo.String()), zap.String("digest", d.String()), zap.Error(err))
+		s.forget(rel)
+		s.metrics.lookups.WithLabelValues("manifest", "miss").Inc()
+		return nil, false
+	}
+	s.metrics.lookups.WithLabelValues("manifest", "hit").Inc()
+	return oci.NewManifest(d, string(mt), body), true
+}
+
+// used records a use of manifest d of repo, if it is stored.
+func (s *Store) used(repo oci.Repository, d v1.Hash) {
+	if rel, ok := manifestPath(repo, d); ok {
+		s.lookup(rel)
+	}
+}
+
+// PutManifest stores m as a manifest of repo (nothing to do when it is
+// stored already).
+func (s *Store) PutManifest(repo oci.Repository, m *oci.Manifest) error {
+	rel, ok := manifestPath(repo, m.Digest)
+	if !ok || strings.ContainsAny(m.MediaType, "\r\n") {
+		return fmt.Errorf("content store: cannot store manifest %s of %s", m.Digest, repo)
+	}
+	if _, ok := s.lookup(rel); ok {
+		return nil
+	}
+	b := make([]byte, 0, len(m.MediaType)+1+len(m.Bytes))
+	b = append(append(append(b, m.MediaType...), '\n'), m.Bytes...)
+	if err := s.writeFile(rel, b); err != nil {
+		return err
+	}
+	s.added(rel, kindManifest, int64(len(b)), nil)
+	return nil
+}
+
+// TagEntry is a tag's resolution as stored: the digest it named for an
+// Accept set, and when the upstream last said so.
+type TagEntry struct {
+	Tag    string    `json:"tag"`
+	Accept string    `json:"accept"`
+	Digest string    `json:"digest"`
+	Seen   time.Time `json:"seen"`
+}
+
+// Tag returns tag's stored resolution in repo for the Accept set key.
+func (s *Store) Tag(repo oci.Repository, tag, acceptKey string) (TagEntry, bool) {
+	rel, ok := tagPath(repo, tag, acceptKey)
+	if !ok {
+		return TagEntry{}, false
+	}
+	o, ok := s.lookup(rel)
+	if !ok || o.tag == nil || o.tag.Tag != tag || o.tag.Accept != acceptKey {
+		return TagEntry{}, false
+	}
+	return *o.tag, true
+}
+
+// PutTag stores that tag named d in repo for the Accept set key, as seen
+// from the upstream at seen.
+func (s *Store) PutTag(repo oci.Repository, tag, acceptKey string, d v1.Hash, seen time.Time) error {
+	rel, ok := tagPath(repo, tag, acceptKey)
+	if !ok {
+		return fmt.Errorf("content store: cannot store tag %q of %s", tag, repo)
+	}
+	e := TagEntry{Tag: tag, Accept: acceptKey, Digest: d.String(), Seen: seen.UTC()}
+	b, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	if err := s.writeFile(rel, b); err != nil {
+		return err
+	}
+	s.added(rel, kindTag, int64(len(b)), &e)
+	return nil
+}

@@ -1,0 +1,374 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/portcullis-dev/portcullis/oci"
+)
+
+// Store is a content store on disk. Make one with Open; Close releases its
+// directory. It is safe for concurrent use.
+type Store struct {
+	dir     string
+	maxSize int64
+	log     *zap.Logger
+	metrics *metrics
+	now     func() time.Time
+	lock    *os.File
+
+	mu      sync.Mutex
+	objects map[string]*object // by path relative to dir
+	total   int64              // bytes of every object
+	fills   map[string]*fill   // blobs being fetched, by digest string
+	evictCh chan struct{}
+	// bypassUntil (UnixNano) is until when new blob fetches skip the store
+	// after a disk write failed.
+	bypassUntil atomic.Int64
+	closed      chan struct{}
+	// ctx is what fills run under: it outlives every request and ends with
+	// Close, which abandons the fills still running.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// object is one stored file as the index knows it.
+type object struct {
+	kind    kind
+	size    int64
+	used    time.Time // last use, as recorded (the file's modification time)
+	touched time.Time // when used was last written to the file
+	tag     *TagEntry // a tag's resolution (kindTag), kept in memory
+}
+
+type kind uint8
+
+const (
+	kindBlob kind = iota + 1
+	kindManifest
+	kindTag
+)
+
+var kindNames = map[kind]string{kindBlob: "blob", kindManifest: "manifest", kindTag: "tag"}
+
+func (k kind) String() string { return kindNames[k] }
+
+type options struct {
+	maxSize    int64
+	logger     *zap.Logger
+	registerer prometheus.Registerer
+	now        func() time.Time
+}
+
+// Option configures a Store.
+type Option func(*options) error
+
+// WithMaxSize bounds the store: above n bytes, the least recently used
+// content is evicted down to 90% of n. The default is 50 GiB.
+func WithMaxSize(n int64) Option {
+	return func(o *options) error {
+		if n <= 0 {
+			return fmt.Errorf("store size limit must be positive, got %d", n)
+		}
+		o.maxSize = n
+		return nil
+	}
+}
+
+// WithLogger sets the logger; the default discards.
+func WithLogger(l *zap.Logger) Option {
+	return func(o *options) error { o.logger = l; return nil }
+}
+
+// WithRegisterer registers the store's Prometheus metrics with r; the
+// default registers nowhere.
+func WithRegisterer(r prometheus.Registerer) Option {
+	return func(o *options) error { o.registerer = r; return nil }
+}
+
+// WithClock sets the clock last-use times are read from (tests).
+func WithClock(now func() time.Time) Option {
+	return func(o *options) error { o.now = now; return nil }
+}
+
+// DefaultMaxSize is the store's size limit when none is given: 50 GiB.
+const DefaultMaxSize = 50 << 30
+
+// touchEvery is how often an object's last use is written to its file:
+// a hot blob costs one chtimes a minute, not one per request.
+const touchEvery = time.Minute
+
+// Open opens (creating it if needed) the store in dir: it takes the
+// directory's lock (failing, and naming the holder, when another process
+// has it), removes what an earlier process left in tmp/, and indexes what
+// is stored from the file names and sizes alone, without reading or
+// hashing any content (every object was hashed before it was renamed into
+// place).
+func Open(dir string, opts ...Option) (*Store, error) {
+	o := options{maxSize: DefaultMaxSize, logger: zap.NewNop(), now: time.Now}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	for _, sub := range []string{"", "tmp", "blobs", "repos"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
+			return nil, fmt.Errorf("content store: %w", err)
+		}
+	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{
+		dir: dir, maxSize: o.maxSize, log: o.logger, now: o.now, lock: lock,
+		metrics: newMetrics(o.registerer),
+		objects: map[string]*object{}, fills: map[string]*fill{},
+		evictCh: make(chan struct{}, 1), closed: make(chan struct{}),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if err := s.clearTmp(); err != nil {
+		_ = s.unlock()
+		return nil, err
+	}
+	if err := s.index(); err != nil {
+		_ = s.unlock()
+		return nil, err
+	}
+	s.metrics.limit.Set(float64(s.maxSize))
+	s.metrics.usage.Set(float64(s.total))
+	s.wg.Add(1)
+	go s.evictLoop()
+	s.kick()
+	return s, nil
+}
+
+// Dir is the store's directory.
+func (s *Store) Dir() string { return s.dir }
+
+// Close stops the store's background work and releases its directory. Fetches
+// in progress are abandoned (their temporary files are removed on the next
+// Open).
+func (s *Store) Close() error {
+	select {
+	case <-s.closed:
+		return nil
+	default:
+	}
+	close(s.closed)
+	s.cancel()
+	s.wg.Wait()
+	return s.unlock()
+}
+
+// clearTmp removes every file an earlier process left in tmp/: fetches that
+// never finished. None was ever in place, so nothing served is lost.
+func (s *Store) clearTmp() error {
+	tmp := filepath.Join(s.dir, "tmp")
+	entries, err := os.ReadDir(tmp)
+	if err != nil {
+		return fmt.Errorf("content store: %w", err)
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(tmp, e.Name())); err != nil {
+			return fmt.Errorf("content store: removing an unfinished fetch: %w", err)
+		}
+	}
+	if len(entries) > 0 {
+		s.log.Info("content store: removed unfinished fetches", zap.Int("files", len(entries)))
+	}
+	return nil
+}
+
+// index reads what is stored: blobs, manifests and tags, with their sizes
+// and last-use times. A file that is not where an object would be (a stray
+// or damaged name) is logged and ignored.
+func (s *Store) index() error {
+	start := time.Now()
+	err := filepath.WalkDir(s.dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(s.dir, path)
+		if d.IsDir() {
+			if rel == "tmp" {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if rel == lockFile {
+			return nil
+		}
+		k, ok := kindOf(filepath.ToSlash(rel))
+		if !ok {
+			s.log.Warn("content store: ignoring a file that is no stored object", zap.String("path", path))
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		o := &object{kind: k, size: info.Size(), used: info.ModTime(), touched: info.ModTime()}
+		if k == kindTag {
+			e, err := readTag(path)
+			if err != nil || !oci.IsDigest(e.Digest) {
+				s.log.Warn("content store: ignoring an unreadable tag", zap.String("path", path), zap.Error(err))
+				return nil
+			}
+			o.tag = &e
+		}
+		s.objects[filepath.ToSlash(rel)] = o
+		s.total += info.Size()
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("content store: indexing %s: %w", s.dir, err)
+	}
+	s.log.Info("content store indexed", zap.String("dir", s.dir), zap.Int("objects", len(s.objects)),
+		zap.Int64("bytes", s.total), zap.Duration("took", time.Since(start)))
+	return nil
+}
+
+// kindOf says what an object at rel (slash-separated, relative to the
+// store's directory) is, from where it is.
+func kindOf(rel string) (kind, bool) {
+	parts := strings.Split(rel, "/")
+	switch {
+	case len(parts) == 3 && parts[0] == "blobs" && validHex(parts[1], parts[2]):
+		return kindBlob, true
+	case len(parts) >= 6 && parts[0] == "repos" && parts[len(parts)-3] == "_manifests" &&
+		validHex(parts[len(parts)-2], parts[len(parts)-1]):
+		return kindManifest, true
+	case len(parts) >= 5 && parts[0] == "repos" && parts[len(parts)-2] == "_tags":
+		return kindTag, true
+	}
+	return 0, false
+}
+
+var hexLen = map[string]int{"sha256": 64, "sha512": 128}
+
+func validHex(alg, hex string) bool {
+	n, ok := hexLen[alg]
+	if !ok || len(hex) != n {
+		return false
+	}
+	for _, c := range hex {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// lookup returns the object at rel and records its use.
+func (s *Store) lookup(rel string) (*object, bool) {
+	s.mu.Lock()
+	o, ok := s.objects[rel]
+	var touch bool
+	now := s.now()
+	if ok {
+		o.used = now
+		if now.Sub(o.touched) >= touchEvery {
+			o.touched, touch = now, true
+		}
+	}
+	s.mu.Unlock()
+	if touch {
+		// The last use goes to the file, so a restart keeps the order of
+		// eviction. A failure loses only that ordering.
+		_ = os.Chtimes(filepath.Join(s.dir, rel), now, now)
+	}
+	return o, ok
+}
+
+// added records an object just renamed into place (tag: its resolution,
+// for a tag), and starts an eviction pass when the store is over its limit.
+func (s *Store) added(rel string, k kind, size int64, tag *TagEntry) {
+	now := s.now()
+	s.mu.Lock()
+	if old, ok := s.objects[rel]; ok {
+		s.total -= old.size
+	}
+	s.objects[rel] = &object{kind: k, size: size, used: now, touched: now, tag: tag}
+	s.total += size
+	over := s.total > s.maxSize
+	total := s.total
+	s.mu.Unlock()
+	s.metrics.usage.Set(float64(total))
+	s.metrics.commits.WithLabelValues(k.String()).Inc()
+	if over {
+		s.kick()
+	}
+}
+
+// forget removes an object from the index and the disk.
+func (s *Store) forget(rel string) {
+	s.mu.Lock()
+	if o, ok := s.objects[rel]; ok {
+		s.total -= o.size
+		delete(s.objects, rel)
+	}
+	total := s.total
+	s.mu.Unlock()
+	s.metrics.usage.Set(float64(total))
+	if err := os.Remove(filepath.Join(s.dir, rel)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		s.log.Warn("content store: cannot remove an object", zap.String("path", rel), zap.Error(err))
+	}
+}
+
+// writeFile stores b at rel: written to tmp/, fsynced, renamed into place,
+// so a reader (or a crash) sees either nothing or all of it.
+func (s *Store) writeFile(rel string, b []byte) error {
+	f, err := os.CreateTemp(filepath.Join(s.dir, "tmp"), "put-*")
+	if err != nil {
+		return s.diskError(err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = s.place(tmp, rel)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return s.diskError(err)
+	}
+	return nil
+}
+
+// place renames a finished temporary file to rel.
+func (s *Store) place(tmp, rel string) error {
+	dst := filepath.Join(s.dir, rel)
+	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+		return err
+	}
+	return os.Rename(tmp, dst)
+}
+
+// diskError counts and wraps a failure to write to the store (the disk is
+// full, or failing): the content is served from the upstream, not stored.
+func (s *Store) diskError(err error) error {
+	s.metrics.diskErrors.Inc()
+	return fmt.Errorf("content store: %w", err)
+}

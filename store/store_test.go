@@ -1,0 +1,222 @@
+package store
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestWarmPullsTouchNoUpstream: once an image was pulled, pulling it again
+// (after a restart, so nothing is in memory) by digest makes no upstream
+// request at all; by tag none within tagTTL, and one HEAD after it.
+func TestWarmPullsTouchNoUpstream(t *testing.T) {
+	w := newWorld(t)
+	img := w.push("acme/app", "v1", 3, 64<<10)
+	d := w.mustPull("acme/app:v1")
+	if d != mustDigest(t, img) {
+		t.Fatalf("pulled %s, pushed %s", d, mustDigest(t, img))
+	}
+	for _, b := range layerDigests(t, img) {
+		if _, ok := w.store.HasBlob(b); !ok {
+			t.Fatalf("blob %s was not kept", b)
+		}
+	}
+
+	w.restart()
+	w.counter.reset()
+	w.mustPull("acme/app@" + d.String())
+	if n := w.counter.total(); n != 0 {
+		t.Fatalf("a warm pull by digest after a restart made %d upstream requests: %s", n, describe(w.counter))
+	}
+	w.mustPull("acme/app:v1")
+	if n := w.counter.total(); n != 0 {
+		t.Fatalf("a warm pull by tag within tagTTL made %d upstream requests: %s", n, describe(w.counter))
+	}
+
+	later := time.Now().Add(2 * w.tagTTL)
+	w.now = func() time.Time { return later }
+	for range 3 {
+		w.mustPull("acme/app:v1")
+	}
+	if got := w.counter.count("HEAD manifest"); got != 1 {
+		t.Fatalf("after tagTTL: %d HEADs of the tag, want 1: %s", got, describe(w.counter))
+	}
+	if got := w.counter.count("GET manifest") + w.counter.count("GET blob"); got != 0 {
+		t.Fatalf("after tagTTL: %d manifest or blob GETs, want 0: %s", got, describe(w.counter))
+	}
+}
+
+// TestHerdMakesOneUpstreamFetch: 64 concurrent first GETs of one blob make
+// one upstream GET, and every client gets the whole blob with its digest.
+func TestHerdMakesOneUpstreamFetch(t *testing.T) {
+	w := newWorld(t)
+	img := w.push("acme/big", "v1", 1, 2<<20)
+	w.mustPull("acme/big:v1") // nothing of the layer is fetched...
+	layer := layerDigests(t, img)[1]
+	w.store.forget(blobPath(layer)) // ...as if it were new
+	w.counter.reset()
+	hold := make(chan struct{})
+	w.counter.mu.Lock()
+	w.counter.hold = hold
+	w.counter.mu.Unlock()
+
+	const clients = 64
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for range clients {
+		wg.Go(func() {
+			resp, b, err := w.get("/v2/acme/big/blobs/" + layer.String())
+			switch {
+			case err != nil:
+				errs <- err
+			case resp.StatusCode != http.StatusOK:
+				errs <- fmt.Errorf("status %d: %s", resp.StatusCode, b)
+			case "sha256:"+hexSum(b) != layer.String():
+				errs <- fmt.Errorf("got %d bytes hashing to %s", len(b), hexSum(b))
+			}
+		})
+	}
+	// Let every request arrive while the upstream holds its answer.
+	deadline := time.Now().Add(10 * time.Second)
+	for waitingOn(w.store) < clients-1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(hold)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	w.counter.mu.Lock()
+	gets := w.counter.blobGets[layer.String()]
+	w.counter.mu.Unlock()
+	if gets != 1 {
+		t.Fatalf("%d concurrent GETs made %d upstream GETs of the blob, want 1", clients, gets)
+	}
+	if _, ok := w.store.HasBlob(layer); !ok {
+		t.Fatal("the blob was not kept")
+	}
+}
+
+func hexSum(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// TestSecondProcessIsRefused: the store's directory is one process's; a
+// second Open names the holder.
+func TestSecondProcessIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(dir)
+	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), fmt.Sprintf("pid %d", os.Getpid())) {
+		t.Fatalf("second Open: %v, want ErrLocked naming pid %d", err, os.Getpid())
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(dir)
+	if err != nil {
+		t.Fatalf("Open after Close: %v", err)
+	}
+	_ = s2.Close()
+}
+
+// TestRestartKeepsEverything: what was stored is indexed again on Open,
+// from names and sizes; what an earlier process left in tmp/ is removed.
+func TestRestartKeepsEverything(t *testing.T) {
+	w := newWorld(t)
+	img := w.push("acme/app", "v1", 2, 4<<10)
+	w.mustPull("acme/app:v1")
+	before := w.store.usage()
+	w.stop()
+	if err := os.WriteFile(filepath.Join(w.dir, "tmp", "blob-123"), []byte("half a blob"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w.start()
+	if got := w.store.usage(); got != before {
+		t.Fatalf("after a restart the store holds %d bytes, before %d", got, before)
+	}
+	if _, ok := w.store.Manifest(repoOf("acme/app"), mustDigest(t, img)); !ok {
+		t.Fatal("the manifest is gone after a restart")
+	}
+	if entries, _ := os.ReadDir(filepath.Join(w.dir, "tmp")); len(entries) != 0 {
+		t.Fatalf("tmp/ holds %d files after Open", len(entries))
+	}
+}
+
+// TestEvictionKeepsTheRecentlyUsed: above maxSize the least recently used
+// go first, down to 90%, and blobs no stored manifest lists go with them.
+func TestEvictionKeepsTheRecentlyUsed(t *testing.T) {
+	now := time.Now()
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	tick := func() { mu.Lock(); now = now.Add(time.Minute); mu.Unlock() }
+	w := newWorld(t, WithMaxSize(300<<10))
+	w.now = clock
+	w.restart()
+	old := w.push("acme/old", "v1", 1, 100<<10)
+	w.mustPull("acme/old:v1")
+	tick()
+	mid := w.push("acme/mid", "v1", 1, 100<<10)
+	w.mustPull("acme/mid:v1")
+	tick()
+	w.mustPull("acme/old:v1") // old is used again: mid is now the least recent
+	tick()
+	w.push("acme/new", "v1", 1, 100<<10)
+	w.mustPull("acme/new:v1")
+	deadline := time.Now().Add(10 * time.Second)
+	for w.store.usage() > 300<<10/10*9 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if u := w.store.usage(); u > 300<<10/10*9 {
+		t.Fatalf("the store holds %d bytes, over 90%% of its limit", u)
+	}
+	if _, ok := w.store.HasBlob(layerDigests(t, mid)[1]); ok {
+		t.Fatal("the least recently used image's layer is still stored")
+	}
+	if _, ok := w.store.HasBlob(layerDigests(t, old)[1]); !ok {
+		t.Fatal("a recently used image's layer was evicted")
+	}
+}
+
+// TestUpstreamDown: with the upstream gone, a stored image pulls by tag
+// (its resolution stale, within maxStale) and by digest; past maxStale the
+// tag does not, and an image never stored fails saying it is not stored.
+func TestUpstreamDown(t *testing.T) {
+	w := newWorld(t)
+	img := w.push("acme/app", "v1", 2, 16<<10)
+	w.push("acme/other", "v1", 1, 1<<10)
+	w.mustPull("acme/app:v1")
+	w.restart() // nothing in memory
+	w.up.Close()
+	later := time.Now().Add(2 * w.tagTTL)
+	w.now = func() time.Time { return later }
+	w.mustPull("acme/app:v1")
+	w.mustPull("acme/app@" + mustDigest(t, img).String())
+
+	resp, body, err := w.get("/v2/acme/other/manifests/v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "not in the content store") {
+		t.Fatalf("never-seen image with the upstream down: %d %s", resp.StatusCode, body)
+	}
+
+	tooLate := time.Now().Add(w.tagTTL + w.maxStale + time.Minute)
+	w.now = func() time.Time { return tooLate }
+	if _, err := w.pull("acme/app:v1"); err == nil {
+		t.Fatal("a tag resolution older than maxStale was used")
+	}
+}
