@@ -25,11 +25,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/rand"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -257,6 +259,12 @@ type run struct {
 	// servedAt: repo+digest of manifests served to the client as images,
 	// and when (by the gate's clock).
 	servedAt map[string]time.Time
+	// storeDir is the content store's directory ("" when there is none).
+	storeDir string
+	// servedImage: repo+digest of manifests served as images, whatever
+	// they are (the policy allows unsigned content of some repositories):
+	// what the content store may keep.
+	servedImage map[string]bool
 }
 
 func startRun(t testing.TB, w *world, staleIfError time.Duration) *run {
@@ -279,10 +287,14 @@ func startRun(t testing.TB, w *world, staleIfError time.Duration) *run {
 	}
 	write(0)
 	clock := &fakeClock{now: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)}
-	h, reload := newModelProxy(t, w.host, policyFile, clock.Now, staleIfError)
+	var storeDir string
+	if w.store {
+		storeDir = filepath.Join(dir, "store")
+	}
+	h, reload := newModelProxy(t, w.host, policyFile, clock.Now, staleIfError, storeDir)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	r := &run{w: w, clock: clock, srv: srv, servedAt: map[string]time.Time{}}
+	r := &run{w: w, clock: clock, srv: srv, servedAt: map[string]time.Time{}, storeDir: storeDir, servedImage: map[string]bool{}}
 	r.reload = func(i int) error { write(i); r.pol = i; return reload() }
 	return r
 }
@@ -330,7 +342,57 @@ var manifestAcceptAll = http.Header{"Accept": {strings.Join([]string{ociManifest
 	"application/vnd.docker.distribution.manifest.v2+json", "application/vnd.docker.distribution.manifest.list.v2+json"}, ",")}}
 
 // step runs one operation and checks its answer; "" means every rule held.
+// step runs one operation and checks its answer, then what the content
+// store holds, if there is one.
 func (r *run) step(o *op) string {
+	if msg := r.stepOnce(o); msg != "" {
+		return msg
+	}
+	if r.storeDir != "" {
+		if msg := r.checkStore(); msg != "" {
+			return o.label + ": then " + msg
+		}
+	}
+	return ""
+}
+
+// checkStore: the content store holds nothing refused. Every manifest in
+// it was served to the client as an image (or index) of its repository,
+// and every blob in it is a config or layer of one of those.
+func (r *run) checkStore() string {
+	listed := map[string]bool{}
+	for key := range r.servedImage {
+		if obj := r.w.byDigest[key]; obj != nil {
+			for _, b := range obj.blobs {
+				listed[b.Digest.Hex] = true
+			}
+		}
+	}
+	var msg string
+	_ = filepath.WalkDir(r.storeDir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || msg != "" {
+			return err
+		}
+		rel, _ := filepath.Rel(r.storeDir, path)
+		parts := strings.Split(filepath.ToSlash(rel), "/")
+		switch {
+		case parts[0] == "blobs" && len(parts) == 3:
+			if !listed[parts[2]] {
+				msg = "the content store holds blob " + short(parts[2]) + ", which no image served to the client lists"
+			}
+		case parts[0] == "repos" && len(parts) >= 4 && parts[len(parts)-3] == "_manifests":
+			repo := slices.Index(modelRepos, strings.Join(parts[2:len(parts)-3], "/"))
+			key := objKey(repo, v1.Hash{Algorithm: parts[len(parts)-2], Hex: parts[len(parts)-1]})
+			if !r.servedImage[key] {
+				msg = "the content store holds manifest " + rel + ", never served to the client as an image"
+			}
+		}
+		return nil
+	})
+	return msg
+}
+
+func (r *run) stepOnce(o *op) string {
 	w, or := r.w, r.oracle()
 	method := http.MethodGet
 	if o.head {
@@ -505,6 +567,9 @@ func (r *run) servedManifest(repo int, h http.Header, body []byte, head bool) (*
 }
 
 func (r *run) noteServed(repo int, obj *object) {
+	if obj.kind == kImage || obj.kind == kIndex || r.oracle().allowedByPolicy(repo, obj.digest) {
+		r.servedImage[objKey(repo, obj.digest)] = true // the policy let it through as an image
+	}
 	if obj.kind == kImage || obj.kind == kIndex {
 		r.servedAt[objKey(repo, obj.digest)] = r.clock.Now()
 	}

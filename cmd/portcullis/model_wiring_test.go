@@ -19,7 +19,9 @@ import (
 // as serve does (from a config file, through wire), with the gate's clock
 // given and the tag cache off (tags move in the model), and returns the
 // proxy with a function that reloads the policy file.
-func newModelProxy(t testing.TB, upstreamHost, policyFile string, now func() time.Time, staleIfError time.Duration) (http.Handler, func() error) {
+//
+// With storeDir, the proxy has a content store there.
+func newModelProxy(t testing.TB, upstreamHost, policyFile string, now func() time.Time, staleIfError time.Duration, storeDir string) (http.Handler, func() error) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "config.yaml")
 	yaml := fmt.Sprintf(`policyFile: %s
@@ -33,6 +35,9 @@ verdictTTL: %s
 denyTTL: %s
 verdictStaleIfError: %s
 `, policyFile, modelRegistry, modelRegistry, upstreamHost, modelVerdictTTL, modelDenyTTL, staleIfError)
+	if storeDir != "" {
+		yaml += "cache: {dir: " + storeDir + ", maxStale: " + staleIfError.String() + "}\n"
+	}
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -45,6 +50,7 @@ verdictStaleIfError: %s
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(w.close)
 	reload := func() error {
 		snap, err := builder.Load(policyFile)
 		if err != nil {

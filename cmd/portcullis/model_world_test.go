@@ -76,11 +76,14 @@ type object struct {
 
 // world is one randomly built upstream and its ground truth.
 type world struct {
-	t        testing.TB
-	rng      *rand.Rand
-	srv      *httptest.Server
-	host     string
-	api      bool // the registry has the referrers API
+	t    testing.TB
+	rng  *rand.Rand
+	srv  *httptest.Server
+	host string
+	api  bool // the registry has the referrers API
+	// store: the proxy has a content store (cache.dir), whose content is
+	// checked after every operation (see checkStore).
+	store    bool
 	keys     [3]*signing.Signer
 	objects  []*object
 	byDigest map[string]*object      // repo index + digest
@@ -114,7 +117,7 @@ func newWorld(t testing.TB, seed int64) *world {
 	t.Helper()
 	rng := rand.New(rand.NewSource(seed))
 	w := &world{
-		t: t, rng: rng, api: rng.Intn(2) == 0,
+		t: t, rng: rng, api: rng.Intn(2) == 0, store: seed&2 != 0,
 		byDigest: map[string]*object{}, current: map[string]v1.Hash{},
 		signed: map[string]map[int]bool{}, bundles: map[string]map[int]bool{}, images: map[int][]*object{},
 		listedBy: map[string][]*object{}, blobSeen: map[string]bool{},
