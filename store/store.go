@@ -159,6 +159,26 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	return s, nil
 }
 
+// Wait blocks until no blob fetch is in progress (or ctx ends): every
+// blob fetched so far is then stored, or discarded.
+func (s *Store) Wait(ctx context.Context) error {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		s.mu.Lock()
+		n := len(s.fills)
+		s.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
 // Dir is the store's directory.
 func (s *Store) Dir() string { return s.dir }
 

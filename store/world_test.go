@@ -230,18 +230,10 @@ func (w *world) mustPull(ref string) v1.Hash {
 // renamed into place just after its readers got the last byte.
 func (w *world) settle() {
 	w.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		w.store.mu.Lock()
-		n := len(w.store.fills)
-		w.store.mu.Unlock()
-		if n == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			w.t.Fatalf("%d fetches still running after 10s", n)
-		}
-		time.Sleep(5 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := w.store.Wait(ctx); err != nil {
+		w.t.Fatalf("fetches still running after 10s: %v", err)
 	}
 }
 

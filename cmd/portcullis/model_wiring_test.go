@@ -13,6 +13,7 @@ import (
 
 	"github.com/portcullis-dev/portcullis/cmd/portcullis/config"
 	"github.com/portcullis-dev/portcullis/gate"
+	"github.com/portcullis-dev/portcullis/store"
 )
 
 // newModelProxy wires the upstream client, the gate and the proxy exactly
@@ -21,7 +22,7 @@ import (
 // proxy with a function that reloads the policy file.
 //
 // With storeDir, the proxy has a content store there.
-func newModelProxy(t testing.TB, upstreamHost, policyFile string, now func() time.Time, staleIfError time.Duration, storeDir string) (http.Handler, func() error) {
+func newModelProxy(t testing.TB, upstreamHost, policyFile string, now func() time.Time, staleIfError time.Duration, storeDir string) (http.Handler, *store.Store, func() error) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "config.yaml")
 	yaml := fmt.Sprintf(`policyFile: %s
@@ -59,5 +60,5 @@ verdictStaleIfError: %s
 		w.gate.SetSnapshot(snap)
 		return nil
 	}
-	return w.proxy, reload
+	return w.proxy, w.store, reload
 }
