@@ -29,6 +29,8 @@ type Client struct {
 	// cannot answer (0: no limit).
 	tagTTL, maxStale time.Duration
 	now              func() time.Time
+	// recent is what the gate read lately (see keepMaterial).
+	recent *recent
 }
 
 // NewClient puts store in front of up. tagTTL is the upstream client's,
@@ -37,7 +39,8 @@ func NewClient(up *upstream.Client, store *Store, tagTTL, maxStale time.Duration
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Client{Client: up, store: store, log: log, tagTTL: tagTTL, maxStale: maxStale, now: store.now}
+	return &Client{Client: up, store: store, log: log, tagTTL: tagTTL, maxStale: maxStale, now: store.now,
+		recent: newRecent(recentBytes)}
 }
 
 // Store is the content store the Client answers from.
@@ -147,21 +150,21 @@ func (c *Client) resolve(ctx context.Context, repo oci.Repository, tag string, a
 // or 401: the tag is gone, or access is), and for up to maxStale past the
 // tag's TTL (no limit when maxStale is 0).
 func (c *Client) usableStale(err error, seen, now time.Time) bool {
-	var ue *upstream.Error
-	outage := upstream.IsOutage(err) || (errors.As(err, &ue) && ue.Kind == upstream.Unavailable)
-	return outage && (c.maxStale == 0 || now.Sub(seen) < c.tagTTL+c.maxStale)
+	return c.usableStaleErr(err) && c.withinMaxStale(seen, now)
 }
 
 // KeepManifest records that the gate allowed m as an image of repo, asked
 // for as reference by a client that sent accept: the manifest is stored,
-// and a tag's resolution with it. Failures are logged (the manifest was
-// served; it is just not kept).
+// with the signature material the gate read to allow it, and a tag's
+// resolution. Failures are logged (the manifest was served; it is just
+// not kept).
 func (c *Client) KeepManifest(ctx context.Context, repo oci.Repository, reference string, accept []string, m *oci.Manifest) {
 	if err := c.store.PutManifest(repo, m); err != nil {
 		c.log.Warn("content store: cannot keep a manifest", zap.String("repo", repo.String()),
 			zap.String("digest", m.DigestString()), zap.Error(err))
 		return
 	}
+	c.keepMaterial(repo, m.Digest)
 	if oci.IsDigest(reference) {
 		return
 	}

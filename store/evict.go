@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -49,6 +50,9 @@ func (s *Store) evict() {
 	}
 	cands := make([]cand, 0, len(s.objects))
 	for rel, o := range s.objects {
+		if o.kind == kindMaterial {
+			continue // goes with its subject (see collect), never before it
+		}
 		cands = append(cands, cand{rel, o.used, o.size})
 	}
 	total := s.total
@@ -79,8 +83,9 @@ func (s *Store) usage() int64 {
 // collect drops blobs that no stored manifest lists and tags whose
 // manifest is gone, and returns how many.
 func (s *Store) collect() int {
+	n := 0
 	s.mu.Lock()
-	var manifests, blobs []string
+	var manifests, blobs, material []string
 	tags := map[string]string{} // path: digest
 	for rel, o := range s.objects {
 		switch o.kind {
@@ -90,11 +95,30 @@ func (s *Store) collect() int {
 			blobs = append(blobs, rel)
 		case kindTag:
 			tags[rel] = o.tag.Digest
+		case kindMaterial:
+			material = append(material, rel)
 		}
 	}
 	s.mu.Unlock()
 	listed := map[string]bool{}
 	present := map[string]bool{} // "<repo dir>|<digest>"
+	// Material goes with its subject; what is left lists its blobs.
+	for _, rel := range slices.Clone(material) {
+		dir, rest, _ := strings.Cut(rel, "/_material/")
+		parts := strings.Split(rest, "/")
+		subject := path.Join(dir, "_manifests", parts[0], parts[1])
+		s.mu.Lock()
+		_, ok := s.objects[subject]
+		s.mu.Unlock()
+		if !ok {
+			s.forget(rel)
+			n++
+			continue
+		}
+		if _, isManifest := materialKey(rel); isManifest {
+			manifests = append(manifests, rel)
+		}
+	}
 	for _, rel := range manifests {
 		b, err := os.ReadFile(filepath.Join(s.dir, rel))
 		if err != nil {
@@ -108,7 +132,6 @@ func (s *Store) collect() int {
 		alg, hex := filepath.Base(filepath.Dir(rel)), filepath.Base(rel)
 		present[dir+"|"+alg+":"+hex] = true
 	}
-	n := 0
 	for _, rel := range blobs {
 		if !listed[rel] {
 			s.forget(rel)

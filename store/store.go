@@ -32,6 +32,9 @@ type Store struct {
 	objects map[string]*object // by path relative to dir
 	total   int64              // bytes of every object
 	fills   map[string]*fill   // blobs being fetched, by digest string
+	// material finds a material manifest by "<repo dir>|<digest>".
+	material map[string]string
+	pending  int // background writes not finished (see background)
 	evictCh chan struct{}
 	// bypassUntil (UnixNano) is until when new blob fetches skip the store
 	// after a disk write failed.
@@ -59,9 +62,10 @@ const (
 	kindBlob kind = iota + 1
 	kindManifest
 	kindTag
+	kindMaterial // a subject's material record, or a manifest it names
 )
 
-var kindNames = map[kind]string{kindBlob: "blob", kindManifest: "manifest", kindTag: "tag"}
+var kindNames = map[kind]string{kindBlob: "blob", kindManifest: "manifest", kindTag: "tag", kindMaterial: "material"}
 
 func (k kind) String() string { return kindNames[k] }
 
@@ -139,7 +143,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	s := &Store{
 		dir: dir, maxSize: o.maxSize, log: o.logger, now: o.now, lock: lock,
 		metrics: newMetrics(o.registerer),
-		objects: map[string]*object{}, fills: map[string]*fill{},
+		objects: map[string]*object{}, fills: map[string]*fill{}, material: map[string]string{},
 		evictCh: make(chan struct{}, 1), closed: make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -159,14 +163,14 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	return s, nil
 }
 
-// Wait blocks until no blob fetch is in progress (or ctx ends): every
-// blob fetched so far is then stored, or discarded.
+// Wait blocks until no blob fetch or background write is in progress (or
+// ctx ends): everything fetched so far is then stored, or discarded.
 func (s *Store) Wait(ctx context.Context) error {
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
 	for {
 		s.mu.Lock()
-		n := len(s.fills)
+		n := len(s.fills) + s.pending
 		s.mu.Unlock()
 		if n == 0 {
 			return nil
@@ -254,6 +258,7 @@ func (s *Store) index() error {
 			o.tag = &e
 		}
 		s.objects[filepath.ToSlash(rel)] = o
+		s.indexMaterial(filepath.ToSlash(rel), k)
 		s.total += info.Size()
 		return nil
 	})
@@ -277,8 +282,58 @@ func kindOf(rel string) (kind, bool) {
 		return kindManifest, true
 	case len(parts) >= 5 && parts[0] == "repos" && parts[len(parts)-2] == "_tags":
 		return kindTag, true
+	case len(parts) >= 7 && parts[0] == "repos" && parts[len(parts)-4] == "_material" &&
+		validHex(parts[len(parts)-3], parts[len(parts)-2]):
+		if parts[len(parts)-1] == recordFile {
+			return kindMaterial, true
+		}
+		if _, ok := materialKey(rel); ok {
+			return kindMaterial, true
+		}
 	}
 	return 0, false
+}
+
+// materialKey is the key of s.material for a material manifest at rel
+// ("<repo dir>|<digest>"), or false for anything else.
+func materialKey(rel string) (string, bool) {
+	dir, rest, ok := strings.Cut(rel, "/_material/")
+	if !ok {
+		return "", false
+	}
+	parts := strings.Split(rest, "/")
+	if len(parts) != 3 {
+		return "", false
+	}
+	alg, hex, ok := strings.Cut(parts[2], "-")
+	if !ok || !validHex(alg, hex) {
+		return "", false
+	}
+	return dir + "|" + alg + ":" + hex, true
+}
+
+// indexMaterial adds a material manifest to s.material (s.mu held).
+func (s *Store) indexMaterial(rel string, k kind) {
+	if k != kindMaterial {
+		return
+	}
+	if key, ok := materialKey(rel); ok {
+		s.material[key] = rel
+	}
+}
+
+// background runs fn (a write the caller need not wait for) and counts it
+// until it ends, for Wait and Close.
+func (s *Store) background(fn func()) {
+	s.mu.Lock()
+	s.pending++
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer func() { s.mu.Lock(); s.pending--; s.mu.Unlock() }()
+		fn()
+	}()
 }
 
 var hexLen = map[string]int{"sha256": 64, "sha512": 128}
@@ -326,6 +381,7 @@ func (s *Store) added(rel string, k kind, size int64, tag *TagEntry) {
 		s.total -= old.size
 	}
 	s.objects[rel] = &object{kind: k, size: size, used: now, touched: now, tag: tag}
+	s.indexMaterial(rel, k)
 	s.total += size
 	over := s.total > s.maxSize
 	total := s.total
@@ -343,6 +399,9 @@ func (s *Store) forget(rel string) {
 	if o, ok := s.objects[rel]; ok {
 		s.total -= o.size
 		delete(s.objects, rel)
+		if key, ok := materialKey(rel); ok && o.kind == kindMaterial {
+			delete(s.material, key)
+		}
 	}
 	total := s.total
 	s.mu.Unlock()

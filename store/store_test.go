@@ -49,7 +49,7 @@ func TestWarmPullsTouchNoUpstream(t *testing.T) {
 	if got := w.counter.count("HEAD manifest"); got != 1 {
 		t.Fatalf("after tagTTL: %d HEADs of the tag, want 1: %s", got, describe(w.counter))
 	}
-	if got := w.counter.count("GET manifest") + w.counter.count("GET blob"); got != 0 {
+	if got := w.counter.count("GET manifest") + w.counter.count("GET manifest-digest") + w.counter.count("GET blob"); got != 0 {
 		t.Fatalf("after tagTTL: %d manifest or blob GETs, want 0: %s", got, describe(w.counter))
 	}
 }

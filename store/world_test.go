@@ -33,7 +33,8 @@ import (
 const registryName = "registry.example"
 
 // counter counts the requests that reach the upstream, by "METHOD kind"
-// (kind: manifest, blob, other), and the blob GETs by digest.
+// (kind: manifest (by tag), manifest-digest, blob, other), and the blob
+// GETs by digest.
 type counter struct {
 	next http.Handler
 	mu   sync.Mutex
@@ -50,6 +51,8 @@ type counter struct {
 func (c *counter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	kind := "other"
 	switch {
+	case strings.Contains(r.URL.Path, "/manifests/sha256:"):
+		kind = "manifest-digest"
 	case strings.Contains(r.URL.Path, "/manifests/"):
 		kind = "manifest"
 	case strings.Contains(r.URL.Path, "/blobs/"):
@@ -114,18 +117,27 @@ type world struct {
 	maxStale time.Duration
 	now      func() time.Time
 	opts     []Option
+	// gate, when set, makes the proxy's gate from the store's reader
+	// (default: AllowAllUnsafe).
+	gate func(*Reader) proxy.Gate
 }
 
 func newWorld(t *testing.T, opts ...Option) *world {
 	t.Helper()
-	c := &counter{next: registry.New(registry.Logger(log.New(io.Discard, "", 0)))}
-	c.reset()
-	w := &world{t: t, dir: t.TempDir(), counter: c, tagTTL: time.Minute, maxStale: time.Hour, now: time.Now, opts: opts}
-	w.up = httptest.NewServer(c)
+	w := &world{t: t, dir: t.TempDir(), tagTTL: time.Minute, maxStale: time.Hour, now: time.Now, opts: opts}
+	startWorld(t, w)
+	return w
+}
+
+// startWorld starts w's upstream (with the referrers API) and proxy.
+func startWorld(t *testing.T, w *world) {
+	t.Helper()
+	w.counter = &counter{next: registry.New(registry.WithReferrersSupport(true), registry.Logger(log.New(io.Discard, "", 0)))}
+	w.counter.reset()
+	w.up = httptest.NewServer(w.counter)
 	t.Cleanup(w.up.Close)
 	w.start()
 	t.Cleanup(w.stop)
-	return w
 }
 
 // start opens the store and serves a proxy from it.
@@ -142,7 +154,11 @@ func (w *world) start() {
 		w.t.Fatal(err)
 	}
 	w.client = NewClient(up, w.store, w.tagTTL, w.maxStale, logger)
-	p, err := proxy.New(w.client, proxy.WithGate(proxy.AllowAllUnsafe{}), proxy.WithDefaultRegistry(registryName), proxy.WithLogger(logger))
+	var g proxy.Gate = proxy.AllowAllUnsafe{}
+	if w.gate != nil {
+		g = w.gate(w.client.Reader())
+	}
+	p, err := proxy.New(w.client, proxy.WithGate(g), proxy.WithDefaultRegistry(registryName), proxy.WithLogger(logger))
 	if err != nil {
 		w.t.Fatal(err)
 	}

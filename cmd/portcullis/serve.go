@@ -181,11 +181,25 @@ func wire(cfg *config.Config, builder *gate.Loader, log *zap.Logger, reg *promet
 		proxy.WithLogger(log),
 		proxy.WithRegisterer(reg),
 	}
+	w := &wiring{up: up}
+	var served proxy.Upstream = up // what the proxy serves from
+	var reader verify.Reader = up  // what the gate reads signatures through
+	if k := cfg.Cache; k != nil {
+		if w.store, err = store.Open(k.Dir, store.WithMaxSize(k.MaxSize),
+			store.WithLogger(log.Named("store")), store.WithRegisterer(reg)); err != nil {
+			return nil, fmt.Errorf("cache.dir: %w", err)
+		}
+		sc := store.NewClient(up, w.store, cfg.TagTTL, k.MaxStale, log.Named("store"))
+		served, reader = sc, sc.Reader()
+		log.Info("content store open", zap.String("dir", w.store.Dir()), zap.Int64("maxSize", k.MaxSize),
+			zap.Duration("maxStale", k.MaxStale))
+	}
 	var g *gate.Gate
 	switch {
 	case cfg.PolicyFile != "": // first: a policy is enforced whatever else the Config says
 		snap, err := builder.Load(cfg.PolicyFile)
 		if err != nil {
+			w.close()
 			return nil, usageError(fmt.Errorf("policyFile: %w", err))
 		}
 		gopts := []gate.Option{
@@ -195,8 +209,9 @@ func wire(cfg *config.Config, builder *gate.Loader, log *zap.Logger, reg *promet
 			gate.WithVerdictCacheEntries(cfg.VerdictCacheEntries),
 			gate.WithLogger(log.Named("gate")), gate.WithRegisterer(reg),
 		}
-		g, err = gate.New(up, snap, append(gopts, extra...)...)
+		g, err = gate.New(reader, snap, append(gopts, extra...)...)
 		if err != nil {
+			w.close()
 			return nil, usageError(err)
 		}
 		opts = append(opts, proxy.WithGate(g))
@@ -206,19 +221,10 @@ func wire(cfg *config.Config, builder *gate.Loader, log *zap.Logger, reg *promet
 			zap.String("config", cfg.Path))
 		opts = append(opts, proxy.WithGate(proxy.AllowAllUnsafe{}))
 	default: // config.Load refuses this; a Config built another way must choose too
+		w.close()
 		return nil, usageError(fmt.Errorf("%s: no policyFile, and no \"unverified: true\" to serve images unverified", cfg.Path))
 	}
-	w := &wiring{up: up, gate: g}
-	var served proxy.Upstream = up
-	if k := cfg.Cache; k != nil {
-		if w.store, err = store.Open(k.Dir, store.WithMaxSize(k.MaxSize),
-			store.WithLogger(log.Named("store")), store.WithRegisterer(reg)); err != nil {
-			return nil, fmt.Errorf("cache.dir: %w", err)
-		}
-		served = store.NewClient(up, w.store, cfg.TagTTL, k.MaxStale, log.Named("store"))
-		log.Info("content store open", zap.String("dir", w.store.Dir()), zap.Int64("maxSize", k.MaxSize),
-			zap.Duration("maxStale", k.MaxStale))
-	}
+	w.gate = g
 	if w.proxy, err = proxy.New(served, opts...); err != nil {
 		w.close()
 		return nil, usageError(fmt.Errorf("%s: %w", cfg.Path, err))

@@ -1,0 +1,174 @@
+package store
+
+import (
+	"bytes"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/portcullis-dev/portcullis/gate"
+	"github.com/portcullis-dev/portcullis/internal/policyfile"
+	"github.com/portcullis-dev/portcullis/proxy"
+	"github.com/portcullis-dev/portcullis/verify/signing"
+)
+
+const keyPolicy = `policies:
+  - name: acme-release
+    images: ["registry.example/acme/**"]
+    authorities:
+      - name: release-key
+        key: {path: KEY}
+`
+
+// gated is a world whose proxy verifies with a real gate against a key
+// policy; reload switches the policy to trust another key.
+type gated struct {
+	*world
+	signer *signing.Signer
+	g      *gate.Gate
+	dir    string
+}
+
+func newGated(t *testing.T) *gated {
+	t.Helper()
+	signer, err := signing.NewSigner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw := &gated{signer: signer, dir: t.TempDir()}
+	pem, _ := signer.PublicKeyPEM()
+	other, _ := signing.NewSigner()
+	otherPEM, _ := other.PublicKeyPEM()
+	for file, b := range map[string][]byte{"cosign.pub": pem, "other.pub": otherPEM} {
+		if err := os.WriteFile(filepath.Join(gw.dir, file), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gw.writePolicy(t, "cosign.pub")
+	w := &world{t: t, dir: t.TempDir(), tagTTL: time.Minute, maxStale: time.Hour, now: time.Now}
+	w.gate = func(r *Reader) proxy.Gate {
+		g, err := gate.New(r, gw.snapshot(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		gw.g = g
+		return g
+	}
+	gw.world = w
+	startWorld(t, w)
+	return gw
+}
+
+func (gw *gated) writePolicy(t *testing.T, key string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(gw.dir, "policy.yaml"), []byte(strings.ReplaceAll(keyPolicy, "KEY", key)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (gw *gated) snapshot(t *testing.T) *gate.Snapshot {
+	t.Helper()
+	p, err := policyfile.Load(filepath.Join(gw.dir, "policy.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := gate.NewSnapshot(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// pushSigned pushes repo:tag, signed in the given format ("legacy",
+// "bundle" or "" for unsigned), and returns its digest.
+func (gw *gated) pushSigned(repo, tag, format string) string {
+	t := gw.t
+	t.Helper()
+	img := gw.push(repo, tag, 2, 4<<10)
+	r, err := name.NewRepository(strings.TrimPrefix(gw.up.URL, "http://")+"/"+repo, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := mustDigest(t, img)
+	switch format {
+	case "legacy":
+		err = gw.signer.SignLegacy(r, d)
+	case "bundle":
+		var desc *remote.Descriptor
+		if desc, err = remote.Get(r.Tag(tag)); err == nil {
+			err = gw.signer.SignBundle(r, desc.Descriptor)
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.String()
+}
+
+// TestDecidesOfflineFromStoredMaterial: an allowed image's signature
+// material is stored with it; after a restart, pulls by digest read no
+// manifest or blob by digest upstream; with the upstream failing, stored
+// images are decided again from their stored material (allowed under the
+// policy, refused at once under one that revokes them); a refused image
+// leaves nothing on disk, not even its digest.
+func TestDecidesOfflineFromStoredMaterial(t *testing.T) {
+	gw := newGated(t)
+	legacy := gw.pushSigned("acme/app", "legacy", "legacy")
+	bundled := gw.pushSigned("acme/app", "bundled", "bundle")
+	unsigned := gw.pushSigned("acme/app", "unsigned", "")
+	gw.mustPull("acme/app:legacy")
+	gw.mustPull("acme/app:bundled")
+	if _, err := gw.pull("acme/app:unsigned"); err == nil {
+		t.Fatal("an unsigned image was served")
+	}
+	gw.settle()
+	hexOf := strings.TrimPrefix(unsigned, "sha256:")
+	_ = filepath.WalkDir(gw.world.dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, _ := os.ReadFile(path)
+		if strings.Contains(path, hexOf) || bytes.Contains(b, []byte(hexOf)) {
+			t.Errorf("the refused image's digest is on disk: %s", path)
+		}
+		return nil
+	})
+
+	gw.restart()
+	gw.counter.reset()
+	gw.mustPull("acme/app@" + legacy)
+	gw.mustPull("acme/app@" + bundled)
+	if n := gw.counter.count("GET manifest-digest") + gw.counter.count("GET blob"); n != 0 {
+		t.Fatalf("warm pulls by digest after a restart read %d manifests or blobs by digest upstream: %s", n, describe(gw.counter))
+	}
+
+	gw.restart()
+	gw.counter.setDown(true)
+	later := time.Now().Add(2 * gw.tagTTL)
+	gw.now = func() time.Time { return later }
+	for _, ref := range []string{"acme/app@" + legacy, "acme/app@" + bundled, "acme/app:legacy"} {
+		if _, err := gw.pull(ref); err != nil {
+			t.Fatalf("with the upstream failing, %s: %v", ref, err)
+		}
+	}
+	if _, err := gw.pull("acme/app@" + unsigned); err == nil {
+		t.Fatal("with the upstream failing, the unsigned image was served")
+	}
+
+	gw.writePolicy(t, "other.pub")
+	gw.g.SetSnapshot(gw.snapshot(t))
+	resp, body, err := gw.get("/v2/acme/app/manifests/" + legacy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("a stored image the new policy revokes, upstream failing: %d %s", resp.StatusCode, body)
+	}
+}
