@@ -145,8 +145,10 @@ func tagReadKey(repo oci.Repository, tag string) string { return "tag|" + repo.S
 func referrersReadKey(repo oci.Repository, subject v1.Hash) string {
 	return "referrers|" + repo.String() + "|" + subject.String()
 }
-func manifestReadKey(repo oci.Repository, d v1.Hash) string { return "manifest|" + repo.String() + "|" + d.String() }
-func blobReadKey(d v1.Hash) string                          { return "blob|" + d.String() }
+func manifestReadKey(repo oci.Repository, d v1.Hash) string {
+	return "manifest|" + repo.String() + "|" + d.String()
+}
+func blobReadKey(d v1.Hash) string { return "blob|" + d.String() }
 
 // Reader is what the gate reads signature material through (it implements
 // verify.Reader): the upstream client with the store in front.

@@ -35,7 +35,7 @@ type Store struct {
 	// material finds a material manifest by "<repo dir>|<digest>".
 	material map[string]string
 	pending  int // background writes not finished (see background)
-	evictCh chan struct{}
+	evictCh  chan struct{}
 	// bypassUntil (UnixNano) is until when new blob fetches skip the store
 	// after a disk write failed.
 	bypassUntil atomic.Int64

@@ -371,8 +371,9 @@ func (r *run) step(o *op) string {
 
 // checkStore: the content store holds nothing refused. Every manifest in
 // it was served to the client as an image (or index) of its repository,
-// or allowed by the policy when it was stored; every blob in it is a
-// config or layer of one of those.
+// or allowed by the policy when it was stored; all signature material is
+// of such a subject; every blob in it is a config or layer of one of
+// those, or of their material.
 func (r *run) checkStore() string {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -388,6 +389,31 @@ func (r *run) checkStore() string {
 		}
 	}
 	var msg string
+	// Material first: it must be of an allowed subject, and lists blobs.
+	_ = filepath.WalkDir(r.storeDir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || msg != "" {
+			return err
+		}
+		rel, _ := filepath.Rel(r.storeDir, path)
+		parts := strings.Split(filepath.ToSlash(rel), "/")
+		if parts[0] != "repos" || len(parts) < 7 || parts[len(parts)-4] != "_material" {
+			return nil
+		}
+		repo := slices.Index(modelRepos, strings.Join(parts[2:len(parts)-4], "/"))
+		subject := objKey(repo, v1.Hash{Algorithm: parts[len(parts)-3], Hex: parts[len(parts)-2]})
+		if !r.servedImage[subject] {
+			msg = "the content store holds signature material " + rel + " of a subject never allowed"
+			return nil
+		}
+		if alg, hex, ok := strings.Cut(parts[len(parts)-1], "-"); ok {
+			if obj := r.w.byDigest[objKey(repo, v1.Hash{Algorithm: alg, Hex: hex})]; obj != nil {
+				for _, b := range obj.blobs {
+					listed[b.Digest.Hex] = true
+				}
+			}
+		}
+		return nil
+	})
 	_ = filepath.WalkDir(r.storeDir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || msg != "" {
 			return err
@@ -397,7 +423,7 @@ func (r *run) checkStore() string {
 		switch {
 		case parts[0] == "blobs" && len(parts) == 3:
 			if !listed[parts[2]] {
-				msg = "the content store holds blob " + short(parts[2]) + ", which no image served to the client lists"
+				msg = "the content store holds blob " + short(parts[2]) + ", which no image served to the client, nor its stored material, lists"
 			}
 		case parts[0] == "repos" && len(parts) >= 4 && parts[len(parts)-3] == "_manifests":
 			repo := slices.Index(modelRepos, strings.Join(parts[2:len(parts)-3], "/"))
