@@ -220,3 +220,59 @@ func TestUpstreamDown(t *testing.T) {
 		t.Fatal("a tag resolution older than maxStale was used")
 	}
 }
+
+// TestListPruneVerify: ls shows what is stored; prune removes what was
+// not used lately (and the blobs only it listed); verify drops an object
+// whose bytes were damaged on disk.
+func TestListPruneVerify(t *testing.T) {
+	now := time.Now()
+	var mu sync.Mutex
+	w := newWorld(t)
+	w.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	w.restart()
+	old := w.push("acme/old", "v1", 1, 8<<10)
+	w.mustPull("acme/old:v1")
+	mu.Lock()
+	now = now.Add(48 * time.Hour)
+	mu.Unlock()
+	fresh := w.push("acme/new", "v1", 1, 8<<10)
+	w.mustPull("acme/new:v1")
+
+	list := w.store.List()
+	if len(list) != 2 || list[0].Image != registryName+"/acme/new" || list[0].Digest != mustDigest(t, fresh).String() ||
+		len(list[0].Tags) != 1 || list[0].Tags[0] != "v1" || list[0].Size < 8<<10 {
+		t.Fatalf("List: %+v", list)
+	}
+
+	if n, _ := w.store.Prune(24 * time.Hour); n == 0 {
+		t.Fatal("Prune removed nothing")
+	}
+	if _, ok := w.store.Manifest(repoOf("acme/old"), mustDigest(t, old)); ok {
+		t.Fatal("Prune kept a manifest unused for 48h")
+	}
+	if _, ok := w.store.HasBlob(layerDigests(t, old)[1]); ok {
+		t.Fatal("Prune kept the layer only the pruned manifest listed")
+	}
+	if len(w.store.List()) != 1 {
+		t.Fatalf("after Prune: %+v", w.store.List())
+	}
+
+	layer := layerDigests(t, fresh)[1]
+	p := filepath.Join(w.store.dir, blobPath(layer))
+	b, _ := os.ReadFile(p)
+	b[0] ^= 0xff
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res, err := w.store.Verify(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Dropped) != 1 || res.Dropped[0] != blobPath(layer) || res.Checked < 3 {
+		t.Fatalf("Verify: %+v", res)
+	}
+	if _, ok := w.store.HasBlob(layer); ok {
+		t.Fatal("Verify kept a damaged blob")
+	}
+	w.mustPull("acme/new:v1") // fetched again, whole
+}

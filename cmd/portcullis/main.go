@@ -35,7 +35,7 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
-	root.AddCommand(newServeCmd(), newVerifyCmd(), newPolicyCmd(), newDemoCmd(), newVersionCmd())
+	root.AddCommand(newServeCmd(), newVerifyCmd(), newPolicyCmd(), newCacheCmd(), newDemoCmd(), newVersionCmd())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "portcullis:", err)
 		var ee *exitError

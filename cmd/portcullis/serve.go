@@ -89,12 +89,20 @@ func serve(ctx context.Context, configPath, logFormat string) error {
 		return usageError(err)
 	}
 	var ready atomic.Bool
-	admin := &http.Server{Handler: adminHandler(reg, &ready, status), ReadHeaderTimeout: 10 * time.Second}
-
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	var cache *cacheAdmin
+	if w.store != nil {
+		addr := ln.Addr().String()
+		cache = &cacheAdmin{store: w.store, log: log.Named("admin"),
+			warm: func(ctx context.Context, image string, progress func(string)) warmResult {
+				return warm(ctx, addr, image, cfg.DefaultRegistry, w.up.Has, progress)
+			}}
+	}
+	admin := &http.Server{Handler: adminHandler(reg, &ready, status, cache), ReadHeaderTimeout: 10 * time.Second}
+
 	adminLn, err := net.Listen("tcp", cfg.AdminListen)
 	if err != nil {
 		ln.Close()
