@@ -62,7 +62,9 @@ func newCacheCmd() *cobra.Command {
 			err := withStore(cmd.Context(), configPath, admin, func(s *store.Store) error {
 				entries = s.List()
 				return nil
-			}, func(c *adminClient) error { return c.do(cmd.Context(), http.MethodGet, "/cache/entries", nil, &entries) })
+			}, func(c *adminClient) error {
+				return c.do(cmd.Context(), http.MethodGet, "/cache/entries", nil, &entries)
+			})
 			if err != nil {
 				return err
 			}
