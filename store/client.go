@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -93,6 +94,23 @@ func (c *Client) ManifestFor(ctx context.Context, repo oci.Repository, ref strin
 			}
 		}
 		return m, nil
+	case stored == nil && c.usableStaleErr(err):
+		// Not stored for this Accept set: one stored for another serves if
+		// its manifest is of a type this client accepts.
+		for _, other := range c.store.TagAny(repo, ref) {
+			d, perr := oci.ParseDigest(other.Digest)
+			if perr != nil || !c.withinMaxStale(other.Seen, now) {
+				continue
+			}
+			if m, ok := c.manifest(repo, d); ok && accepts(accept, m.MediaType) {
+				e, stored = other, m
+				break
+			}
+		}
+		if stored == nil {
+			break
+		}
+		fallthrough
 	case stored != nil && c.usableStale(err, e.Seen, now):
 		c.log.Warn("upstream unavailable: serving a stored tag resolution",
 			zap.String("registry", repo.Registry), zap.String("repo", repo.Name), zap.String("tag", ref),
@@ -101,6 +119,21 @@ func (c *Client) ManifestFor(ctx context.Context, repo oci.Repository, ref strin
 		return stored, nil
 	}
 	return nil, notStored(err, repo.String()+":"+ref)
+}
+
+// accepts reports whether a client that sent accept takes a manifest of
+// mediaType (no Accept, or */*, takes any).
+func accepts(accept []string, mediaType string) bool {
+	key := AcceptKey(accept)
+	if key == "" {
+		return true
+	}
+	for t := range strings.SplitSeq(key, ",") {
+		if t == mediaType || t == "*/*" {
+			return true
+		}
+	}
+	return false
 }
 
 // notStored adds to an upstream outage that what was asked for is not in

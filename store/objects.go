@@ -165,6 +165,25 @@ func (s *Store) Tag(repo oci.Repository, tag, acceptKey string) (TagEntry, bool)
 	return *o.tag, true
 }
 
+// TagAny returns the stored resolutions of tag in repo for every Accept
+// set, most recently seen first.
+func (s *Store) TagAny(repo oci.Repository, tag string) []TagEntry {
+	dir, ok := repoDir(repo)
+	if !ok {
+		return nil
+	}
+	s.mu.Lock()
+	var out []TagEntry
+	for rel := range s.tagSets[dir+"|"+tag] {
+		if o, ok := s.objects[rel]; ok && o.tag != nil {
+			out = append(out, *o.tag)
+		}
+	}
+	s.mu.Unlock()
+	slices.SortFunc(out, func(a, b TagEntry) int { return b.Seen.Compare(a.Seen) })
+	return out
+}
+
 // PutTag stores that tag named d in repo for the Accept set key, as seen
 // from the upstream at seen.
 func (s *Store) PutTag(repo oci.Repository, tag, acceptKey string, d v1.Hash, seen time.Time) error {

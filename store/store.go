@@ -34,6 +34,9 @@ type Store struct {
 	fills   map[string]*fill   // blobs being fetched, by digest string
 	// material finds a material manifest by "<repo dir>|<digest>".
 	material map[string]string
+	// tagSets finds a tag's resolutions (one per Accept set) by
+	// "<repo dir>|<tag>": their paths.
+	tagSets map[string]map[string]bool
 	pending  int // background writes not finished (see background)
 	evictCh  chan struct{}
 	// bypassUntil (UnixNano) is until when new blob fetches skip the store
@@ -144,6 +147,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 		dir: dir, maxSize: o.maxSize, log: o.logger, now: o.now, lock: lock,
 		metrics: newMetrics(o.registerer),
 		objects: map[string]*object{}, fills: map[string]*fill{}, material: map[string]string{},
+		tagSets: map[string]map[string]bool{},
 		evictCh: make(chan struct{}, 1), closed: make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -312,14 +316,28 @@ func materialKey(rel string) (string, bool) {
 	return dir + "|" + alg + ":" + hex, true
 }
 
-// indexMaterial adds a material manifest to s.material (s.mu held).
+// indexMaterial adds a material manifest to s.material, and a tag to
+// s.tagSets (s.mu held).
 func (s *Store) indexMaterial(rel string, k kind) {
-	if k != kindMaterial {
-		return
+	switch k {
+	case kindMaterial:
+		if key, ok := materialKey(rel); ok {
+			s.material[key] = rel
+		}
+	case kindTag:
+		key := tagSetKey(rel)
+		if s.tagSets[key] == nil {
+			s.tagSets[key] = map[string]bool{}
+		}
+		s.tagSets[key][rel] = true
 	}
-	if key, ok := materialKey(rel); ok {
-		s.material[key] = rel
-	}
+}
+
+// tagSetKey is "<repo dir>|<tag>" for a tag resolution at rel.
+func tagSetKey(rel string) string {
+	dir, name, _ := strings.Cut(rel, "/_tags/")
+	tag, _, _ := strings.Cut(name, "@")
+	return dir + "|" + tag
 }
 
 // background runs fn (a write the caller need not wait for) and counts it
@@ -401,6 +419,13 @@ func (s *Store) forget(rel string) {
 		delete(s.objects, rel)
 		if key, ok := materialKey(rel); ok && o.kind == kindMaterial {
 			delete(s.material, key)
+		}
+		if o.kind == kindTag {
+			key := tagSetKey(rel)
+			delete(s.tagSets[key], rel)
+			if len(s.tagSets[key]) == 0 {
+				delete(s.tagSets, key)
+			}
 		}
 	}
 	total := s.total

@@ -206,6 +206,19 @@ func TestUpstreamDown(t *testing.T) {
 	w.mustPull("acme/app:v1")
 	w.mustPull("acme/app@" + mustDigest(t, img).String())
 
+	// A client with another Accept set gets the stored resolution too,
+	// when it accepts the stored manifest's type.
+	req, _ := http.NewRequest(http.MethodGet, w.proxy.URL+"/v2/acme/app/manifests/v1", nil)
+	req.Header.Set("Accept", "application/vnd.docker.distribution.manifest.v2+json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Docker-Content-Digest") != mustDigest(t, img).String() {
+		t.Fatalf("another Accept set with the upstream down: %d %s", resp.StatusCode, resp.Header.Get("Docker-Content-Digest"))
+	}
+
 	resp, body, err := w.get("/v2/acme/other/manifests/v1")
 	if err != nil {
 		t.Fatal(err)
