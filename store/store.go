@@ -37,8 +37,8 @@ type Store struct {
 	// tagSets finds a tag's resolutions (one per Accept set) by
 	// "<repo dir>|<tag>": their paths.
 	tagSets map[string]map[string]bool
-	pending  int // background writes not finished (see background)
-	evictCh  chan struct{}
+	pending int // background writes not finished (see background)
+	evictCh chan struct{}
 	// bypassUntil (UnixNano) is until when new blob fetches skip the store
 	// after a disk write failed.
 	bypassUntil atomic.Int64
