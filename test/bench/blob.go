@@ -198,12 +198,27 @@ func runBlobPhase(ctx context.Context, b *bench, f *fleet) ([]Metric, error) {
 		if _, err := manifestGetter(clients[t.name], t.base, fix.BlobRepo, fix.BlobTag, fix.BlobManifest)(ctx); err != nil {
 			return nil, fmt.Errorf("%s: manifest of the blob image: %w", t.name, err)
 		}
+		m, err := startCPU(t.proc.Pid())
+		if err != nil {
+			return nil, err
+		}
 		d, err := getBlob(ctx, clients[t.name], blobURL(t, fix), fix.BlobDigest, fix.BlobSize, true)
 		if err != nil {
 			return nil, fmt.Errorf("%s: first GET: %w", t.name, err)
 		}
-		logf("blob: %s first GET (verified) %.0f MiB/s", t.name, mibPerSec(fix.BlobSize, d))
-		ms = append(ms, blobMetric(t.name, "first_get_verified", "MiB/s", mibPerSec(fix.BlobSize, d), nil))
+		cpu, err := m.stop()
+		if err != nil {
+			return nil, err
+		}
+		logf("blob: %s first GET (verified) %.0f MiB/s, %.2f CPU s", t.name, mibPerSec(fix.BlobSize, d), cpu[0])
+		ms = append(ms, blobMetric(t.name, "first_get_verified", "MiB/s", mibPerSec(fix.BlobSize, d), nil),
+			blobMetric(t.name, "first_get_cpu_per_gib", "CPU s/GiB", cpu[0]/(float64(fix.BlobSize)/gib), nil))
+		if t.name == targetPortcullisStore {
+			// The first GET filled the store; the timed GETs read it.
+			if err := waitStored(ctx, t, 1); err != nil {
+				return nil, err
+			}
+		}
 	}
 	runs := map[string]*blobRuns{}
 	for i := 0; i < b.cfg.blobRuns; i++ {
@@ -219,7 +234,70 @@ func runBlobPhase(ctx context.Context, b *bench, f *fleet) ([]Metric, error) {
 	for _, t := range f.targets {
 		ms = append(ms, runs[t.name].metrics(t.name, fix.BlobSize)...)
 	}
-	return ms, nil
+	if t := f.target(targetPortcullisStore); t != nil {
+		m, err := concurrentGets(ctx, t, fix, 4)
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, m)
+	}
+	return append(ms, sha256Cost()), nil
+}
+
+// concurrentGets sends n concurrent GETs of the blob to t (each on its own
+// connection) and reports their total throughput; the phase's peak RSS
+// covers them.
+func concurrentGets(ctx context.Context, t *target, fix fixtures, n int) (Metric, error) {
+	start := time.Now()
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			c := noProxyClient()
+			defer c.CloseIdleConnections()
+			_, err := getBlob(ctx, c, blobURL(t, fix), fix.BlobDigest, fix.BlobSize, false)
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			return Metric{}, fmt.Errorf("%s: %d concurrent GETs: %w", t.name, n, err)
+		}
+	}
+	rate := mibPerSec(int64(n)*fix.BlobSize, time.Since(start))
+	logf("blob: %s %d concurrent GETs, %.0f MiB/s in all", t.name, n, rate)
+	return blobMetric(t.name, fmt.Sprintf("concurrent_%d_throughput", n), "MiB/s", rate, nil), nil
+}
+
+// sha256Cost is the CPU time of SHA-256 over a GiB in this process (one
+// core), the floor of verifying a blob's digest as it streams.
+func sha256Cost() Metric {
+	buf := make([]byte, copyBuffer)
+	h := sha256.New()
+	const n = 256 * mib
+	start := time.Now()
+	for i := 0; i < n/copyBuffer; i++ {
+		h.Write(buf)
+	}
+	h.Sum(nil)
+	return Metric{Phase: "blob", Case: "sha256", Target: "in-process", Name: "cpu_per_gib", Unit: "CPU s/GiB",
+		Value: time.Since(start).Seconds() * gib / n}
+}
+
+// waitStored waits until t's content store has committed at least n blobs
+// (portcullis_store_commits_total{kind="blob"}).
+func waitStored(ctx context.Context, t *target, n float64) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		if v, err := scrapeMetric(ctx, t.admin, `portcullis_store_commits_total{kind="blob"}`); err == nil && v >= n {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("%s: the store did not commit %v blobs in 2 minutes", t.name, n)
 }
 
 // blobRuns accumulates the timed GETs of one target.

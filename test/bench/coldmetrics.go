@@ -96,3 +96,25 @@ func upstreamTimeMetrics(before, after upstreamTimes, gets int) []Metric {
 	}
 	return out
 }
+
+// scrapeMetric returns the value of one series of Portcullis's admin
+// /metrics, named exactly as the exposition format writes it
+// (`name{label="v"}`); 0 when it is not there yet.
+func scrapeMetric(ctx context.Context, admin, series string) (float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, admin+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := noProxyClient().Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("scrape %s/metrics: %w", admin, err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	return 0, sc.Err()
+}

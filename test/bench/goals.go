@@ -87,6 +87,54 @@ func herdGoal(r *Report) (float64, string, bool) {
 	return worst, "", found
 }
 
+// storeWarmGoal is the store's warm blob throughput over the better of the
+// upstream direct and distribution's proxy serving its cached copy.
+func storeWarmGoal(r *Report) (float64, string, bool) {
+	st, ok1 := r.value("blob", "full GET", "throughput", targetPortcullisStore)
+	up, ok2 := r.value("blob", "full GET", "throughput", targetUpstream)
+	dp, ok3 := r.value("blob", "full GET", "throughput", targetDistProxy)
+	if !ok1 || !ok2 || !ok3 || max(up, dp) == 0 {
+		return 0, "", false
+	}
+	return st / max(up, dp), "", true
+}
+
+// storeColdCPUGoal is the store's CPU for the first (cold) GET of the
+// blob, per GiB, over the reverse proxy's first GET plus SHA-256 of a GiB
+// in this process.
+func storeColdCPUGoal(r *Report) (float64, string, bool) {
+	st, ok1 := r.value("blob", "full GET", "first_get_cpu_per_gib", targetPortcullisStore)
+	rp, ok2 := r.value("blob", "full GET", "first_get_cpu_per_gib", targetRevProxy)
+	sha, ok3 := r.value("blob", "sha256", "cpu_per_gib", "in-process")
+	if !ok1 || !ok2 || !ok3 || rp+sha == 0 {
+		return 0, "", false
+	}
+	return st / (rp + sha), "", true
+}
+
+func storeColdCPUNote(r *Report) string {
+	st, ok1 := r.value("blob", "full GET", "first_get_cpu_per_gib", targetPortcullisStore)
+	rp, ok2 := r.value("blob", "full GET", "first_get_cpu_per_gib", targetRevProxy)
+	sha, ok3 := r.value("blob", "sha256", "cpu_per_gib", "in-process")
+	if !ok1 || !ok2 || !ok3 {
+		return ""
+	}
+	return fmt.Sprintf("store %.2f CPU s/GiB; reverse proxy %.2f + SHA-256 %.2f = %.2f (the store also writes every byte to disk)", st, rp, sha, rp+sha)
+}
+
+// storeHerdGoal is one figure of the store-herd phase (whose case names
+// the herd's size).
+func storeHerdGoal(name string) func(r *Report) (float64, string, bool) {
+	return func(r *Report) (float64, string, bool) {
+		for _, m := range r.Metrics {
+			if m.Phase == "store-herd" && m.Name == name && m.Target == targetPortcullisStore {
+				return m.Value, m.Missing, m.Missing == ""
+			}
+		}
+		return 0, "", false
+	}
+}
+
 func times(v float64) string    { return fmt.Sprintf("%.2fx", v) }
 func millis(v float64) string   { return fmt.Sprintf("%.2f ms", v) }
 func mebibyte(v float64) string { return fmt.Sprintf("%.0f MiB", v) }
@@ -113,6 +161,13 @@ var goals = []goalSpec{
 	{"blob: portcullis / reverse-proxy throughput", true, 0.95, 0.8, times, ratioGoal("portcullis/reverse-proxy blob throughput"), blobCeiling},
 	{"blob: portcullis peak RSS", false, 128, 0, mebibyte, metricGoal("blob", "process", "peak_rss", targetPortcullis), nil},
 	{"herd: signature discoveries (worst trial)", false, 1, 0, count, herdGoal, nil},
+	// Issue 9's, the content store.
+	{"store: warm blob / the better of upstream and distribution-proxy throughput", true, 1, 0.9, times, storeWarmGoal, nil},
+	{"store: cold blob CPU / (reverse-proxy CPU + SHA-256) per GiB", false, 1.25, 0, times, storeColdCPUGoal, storeColdCPUNote},
+	{"store: peak RSS (blob phase: cold, warm, 4 concurrent warm GETs of 1 GiB)", false, 128, 0, mebibyte, metricGoal("blob", "process", "peak_rss", targetPortcullisStore), nil},
+	{"store herd: upstream GETs of a blob 64 clients ask for at once", false, 1, 0, count, storeHerdGoal("upstream_blob_gets_cold"), nil},
+	{"store herd: slowest client / (one cold GET + 64 concurrent warm GETs)", false, 1.5, 0, times, storeHerdGoal("slowest_cold_over_cold_plus_warm"), nil},
+	{"store herd: peak RSS (64 concurrent GETs, cold then warm)", false, 128, 0, mebibyte, metricGoal("store-herd", "process", "peak_rss", targetPortcullisStore), nil},
 	{"1M cached verdicts: share the cache keeps (lookup hit ratio)", true, 0.99, 0, percent, metricGoal("verdict-cache", cacheCase, "hit_ratio", "1M verdicts"), nil},
 	{"1M cached verdicts: heap per verdict kept", false, 300, 0, bytesEach, metricGoal("verdict-cache", cacheCase, "bytes_per_kept_entry", "1M verdicts"), nil},
 	{"1M cached verdicts: p99 / p99 at 10k", false, 2, 0, times, ratioGoal("verdict cache p99, 1M/10k verdicts"), nil},

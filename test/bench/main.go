@@ -52,29 +52,30 @@ import (
 
 // config is the harness's settings, from flags.
 type config struct {
-	registryBin string
-	rounds      int
-	concurrency int
-	warmup      time.Duration
-	duration    time.Duration
-	blobSize    int64
-	blobRuns    int
-	smoke       bool
-	keep        bool
-	seed        uint64
-	jsonPath    string
-	mdPath      string
-	pngPath     string
-	coldImages  int
-	cosignBin   string // "" when not measured
-	herd        int
-	herdTrials  int
-	cacheSizes  []int
-	cacheProbes int
-	verifyTime  time.Duration
-	trace       bool
-	only        map[string]bool // -phases; nil runs them all
-	args        []string        // the command line, for the report
+	registryBin  string
+	rounds       int
+	concurrency  int
+	warmup       time.Duration
+	duration     time.Duration
+	blobSize     int64
+	blobRuns     int
+	smoke        bool
+	keep         bool
+	seed         uint64
+	jsonPath     string
+	mdPath       string
+	pngPath      string
+	coldImages   int
+	cosignBin    string // "" when not measured
+	herd         int
+	herdTrials   int
+	herdBlobSize int64
+	cacheSizes   []int
+	cacheProbes  int
+	verifyTime   time.Duration
+	trace        bool
+	only         map[string]bool // -phases; nil runs them all
+	args         []string        // the command line, for the report
 }
 
 // phase is one group of measurements, run against a fresh fleet of
@@ -91,7 +92,8 @@ var phases = []phase{
 	{name: "manifest", fleet: &allTargets, run: runManifestPhase},
 	{name: "cold", fleet: &coldFleet, run: runColdPhase},
 	{name: "herd", fleet: &herdFleet, run: runHerdPhase},
-	{name: "blob", fleet: &allTargets, run: runBlobPhase},
+	{name: "blob", fleet: &blobFleet, run: runBlobPhase},
+	{name: "store-herd", fleet: &storeHerdFleet, run: runStoreHerdPhase},
 	{name: "verify-cost", run: runVerifyCostPhase},
 	{name: "verdict-cache", run: runCachePhase},
 }
@@ -121,6 +123,8 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&cfg.warmup, "warmup", 500*time.Millisecond, "untimed load before each timed manifest run")
 	fs.DurationVar(&cfg.duration, "duration", 3*time.Second, "length of each timed manifest run")
 	fs.StringVar(&blobSize, "blob-size", "1GiB", "size of the large blob (bytes, or with KiB/MiB/GiB)")
+	var herdBlobSize string
+	fs.StringVar(&herdBlobSize, "herd-blob-size", "256MiB", "size of each blob of the store-herd phase")
 	fs.IntVar(&cfg.blobRuns, "blob-runs", 3, "timed full GETs of the blob per target; the median is reported")
 	fs.BoolVar(&cfg.smoke, "smoke", false, "tiny sizes and short runs (CI): checks every target serves, asserts no timing")
 	fs.BoolVar(&cfg.keep, "keep", false, "keep the temporary directory (logs, configs) after a successful run")
@@ -153,6 +157,12 @@ func parseFlags(args []string) (config, error) {
 		return cfg, fmt.Errorf("-blob-size: %w", err)
 	}
 	cfg.blobSize = n
+	if cfg.smoke && !set["herd-blob-size"] {
+		herdBlobSize = "1MiB"
+	}
+	if cfg.herdBlobSize, err = parseSize(herdBlobSize); err != nil {
+		return cfg, fmt.Errorf("-herd-blob-size: %w", err)
+	}
 	if cfg.cacheSizes, err = parseCounts(cacheSizes); err != nil {
 		return cfg, fmt.Errorf("-cache-sizes: %w", err)
 	}
@@ -167,6 +177,9 @@ func parseFlags(args []string) (config, error) {
 		}
 		if !cfg.only["blob"] && !set["blob-size"] {
 			cfg.blobSize = mib // no phase reads it: do not push 1 GiB
+		}
+		if !cfg.only["store-herd"] && !set["herd-blob-size"] {
+			cfg.herdBlobSize = mib
 		}
 	}
 	return cfg, validate(cfg)

@@ -29,6 +29,14 @@ type fixtures struct {
 	BlobManifest string `json:"blob_manifest_digest"`
 	// KeyHint is the hint of the key every fixture is signed with.
 	KeyHint string `json:"key_hint"`
+	// HerdBlobs are the two layers (HerdBlobSize each) of the image at
+	// HerdBlobRepo:HerdBlobTag (digest HerdBlobManifest), for the
+	// store-herd phase.
+	HerdBlobRepo     string   `json:"herd_blob_repo"`
+	HerdBlobTag      string   `json:"herd_blob_tag"`
+	HerdBlobs        []string `json:"herd_blobs"`
+	HerdBlobSize     int64    `json:"herd_blob_size"`
+	HerdBlobManifest string   `json:"herd_blob_manifest_digest"`
 	// Cold are images no phase pulls before the cold phase; Herd are the
 	// images of the herd phase, one per trial.
 	Cold []signedImage `json:"cold"`
@@ -80,7 +88,31 @@ func seed(ctx context.Context, base string, cfg config, sg *signer) (fixtures, e
 	if err := sg.sign(ctx, fix.BlobRepo, desc, formatLegacy); err != nil {
 		return fix, err
 	}
-	return fix, nil
+	return fix, seedHerdBlobs(ctx, base, cfg, sg, &fix)
+}
+
+// seedHerdBlobs pushes the store-herd phase's image: two layers of
+// cfg.herdBlobSize, signed.
+func seedHerdBlobs(ctx context.Context, base string, cfg config, sg *signer, fix *fixtures) error {
+	fix.HerdBlobRepo, fix.HerdBlobTag, fix.HerdBlobSize = "acme/herdblob", "v1", cfg.herdBlobSize
+	logf("pushing two %s blobs to %s", formatSize(cfg.herdBlobSize), fix.HerdBlobRepo)
+	for i := range uint64(2) {
+		d, err := uploadBlob(ctx, base, fix.HerdBlobRepo, newBlobReader(cfg.seed+1+i, cfg.herdBlobSize))
+		if err != nil {
+			return fmt.Errorf("push a herd blob: %w", err)
+		}
+		fix.HerdBlobs = append(fix.HerdBlobs, d)
+	}
+	manifest, err := pushLayersImage(ctx, base, fix.HerdBlobRepo, fix.HerdBlobTag, fix.HerdBlobs, fix.HerdBlobSize)
+	if err != nil {
+		return err
+	}
+	md, _, err := v1.SHA256(bytes.NewReader(manifest))
+	if err != nil {
+		return err
+	}
+	fix.HerdBlobManifest = md.String()
+	return sg.sign(ctx, fix.HerdBlobRepo, v1.Descriptor{Digest: md, Size: int64(len(manifest)), MediaType: mediaOCIManifest}, formatLegacy)
 }
 
 // pushImage writes a random two-layer image with go-containerregistry.
@@ -120,27 +152,37 @@ func pushImage(ctx context.Context, base string, fix *fixtures) error {
 // the blob is reachable like any layer (a config blob and a manifest), and
 // returns the manifest.
 func pushBlobImage(ctx context.Context, base string, fix fixtures) ([]byte, error) {
+	return pushLayersImage(ctx, base, fix.BlobRepo, fix.BlobTag, []string{fix.BlobDigest}, fix.BlobSize)
+}
+
+// pushLayersImage tags repo:tag as an OCI image of the given layers (each
+// of size bytes, already pushed) and a config, and returns the manifest.
+func pushLayersImage(ctx context.Context, base, repo, tag string, layers []string, size int64) ([]byte, error) {
 	cfgJSON, err := json.Marshal(map[string]any{
 		"architecture": "amd64", "os": "linux",
-		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{fix.BlobDigest}},
+		"rootfs": map[string]any{"type": "layers", "diff_ids": layers},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("config blob: %w", err)
 	}
-	cfgDigest, err := uploadBytes(ctx, base, fix.BlobRepo, cfgJSON)
+	cfgDigest, err := uploadBytes(ctx, base, repo, cfgJSON)
 	if err != nil {
 		return nil, fmt.Errorf("push the config blob: %w", err)
+	}
+	descs := make([]any, len(layers))
+	for i, d := range layers {
+		descs[i] = descriptor("application/vnd.oci.image.layer.v1.tar", d, size)
 	}
 	manifest, err := json.Marshal(map[string]any{
 		"schemaVersion": 2,
 		"mediaType":     mediaOCIManifest,
 		"config":        descriptor("application/vnd.oci.image.config.v1+json", cfgDigest, int64(len(cfgJSON))),
-		"layers":        []any{descriptor("application/vnd.oci.image.layer.v1.tar", fix.BlobDigest, fix.BlobSize)},
+		"layers":        descs,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("manifest: %w", err)
 	}
-	return manifest, putManifest(ctx, base, fix.BlobRepo, fix.BlobTag, mediaOCIManifest, manifest)
+	return manifest, putManifest(ctx, base, repo, tag, mediaOCIManifest, manifest)
 }
 
 const mediaOCIManifest = "application/vnd.oci.image.manifest.v1+json"

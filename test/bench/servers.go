@@ -21,6 +21,9 @@ const (
 	// targetPortcullisCounted is a second Portcullis behind the counting
 	// proxy, beside one straight on the upstream (fleetSpec.countedTwin).
 	targetPortcullisCounted = "portcullis-counted"
+	// targetPortcullisStore is Portcullis with a content store (cache.dir)
+	// of its own, fresh for each phase.
+	targetPortcullisStore = "portcullis-store"
 )
 
 const startTimeout = 30 * time.Second
@@ -135,6 +138,9 @@ type fleetSpec struct {
 
 var allTargets = fleetSpec{proxies: []string{targetDistProxy, targetRevProxy, targetPortcullis}}
 
+// blobFleet adds Portcullis with a content store to allTargets.
+var blobFleet = fleetSpec{proxies: []string{targetDistProxy, targetRevProxy, targetPortcullis, targetPortcullisStore}}
+
 // startFleet starts the upstream and the proxies of spec in front of it.
 func (b *bench) startFleet(ctx context.Context, phase string, spec fleetSpec) (_ *fleet, err error) {
 	f := &fleet{}
@@ -164,7 +170,9 @@ func (b *bench) startFleet(ctx context.Context, phase string, spec fleetSpec) (_
 		case targetRevProxy:
 			t, err = b.startRevProxy(ctx, phase)
 		case targetPortcullis:
-			t, err = b.startPortcullis(ctx, phase, portcullisUpstream)
+			t, err = b.startPortcullis(ctx, phase, portcullisUpstream, false)
+		case targetPortcullisStore:
+			t, err = b.startPortcullis(ctx, phase+"-store", portcullisUpstream, true)
 		default:
 			err = fmt.Errorf("unknown target %q", name)
 		}
@@ -174,7 +182,7 @@ func (b *bench) startFleet(ctx context.Context, phase string, spec fleetSpec) (_
 		f.targets = append(f.targets, t)
 	}
 	if spec.countedTwin {
-		t, err := b.startPortcullis(ctx, phase+"-counted", f.counter.url)
+		t, err := b.startPortcullis(ctx, phase+"-counted", f.counter.url, false)
 		if err != nil {
 			return nil, err
 		}
@@ -285,8 +293,9 @@ func (b *bench) startRevProxy(ctx context.Context, phase string) (*target, error
 
 // startPortcullis writes its config and starts `portcullis serve` in
 // front of endpoint (the upstream, or the counting proxy in front of it),
-// enforcing policy.yaml (written by fill, beside the config).
-func (b *bench) startPortcullis(ctx context.Context, phase, endpoint string) (*target, error) {
+// enforcing policy.yaml (written by fill, beside the config); with store,
+// with a content store in a directory of its own.
+func (b *bench) startPortcullis(ctx context.Context, phase, endpoint string, store bool) (*target, error) {
 	addr, err := proc.FreeAddr()
 	if err != nil {
 		return nil, err
@@ -306,6 +315,9 @@ defaultRegistry: %s
 tagTTL: 30s
 policyFile: policy.yaml
 `, addr, admin, benchRegistry, endpoint, benchRegistry)
+	if store {
+		cfg += fmt.Sprintf("cache: {dir: %s, maxSize: 64GiB}\n", b.path("store-"+phase))
+	}
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return nil, fmt.Errorf("write portcullis config: %w", err)
 	}
@@ -322,5 +334,9 @@ policyFile: policy.yaml
 		_ = p.Stop()
 		return nil, err
 	}
-	return &target{name: targetPortcullis, base: "http://" + addr, proc: p, admin: "http://" + admin}, nil
+	name = targetPortcullis
+	if store {
+		name = targetPortcullisStore
+	}
+	return &target{name: name, base: "http://" + addr, proc: p, admin: "http://" + admin}, nil
 }
