@@ -242,12 +242,12 @@ func (c *Client) OpenKeptBlob(ctx context.Context, repo oci.Repository, d v1.Has
 	if rng != nil || c.store.bypassed() {
 		return c.Client.OpenBlob(ctx, repo, d, rng)
 	}
-	body, size, err := c.store.fetch(ctx, repo, d, func(ctx context.Context) (*upstream.Blob, error) {
-		b, err := c.Client.OpenBlob(ctx, repo, d, nil)
+	body, size, err := c.store.fetch(ctx, repo, d, func(ctx context.Context, rng *upstream.Range) (*upstream.Blob, error) {
+		b, err := c.Client.OpenBlob(ctx, repo, d, rng)
 		if err != nil {
 			return nil, err
 		}
-		if b.Partial {
+		if b.Partial && rng == nil {
 			_ = b.Body.Close()
 			return nil, errors.New("upstream answered a whole-blob request with a range")
 		}
@@ -257,6 +257,9 @@ func (c *Client) OpenKeptBlob(ctx context.Context, repo oci.Repository, d v1.Has
 		if b, ok := c.stored(d); ok {
 			return b, nil
 		}
+		return c.Client.OpenBlob(ctx, repo, d, nil)
+	}
+	if errors.Is(err, errBypassed) {
 		return c.Client.OpenBlob(ctx, repo, d, nil)
 	}
 	if err != nil {

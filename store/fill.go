@@ -2,8 +2,10 @@ package store
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -62,6 +64,10 @@ func (f *fill) readable() int64 {
 // errStored is fetch's answer when d is (now) stored: read it from there.
 var errStored = errors.New("blob is stored")
 
+// errBypassed is fetch's answer while new fetches skip the store (a write
+// failed lately): read d from the upstream.
+var errBypassed = errors.New("the content store is bypassed after a write failure")
+
 // fetch returns a reader of blob d of repo: of the fetch in progress for d
 // if there is one (whichever repository started it: the bytes of a digest
 // are the same everywhere, and the gate granted d in repo before this is
@@ -70,7 +76,7 @@ var errStored = errors.New("blob is stored")
 // it for the others (the upstream client's idle timeout bounds a stalled
 // one, Close abandons it). The second result is the blob's size (-1 if unknown).
 // errStored means d is stored: the caller reads it from the store.
-func (s *Store) fetch(ctx context.Context, repo oci.Repository, d v1.Hash, open func(context.Context) (*upstream.Blob, error)) (io.ReadCloser, int64, error) {
+func (s *Store) fetch(ctx context.Context, repo oci.Repository, d v1.Hash, open opener) (io.ReadCloser, int64, error) {
 	key := d.String()
 	for range 3 {
 		s.mu.Lock()
@@ -78,9 +84,13 @@ func (s *Store) fetch(ctx context.Context, repo oci.Repository, d v1.Hash, open 
 			s.mu.Unlock()
 			return nil, 0, errStored
 		}
+		if s.bypassed() {
+			s.mu.Unlock()
+			return nil, 0, errBypassed
+		}
 		f, ok := s.fills[key]
 		if !ok {
-			return s.start(repo, d, open) // with s.mu held
+			return s.start(ctx, repo, d, open) // with s.mu held
 		}
 		s.mu.Unlock()
 		f.joins.Add(1)
@@ -100,7 +110,7 @@ func (s *Store) fetch(ctx context.Context, repo oci.Repository, d v1.Hash, open 
 			s.mu.Unlock()
 			continue
 		}
-		r, err := f.reader()
+		r, err := f.reader(ctx, open)
 		s.mu.Unlock()
 		if err != nil {
 			return nil, 0, err
@@ -114,8 +124,8 @@ func (s *Store) fetch(ctx context.Context, repo oci.Repository, d v1.Hash, open 
 // start announces a new fill of d (s.mu is held, and released here), then
 // opens the upstream: requests that arrive meanwhile wait for it rather
 // than open their own.
-func (s *Store) start(repo oci.Repository, d v1.Hash, open func(context.Context) (*upstream.Blob, error)) (io.ReadCloser, int64, error) {
-	tmp, err := os.CreateTemp(filepath.Join(s.dir, "tmp"), "blob-*")
+func (s *Store) start(ctx context.Context, repo oci.Repository, d v1.Hash, open opener) (io.ReadCloser, int64, error) {
+	tmp, err := s.createTemp(filepath.Join(s.dir, "tmp"), "blob-*")
 	if err != nil {
 		s.mu.Unlock()
 		s.diskFailed()
@@ -127,7 +137,7 @@ func (s *Store) start(repo oci.Repository, d v1.Hash, open func(context.Context)
 	s.mu.Unlock()
 	s.metrics.lookups.WithLabelValues("blob", "miss").Inc()
 
-	b, err := open(s.ctx)
+	b, err := open(s.ctx, nil)
 	if err != nil {
 		f.openErr = err
 		s.mu.Lock()
@@ -140,7 +150,7 @@ func (s *Store) start(repo oci.Repository, d v1.Hash, open func(context.Context)
 	}
 	f.size = b.Size
 	s.mu.Lock()
-	r, rerr := f.reader()
+	r, rerr := f.reader(ctx, open)
 	s.mu.Unlock()
 	close(f.ready)
 	s.wg.Add(1)
@@ -157,18 +167,24 @@ func (s *Store) start(repo oci.Repository, d v1.Hash, open func(context.Context)
 // waiting is how many requests found f in progress.
 func (f *fill) waiting() int { return int(f.joins.Load()) }
 
-// reader opens a new reader on f's file. The caller holds s.mu (so the
-// temporary file is still there: it is renamed or removed under s.mu).
-func (f *fill) reader() (io.ReadCloser, error) {
+// opener opens blob d from the upstream, whole (rng nil) or from an
+// offset.
+type opener func(ctx context.Context, rng *upstream.Range) (*upstream.Blob, error)
+
+// reader opens a new reader on f's file for a request whose context is
+// ctx; open is how it resumes from the upstream if the store's disk fails
+// mid-fetch. The caller holds s.mu (so the temporary file is still there:
+// it is renamed or removed under s.mu).
+func (f *fill) reader(ctx context.Context, open opener) (io.ReadCloser, error) {
 	file, err := os.Open(f.tmp)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errFillFailed, err)
 	}
-	return &fillReader{f: f, file: file}, nil
+	return &fillReader{f: f, file: file, ctx: ctx, open: open}, nil
 }
 
 // run copies the upstream body to the file, hashing it, and ends the fill.
-func (s *Store) run(f *fill, tmp *os.File, b *upstream.Blob) {
+func (s *Store) run(f *fill, tmp tempFile, b *upstream.Blob) {
 	defer b.Body.Close()
 	h := oci.NewHasher(f.d.Algorithm)
 	buf := make([]byte, fillChunk)
@@ -178,7 +194,7 @@ func (s *Store) run(f *fill, tmp *os.File, b *upstream.Blob) {
 		m, rerr := b.Body.Read(buf) // as it comes: readers get bytes as they arrive
 		if m > 0 {
 			if _, werr := tmp.Write(buf[:m]); werr != nil {
-				failure, cause = s.diskError(werr), causeDisk
+				failure, cause = fmt.Errorf("%w: %w", errDisk, s.diskError(werr)), causeDisk
 				s.diskFailed()
 				break
 			}
@@ -245,7 +261,7 @@ func (s *Store) run(f *fill, tmp *os.File, b *upstream.Blob) {
 // abandon ends a failed fill: every reader's next read fails, and the file
 // is removed (readers that have it open keep their descriptor until they
 // stop).
-func (s *Store) abandon(f *fill, tmp *os.File, failure error, cause string) {
+func (s *Store) abandon(f *fill, tmp tempFile, failure error, cause string) {
 	f.mu.Lock()
 	f.err = failure
 	f.cond.Broadcast()
@@ -273,14 +289,26 @@ const (
 	causeDisk      = "disk_error"
 )
 
+// errDisk marks a fill that failed because the store could not write:
+// its readers go on from the upstream (see fillReader.resume).
+var errDisk = errors.New("content store write failed")
+
 // fillReader reads a fill's file as it grows.
 type fillReader struct {
 	f    *fill
 	file *os.File
 	pos  int64
+	ctx  context.Context // the request's
+	open opener
+	// rest, once the fill failed for want of disk, is the rest of the blob
+	// from the upstream, checked against the digest with what was read.
+	rest io.ReadCloser
 }
 
 func (r *fillReader) Read(p []byte) (int, error) {
+	if r.rest != nil {
+		return r.rest.Read(p)
+	}
 	f := r.f
 	f.mu.Lock()
 	var avail int64
@@ -288,6 +316,11 @@ func (r *fillReader) Read(p []byte) (int, error) {
 		if f.err != nil {
 			err := f.err
 			f.mu.Unlock()
+			if errors.Is(err, errDisk) && r.open != nil {
+				if r.rest, err = r.resume(); err == nil {
+					return r.rest.Read(p)
+				}
+			}
 			return 0, err
 		}
 		avail = f.readable()
@@ -312,4 +345,86 @@ func (r *fillReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (r *fillReader) Close() error { return r.file.Close() }
+func (r *fillReader) Close() error {
+	if r.rest != nil {
+		_ = r.rest.Close()
+	}
+	return r.file.Close()
+}
+
+// resume goes on from the upstream after the store's disk failed: it
+// hashes what this reader has returned (from its own descriptor, which
+// keeps the bytes even once the file is removed), then reads the rest
+// (a range, or the whole blob with the part already sent skipped), and
+// releases the last byte only if everything the client got hashes to the
+// digest.
+func (r *fillReader) resume() (io.ReadCloser, error) {
+	f := r.f
+	h := oci.NewHasher(f.d.Algorithm)
+	if _, err := io.Copy(h, io.NewSectionReader(r.file, 0, r.pos)); err != nil {
+		return nil, fmt.Errorf("%w: rereading the part sent: %v", errFillFailed, err)
+	}
+	b, err := r.open(r.ctx, upstream.ParseRange(fmt.Sprintf("bytes=%d-", r.pos)))
+	if err != nil {
+		return nil, fmt.Errorf("%w: resuming from the upstream: %v", errFillFailed, err)
+	}
+	switch {
+	case b.Partial && b.First == r.pos:
+	case !b.Partial:
+		if _, err := io.CopyN(io.Discard, b.Body, r.pos); err != nil {
+			_ = b.Body.Close()
+			return nil, fmt.Errorf("%w: resuming from the upstream: %v", errFillFailed, err)
+		}
+	default:
+		_ = b.Body.Close()
+		return nil, fmt.Errorf("%w: the upstream answered range %d- from %d", errFillFailed, r.pos, b.First)
+	}
+	return &checkedRest{rc: b.Body, h: h, want: f.d, size: f.size, n: r.pos}, nil
+}
+
+// checkedRest is the rest of a blob whose beginning was hashed into h: it
+// holds back one byte, and returns it, then EOF, only when the whole blob
+// hashes to want (and has size bytes, when known).
+type checkedRest struct {
+	rc       io.ReadCloser
+	h        hash.Hash
+	want     v1.Hash
+	size, n  int64
+	held     []byte
+	finished bool
+}
+
+func (c *checkedRest) Read(p []byte) (int, error) {
+	if c.finished {
+		return 0, io.EOF
+	}
+	if len(p) < 2 {
+		return 0, io.ErrShortBuffer
+	}
+	for {
+		k := copy(p, c.held)
+		m, err := c.rc.Read(p[k:])
+		c.h.Write(p[k : k+m])
+		c.n += int64(m)
+		total := k + m
+		if errors.Is(err, io.EOF) {
+			if hex.EncodeToString(c.h.Sum(nil)) != c.want.Hex || (c.size >= 0 && c.n != c.size) {
+				return 0, fmt.Errorf("%w: the upstream's bytes of %s do not match its digest", errFillFailed, c.want)
+			}
+			c.finished, c.held = true, nil
+			return total, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+		if total == 0 {
+			continue
+		}
+		c.held = append(c.held[:0], p[total-1])
+		if total > 1 {
+			return total - 1, nil
+		}
+	}
+}
+
+func (c *checkedRest) Close() error { return c.rc.Close() }

@@ -26,7 +26,8 @@ import (
 	"github.com/portcullis-dev/portcullis/upstream"
 )
 
-// hostile is an upstream that serves one blob as a mode says: "good",
+// hostile is an upstream that serves one blob as a mode says: "good"
+// (with Range), "good-norange" (always the whole blob),
 // "wrong" (bytes that do not hash to the digest, with the right length),
 // "short" (the connection cut halfway), "long" (more bytes than the blob,
 // no length given), or "trickle" (half, then the rest once more is closed).
@@ -62,6 +63,13 @@ func (h *hostile) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.gets++
 	h.mu.Unlock()
 	half := len(h.blob) / 2
+	if h.mode == "good" { // with ranges, as a registry serves them
+		if h.hold != nil && r.Header.Get("Range") == "" {
+			<-h.hold
+		}
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(h.blob))
+		return
+	}
 	if h.mode != "long" {
 		w.Header().Set("Content-Length", strconv.Itoa(len(h.blob)))
 	}
@@ -71,7 +79,7 @@ func (h *hostile) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		<-h.hold
 	}
 	switch h.mode {
-	case "good":
+	case "good-norange":
 		_, _ = w.Write(h.blob)
 	case "wrong":
 		bad := bytes.Clone(h.blob)
@@ -310,5 +318,83 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not reached in 10s")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// failingFile is a fill's temporary file on a disk that fills up after
+// room bytes.
+type failingFile struct {
+	*os.File
+	room int
+}
+
+func (f *failingFile) Write(b []byte) (int, error) {
+	if len(b) > f.room {
+		n, _ := f.File.Write(b[:f.room])
+		f.room = 0
+		return n, syscall.ENOSPC
+	}
+	f.room -= len(b)
+	return f.File.Write(b)
+}
+
+// TestFullDiskServesFromTheUpstream: when the store's disk fills up in the
+// middle of a fetch, every client still gets the whole blob, right (the
+// rest from the upstream, checked against the digest with what came from
+// the file), nothing is kept, the failure is counted, and new fetches
+// bypass the store for a while.
+func TestFullDiskServesFromTheUpstream(t *testing.T) {
+	for _, mode := range []string{"good", "good-norange"} {
+		t.Run(mode, func(t *testing.T) {
+			h := newHostile(t, mode, 2<<20)
+			h.hold = make(chan struct{})
+			s, srv := hostileWorld(t, h, t.TempDir())
+			s.createTemp = func(dir, pattern string) (tempFile, error) {
+				f, err := os.CreateTemp(dir, pattern)
+				if err != nil {
+					return nil, err
+				}
+				return &failingFile{File: f, room: 300 << 10}, nil
+			}
+			const clients = 8
+			var wg sync.WaitGroup
+			errs := make(chan error, clients)
+			for range clients {
+				wg.Go(func() {
+					resp, err := http.Get(srv.URL + "/v2/acme/app/blobs/" + h.d.String())
+					if err != nil {
+						errs <- err
+						return
+					}
+					defer resp.Body.Close()
+					b, err := io.ReadAll(resp.Body)
+					if err != nil || resp.StatusCode != http.StatusOK || !bytes.Equal(b, h.blob) {
+						errs <- fmt.Errorf("status %d, %d bytes, %v", resp.StatusCode, len(b), err)
+					}
+				})
+			}
+			waitFor(t, func() bool { return waitingOn(s) >= clients-1 })
+			close(h.hold)
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Errorf("a client, the disk full mid-fetch: %v", err)
+			}
+			if _, ok := s.HasBlob(h.d); ok {
+				t.Error("a blob whose write failed is stored")
+			}
+			if !s.bypassed() {
+				t.Error("new fetches do not bypass the store after a write failed")
+			}
+			resp, err := http.Get(srv.URL + "/v2/acme/app/blobs/" + h.d.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			if !bytes.Equal(b, h.blob) {
+				t.Errorf("while the store is bypassed: %d bytes", len(b))
+			}
+		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -42,12 +43,23 @@ type Store struct {
 	// bypassUntil (UnixNano) is until when new blob fetches skip the store
 	// after a disk write failed.
 	bypassUntil atomic.Int64
-	closed      chan struct{}
+	// createTemp makes a fill's temporary file (tests make ones whose
+	// writes fail, as on a full disk).
+	createTemp func(dir, pattern string) (tempFile, error)
+	closed     chan struct{}
 	// ctx is what fills run under: it outlives every request and ends with
 	// Close, which abandons the fills still running.
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+}
+
+// tempFile is what a fill writes to: an *os.File.
+type tempFile interface {
+	io.Writer
+	Sync() error
+	Close() error
+	Name() string
 }
 
 // object is one stored file as the index knows it.
@@ -151,6 +163,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 		evictCh: make(chan struct{}, 1), closed: make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.createTemp = func(dir, pattern string) (tempFile, error) { return os.CreateTemp(dir, pattern) }
 	if err := s.clearTmp(); err != nil {
 		_ = s.unlock()
 		return nil, err
