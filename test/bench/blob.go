@@ -241,7 +241,44 @@ func runBlobPhase(ctx context.Context, b *bench, f *fleet) ([]Metric, error) {
 		}
 		ms = append(ms, m)
 	}
-	return append(ms, sha256Cost()), nil
+	ms = append(ms, sha256Cost())
+	if f.target(targetPortcullisStore) != nil {
+		m, err := fileWriteCost(b.path("write-cost"))
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, m)
+	}
+	return ms, nil
+}
+
+// fileWriteCost is the CPU time (this process's, user and system) of
+// writing 256 MiB to a new file at path, in 256 KiB writes as a store's
+// fill does, per GiB: the floor of keeping a blob on this machine's disk.
+func fileWriteCost(path string) (Metric, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return Metric{}, err
+	}
+	defer os.Remove(path)
+	defer f.Close()
+	m, err := startCPU(os.Getpid())
+	if err != nil {
+		return Metric{}, err
+	}
+	buf := make([]byte, 256<<10)
+	const n = 256 * mib
+	for i := 0; i < n/len(buf); i++ {
+		if _, err := f.Write(buf); err != nil {
+			return Metric{}, err
+		}
+	}
+	cpu, err := m.stop()
+	if err != nil {
+		return Metric{}, err
+	}
+	return Metric{Phase: "blob", Case: "file write", Target: "in-process", Name: "cpu_per_gib", Unit: "CPU s/GiB",
+		Value: cpu[0] * gib / n}, nil
 }
 
 // concurrentGets sends n concurrent GETs of the blob to t (each on its own

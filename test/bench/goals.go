@@ -119,7 +119,12 @@ func storeColdCPUNote(r *Report) string {
 	if !ok1 || !ok2 || !ok3 {
 		return ""
 	}
-	return fmt.Sprintf("store %.2f CPU s/GiB; reverse proxy %.2f + SHA-256 %.2f = %.2f (the store also writes every byte to disk)", st, rp, sha, rp+sha)
+	note := fmt.Sprintf("store %.2f CPU s/GiB; reverse proxy %.2f + SHA-256 %.2f = %.2f; the store also writes every byte to disk", st, rp, sha, rp+sha)
+	if w, ok := r.value("blob", "file write", "cpu_per_gib", "in-process"); ok {
+		note += fmt.Sprintf(", and writing a GiB to a file costs %.2f CPU s on this machine (measured in this run: reverse proxy + SHA-256 + that write = %.2f, %.2fx of it)",
+			w, rp+sha+w, st/(rp+sha+w))
+	}
+	return note
 }
 
 // storeHerdGoal is one figure of the store-herd phase (whose case names
