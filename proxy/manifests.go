@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"net/http"
 
 	"github.com/portcullis-dev/portcullis/oci"
@@ -28,6 +29,12 @@ func (p *Proxy) serveManifest(w http.ResponseWriter, r *http.Request, rt *route)
 	noteDigest(ctx, m.DigestString())
 	image, err := p.gate.CheckManifest(ctx, rt.repo, rt.ref, m)
 	if err != nil {
+		var refusal Refusal
+		if p.keep != nil && errors.As(err, &refusal) {
+			if _, notFound := refusal.Refused(); !notFound {
+				p.keep.Refused(ctx, rt.repo, rt.ref, m)
+			}
+		}
 		return err
 	}
 	if image && p.keep != nil {

@@ -39,6 +39,9 @@ type Keeper interface {
 	// OpenKeptBlob opens a blob the Gate granted as a config or layer of an
 	// allowed image, keeping it as it is fetched.
 	OpenKeptBlob(ctx context.Context, repo oci.Repository, d v1.Hash, rng *upstream.Range) (*upstream.Blob, error)
+	// Refused is told of every manifest the Gate refused (403): what is
+	// kept of it goes.
+	Refused(ctx context.Context, repo oci.Repository, reference string, m *oci.Manifest)
 }
 
 // Proxy is the registry mirror's http.Handler. Make one with New.

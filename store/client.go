@@ -205,27 +205,55 @@ func (c *Client) KeepManifest(ctx context.Context, repo oci.Repository, referenc
 	if e, ok := c.store.Tag(repo, reference, key); ok && e.Digest == m.DigestString() {
 		return
 	}
-	if err := c.store.PutTag(repo, reference, key, m.Digest, c.now()); err != nil {
+	// Seen when the upstream said so: a resolution stored for another
+	// Accept set (served while the upstream was down, or just older) keeps
+	// its time, so switching Accept sets never makes a stale one fresh.
+	seen := c.now()
+	for _, other := range c.store.TagAny(repo, reference) {
+		if other.Digest == m.DigestString() {
+			seen = other.Seen
+			break
+		}
+	}
+	if err := c.store.PutTag(repo, reference, key, m.Digest, seen); err != nil {
 		c.log.Warn("content store: cannot keep a tag", zap.String("repo", repo.String()),
 			zap.String("tag", reference), zap.Error(err))
 	}
 }
 
-// StatBlob returns the size of blob d: the stored one's, else the
-// upstream's.
-func (c *Client) StatBlob(ctx context.Context, repo oci.Repository, d v1.Hash) (int64, error) {
-	if size, ok := c.store.HasBlob(d); ok {
-		return size, nil
+// Refused records that the gate refused m as an image of repo: whatever
+// the store holds of it there goes (the manifest, the tags that name it,
+// its signature material), so that no decision made later without the
+// upstream can rest on material the upstream has since withdrawn.
+func (c *Client) Refused(ctx context.Context, repo oci.Repository, reference string, m *oci.Manifest) {
+	if n := c.store.drop(repo, m.Digest); n > 0 {
+		c.log.Info("content store: dropped a refused image", zap.String("repo", repo.String()),
+			zap.String("digest", m.DigestString()), zap.Int("objects", n))
 	}
-	return c.Client.StatBlob(ctx, repo, d)
 }
 
-// OpenBlob opens blob d: from the store when it is there, else from the
-// upstream, without keeping it (signature material, and blobs the gate
-// did not grant as image content, are never stored this way).
+// StatBlob returns the size of blob d: the stored one's when repo may
+// have it (see reachable), else the upstream's.
+func (c *Client) StatBlob(ctx context.Context, repo oci.Repository, d v1.Hash) (int64, error) {
+	if size, ok := c.store.HasBlob(d); ok && c.store.linked(repo, d) {
+		return size, nil
+	}
+	size, err := c.Client.StatBlob(ctx, repo, d)
+	if err == nil {
+		c.store.link(repo, d)
+	}
+	return size, err
+}
+
+// OpenBlob opens blob d: from the store when it is there (and repo may
+// have it), else from the upstream, without keeping it (signature
+// material, and blobs the gate did not grant as image content, are never
+// stored this way).
 func (c *Client) OpenBlob(ctx context.Context, repo oci.Repository, d v1.Hash, rng *upstream.Range) (*upstream.Blob, error) {
-	if b, ok := c.stored(d); ok {
-		return b, nil
+	if c.reachable(ctx, repo, d) == nil {
+		if b, ok := c.stored(d); ok {
+			return b, nil
+		}
 	}
 	return c.Client.OpenBlob(ctx, repo, d, rng)
 }
@@ -236,6 +264,9 @@ func (c *Client) OpenBlob(ctx context.Context, repo oci.Repository, d v1.Hash, r
 // concurrent request) and streamed from it as it lands. A ranged request
 // for a blob not stored goes to the upstream.
 func (c *Client) OpenKeptBlob(ctx context.Context, repo oci.Repository, d v1.Hash, rng *upstream.Range) (*upstream.Blob, error) {
+	if err := c.reachable(ctx, repo, d); err != nil {
+		return nil, notStored(err, "blob "+d.String())
+	}
 	if b, ok := c.stored(d); ok {
 		return b, nil
 	}
@@ -266,6 +297,27 @@ func (c *Client) OpenKeptBlob(ctx context.Context, repo oci.Repository, d v1.Has
 		return nil, notStored(err, "blob "+d.String())
 	}
 	return &upstream.Blob{Body: countingBody{body, c.store.metrics.served.WithLabelValues("upstream")}, Size: size, Verified: true}, nil
+}
+
+// reachable checks that repo may read blob d from the store, whose blobs
+// are shared by every repository: d was fetched for repo (or read by the
+// gate from it), or the upstream says repo has it (one HEAD, remembered).
+// Without that, a layer of a repository only the proxy's credentials
+// reach would be served in any repository whose allowed manifest lists
+// its digest. Nil also when d is neither stored nor being fetched for
+// another repository (it is then fetched for this one).
+func (c *Client) reachable(ctx context.Context, repo oci.Repository, d v1.Hash) error {
+	if c.store.linked(repo, d) {
+		return nil
+	}
+	if _, stored := c.store.HasBlob(d); !stored && !c.store.fillingForOther(d, repo) {
+		return nil
+	}
+	if _, err := c.Client.StatBlob(ctx, repo, d); err != nil {
+		return err
+	}
+	c.store.link(repo, d)
+	return nil
 }
 
 // stored opens d from the store, as a whole verified file.

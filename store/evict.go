@@ -50,8 +50,8 @@ func (s *Store) evict() {
 	}
 	cands := make([]cand, 0, len(s.objects))
 	for rel, o := range s.objects {
-		if o.kind == kindMaterial {
-			continue // goes with its subject (see collect), never before it
+		if o.kind == kindMaterial || o.kind == kindLink {
+			continue // goes with its subject or blob (see collect), never before it
 		}
 		cands = append(cands, cand{rel, o.used, o.size})
 	}
@@ -85,7 +85,7 @@ func (s *Store) usage() int64 {
 func (s *Store) collect() int {
 	n := 0
 	s.mu.Lock()
-	var manifests, blobs, material []string
+	var manifests, blobs, material, links []string
 	tags := map[string]string{} // path: digest
 	for rel, o := range s.objects {
 		switch o.kind {
@@ -97,6 +97,8 @@ func (s *Store) collect() int {
 			tags[rel] = o.tag.Digest
 		case kindMaterial:
 			material = append(material, rel)
+		case kindLink:
+			links = append(links, rel)
 		}
 	}
 	s.mu.Unlock()
@@ -132,10 +134,22 @@ func (s *Store) collect() int {
 		alg, hex := filepath.Base(filepath.Dir(rel)), filepath.Base(rel)
 		present[dir+"|"+alg+":"+hex] = true
 	}
+	gone := map[string]bool{}
 	for _, rel := range blobs {
 		if !listed[rel] {
 			s.forget(rel)
+			gone[rel] = true
 			n++
+		}
+	}
+	for _, rel := range links { // a link goes with its blob
+		_, rest, _ := strings.Cut(rel, "/_blobs/")
+		blob := "blobs/" + rest
+		s.mu.Lock()
+		_, ok := s.objects[blob]
+		s.mu.Unlock()
+		if !ok || gone[blob] {
+			s.forget(rel)
 		}
 	}
 	for rel, d := range tags {

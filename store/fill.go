@@ -100,6 +100,9 @@ func (s *Store) fetch(ctx context.Context, repo oci.Repository, d v1.Hash, open 
 			return nil, 0, ctx.Err()
 		}
 		if f.openErr != nil {
+			if errors.Is(f.openErr, errBypassed) {
+				return nil, 0, errBypassed
+			}
 			if f.repo == repo {
 				return nil, 0, f.openErr // the same upstream answer for everyone
 			}
@@ -149,15 +152,32 @@ func (s *Store) start(ctx context.Context, repo oci.Repository, d v1.Hash, open 
 		return nil, 0, err
 	}
 	f.size = b.Size
+	if b.Size > s.maxSize/10 {
+		// Too large to keep (it would evict most of the store): served
+		// straight from the upstream, by everyone.
+		f.openErr = errBypassed
+		s.mu.Lock()
+		delete(s.fills, d.String())
+		_ = os.Remove(f.tmp)
+		s.mu.Unlock()
+		close(f.ready)
+		_ = tmp.Close()
+		_ = b.Body.Close()
+		return nil, 0, errBypassed
+	}
 	s.mu.Lock()
 	r, rerr := f.reader(ctx, open)
 	s.mu.Unlock()
 	close(f.ready)
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.run(f, tmp, b)
-	}()
+	if !s.track() { // closing
+		s.abandon(f, tmp, fmt.Errorf("%w: the store is closing", errFillFailed), causeUpstream)
+		_ = b.Body.Close()
+	} else {
+		go func() {
+			defer s.wg.Done()
+			s.run(f, tmp, b)
+		}()
+	}
 	if rerr != nil {
 		return nil, 0, rerr
 	}
@@ -256,6 +276,7 @@ func (s *Store) run(f *fill, tmp tempFile, b *upstream.Blob) {
 		return
 	}
 	s.added(rel, kindBlob, n, nil)
+	s.link(f.repo, f.d)
 }
 
 // abandon ends a failed fill: every reader's next read fails, and the file

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/portcullis-dev/portcullis/gate"
@@ -170,5 +171,12 @@ func TestDecidesOfflineFromStoredMaterial(t *testing.T) {
 	}
 	if resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("a stored image the new policy revokes, upstream failing: %d %s", resp.StatusCode, body)
+	}
+	d, _ := v1.NewHash(legacy)
+	if _, ok := gw.store.Manifest(repoOf("acme/app"), d); ok {
+		t.Fatal("a refused image's manifest is still stored")
+	}
+	if _, ok := gw.store.record(repoOf("acme/app"), d); ok {
+		t.Fatal("a refused image's signature material is still stored")
 	}
 }

@@ -38,6 +38,7 @@ type hostile struct {
 	// hold, when not nil, is waited on after the headers and before the
 	// body; more, in mode trickle, between the halves.
 	hold, more chan struct{}
+	once       sync.Once
 	mu         sync.Mutex
 	gets       int
 }
@@ -49,6 +50,18 @@ func newHostile(t *testing.T, mode string, size int) *hostile {
 	}
 	sum := sha256.Sum256(b)
 	return &hostile{blob: b, d: v1.Hash{Algorithm: "sha256", Hex: fmt.Sprintf("%x", sum)}, mode: mode}
+}
+
+// release lets every held response go on (once).
+func (h *hostile) release() {
+	h.once.Do(func() {
+		if h.hold != nil {
+			close(h.hold)
+		}
+		if h.more != nil {
+			close(h.more)
+		}
+	})
 }
 
 func (h *hostile) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -108,6 +121,7 @@ func hostileWorld(t *testing.T, h *hostile, dir string) (*Store, *httptest.Serve
 	t.Helper()
 	up := httptest.NewServer(h)
 	t.Cleanup(up.Close)
+	t.Cleanup(h.release) // before up.Close: a failed test must not leave handlers waiting
 	u, _ := url.Parse(up.URL)
 	c, err := upstream.New([]upstream.Config{{Registry: registryName, Endpoint: u}}, upstream.WithTimeout(30*time.Second))
 	if err != nil {
@@ -158,7 +172,7 @@ func TestBadBlobsAbortEveryReaderAndLeaveNothing(t *testing.T) {
 				})
 			}
 			waitFor(t, func() bool { return waitingOn(s) >= clients-1 })
-			close(h.hold)
+			h.release()
 			wg.Wait()
 			close(results)
 			for r := range results {
@@ -205,7 +219,7 @@ func TestBlobStreamsAsItLands(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the first half did not arrive while the upstream held the second")
 	}
-	close(h.more)
+	h.release()
 	rest, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatal(err)
@@ -228,7 +242,7 @@ func TestCrashDuringAFetchLeavesNoPartialBlob(t *testing.T) {
 	h.more = make(chan struct{})
 	up := httptest.NewServer(h)
 	defer up.Close()
-	defer close(h.more)
+	defer h.release()
 	dir := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.v")
 	cmd.Env = append(os.Environ(), "STORE_CRASH_CHILD=1", "STORE_CRASH_DIR="+dir,
@@ -374,7 +388,7 @@ func TestFullDiskServesFromTheUpstream(t *testing.T) {
 				})
 			}
 			waitFor(t, func() bool { return waitingOn(s) >= clients-1 })
-			close(h.hold)
+			h.release()
 			wg.Wait()
 			close(errs)
 			for err := range errs {

@@ -332,6 +332,11 @@ func (c *Client) keepMaterial(repo oci.Repository, subject v1.Hash) {
 	if latest.IsZero() {
 		return // nothing read about it since: nothing new to keep
 	}
+	if _, sig := rec.Tags[subject.Algorithm+"-"+subject.Hex+".sig"]; !sig || rec.Referrers == nil {
+		// A partial discovery (an allow served from a stale verdict while
+		// the upstream failed): it must not replace a complete record.
+		return
+	}
 	rec.Seen = latest
 	blobs := map[v1.Hash][]byte{}
 	for _, m := range manifests {
@@ -375,6 +380,7 @@ func (s *Store) putMaterial(repo oci.Repository, subject v1.Hash, rec *materialR
 		for _, d := range listedBlobs(m.Bytes) {
 			rel := blobPath(d)
 			if _, ok := s.lookup(rel); ok {
+				s.link(repo, d)
 				continue
 			}
 			b, ok := blobs[d]
@@ -385,6 +391,7 @@ func (s *Store) putMaterial(repo oci.Repository, subject v1.Hash, rec *materialR
 				return err
 			}
 			s.added(rel, kindBlob, int64(len(b)), nil)
+			s.link(repo, d)
 		}
 	}
 	b, err := json.Marshal(rec)
@@ -410,12 +417,15 @@ func (s *Store) record(repo oci.Repository, subject v1.Hash) (*materialRecord, b
 		return nil, false
 	}
 	b, err := os.ReadFile(filepath.Join(s.dir, rel))
-	var rec materialRecord
-	if err == nil {
-		err = json.Unmarshal(b, &rec)
+	if err != nil {
+		if damaged(err) {
+			s.forget(rel)
+		}
+		return nil, false
 	}
-	if err != nil || rec.Subject != subject.String() {
-		s.log.Warn("content store: a material record is unreadable; dropping it", zap.String("path", rel), zap.Error(err))
+	var rec materialRecord
+	if err := json.Unmarshal(b, &rec); err != nil || rec.Subject != subject.String() {
+		s.log.Warn("content store: a material record is damaged; dropping it", zap.String("path", rel), zap.Error(err))
 		s.forget(rel)
 		return nil, false
 	}
@@ -440,9 +450,15 @@ func (s *Store) materialManifest(repo oci.Repository, d v1.Hash) (*oci.Manifest,
 		return nil, false
 	}
 	b, err := os.ReadFile(filepath.Join(s.dir, rel))
+	if err != nil {
+		if damaged(err) {
+			s.forget(rel)
+		}
+		return nil, false
+	}
 	mt, body, found := bytes.Cut(b, []byte("\n"))
 	got, herr := oci.Digest(d.Algorithm, body)
-	if err != nil || !found || herr != nil || got != d {
+	if !found || herr != nil || got != d {
 		s.forget(rel)
 		return nil, false
 	}

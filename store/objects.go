@@ -32,18 +32,90 @@ func repoDir(repo oci.Repository) (string, bool) {
 	return path.Join("repos", repo.Registry, repo.Name), true
 }
 
+// linkPath records that repo may read blob d from the store (it was
+// fetched for repo, or the upstream said repo has it).
+func linkPath(repo oci.Repository, d v1.Hash) (string, bool) {
+	dir, ok := repoDir(repo)
+	return path.Join(dir, "_blobs", d.Algorithm, d.Hex), ok
+}
+
+// linked reports whether repo may read blob d from the store.
+func (s *Store) linked(repo oci.Repository, d v1.Hash) bool {
+	rel, ok := linkPath(repo, d)
+	if !ok {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok = s.objects[rel]
+	return ok
+}
+
+// link records that repo may read blob d (an empty file; failures only
+// cost a HEAD later).
+func (s *Store) link(repo oci.Repository, d v1.Hash) {
+	rel, ok := linkPath(repo, d)
+	if !ok || s.linked(repo, d) {
+		return
+	}
+	if err := s.writeFile(rel, nil); err != nil {
+		return
+	}
+	s.added(rel, kindLink, 0, nil)
+}
+
+// fillingForOther reports whether blob d is being fetched into the store
+// for a repository other than repo.
+func (s *Store) fillingForOther(d v1.Hash, repo oci.Repository) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.fills[d.String()]
+	return ok && f.repo != repo
+}
+
+// drop removes what the store holds of manifest d in repo: the manifest,
+// the tags naming it, its signature material. Blobs it alone listed are
+// collected by the next eviction or prune. It returns how many objects
+// went.
+func (s *Store) drop(repo oci.Repository, d v1.Hash) int {
+	dir, ok := repoDir(repo)
+	if !ok {
+		return 0
+	}
+	manifest := path.Join(dir, "_manifests", d.Algorithm, d.Hex)
+	material := path.Join(dir, "_material", d.Algorithm, d.Hex) + "/"
+	s.mu.Lock()
+	var gone []string
+	for rel, o := range s.objects {
+		switch {
+		case rel == manifest, strings.HasPrefix(rel, material):
+			gone = append(gone, rel)
+		case o.kind == kindTag && o.tag != nil && o.tag.Digest == d.String() && strings.HasPrefix(rel, dir+"/_tags/"):
+			gone = append(gone, rel)
+		}
+	}
+	s.mu.Unlock()
+	for _, rel := range gone {
+		s.forget(rel)
+	}
+	return len(gone)
+}
+
 func manifestPath(repo oci.Repository, d v1.Hash) (string, bool) {
 	dir, ok := repoDir(repo)
 	return path.Join(dir, "_manifests", d.Algorithm, d.Hex), ok
 }
 
 // AcceptKey is the canonical form of an Accept set: a tag may resolve to
-// an index for one and to a manifest for another.
+// an index for one and to a manifest for another. Only the manifest types
+// a registry can answer with count (and "*/*"), so clients cannot make
+// more than a few dozen keys per tag, whatever Accept headers they send.
 func AcceptKey(accept []string) string {
 	var types []string
 	for _, a := range accept {
 		for t := range strings.SplitSeq(a, ",") {
-			if t = strings.TrimSpace(strings.SplitN(t, ";", 2)[0]); t != "" {
+			t = strings.ToLower(strings.TrimSpace(strings.SplitN(t, ";", 2)[0]))
+			if t == "*/*" || slices.Contains(oci.ManifestTypes, t) {
 				types = append(types, t)
 			}
 		}
@@ -72,8 +144,10 @@ func (s *Store) Blob(d v1.Hash) (f *os.File, size int64, ok bool) {
 	}
 	f, err := os.Open(filepath.Join(s.dir, rel))
 	if err != nil {
-		s.log.Warn("content store: a stored blob cannot be opened; forgetting it", zap.String("digest", d.String()), zap.Error(err))
-		s.forget(rel)
+		s.log.Warn("content store: a stored blob cannot be opened", zap.String("digest", d.String()), zap.Error(err))
+		if damaged(err) {
+			s.forget(rel)
+		}
 		return nil, 0, false
 	}
 	s.metrics.lookups.WithLabelValues("blob", "hit").Inc()
@@ -104,11 +178,20 @@ func (s *Store) Manifest(repo oci.Repository, d v1.Hash) (*oci.Manifest, bool) {
 		return nil, false
 	}
 	b, err := os.ReadFile(filepath.Join(s.dir, rel))
+	if err != nil {
+		s.log.Warn("content store: a stored manifest cannot be read", zap.String("repo", repo.String()),
+			zap.String("digest", d.String()), zap.Error(err))
+		if damaged(err) {
+			s.forget(rel)
+		}
+		s.metrics.lookups.WithLabelValues("manifest", "miss").Inc()
+		return nil, false
+	}
 	mt, body, found := bytes.Cut(b, []byte("\n"))
 	got, herr := oci.Digest(d.Algorithm, body)
-	if err != nil || !found || herr != nil || got != d {
-		s.log.Warn("content store: a stored manifest is unreadable or damaged; dropping it",
-			zap.String("repo", repo.String()), zap.String("digest", d.String()), zap.Error(err))
+	if !found || herr != nil || got != d {
+		s.log.Warn("content store: a stored manifest is damaged; dropping it",
+			zap.String("repo", repo.String()), zap.String("digest", d.String()))
 		s.forget(rel)
 		s.metrics.lookups.WithLabelValues("manifest", "miss").Inc()
 		return nil, false

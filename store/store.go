@@ -78,9 +78,10 @@ const (
 	kindManifest
 	kindTag
 	kindMaterial // a subject's material record, or a manifest it names
+	kindLink     // a repository's right to read a shared blob
 )
 
-var kindNames = map[kind]string{kindBlob: "blob", kindManifest: "manifest", kindTag: "tag", kindMaterial: "material"}
+var kindNames = map[kind]string{kindBlob: "blob", kindManifest: "manifest", kindTag: "tag", kindMaterial: "material", kindLink: "link"}
 
 func (k kind) String() string { return kindNames[k] }
 
@@ -174,7 +175,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	}
 	s.metrics.limit.Set(float64(s.maxSize))
 	s.metrics.usage.Set(float64(s.total))
-	s.wg.Add(1)
+	s.track()
 	go s.evictLoop()
 	s.kick()
 	return s, nil
@@ -212,10 +213,26 @@ func (s *Store) Close() error {
 		return nil
 	default:
 	}
-	close(s.closed)
+	s.mu.Lock()
+	close(s.closed) // under s.mu: track sees it before any Add races Wait
+	s.mu.Unlock()
 	s.cancel()
 	s.wg.Wait()
 	return s.unlock()
+}
+
+// track counts one more goroutine Close must wait for, unless the store is
+// closing (false: start nothing).
+func (s *Store) track() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case <-s.closed:
+		return false
+	default:
+	}
+	s.wg.Add(1)
+	return true
 }
 
 // clearTmp removes every file an earlier process left in tmp/: fetches that
@@ -299,6 +316,9 @@ func kindOf(rel string) (kind, bool) {
 		return kindManifest, true
 	case len(parts) >= 5 && parts[0] == "repos" && parts[len(parts)-2] == "_tags":
 		return kindTag, true
+	case len(parts) >= 6 && parts[0] == "repos" && parts[len(parts)-3] == "_blobs" &&
+		validHex(parts[len(parts)-2], parts[len(parts)-1]):
+		return kindLink, true
 	case len(parts) >= 7 && parts[0] == "repos" && parts[len(parts)-4] == "_material" &&
 		validHex(parts[len(parts)-3], parts[len(parts)-2]):
 		if parts[len(parts)-1] == recordFile {
@@ -356,10 +376,12 @@ func tagSetKey(rel string) string {
 // background runs fn (a write the caller need not wait for) and counts it
 // until it ends, for Wait and Close.
 func (s *Store) background(fn func()) {
+	if !s.track() {
+		return // closing: nothing new is written
+	}
 	s.mu.Lock()
 	s.pending++
 	s.mu.Unlock()
-	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		defer func() { s.mu.Lock(); s.pending--; s.mu.Unlock() }()
@@ -442,12 +464,21 @@ func (s *Store) forget(rel string) {
 		}
 	}
 	total := s.total
+	// Removed under the lock: a file placed at rel just after is never the
+	// one removed.
+	err := os.Remove(filepath.Join(s.dir, rel))
 	s.mu.Unlock()
 	s.metrics.usage.Set(float64(total))
-	if err := os.Remove(filepath.Join(s.dir, rel)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		s.log.Warn("content store: cannot remove an object", zap.String("path", rel), zap.Error(err))
 	}
 }
+
+// damaged reports whether err, from opening or reading a stored object,
+// means the object is gone or unusable (drop it from the index), rather
+// than a passing failure (too many open files, I/O pressure) after which
+// the file is kept and the request is a miss.
+func damaged(err error) bool { return errors.Is(err, fs.ErrNotExist) }
 
 // writeFile stores b at rel: written to tmp/, fsynced, renamed into place,
 // so a reader (or a crash) sees either nothing or all of it.

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -12,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 // TestWarmPullsTouchNoUpstream: once an image was pulled, pulling it again
@@ -163,31 +166,48 @@ func TestEvictionKeepsTheRecentlyUsed(t *testing.T) {
 	var mu sync.Mutex
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	tick := func() { mu.Lock(); now = now.Add(time.Minute); mu.Unlock() }
-	w := newWorld(t, WithMaxSize(300<<10))
+	const limit = 300 << 10
+	w := newWorld(t, WithMaxSize(limit))
 	w.now = clock
 	w.restart()
-	old := w.push("acme/old", "v1", 1, 100<<10)
-	w.mustPull("acme/old:v1")
+	var imgs []v1.Image
+	for i := range 11 { // about 27 KiB each (a layer is kept if at most a tenth of the limit)
+		imgs = append(imgs, w.push(fmt.Sprintf("acme/app%d", i), "v1", 1, 25<<10))
+		w.mustPull(fmt.Sprintf("acme/app%d:v1", i))
+		tick()
+	}
+	w.mustPull("acme/app0:v1") // used again: app1 is now the least recent
 	tick()
-	mid := w.push("acme/mid", "v1", 1, 100<<10)
-	w.mustPull("acme/mid:v1")
-	tick()
-	w.mustPull("acme/old:v1") // old is used again: mid is now the least recent
-	tick()
-	w.push("acme/new", "v1", 1, 100<<10)
-	w.mustPull("acme/new:v1")
+	w.push("acme/last", "v1", 1, 25<<10)
+	w.mustPull("acme/last:v1")
 	deadline := time.Now().Add(10 * time.Second)
-	for w.store.usage() > 300<<10/10*9 && time.Now().Before(deadline) {
+	for w.store.usage() > limit/10*9 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if u := w.store.usage(); u > 300<<10/10*9 {
+	if u := w.store.usage(); u > limit/10*9 {
 		t.Fatalf("the store holds %d bytes, over 90%% of its limit", u)
 	}
-	if _, ok := w.store.HasBlob(layerDigests(t, mid)[1]); ok {
+	if _, ok := w.store.HasBlob(layerDigests(t, imgs[1])[1]); ok {
 		t.Fatal("the least recently used image's layer is still stored")
 	}
-	if _, ok := w.store.HasBlob(layerDigests(t, old)[1]); !ok {
+	if _, ok := w.store.HasBlob(layerDigests(t, imgs[0])[1]); !ok {
 		t.Fatal("a recently used image's layer was evicted")
+	}
+}
+
+// TestLargeBlobsBypassTheStore: a blob larger than a tenth of maxSize is
+// served from the upstream, not kept (it would evict most of the store).
+func TestLargeBlobsBypassTheStore(t *testing.T) {
+	w := newWorld(t, WithMaxSize(1<<20))
+	w.restart()
+	img := w.push("acme/big", "v1", 1, 200<<10)
+	w.mustPull("acme/big:v1")
+	w.mustPull("acme/big:v1")
+	if _, ok := w.store.HasBlob(layerDigests(t, img)[1]); ok {
+		t.Fatal("a blob of a fifth of maxSize was kept")
+	}
+	if _, ok := w.store.HasBlob(layerDigests(t, img)[0]); !ok {
+		t.Fatal("the small config blob was not kept")
 	}
 }
 
@@ -288,4 +308,57 @@ func TestListPruneVerify(t *testing.T) {
 		t.Fatal("Verify kept a damaged blob")
 	}
 	w.mustPull("acme/new:v1") // fetched again, whole
+}
+
+// TestSharedBlobsKeepEachRepositorysAccess: blobs are stored once for every
+// repository, but a repository gets a stored blob only if it was fetched
+// for it or its upstream has it: an allowed manifest that lists another
+// repository's layer does not reach that layer through the store.
+func TestSharedBlobsKeepEachRepositorysAccess(t *testing.T) {
+	w := newWorld(t)
+	img := w.push("acme/private", "v1", 1, 8<<10)
+	w.mustPull("acme/private:v1")
+	layer := layerDigests(t, img)[1]
+	raw, err := img.RawManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mt, _ := img.MediaType()
+	req, _ := http.NewRequest(http.MethodPut, w.up.URL+"/v2/acme/other/manifests/v1", bytes.NewReader(raw))
+	req.Header.Set("Content-Type", string(mt))
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("put the manifest in acme/other: %v %v", resp, err)
+	}
+	w.counter.mu.Lock()
+	w.counter.hide = func(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, "/v2/acme/other/blobs/") }
+	w.counter.mu.Unlock()
+	if _, err := w.pull("acme/other:v1"); err == nil {
+		t.Fatal("acme/other got acme/private's layer from the store")
+	}
+	resp, _, err := w.get("/v2/acme/other/blobs/" + layer.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("acme/other's GET of acme/private's layer: %d, want 404", resp.StatusCode)
+	}
+	w.counter.mu.Lock()
+	w.counter.hide = nil
+	w.counter.mu.Unlock()
+	w.counter.reset()
+	w.mustPull("acme/other:v1") // the upstream has it there now: one HEAD, then from the store
+	if n := w.counter.count("GET blob"); n != 0 {
+		t.Fatalf("%d blob GETs upstream for blobs the store holds", n)
+	}
+}
+
+// TestAcceptKeyIsBounded: only the manifest types count in an Accept key,
+// so no client can make more than a few keys per tag.
+func TestAcceptKeyIsBounded(t *testing.T) {
+	got := AcceptKey([]string{"application/vnd.oci.image.index.v1+json, x/" + strings.Repeat("a", 4000),
+		"application/vnd.docker.distribution.manifest.v2+json;q=0.9", "*/*", "APPLICATION/VND.OCI.IMAGE.INDEX.V1+JSON"})
+	want := "*/*,application/vnd.docker.distribution.manifest.v2+json,application/vnd.oci.image.index.v1+json"
+	if got != want {
+		t.Fatalf("AcceptKey = %q, want %q", got, want)
+	}
 }

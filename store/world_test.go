@@ -46,6 +46,9 @@ type counter struct {
 	hold chan struct{}
 	// down makes every request fail with 503 as a broken upstream would.
 	down bool
+	// hide, when set, answers 404 to the requests it matches (a blob a
+	// repository does not have).
+	hide func(*http.Request) bool
 }
 
 func (c *counter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -63,8 +66,12 @@ func (c *counter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if kind == "blob" && r.Method == http.MethodGet {
 		c.blobGets[r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:]]++
 	}
-	hold, down := c.hold, c.down
+	hold, down, hide := c.hold, c.down, c.hide
 	c.mu.Unlock()
+	if hide != nil && hide(r) {
+		http.Error(w, `{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown to registry"}]}`, http.StatusNotFound)
+		return
+	}
 	if down {
 		http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
 		return
