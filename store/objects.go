@@ -74,9 +74,8 @@ func (s *Store) fillingForOther(d v1.Hash, repo oci.Repository) bool {
 }
 
 // drop removes what the store holds of manifest d in repo: the manifest,
-// the tags naming it, its signature material. Blobs it alone listed are
-// collected by the next eviction or prune. It returns how many objects
-// went.
+// the tags naming it, its signature material, and then (in the
+// background) the blobs it alone listed. It returns how many objects went.
 func (s *Store) drop(repo oci.Repository, d v1.Hash) int {
 	dir, ok := repoDir(repo)
 	if !ok {
@@ -97,6 +96,9 @@ func (s *Store) drop(repo oci.Repository, d v1.Hash) int {
 	s.mu.Unlock()
 	for _, rel := range gone {
 		s.forget(rel)
+	}
+	if len(gone) > 0 {
+		s.background(func() { s.collect() }) // the blobs only it listed
 	}
 	return len(gone)
 }
