@@ -140,8 +140,8 @@ func (s *Store) start(ctx context.Context, repo oci.Repository, d v1.Hash, open 
 	s.mu.Unlock()
 	s.metrics.lookups.WithLabelValues("blob", "miss").Inc()
 
-	b, err := open(s.ctx, nil)
-	if err != nil {
+	// giveUp ends the fill before it started: everyone waiting gets err.
+	giveUp := func(err error) (io.ReadCloser, int64, error) {
 		f.openErr = err
 		s.mu.Lock()
 		delete(s.fills, d.String())
@@ -151,19 +151,16 @@ func (s *Store) start(ctx context.Context, repo oci.Repository, d v1.Hash, open 
 		_ = tmp.Close()
 		return nil, 0, err
 	}
+	b, err := open(s.ctx, nil)
+	if err != nil {
+		return giveUp(err)
+	}
 	f.size = b.Size
 	if b.Size > s.maxSize/10 {
 		// Too large to keep (it would evict most of the store): served
 		// straight from the upstream, by everyone.
-		f.openErr = errBypassed
-		s.mu.Lock()
-		delete(s.fills, d.String())
-		_ = os.Remove(f.tmp)
-		s.mu.Unlock()
-		close(f.ready)
-		_ = tmp.Close()
 		_ = b.Body.Close()
-		return nil, 0, errBypassed
+		return giveUp(errBypassed)
 	}
 	s.mu.Lock()
 	r, rerr := f.reader(ctx, open)

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"container/list"
 	"context"
 	"encoding/json"
@@ -449,20 +448,7 @@ func (s *Store) materialManifest(repo oci.Repository, d v1.Hash) (*oci.Manifest,
 	if _, ok := s.lookup(rel); !ok {
 		return nil, false
 	}
-	b, err := os.ReadFile(filepath.Join(s.dir, rel))
-	if err != nil {
-		if damaged(err) {
-			s.forget(rel)
-		}
-		return nil, false
-	}
-	mt, body, found := bytes.Cut(b, []byte("\n"))
-	got, herr := oci.Digest(d.Algorithm, body)
-	if !found || herr != nil || got != d {
-		s.forget(rel)
-		return nil, false
-	}
-	return oci.NewManifest(d, string(mt), body), true
+	return s.readManifest(rel, d)
 }
 
 // usableStaleErr reports whether err is the upstream failing to answer

@@ -179,26 +179,33 @@ func (s *Store) Manifest(repo oci.Repository, d v1.Hash) (*oci.Manifest, bool) {
 		s.metrics.lookups.WithLabelValues("manifest", "miss").Inc()
 		return nil, false
 	}
-	b, err := os.ReadFile(filepath.Join(s.dir, rel))
-	if err != nil {
-		s.log.Warn("content store: a stored manifest cannot be read", zap.String("repo", repo.String()),
-			zap.String("digest", d.String()), zap.Error(err))
-		if damaged(err) {
-			s.forget(rel)
-		}
-		s.metrics.lookups.WithLabelValues("manifest", "miss").Inc()
-		return nil, false
-	}
-	mt, body, found := bytes.Cut(b, []byte("\n"))
-	got, herr := oci.Digest(d.Algorithm, body)
-	if !found || herr != nil || got != d {
-		s.log.Warn("content store: a stored manifest is damaged; dropping it",
-			zap.String("repo", repo.String()), zap.String("digest", d.String()))
-		s.forget(rel)
+	m, ok := s.readManifest(rel, d)
+	if !ok {
 		s.metrics.lookups.WithLabelValues("manifest", "miss").Inc()
 		return nil, false
 	}
 	s.metrics.lookups.WithLabelValues("manifest", "hit").Inc()
+	return m, true
+}
+
+// readManifest reads the manifest file at rel (media type, newline, the
+// bytes) and hashes it against d: a damaged one is dropped, a passing read
+// failure keeps it (and is a miss).
+func (s *Store) readManifest(rel string, d v1.Hash) (*oci.Manifest, bool) {
+	b, err := os.ReadFile(filepath.Join(s.dir, rel))
+	if err != nil {
+		s.log.Warn("content store: a stored manifest cannot be read", zap.String("path", rel), zap.Error(err))
+		if damaged(err) {
+			s.forget(rel)
+		}
+		return nil, false
+	}
+	mt, body, found := bytes.Cut(b, []byte("\n"))
+	if got, err := oci.Digest(d.Algorithm, body); !found || err != nil || got != d {
+		s.log.Warn("content store: a stored manifest is damaged; dropping it", zap.String("path", rel))
+		s.forget(rel)
+		return nil, false
+	}
 	return oci.NewManifest(d, string(mt), body), true
 }
 
