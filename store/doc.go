@@ -17,12 +17,21 @@
 //	blobs/<alg>/<hex>                          blobs, shared by every repository
 //	repos/<registry>/<name>/_manifests/<alg>/<hex>   media type, newline, the bytes
 //	repos/<registry>/<name>/_tags/<tag>@<accept>     a tag's resolution (JSON)
+//	repos/<registry>/<name>/_blobs/<alg>/<hex>       this repository may read that blob
+//	repos/<registry>/<name>/_material/<alg>/<hex>/   an allowed image's signature material
+//
+// A blob is stored once for every repository, but served from the store in
+// a repository only if it was fetched for it, or its upstream says it has
+// it (the link under _blobs/): the store never widens what a repository's
+// upstream would serve.
 //
 // An object's modification time is its last use, set by the store itself
 // (at most once a minute per object), never the file's access time.
 //
 // Client decorates the upstream client: it answers from the store what the
 // store has, fetches the rest from the upstream once per blob however many
-// clients ask (streaming the bytes to all of them as they land), and keeps
-// what the proxy says the gate allowed.
+// clients ask (streaming the bytes to all of them as they land), keeps what
+// the proxy says the gate allowed, and drops what it says the gate refused.
+// Reader is the gate's side: signature material from the store, and from
+// the stored record while the upstream cannot answer (material.go).
 package store
