@@ -6,7 +6,8 @@ import "github.com/prometheus/client_golang/prometheus"
 // Open registers them only when WithRegisterer is given.
 //
 // Every label takes its values from a fixed set:
-//   - kind: "blob", "manifest", "tag";
+//   - kind: "blob", "manifest", "tag" (lookups; commits also "material",
+//     "link"; stale answers "tag", "material");
 //   - result: "hit", "miss", "joined" (a request read a fetch in progress);
 //   - cause: the cause* constants of a discarded fetch;
 //   - source: "store", "upstream".
@@ -60,6 +61,25 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "portcullis", Name: "store_limit_bytes",
 			Help: "The content store's size limit (cache.maxSize).",
 		}),
+	}
+	// Every series exists from the start (their label sets are fixed), so
+	// none appears later and dashboards see zeros rather than gaps.
+	for _, k := range []string{"blob", "manifest", "tag"} {
+		for _, r := range []string{"hit", "miss", "joined"} {
+			m.lookups.WithLabelValues(k, r)
+		}
+	}
+	for _, k := range []kind{kindBlob, kindManifest, kindTag, kindMaterial, kindLink} {
+		m.commits.WithLabelValues(k.String())
+	}
+	for _, c := range []string{causeUpstream, causeTruncated, causeMismatch, causeTooLarge, causeDisk} {
+		m.discarded.WithLabelValues(c)
+	}
+	for _, src := range []string{"store", "upstream"} {
+		m.served.WithLabelValues(src)
+	}
+	for _, k := range []string{"tag", "material"} {
+		m.stale.WithLabelValues(k)
 	}
 	if reg != nil {
 		reg.MustRegister(m.lookups, m.commits, m.discarded, m.served, m.stale, m.evictions, m.diskErrors, m.usage, m.limit)

@@ -57,6 +57,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Cached entries used past their TTL because the upstream could not answer, by kind.",
 		}, []string{"kind"}),
 	}
+	for _, cache := range []string{"tag", "manifest"} { // every series from the start
+		for _, result := range []string{"hit", "miss"} {
+			m.cache.WithLabelValues(cache, result)
+		}
+	}
 	if reg != nil {
 		reg.MustRegister(m.duration, m.requests, m.cache, m.digestMismatch, m.staleServed)
 	}

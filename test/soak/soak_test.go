@@ -178,6 +178,7 @@ verdictCacheEntries: %d
 tagTTL: 1s
 verdictTTL: 10s
 denyTTL: 5s
+cache: {dir: store, maxSize: 256MiB, maxStale: 1m}
 `, s.addr, s.admin, s.host, clientIdle, manifestCacheBytes, verdictCacheEntries))
 	bin := filepath.Join(dir, "portcullis")
 	build := exec.Command("go", "build", "-o", bin, "./cmd/portcullis")
