@@ -64,7 +64,9 @@ func (s *Store) evict() {
 		if total <= target {
 			break
 		}
-		s.forget(c.rel)
+		if !s.forgetUnused(c.rel, c.used) {
+			continue // used (or placed again) since the snapshot: keep it
+		}
 		total -= c.size
 		evicted++
 	}
@@ -72,6 +74,22 @@ func (s *Store) evict() {
 	collected := s.collect()
 	s.log.Info("content store: evicted least recently used content", zap.Int("evicted", evicted),
 		zap.Int("collected", collected), zap.Int64("limit", s.maxSize), zap.Int64("bytes", s.usage()))
+}
+
+// forgetUnused forgets rel if its last use is still used (nothing read or
+// placed it since the eviction pass looked).
+func (s *Store) forgetUnused(rel string, used time.Time) bool {
+	s.mu.Lock()
+	o, ok := s.objects[rel]
+	if !ok || o.used.After(used) {
+		s.mu.Unlock()
+		return false
+	}
+	err := s.forgetLocked(rel)
+	total := s.total
+	s.mu.Unlock()
+	s.forgotten(rel, total, err)
+	return true
 }
 
 func (s *Store) usage() int64 {

@@ -109,9 +109,17 @@ func (s *Store) fetch(ctx context.Context, repo oci.Repository, d v1.Hash, open 
 			continue // another repository's answer (its credentials): try ours
 		}
 		s.mu.Lock()
-		if s.fills[key] != f { // finished (stored, or failed) meanwhile: look again
+		if s.fills[key] != f { // finished meanwhile
 			s.mu.Unlock()
-			continue
+			f.mu.Lock()
+			ferr := f.err
+			f.mu.Unlock()
+			if ferr != nil && !errors.Is(ferr, errDisk) {
+				// The fetch this request waited for failed (a corrupt or
+				// cut upstream): it fails too, rather than fetch again.
+				return nil, 0, ferr
+			}
+			continue // stored (or the disk failed: bypassed): look again
 		}
 		r, err := f.reader(ctx, open)
 		s.mu.Unlock()

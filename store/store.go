@@ -449,6 +449,16 @@ func (s *Store) added(rel string, k kind, size int64, tag *TagEntry) {
 // forget removes an object from the index and the disk.
 func (s *Store) forget(rel string) {
 	s.mu.Lock()
+	err := s.forgetLocked(rel)
+	total := s.total
+	s.mu.Unlock()
+	s.forgotten(rel, total, err)
+}
+
+// forgetLocked is forget with s.mu held, but for the metric and the log
+// (forgotten). The file is removed under the lock: a file placed at rel
+// just after is never the one removed.
+func (s *Store) forgetLocked(rel string) error {
 	if o, ok := s.objects[rel]; ok {
 		s.total -= o.size
 		delete(s.objects, rel)
@@ -463,11 +473,10 @@ func (s *Store) forget(rel string) {
 			}
 		}
 	}
-	total := s.total
-	// Removed under the lock: a file placed at rel just after is never the
-	// one removed.
-	err := os.Remove(filepath.Join(s.dir, rel))
-	s.mu.Unlock()
+	return os.Remove(filepath.Join(s.dir, rel))
+}
+
+func (s *Store) forgotten(rel string, total int64, err error) {
 	s.metrics.usage.Set(float64(total))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		s.log.Warn("content store: cannot remove an object", zap.String("path", rel), zap.Error(err))
