@@ -374,3 +374,34 @@ func testutilEvictions(s *Store) float64 {
 	_ = s.metrics.evictions.Write(m)
 	return m.GetCounter().GetValue()
 }
+
+// TestRateLimitedUpstream: with the upstream answering 429, a stored image
+// pulls (its tag resolution stale), and one never stored gets the 429 with
+// its Retry-After, saying it is not in the content store.
+func TestRateLimitedUpstream(t *testing.T) {
+	w := newWorld(t)
+	w.push("acme/app", "v1", 1, 4<<10)
+	w.push("acme/other", "v1", 1, 1<<10)
+	w.mustPull("acme/app:v1")
+	w.restart()
+	// One request through first, so that the upstream client has pinged
+	// the registry (a 429 to the ping itself carries no Retry-After through
+	// ggcr's transport).
+	if resp, _, err := w.get("/v2/acme/other/tags/list"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("tags list: %v %v", resp, err)
+	}
+	w.counter.mu.Lock()
+	w.counter.limited = true
+	w.counter.mu.Unlock()
+	later := time.Now().Add(2 * w.tagTTL)
+	w.now = func() time.Time { return later }
+	w.mustPull("acme/app:v1")
+	resp, body, err := w.get("/v2/acme/other/manifests/v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "120" ||
+		!strings.Contains(string(body), "not in the content store") {
+		t.Fatalf("never stored, upstream rate limited: %d Retry-After %q %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+}

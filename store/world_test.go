@@ -44,8 +44,9 @@ type counter struct {
 	// hold, when not nil, is waited on by every blob GET before it is
 	// answered (to line up concurrent requests).
 	hold chan struct{}
-	// down makes every request fail with 503 as a broken upstream would.
-	down bool
+	// down makes every request fail with 503 as a broken upstream would;
+	// limited, with 429 and a Retry-After, as a rate-limited one.
+	down, limited bool
 	// hide, when set, answers 404 to the requests it matches (a blob a
 	// repository does not have).
 	hide func(*http.Request) bool
@@ -66,8 +67,13 @@ func (c *counter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if kind == "blob" && r.Method == http.MethodGet {
 		c.blobGets[r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:]]++
 	}
-	hold, down, hide := c.hold, c.down, c.hide
+	hold, down, hide, limited := c.hold, c.down, c.hide, c.limited
 	c.mu.Unlock()
+	if limited {
+		w.Header().Set("Retry-After", "120")
+		http.Error(w, `{"errors":[{"code":"TOOMANYREQUESTS","message":"pull rate limit"}]}`, http.StatusTooManyRequests)
+		return
+	}
 	if hide != nil && hide(r) {
 		http.Error(w, `{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown to registry"}]}`, http.StatusNotFound)
 		return
