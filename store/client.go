@@ -3,10 +3,12 @@ package store
 import (
 	"context"
 	"errors"
+	"io"
 	"strings"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/portcullis-dev/portcullis/oci"
@@ -94,7 +96,7 @@ func (c *Client) ManifestFor(ctx context.Context, repo oci.Repository, ref strin
 			}
 		}
 		return m, nil
-	case stored == nil && c.usableStaleErr(err):
+	case stored == nil && upstream.IsOutage(err):
 		// Not stored for this Accept set: one stored for another serves if
 		// its manifest is of a type this client accepts.
 		for _, other := range c.store.TagAny(repo, ref) {
@@ -141,7 +143,7 @@ func accepts(accept []string, mediaType string) bool {
 // with its Retry-After) says why nothing could be served.
 func notStored(err error, what string) error {
 	var ue *upstream.Error
-	if !errors.As(err, &ue) || !(upstream.IsOutage(err) || ue.Kind == upstream.Unavailable) {
+	if !errors.As(err, &ue) || !upstream.IsOutage(err) {
 		return err
 	}
 	e := *ue
@@ -183,7 +185,7 @@ func (c *Client) resolve(ctx context.Context, repo oci.Repository, tag string, a
 // or 401: the tag is gone, or access is), and for up to maxStale past the
 // tag's TTL (no limit when maxStale is 0).
 func (c *Client) usableStale(err error, seen, now time.Time) bool {
-	return c.usableStaleErr(err) && c.withinMaxStale(seen, now)
+	return upstream.IsOutage(err) && c.withinMaxStale(seen, now)
 }
 
 // KeepManifest records that the gate allowed m as an image of repo, asked
@@ -332,11 +334,8 @@ func (c *Client) stored(d v1.Hash) (*upstream.Blob, bool) {
 
 // countingBody counts the bytes read through it.
 type countingBody struct {
-	rc interface {
-		Read([]byte) (int, error)
-		Close() error
-	}
-	n interface{ Add(float64) }
+	rc io.ReadCloser
+	n  prometheus.Counter
 }
 
 func (b countingBody) Read(p []byte) (int, error) {

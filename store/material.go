@@ -274,7 +274,7 @@ func subjectOfTag(tag string) (v1.Hash, bool) {
 // offlineRecord returns the stored material record of subject in repo,
 // when err is an outage and the record is within maxStale.
 func (c *Client) offlineRecord(err error, repo oci.Repository, subject v1.Hash) (*materialRecord, bool) {
-	if !c.usableStaleErr(err) {
+	if !upstream.IsOutage(err) {
 		return nil, false
 	}
 	rec, ok := c.store.record(repo, subject)
@@ -451,12 +451,6 @@ func (s *Store) materialManifest(repo oci.Repository, d v1.Hash) (*oci.Manifest,
 	return s.readManifest(rel, d)
 }
 
-// usableStaleErr reports whether err is the upstream failing to answer
-// (not a 404, not a refusal of the proxy's credentials).
-func (c *Client) usableStaleErr(err error) bool {
-	var ue *upstream.Error
-	return upstream.IsOutage(err) || (errors.As(err, &ue) && ue.Kind == upstream.Unavailable)
-}
 
 // withinMaxStale reports whether something seen at seen may still stand
 // in for the upstream's answer.

@@ -84,6 +84,13 @@ func (s *Store) drop(repo oci.Repository, d v1.Hash) int {
 	manifest := path.Join(dir, "_manifests", d.Algorithm, d.Hex)
 	material := path.Join(dir, "_material", d.Algorithm, d.Hex) + "/"
 	s.mu.Lock()
+	if _, stored := s.objects[manifest]; !stored {
+		// Nothing of it was kept (a tag or material is only kept with its
+		// manifest): the common refusal costs one lookup, not a scan that a
+		// client repeating a refused pull could turn into load.
+		s.mu.Unlock()
+		return 0
+	}
 	var gone []string
 	for rel, o := range s.objects {
 		switch {

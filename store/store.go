@@ -389,19 +389,11 @@ func (s *Store) background(fn func()) {
 	}()
 }
 
-var hexLen = map[string]int{"sha256": 64, "sha512": 128}
-
+// validHex reports whether alg and hex name a digest (oci's one rule of
+// digest algorithms and lengths).
 func validHex(alg, hex string) bool {
-	n, ok := hexLen[alg]
-	if !ok || len(hex) != n {
-		return false
-	}
-	for _, c := range hex {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
+	_, err := oci.ParseDigest(alg + ":" + hex)
+	return err == nil
 }
 
 // lookup returns the object at rel and records its use.
