@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -403,5 +404,45 @@ func TestRateLimitedUpstream(t *testing.T) {
 	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "120" ||
 		!strings.Contains(string(body), "not in the content store") {
 		t.Fatalf("never stored, upstream rate limited: %d Retry-After %q %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+}
+
+// TestStoredBlobsAnswerRangesAndConditions: a stored blob answers a Range
+// (206 with those bytes), If-None-Match with its digest (304) and HEAD
+// from disk, with no upstream request.
+func TestStoredBlobsAnswerRangesAndConditions(t *testing.T) {
+	w := newWorld(t)
+	img := w.push("acme/app", "v1", 1, 8<<10)
+	w.mustPull("acme/app:v1")
+	ls, _ := img.Layers()
+	rc, _ := ls[0].Compressed()
+	want, _ := io.ReadAll(rc)
+	_ = rc.Close()
+	layer := layerDigests(t, img)[1]
+	w.counter.reset()
+	do := func(method string, hdr map[string]string) (*http.Response, []byte) {
+		req, _ := http.NewRequest(method, w.proxy.URL+"/v2/acme/app/blobs/"+layer.String(), nil)
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, b
+	}
+	if resp, b := do(http.MethodGet, map[string]string{"Range": "bytes=10-19"}); resp.StatusCode != http.StatusPartialContent || !bytes.Equal(b, want[10:20]) {
+		t.Fatalf("Range: %d, %d bytes", resp.StatusCode, len(b))
+	}
+	if resp, _ := do(http.MethodGet, map[string]string{"If-None-Match": `"` + layer.String() + `"`}); resp.StatusCode != http.StatusNotModified {
+		t.Fatalf("If-None-Match: %d", resp.StatusCode)
+	}
+	if resp, _ := do(http.MethodHead, nil); resp.StatusCode != http.StatusOK || resp.ContentLength != int64(len(want)) {
+		t.Fatalf("HEAD: %d, length %d", resp.StatusCode, resp.ContentLength)
+	}
+	if n := w.counter.total(); n != 0 {
+		t.Fatalf("%d upstream requests for a stored blob: %s", n, describe(w.counter))
 	}
 }
