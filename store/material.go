@@ -451,7 +451,6 @@ func (s *Store) materialManifest(repo oci.Repository, d v1.Hash) (*oci.Manifest,
 	return s.readManifest(rel, d)
 }
 
-
 // withinMaxStale reports whether something seen at seen may still stand
 // in for the upstream's answer.
 func (c *Client) withinMaxStale(seen, now time.Time) bool {
