@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/portcullis-dev/portcullis/oci"
 	"github.com/portcullis-dev/portcullis/policy"
 	"github.com/portcullis-dev/portcullis/verify"
 )
@@ -58,7 +59,11 @@ func (g *Gate) decide(ctx context.Context, snap *Snapshot, req *ManifestRequest,
 		s.Fresh = now.Add(g.o.denyTTL)
 		s.Expires = s.Fresh
 	}
-	g.audit(v, start, ev)
+	rq := oci.RequestFrom(ctx)
+	g.audit(rq, v, start, ev)
+	if !as.material() {
+		g.record(rq, req.Reference, v, resultOf(v), s.Fresh)
+	}
 	return s, nil
 }
 
@@ -188,10 +193,11 @@ func (g *Gate) check(ctx context.Context, snap *Snapshot, plan *policy.Plan, req
 
 // audit writes the decision's log line and metrics; ev is what verified
 // (the signing time and where the signature was found are logged).
-func (g *Gate) audit(v *Verdict, start time.Time, ev []*policy.Evidence) {
+func (g *Gate) audit(rq oci.Request, v *Verdict, start time.Time, ev []*policy.Evidence) {
 	d := g.o.now().Sub(start)
 	g.metrics.step("total", d)
 	fields := []zap.Field{
+		zap.String("requestId", rq.ID), zap.String("client", rq.Client),
 		zap.String("image", v.Image), zap.String("digest", v.Digest.String()),
 		zap.String("revision", v.Revision), zap.String("result", v.Decision.String()),
 		zap.String("cause", string(v.Cause)), zap.String("message", v.Message()), zap.Duration("duration", d),
@@ -209,14 +215,13 @@ func (g *Gate) audit(v *Verdict, start time.Time, ev []*policy.Evidence) {
 			fields = append(fields, zap.Time("signedAt", e.SigningTime), zap.String("signingTimeSource", e.TimeSource))
 		}
 	}
-	warned := v.Outcome.Warnings()
-	for _, w := range warned {
-		fields = append(fields, zap.Strings("warn."+w.Policy, w.Reasons))
+	if d := v.Detail(); len(d) > 0 {
+		fields = append(fields, violations(d))
 	}
-	switch {
-	case !v.Allowed():
+	switch resultOf(v) {
+	case ResultDeny:
 		g.o.logger.Warn("decision", fields...)
-	case len(warned) > 0:
+	case ResultWarn:
 		g.o.logger.Warn("decision: served despite warn-mode policy violations", fields...)
 	default:
 		g.o.logger.Info("decision", fields...)

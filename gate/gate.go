@@ -49,6 +49,7 @@ type options struct {
 	limits                                             verify.Limits
 	cacheEntries                                       int64
 	store                                              VerdictStore
+	decisions                                          *DecisionLog
 	logger                                             *zap.Logger
 	registerer                                         prometheus.Registerer
 	now                                                func() time.Time
@@ -113,6 +114,13 @@ func WithVerdictStore(s VerdictStore) Option {
 		o.store = s
 		return nil
 	}
+}
+
+// WithDecisionLog records every decision, every request served despite a
+// warn-mode violation, every blob refused and every decision that failed
+// in l (default: none).
+func WithDecisionLog(l *DecisionLog) Option {
+	return func(o *options) error { o.decisions = l; return nil }
 }
 
 // WithLogger sets the logger for the audit line of every decision
@@ -195,6 +203,14 @@ type ManifestRequest struct {
 // an image may still be signature material, when it names a subject or a
 // served referrers listing named it.
 func (g *Gate) Manifest(ctx context.Context, req *ManifestRequest) (*Verdict, error) {
+	v, err := g.manifest(ctx, req)
+	if _, material := signatureTagAs(req.Reference); !material && (v == nil || !v.material()) {
+		g.answered(ctx, req, v, err)
+	}
+	return v, err
+}
+
+func (g *Gate) manifest(ctx context.Context, req *ManifestRequest) (*Verdict, error) {
 	snap := g.snap.Load()
 	if as, ok := signatureTagAs(req.Reference); ok {
 		return g.verdict(ctx, snap, req, as)
@@ -205,7 +221,7 @@ func (g *Gate) Manifest(ctx context.Context, req *ManifestRequest) (*Verdict, er
 	if s, err := g.store.Get(ctx, judgeAs{}.key(snap.Revision, req.Repo, req.Digest), g.o.now()); err == nil && s != nil &&
 		s.Judgement.Decision == Allow && g.o.now().Before(s.Fresh) {
 		g.metrics.cacheLookup(true)
-		return g.verdictOf(req, s), nil
+		return g.verdictOf(req, s, false), nil
 	}
 	var material *Verdict
 	if subject, ok := subjectOf(req.Bytes); ok {
@@ -266,7 +282,8 @@ func (g *Gate) Blob(ctx context.Context, repo verify.Repository, d v1.Hash) (*Ve
 	}
 	v.Judgement = &Judgement{Decision: Deny, Cause: CauseNotReferenced, Revision: snap.Revision,
 		Why: fmt.Sprintf("refused: no manifest allowed in %s references this blob (pull the image by tag or digest first; its manifest is checked against the policy)", repo)}
-	g.metrics.verdict(string(CauseNotReferenced), v)
+	g.metrics.verdict(policyLabel(v), v)
+	g.record(oci.RequestFrom(ctx), "blob", v, ResultDeny, time.Time{})
 	return v, nil
 }
 
@@ -283,9 +300,10 @@ func (g *Gate) verdict(ctx context.Context, snap *Snapshot, req *ManifestRequest
 	}
 	if cached != nil && now.Before(cached.Fresh) && (cached.Judgement.Decision == Allow || !g.mayHaveParent(ctx, snap, req, as)) {
 		g.metrics.cacheLookup(true)
-		return g.verdictOf(req, cached), nil
+		return g.verdictOf(req, cached, false), nil
 	}
 	g.metrics.cacheLookup(false)
+	var mine atomic.Bool // this call's flight ran: its decision is logged already
 	ch := g.flight.DoChan(key, func() (any, error) {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.o.decisionTimeout)
 		defer cancel()
@@ -295,6 +313,7 @@ func (g *Gate) verdict(ctx context.Context, snap *Snapshot, req *ManifestRequest
 		if s, err := g.store.Get(dctx, key, g.o.now()); err == nil && s != nil && s != cached && g.o.now().Before(s.Fresh) {
 			return s, nil
 		}
+		mine.Store(true)
 		s, err := g.decide(dctx, snap, req, as, key)
 		if err != nil {
 			g.metrics.errors.Inc()
@@ -312,20 +331,26 @@ func (g *Gate) verdict(ctx context.Context, snap *Snapshot, req *ManifestRequest
 		return nil, ctx.Err()
 	case res := <-ch:
 		if res.Err == nil {
-			return g.verdictOf(req, res.Val.(*Stored)), nil
+			return g.verdictOf(req, res.Val.(*Stored), mine.Load()), nil
 		}
 		if cached != nil && cached.Judgement.Decision == Allow && now.Before(cached.Fresh.Add(g.o.staleIfError)) {
 			g.o.logger.Warn("decision failed: serving a stale allow verdict",
 				zap.String("image", req.Repo.String()), zap.String("digest", req.Digest.String()), zap.Error(res.Err))
 			g.metrics.stale.Inc()
-			return g.verdictOf(req, cached), nil
+			return g.verdictOf(req, cached, false), nil
 		}
 		return nil, res.Err
 	}
 }
 
-func (g *Gate) verdictOf(req *ManifestRequest, s *Stored) *Verdict {
-	return &Verdict{Image: req.Repo.String(), Digest: req.Digest, Judgement: s.Judgement}
+// verdictOf is the verdict of s for req; decided says this call made the
+// decision (which logged and recorded it).
+func (g *Gate) verdictOf(req *ManifestRequest, s *Stored, decided bool) *Verdict {
+	v := &Verdict{Image: req.Repo.String(), Digest: req.Digest, Judgement: s.Judgement, decided: decided}
+	if !v.Allowed() {
+		v.CachedFor = s.Fresh.Sub(g.o.now()).Round(time.Second)
+	}
+	return v
 }
 
 // mayHaveParent reports whether a cached image denial should yield to a

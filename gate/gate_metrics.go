@@ -15,6 +15,7 @@ type gateMetrics struct {
 	signatures prometheus.Counter
 	stale      prometheus.Counter
 	errors     prometheus.Counter
+	answers    map[Result]prometheus.Counter
 }
 
 func newGateMetrics(reg prometheus.Registerer) *gateMetrics {
@@ -45,8 +46,16 @@ func newGateMetrics(reg prometheus.Registerer) *gateMetrics {
 			Help: "Decisions that could not be made (upstream errors, timeouts): answered 503.",
 		}),
 	}
+	answers := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "portcullis", Name: "manifest_answers_total",
+		Help: "Manifest requests the gate answered as images, cache hits included, by result: allow, warn (served despite a warn-mode policy violation), deny, error (no decision: 503).",
+	}, []string{"result"})
+	m.answers = map[Result]prometheus.Counter{}
+	for _, r := range Results {
+		m.answers[r] = answers.WithLabelValues(string(r))
+	}
 	if reg != nil {
-		reg.MustRegister(m.verdicts, m.duration, m.cache, m.signatures, m.stale, m.errors)
+		reg.MustRegister(m.verdicts, m.duration, m.cache, m.signatures, m.stale, m.errors, answers)
 	}
 	return m
 }
@@ -64,9 +73,9 @@ func (m *gateMetrics) step(step string, d time.Duration) {
 }
 
 func (m *gateMetrics) verdict(policy string, v *Verdict) {
-	result := v.Decision.String()
-	if v.Allowed() && len(v.Outcome.Warnings()) > 0 {
-		result = "warn"
-	}
-	m.verdicts.WithLabelValues(policy, result).Inc()
+	m.verdicts.WithLabelValues(policy, string(resultOf(v))).Inc()
 }
+
+// answer counts one manifest answer (the series exist from the start, so
+// the hot path does no label lookup).
+func (m *gateMetrics) answer(r Result) { m.answers[r].Inc() }

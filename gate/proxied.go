@@ -19,7 +19,15 @@ import (
 // importing the other.
 type Refusal struct{ Verdict *Verdict }
 
-func (r *Refusal) Error() string { return r.Verdict.Message() }
+// Error is the verdict's message; a 403 ends with how to ask for the
+// reason later (containerd resolves tags with HEAD, whose errors have no
+// body: its users see only the status).
+func (r *Refusal) Error() string {
+	if r.Verdict.NotFound() {
+		return r.Verdict.Message()
+	}
+	return r.Verdict.Message() + "; to ask why: portcullis why " + r.Verdict.Image + "@" + r.Verdict.Digest.String()
+}
 
 // Refused returns the verdict's failures (nil when none) and whether the
 // refusal is "not signature material", answered as not found.

@@ -191,7 +191,11 @@ func (r *Reloader) Run(ctx context.Context, interval, tufInterval time.Duration,
 		case <-ctx.Done():
 			return
 		case <-hup:
-			r.log.Info("SIGHUP: reloading the policy")
+			n, err := r.gate.Purge(ctx, nil, true)
+			if err != nil {
+				r.log.Error("SIGHUP: cannot drop cached denials", zap.Error(err))
+			}
+			r.log.Info("SIGHUP: reloading the policy; cached denials dropped", zap.Int("denials", n))
 			r.Reload()
 		case <-t.C:
 			r.Reload()

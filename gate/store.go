@@ -75,6 +75,9 @@ type VerdictStore interface {
 	Put(ctx context.Context, v *Stored, now time.Time) error
 	// Granting lists the live verdicts of repo that grant d with kind.
 	Granting(ctx context.Context, repo verify.Repository, d v1.Hash, kind GrantKind, now time.Time) ([]*Stored, error)
+	// Purge drops every verdict drop selects, with its grants, and says
+	// how many it dropped.
+	Purge(ctx context.Context, drop func(*Stored) bool) (int, error)
 }
 
 // MemoryStore is the in-process VerdictStore: a least-recently-used list
@@ -178,6 +181,22 @@ func (m *MemoryStore) Granting(_ context.Context, repo verify.Repository, d v1.H
 		}
 	}
 	return out, nil
+}
+
+// Purge implements VerdictStore.
+func (m *MemoryStore) Purge(_ context.Context, drop func(*Stored) bool) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for el := m.lru.Front(); el != nil; {
+		next := el.Next()
+		if drop(el.Value.(*Stored)) {
+			m.remove(el)
+			n++
+		}
+		el = next
+	}
+	return n, nil
 }
 
 // Len is the number of verdicts held, and Cost their cost with grants.

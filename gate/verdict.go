@@ -3,6 +3,7 @@ package gate
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -48,6 +49,12 @@ type Verdict struct {
 	// MaxBytes bounds a blob allowed only as signature material (0: no
 	// bound beyond the digest).
 	MaxBytes int64
+	// CachedFor is, for a denial, how much longer it is reused without
+	// deciding again (a signature pushed meanwhile is seen after it).
+	CachedFor time.Duration
+	// decided says the call that returned the verdict made the decision
+	// (and so logged and recorded it).
+	decided bool
 	// Judgement is what was decided. Allow judgements are shared by every
 	// verdict they apply to (the same policy revision, outcome and signer),
 	// which keeps a cache of a million verdicts small.
@@ -72,7 +79,24 @@ type Judgement struct {
 
 // Message is one line: for a refusal, the image, the digest, the first
 // failing policy (or "no policy matches; default deny") and why.
-func (v *Verdict) Message() string { return v.Image + "@" + v.Digest.String() + " " + v.Why }
+// A denial says how long it is cached.
+func (v *Verdict) Message() string {
+	m := v.Image + "@" + v.Digest.String() + " " + v.Why
+	if !v.Allowed() && v.CachedFor > 0 {
+		m += fmt.Sprintf(" (cached for %s more)", v.CachedFor)
+	}
+	return m
+}
+
+// material reports whether the verdict judged signature material (not an
+// image).
+func (v *Verdict) material() bool {
+	switch v.Cause {
+	case CauseSignatureArtifact, CauseSubjectRefused, CauseNotMaterial:
+		return true
+	}
+	return false
+}
 
 // NotFound reports whether a refusal should read as "no such manifest"
 // (404): the manifest sits where signature material is kept, of a subject

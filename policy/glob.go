@@ -138,3 +138,32 @@ func matchSegment(pattern, s string) bool {
 	}
 	return p == len(pattern)
 }
+
+// ImagePattern is an image pattern as policies write them
+// ("registry/repository", "*" within a segment, "**" across segments),
+// for matching images outside a policy (the decision log's filter, a
+// verdict purge).
+type ImagePattern struct{ g *glob }
+
+// ParseImagePattern checks and compiles pattern.
+func ParseImagePattern(pattern string) (ImagePattern, error) {
+	g, err := compileGlob(pattern)
+	if err != nil {
+		return ImagePattern{}, err
+	}
+	return ImagePattern{g: g}, nil
+}
+
+// Match reports whether image ("registry/repository", normalised here)
+// matches the pattern.
+func (p ImagePattern) Match(image string) bool {
+	return p.g != nil && p.g.match(normalizeImage(image))
+}
+
+// String is the normalised pattern.
+func (p ImagePattern) String() string {
+	if p.g == nil {
+		return ""
+	}
+	return p.g.pattern
+}

@@ -13,6 +13,7 @@ import (
 // requestInfo collects what the handlers learn about a request, for the one
 // log line and the metrics written at the boundary.
 type requestInfo struct {
+	id                                 string // the request ID (X-Request-Id)
 	route, registry, repo, ref, digest string
 	err                                *regError
 }
@@ -164,6 +165,7 @@ func (p *Proxy) finish(rec *recorder, r *http.Request, info *requestInfo, start 
 	d := time.Since(start)
 	p.metrics.observeRequest(info.route, r.Method, status, rec.bytes, d)
 	fields := []zap.Field{
+		zap.String("requestId", info.id),
 		zap.String("method", logMethod(r.Method)),
 		zap.String("route", info.route),
 		zap.String("registry", info.registry),
@@ -186,6 +188,11 @@ func (p *Proxy) finish(rec *recorder, r *http.Request, info *requestInfo, start 
 		p.log.Warn("request aborted", fields...)
 	case status >= 500:
 		p.log.Warn("request", fields...)
+	case info.route == routeBlob && status < 400:
+		// A pull makes one blob request per layer: at info they would
+		// drown the manifest lines, which are the ones that say what
+		// was decided.
+		p.log.Debug("request", fields...)
 	default:
 		p.log.Info("request", fields...)
 	}

@@ -159,7 +159,9 @@ func New(up Upstream, opts ...Option) (*Proxy, error) {
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := newRecorder(w, p.clientIdle)
-	info := &requestInfo{route: routeUnknown}
+	id := requestID(r)
+	info := &requestInfo{route: routeUnknown, id: id}
+	r = r.WithContext(oci.WithRequest(r.Context(), oci.Request{ID: id, Client: r.RemoteAddr}))
 	defer func() {
 		v := recover()
 		p.finish(rec, r, info, start, v != nil)
@@ -170,6 +172,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 
 	rec.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	rec.Header().Set(requestIDHeader, id)
 	if err := p.dispatch(rec, r, info); err != nil {
 		re := asRegError(err, info.route)
 		info.err = re

@@ -1,0 +1,228 @@
+package gate
+
+import (
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/portcullis-dev/portcullis/oci"
+	"github.com/portcullis-dev/portcullis/policy"
+)
+
+// Result is the word for what happened to a request, the same in log
+// lines, metric labels and decision records.
+type Result string
+
+// Results (a fixed set: a metric label).
+const (
+	ResultAllow Result = "allow" // served: every matched policy passed
+	ResultWarn  Result = "warn"  // served despite a warn-mode policy's violation
+	ResultDeny  Result = "deny"  // refused (403)
+	ResultError Result = "error" // no decision could be made (503)
+)
+
+// Results lists every Result, for pre-initialised metric series.
+var Results = []Result{ResultAllow, ResultWarn, ResultDeny, ResultError}
+
+// resultOf is the Result word of a verdict.
+func resultOf(v *Verdict) Result {
+	switch {
+	case !v.Allowed():
+		return ResultDeny
+	case len(v.Outcome.Warnings()) > 0:
+		return ResultWarn
+	}
+	return ResultAllow
+}
+
+// Record is one entry of the decision log: a decision the gate made, a
+// request served despite a warn-mode violation, a blob refused, or a
+// decision that could not be made.
+type Record struct {
+	Time      time.Time `json:"time"`
+	Image     string    `json:"image"` // registry/repository
+	Digest    string    `json:"digest,omitempty"`
+	Reference string    `json:"reference,omitempty"` // the tag or digest asked for ("blob" for a blob)
+	Client    string    `json:"client,omitempty"`
+	RequestID string    `json:"requestId,omitempty"`
+	Result    Result    `json:"result"`
+	// Policy is the policy the result is counted under: the first failing
+	// one, else the first matched one, else a pseudo-policy naming the
+	// cause (see policyLabel).
+	Policy string `json:"policy,omitempty"`
+	// Violations are the failing policies with their reasons (warn-mode
+	// ones too).
+	Violations []FailureDetail `json:"violations,omitempty"`
+	// Identity is who or which key passed.
+	Identity string `json:"identity,omitempty"`
+	Message  string `json:"message"`
+	Revision string `json:"revision,omitempty"`
+	// CachedUntil is until when a denial is reused without deciding again.
+	CachedUntil time.Time `json:"cachedUntil,omitzero"`
+}
+
+// DecisionLog keeps the latest decisions, bounded: a ring of the last n
+// records. It is what `portcullis why` and the admin listener's
+// /decisions read. Safe for concurrent use.
+type DecisionLog struct {
+	mu   sync.Mutex
+	ring []Record
+	next int  // where the next record goes
+	full bool // the ring has wrapped
+}
+
+// DefaultDecisionLogEntries is the decision log's default size.
+const DefaultDecisionLogEntries = 10_000
+
+// NewDecisionLog returns a log of the last n records (n > 0).
+func NewDecisionLog(n int) *DecisionLog {
+	return &DecisionLog{ring: make([]Record, max(n, 1))}
+}
+
+// Add records r.
+func (l *DecisionLog) Add(r Record) {
+	l.mu.Lock()
+	l.ring[l.next] = r
+	l.next++
+	if l.next == len(l.ring) {
+		l.next, l.full = 0, true
+	}
+	l.mu.Unlock()
+}
+
+// Filter selects records; zero fields select everything.
+type Filter struct {
+	Image  *policy.ImagePattern // the record's image matches
+	Digest string               // the record is about this digest
+	Result Result
+	Since  time.Time // recorded at or after
+	Limit  int       // at most this many, the newest (0: no limit)
+}
+
+func (f Filter) match(r *Record) bool {
+	return (f.Image == nil || f.Image.Match(r.Image)) &&
+		(f.Digest == "" || r.Digest == f.Digest) &&
+		(f.Result == "" || r.Result == f.Result) &&
+		!r.Time.Before(f.Since)
+}
+
+// Query returns the records f selects, newest first.
+func (l *DecisionLog) Query(f Filter) []Record {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := []Record{}
+	n := l.next
+	if l.full {
+		n = len(l.ring)
+	}
+	for i := range n {
+		r := &l.ring[(l.next-1-i+len(l.ring))%len(l.ring)]
+		if f.match(r) {
+			out = append(out, *r)
+			if f.Limit > 0 && len(out) == f.Limit {
+				break
+			}
+		}
+	}
+	return out
+}
+
+// SummaryRow aggregates the records of one image under one policy.
+type SummaryRow struct {
+	Image  string    `json:"image"`
+	Policy string    `json:"policy"`
+	Result Result    `json:"result"`
+	Count  int       `json:"count"`
+	First  time.Time `json:"first"`
+	Last   time.Time `json:"last"`
+	// Digests are the distinct digests seen (at most maxSummaryDigests).
+	Digests []string `json:"digests"`
+	// Reasons are the distinct reasons of the latest record.
+	Reasons []string `json:"reasons,omitempty"`
+}
+
+// maxSummaryDigests bounds the digests listed per summary row.
+const maxSummaryDigests = 10
+
+// Summary aggregates the records f selects by image, policy and result
+// (what an admin reads before switching a warn-mode policy to enforce),
+// the most frequent first. f.Limit bounds the rows.
+func (l *DecisionLog) Summary(f Filter) []SummaryRow {
+	limit := f.Limit
+	f.Limit = 0
+	type key struct {
+		image, policy string
+		result        Result
+	}
+	rows := map[key]*SummaryRow{}
+	var order []key
+	for _, r := range l.Query(f) { // newest first
+		for _, pol := range recordPolicies(&r) {
+			k := key{r.Image, pol, r.Result}
+			row := rows[k]
+			if row == nil {
+				row = &SummaryRow{Image: r.Image, Policy: pol, Result: r.Result, Last: r.Time, Reasons: reasonsOf(&r, pol)}
+				rows[k] = row
+				order = append(order, k)
+			}
+			row.Count++
+			row.First = r.Time
+			if r.Digest != "" && !slices.Contains(row.Digests, r.Digest) && len(row.Digests) < maxSummaryDigests {
+				row.Digests = append(row.Digests, r.Digest)
+			}
+		}
+	}
+	out := make([]SummaryRow, 0, len(order))
+	for _, k := range order {
+		out = append(out, *rows[k])
+	}
+	slices.SortStableFunc(out, func(a, b SummaryRow) int { return b.Count - a.Count })
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out
+}
+
+// recordPolicies are the policies a record is summarised under: each
+// violated one (a warn record names every warn-mode policy it violated),
+// else the one it is counted under.
+func recordPolicies(r *Record) []string {
+	var out []string
+	for _, v := range r.Violations {
+		if r.Result != ResultWarn || v.Mode == policy.Warn.String() {
+			out = append(out, v.Policy)
+		}
+	}
+	if len(out) == 0 {
+		out = []string{r.Policy}
+	}
+	return out
+}
+
+func reasonsOf(r *Record, pol string) []string {
+	for _, v := range r.Violations {
+		if v.Policy == pol {
+			return v.Reasons
+		}
+	}
+	return nil
+}
+
+// record adds a record of v, for the request in ctx's oci.Request, to the
+// decision log (if the gate keeps one).
+func (g *Gate) record(req oci.Request, reference string, v *Verdict, result Result, cachedUntil time.Time) {
+	if g.o.decisions == nil {
+		return
+	}
+	r := Record{
+		Time: g.o.now(), Image: v.Image, Digest: v.Digest.String(), Reference: reference,
+		Client: req.Client, RequestID: req.ID, Result: result, Message: v.Message(),
+	}
+	if v.Judgement != nil {
+		r.Policy, r.Violations, r.Identity, r.Revision = policyLabel(v), v.Detail(), v.Identity, v.Revision
+	}
+	if result == ResultDeny {
+		r.CachedUntil = cachedUntil
+	}
+	g.o.decisions.Add(r)
+}
