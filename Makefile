@@ -130,8 +130,11 @@ soak-short:
 soak:
 	PORTCULLIS_SOAK=10m $(GO) test -tags soak -count=1 -v -timeout 20m ./test/soak/ | grep -v -e '^=== RUN'
 
+# -buildvcs=true: `portcullis version` names the commit and its time (a
+# machine may set GOFLAGS=-buildvcs=false); no build date, so that a commit
+# always builds the same binary.
 build:
-	$(GO) build -o bin/portcullis ./cmd/portcullis
+	$(GO) build -buildvcs=true -o bin/portcullis ./cmd/portcullis
 
 clean:
 	rm -rf bin .tools

@@ -95,6 +95,7 @@ type Reloader struct {
 	log      *zap.Logger
 	failures prometheus.Counter
 	reloads  prometheus.Counter
+	ok       prometheus.Gauge
 	problem  atomic.Pointer[string] // the current reload failure, nil when healthy
 }
 
@@ -112,8 +113,13 @@ func NewReloader(path string, builder *Loader, g *Gate, log *zap.Logger, reg pro
 			Namespace: "portcullis", Name: "policy_reloads_total",
 			Help: "Policy reloads that put a new revision in force.",
 		}),
+		ok: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "portcullis", Name: "policy_ok",
+			Help: "1 when the policy in force is the policy file's, 0 while a broken file is kept out (the last good policy stays in force).",
+		}),
 	}
-	reg.MustRegister(r.failures, r.reloads)
+	r.ok.Set(1)
+	reg.MustRegister(r.failures, r.reloads, r.ok)
 	return r
 }
 
@@ -132,6 +138,7 @@ func (r *Reloader) Reload() {
 	if err != nil {
 		msg := fmt.Sprintf("policy reload failed, the last good policy (revision %s) stays in force: %v",
 			short(r.gate.Snapshot().Revision), err)
+		r.ok.Set(0)
 		if prev := r.problem.Swap(&msg); prev == nil || *prev != msg {
 			r.failures.Inc()
 			r.log.Error("policy reload failed", zap.String("policyFile", r.path), zap.Error(err))
@@ -144,7 +151,15 @@ func (r *Reloader) Reload() {
 	LogSnapshot(r.log, "policy reloaded", r.path, snap)
 }
 
-func (r *Reloader) healthy() { r.problem.Store(nil) }
+// healthy records that the policy in force is the file's, and logs the
+// recovery when a reload had failed.
+func (r *Reloader) healthy() {
+	if prev := r.problem.Swap(nil); prev != nil {
+		r.log.Info("policy reload recovered: the policy file loads again", zap.String("policyFile", r.path),
+			zap.String("revision", short(r.gate.Snapshot().Revision)))
+	}
+	r.ok.Set(1)
+}
 
 // Degraded is why the policy in force is not the file's (the last reload
 // failed), or "" (what /readyz reports).

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/portcullis-dev/portcullis/upstream"
 )
@@ -26,8 +27,12 @@ func TestPolicyReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := NewReloader(path, builder, g, zap.NewNop(), prometheus.NewRegistry())
+	core, logs := observer.New(zap.InfoLevel)
+	r := NewReloader(path, builder, g, zap.New(core), prometheus.NewRegistry())
 	first := g.Snapshot().Revision
+	if testutil.ToFloat64(r.ok) != 1 {
+		t.Fatal("portcullis_policy_ok is not 1 at start")
+	}
 
 	r.Reload() // unchanged
 	if g.Snapshot().Revision != first || r.Degraded() != "" || testutil.ToFloat64(r.reloads) != 0 {
@@ -45,13 +50,16 @@ func TestPolicyReload(t *testing.T) {
 	if g.Snapshot().Revision != second {
 		t.Fatal("a broken file replaced the last good policy")
 	}
-	if !strings.Contains(r.Degraded(), "imagez") || testutil.ToFloat64(r.failures) != 1 {
-		t.Fatalf("degraded %q, failures %v", r.Degraded(), testutil.ToFloat64(r.failures))
+	if !strings.Contains(r.Degraded(), "imagez") || testutil.ToFloat64(r.failures) != 1 || testutil.ToFloat64(r.ok) != 0 {
+		t.Fatalf("degraded %q, failures %v, policy_ok %v", r.Degraded(), testutil.ToFloat64(r.failures), testutil.ToFloat64(r.ok))
 	}
 	writeTestFile(t, dir, "policy.yaml", "policies:\n  - name: b\n    images: [\"r.example/**\"]\n    allow: unsigned\n")
 	r.Reload()
-	if r.Degraded() != "" {
+	if r.Degraded() != "" || testutil.ToFloat64(r.ok) != 1 {
 		t.Fatal("still degraded after the file was fixed")
+	}
+	if n := logs.FilterMessageSnippet("recovered").Len(); n != 1 {
+		t.Errorf("%d log lines say the reload recovered, want 1", n)
 	}
 }
 

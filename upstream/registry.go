@@ -23,6 +23,11 @@ import (
 	"github.com/portcullis-dev/portcullis/oci"
 )
 
+// UserAgent is the product token at the head of the User-Agent header sent
+// upstream, before go-containerregistry's own. Package main sets it to
+// "portcullis/VERSION" at start-up, before any Client is made.
+var UserAgent = "portcullis"
+
 // registry is the Client's live handle on one Config: one token-aware
 // transport per repository (ggcr's bearer transport, which keeps the token
 // of that scope and refreshes it on 401), all on one hostGuard that lets
@@ -104,7 +109,7 @@ func newRegistry(u Config, timeout time.Duration) (*registry, error) {
 		endpoint:    &url.URL{Scheme: u.Endpoint.Scheme, Host: u.Endpoint.Host},
 		reg:         reg,
 		auth:        auth,
-		base:        transport.NewUserAgent(guard, "portcullis"),
+		base:        transport.NewUserAgent(guard, UserAgent),
 		guard:       guard,
 		timeout:     timeout,
 		transports:  cache,

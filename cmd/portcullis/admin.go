@@ -24,11 +24,15 @@ import (
 // configured, but answers that line instead of "ready".
 //
 // With a content store (cache not nil) it also serves the cache
-// endpoints the "portcullis cache" subcommands call with --admin.
-func adminHandler(reg *prometheus.Registry, ready *atomic.Bool, status func() string, cache *cacheAdmin) http.Handler {
+// endpoints the "portcullis cache" subcommands call with --admin; with a
+// gate (decisions not nil), the decision log and verdict purges.
+func adminHandler(reg *prometheus.Registry, ready *atomic.Bool, status func() string, cache *cacheAdmin, decisions *decisionsAdmin) http.Handler {
 	mux := http.NewServeMux()
 	if cache != nil {
 		cache.routes(mux)
+	}
+	if decisions != nil {
+		decisions.routes(mux)
 	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {

@@ -16,12 +16,17 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/spf13/cobra"
 )
 
 // cacheCmd runs "portcullis cache args..." and returns its output and error.
 func cacheCmd(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	cmd := newCacheCmd()
+	return execute(newCacheCmd(), args...)
+}
+
+// execute runs cmd with args and returns its output and error.
+func execute(cmd *cobra.Command, args ...string) (string, error) {
 	var out bytes.Buffer
 	cmd.SetOut(&out)
 	cmd.SetErr(&out)

@@ -41,6 +41,7 @@ Nothing leaves the machine. Stop it with Ctrl-C.`,
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:5050", "address of the demo proxy")
+	addLogLevelFlag(cmd)
 	return cmd
 }
 

@@ -40,6 +40,7 @@ func newServeCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&configPath, "config", "", "path of the YAML config file (required)")
 	cmd.Flags().StringVar(&logFormat, "log-format", "json", "log format: json or console")
+	addLogLevelFlag(cmd)
 	_ = cmd.MarkFlagRequired("config")
 	return cmd
 }
@@ -56,6 +57,7 @@ func serve(ctx context.Context, configPath, logFormat string) error {
 	if err != nil {
 		return usageError(err)
 	}
+	setLogLevel(cfg.LogLevel)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	builder := &gate.Loader{}
@@ -101,7 +103,11 @@ func serve(ctx context.Context, configPath, logFormat string) error {
 				return warm(ctx, addr, image, cfg.DefaultRegistry, w.up.Has, progress)
 			}}
 	}
-	admin := &http.Server{Handler: adminHandler(reg, &ready, status, cache), ReadHeaderTimeout: 10 * time.Second}
+	var decisions *decisionsAdmin
+	if w.gate != nil {
+		decisions = &decisionsAdmin{log: w.decisions, gate: w.gate, zap: log.Named("admin")}
+	}
+	admin := &http.Server{Handler: adminHandler(reg, &ready, status, cache, decisions), ReadHeaderTimeout: 10 * time.Second}
 
 	adminLn, err := net.Listen("tcp", cfg.AdminListen)
 	if err != nil {
@@ -128,7 +134,19 @@ func serve(ctx context.Context, configPath, logFormat string) error {
 	case err := <-errc:
 		return fmt.Errorf("server stopped: %w", err)
 	}
+	// Drain: /readyz says 503 at once, and the listeners keep serving for
+	// shutdownDelay, so that load balancers and Kubernetes endpoints stop
+	// sending pulls here before the listeners close.
 	ready.Store(false)
+	srv.SetKeepAlivesEnabled(false) // each answer now says "Connection: close": clients reconnect, through the balancer, elsewhere
+	if cfg.ShutdownDelay > 0 {
+		log.Info("shutting down: not ready; serving for shutdownDelay while load balancers drain", zap.Duration("shutdownDelay", cfg.ShutdownDelay))
+		select {
+		case <-time.After(cfg.ShutdownDelay):
+		case err := <-errc:
+			return fmt.Errorf("server stopped: %w", err)
+		}
+	}
 	log.Info("shutting down: finishing in-flight requests", zap.Duration("deadline", cfg.ShutdownTimeout))
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
@@ -162,7 +180,9 @@ type wiring struct {
 	up    *upstream.Client
 	store *store.Store // nil without "cache"
 	gate  *gate.Gate
-	proxy *proxy.Proxy
+	// decisions is the gate's decision log (nil without a gate).
+	decisions *gate.DecisionLog
+	proxy     *proxy.Proxy
 }
 
 // close releases what wire opened (the content store's directory).
@@ -210,7 +230,9 @@ func wire(cfg *config.Config, builder *gate.Loader, log *zap.Logger, reg *promet
 			w.close()
 			return nil, usageError(fmt.Errorf("policyFile: %w", err))
 		}
+		w.decisions = gate.NewDecisionLog(int(cfg.DecisionLog.Entries))
 		gopts := []gate.Option{
+			gate.WithDecisionLog(w.decisions),
 			gate.WithVerdictTTL(cfg.VerdictTTL), gate.WithDenyTTL(cfg.DenyTTL),
 			gate.WithStaleIfError(cfg.VerdictStaleIfError), gate.WithDecisionTimeout(cfg.DecisionTimeout),
 			gate.WithLimits(verify.Limits{MaxSignatures: cfg.MaxSignatures}),

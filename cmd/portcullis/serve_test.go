@@ -65,6 +65,9 @@ func startServe(t *testing.T, configYAML string) *running {
 	t.Helper()
 	dir := t.TempDir()
 	r := &running{addr: freeAddr(t), admin: freeAddr(t), done: make(chan error, 1)}
+	if !strings.Contains(configYAML, "shutdownDelay:") {
+		configYAML = "shutdownDelay: 0s\n" + configYAML // tests stop at once unless they test the delay
+	}
 	cfg := writeFile(t, dir, "config.yaml", fmt.Sprintf("listen: %s\nadminListen: %s\n%s", r.addr, r.admin, configYAML))
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
@@ -341,5 +344,51 @@ func TestUpstreamsFollowHosts(t *testing.T) {
 	}
 	if got := strings.Join(ups[0].FollowHosts, ","); got != "storage.example,*.blob.example:8443" {
 		t.Fatalf("FollowHosts = %q", got)
+	}
+}
+
+// TestShutdownDelay: on SIGTERM /readyz turns 503 at once, a new
+// connection is still served (told to close) for shutdownDelay, a pull in
+// flight finishes, and then the listeners close.
+func TestShutdownDelay(t *testing.T) {
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	up := httptest.NewServer(reg)
+	defer up.Close()
+	const delay = 700 * time.Millisecond
+	r := startServe(t, fmt.Sprintf("shutdownDelay: %s\nupstreams:\n  - registry: registry.example\n    endpoint: %s\n    insecure: true\nunverified: true\n", delay, up.URL))
+	stopped := time.Now()
+	r.cancel()
+	deadline := time.Now().Add(delay / 2)
+	for {
+		resp, err := http.Get("http://" + r.admin + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusServiceUnavailable {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz not 503 within %v of SIGTERM", delay/2)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: false}}
+	resp, err := c.Get("http://" + r.addr + "/v2/")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("a new connection during shutdownDelay: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if !resp.Close {
+		t.Error("an answer during shutdownDelay does not say Connection: close")
+	}
+	if err := <-r.done; err != nil {
+		t.Fatalf("serve returned %v", err)
+	}
+	r.done <- nil // for Cleanup
+	if took := time.Since(stopped); took < delay {
+		t.Errorf("listeners closed %v after SIGTERM, before shutdownDelay %v", took, delay)
+	}
+	if _, err := http.Get("http://" + r.addr + "/v2/"); err == nil {
+		t.Fatal("still serving after shutdownDelay")
 	}
 }

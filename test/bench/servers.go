@@ -307,6 +307,7 @@ func (b *bench) startPortcullis(ctx context.Context, phase, endpoint string, sto
 	cfgPath := b.path("portcullis-" + phase + ".yml")
 	cfg := fmt.Sprintf(`listen: %s
 adminListen: %s
+shutdownDelay: 0s
 upstreams:
   - registry: %s
     endpoint: %s

@@ -302,7 +302,7 @@ func startCosignProxy(t *testing.T, e *env, pub string, upstreams map[string]str
 		t.Fatal(err)
 	}
 	var cfg strings.Builder
-	fmt.Fprintf(&cfg, "listen: %s\nadminListen: %s\nupstreams:\n", addr, admin)
+	fmt.Fprintf(&cfg, "listen: %s\nadminListen: %s\nshutdownDelay: 0s\nupstreams:\n", addr, admin)
 	for _, reg := range []string{"registry.example", "referrers.example"} {
 		if up, ok := upstreams[reg]; ok {
 			fmt.Fprintf(&cfg, "  - registry: %s\n    endpoint: http://%s\n    insecure: true\n", reg, up)

@@ -153,6 +153,19 @@ func TestGatedContainerd(t *testing.T) {
 		t.Errorf("ctr images ls lists refused %s (digest %s)", appImage, got)
 	}
 	wantUnsignedAudit(t, p, unsigned)
+
+	// ctr printed a bare 403 (containerd resolves the tag with HEAD, whose
+	// errors have no body): the operator asks the proxy why.
+	why := runCmd(t.Context(), nil, e.binary, "why", "--admin", "http://"+p.adminAddr, appImage)
+	t.Logf("portcullis why %s:\n%s%s", appImage, why.stdout, why.stderr)
+	if code := exitCode(why.err); code != 1 {
+		t.Errorf("portcullis why %s: exit %d (%v), want 1 (refused)", appImage, code, why.err)
+	}
+	for _, want := range []string{unsigned.digest.String(), "REFUSED", `refused by policy "acme-release"`, "no signatures found", "client:"} {
+		if !strings.Contains(why.stdout, want) {
+			t.Errorf("portcullis why %s does not say %q", appImage, want)
+		}
+	}
 }
 
 // ctrImageDigest is the digest `ctr images ls` lists for ref, or "".

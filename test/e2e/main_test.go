@@ -316,6 +316,7 @@ func (e *env) writeProxyConfig(dir, extra string) (cfgPath, addr, admin string, 
 	}
 	cfg := fmt.Sprintf(`listen: %s
 adminListen: %s
+shutdownDelay: 0s
 upstreams:
   - registry: registry.example
     endpoint: http://%s

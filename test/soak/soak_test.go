@@ -165,6 +165,7 @@ func start(t *testing.T) *soak {
 	}
 	write(t, dir, "config.yaml", fmt.Sprintf(`listen: %s
 adminListen: %s
+shutdownDelay: 0s
 policyFile: policy.yaml
 defaultRegistry: registry.soak
 upstreams:

@@ -73,6 +73,18 @@ type Config struct {
 	// YAML "shutdownTimeout"; default 30s; > 0.
 	ShutdownTimeout time.Duration
 
+	// ShutdownDelay is how long after SIGTERM the listeners stay open,
+	// with /readyz answering 503, before in-flight requests are finished
+	// and the listeners closed: load balancers and Kubernetes endpoints
+	// stop sending new pulls meanwhile.
+	// YAML "shutdownDelay"; default 5s; >= 0.
+	ShutdownDelay time.Duration
+
+	// LogLevel is the least severe level logged: one of [LogLevels]. The
+	// --log-level flag, when given, overrides it.
+	// YAML "logLevel"; default "info".
+	LogLevel string
+
 	// PolicyFile is the absolute path of the verification policy file; this
 	// package only checks that it is readable. Loading fails when it is
 	// unset and Unverified is false.
@@ -132,6 +144,18 @@ type Config struct {
 	// go on while it is down.
 	// YAML "cache"; default nil (memory caches only).
 	Cache *Cache
+
+	// DecisionLog is the record of recent decisions the admin listener
+	// serves (/decisions) and `portcullis why` reads.
+	// YAML "decisionLog".
+	DecisionLog DecisionLog
+}
+
+// DecisionLog sizes the decision log. YAML "decisionLog".
+type DecisionLog struct {
+	// Entries is how many of the latest records are kept.
+	// YAML "entries"; default 10000; >= 1.
+	Entries int64
 }
 
 // Cache configures the content store. YAML "cache".
@@ -264,6 +288,9 @@ func (a Auth) Format(f fmt.State, verb rune) {
 	_, _ = io.WriteString(f, a.String())
 }
 
+// LogLevels are the values of [Config.LogLevel], least severe first.
+var LogLevels = []string{"debug", "info", "warn", "error"}
+
 // unsetDuration marks a duration the file did not give (decoded values
 // are never negative).
 const unsetDuration = -1
@@ -282,6 +309,8 @@ func defaults() *Config {
 		ManifestCacheBytes:  64 << 20,
 		UpstreamTimeout:     30 * time.Second,
 		ShutdownTimeout:     30 * time.Second,
+		ShutdownDelay:       5 * time.Second,
+		LogLevel:            "info",
 		VerdictTTL:          10 * time.Minute,
 		DenyTTL:             30 * time.Second,
 		TagStaleIfError:     unsetDuration,
@@ -290,5 +319,6 @@ func defaults() *Config {
 		VerdictCacheEntries: 1_000_000,
 		MaxSignatures:       32,
 		DecisionTimeout:     10 * time.Second,
+		DecisionLog:         DecisionLog{Entries: 10_000},
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -58,6 +59,21 @@ func checkAddress(s string) error {
 		return fmt.Errorf("port %s is not a number from 0 to 65535", yamlfile.Quote(port))
 	}
 	return nil
+}
+
+// oneOf decodes a string that must be one of values.
+func oneOf(p *string, values []string) yamlfile.DecodeFunc {
+	return func(d *yamlfile.Decoder, path string, n *yaml.Node) {
+		want := "one of " + strings.Join(values, ", ")
+		s, ok := d.Scalar(path, n, want)
+		switch {
+		case !ok:
+		case !slices.Contains(values, s):
+			d.ErrorAt(n.Line, path, "want %s, got %s", want, yamlfile.Quote(s))
+		default:
+			*p = s
+		}
+	}
 }
 
 // endpoint decodes an upstream endpoint URL.

@@ -16,7 +16,10 @@
 //	config.yaml:3: unknown field "listne" (did you mean "listen"?)
 //	config.yaml:7: upstreams[0].endpoint: scheme "ftp" not supported (want http or https)
 //
-// so an administrator can fix the whole file in one go.
+// so an administrator can fix the whole file in one go. [Lint], behind
+// "portcullis config lint", returns the same problems as a list, but
+// reports a named file that is missing as a warning unless asked to be
+// strict, as a config is often checked away from the machine it serves on.
 //
 // This package is not the policy format (it only locates the policy file),
 // and it does not open listeners, parse certificates or keys, watch or reload

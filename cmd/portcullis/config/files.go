@@ -1,8 +1,10 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -44,8 +46,10 @@ func fileSettings(c *Config) []fileSetting {
 }
 
 // checkFiles makes every file setting of c absolute, relative to dir,
-// checks that each names a readable regular file, and reads passwords.
-func checkFiles(c *Config, dir string, r *yamlfile.Report) {
+// checks that each names a readable regular file, and reads passwords. A
+// file that does not exist or that this user may not read is reported with
+// severity absent (Warning for [Lint]); other problems are errors.
+func checkFiles(c *Config, dir string, r *yamlfile.Report, absent yamlfile.Severity) {
 	for _, f := range fileSettings(c) {
 		if *f.file == "" {
 			continue // not set, or empty and reported as such
@@ -57,7 +61,11 @@ func checkFiles(c *Config, dir string, r *yamlfile.Report) {
 		} else {
 			err = checkReadable(*f.file)
 		}
-		if err != nil {
+		switch {
+		case err == nil:
+		case absent == yamlfile.Warning && (errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission)):
+			r.Warnf(f.path, "%v (not checked here: it must be readable where portcullis runs)", err)
+		default:
 			r.Errorf(f.path, "%v", err)
 		}
 	}

@@ -42,26 +42,82 @@ func Load(path string) (*Config, error) {
 // Parse does no I/O but on the files the config names: it checks that they
 // are readable and reads the password files.
 func Parse(data []byte, filename, dir string) (*Config, error) {
+	c, r, err := parse(data, filename, dir, yamlfile.Error)
+	if err != nil {
+		return nil, err
+	}
+	if err := problemsError(r); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Lint returns every problem of the config file at path, errors and
+// warnings, sorted by line, with the Config as far as it was decoded (nil
+// when the file cannot be read or holds no mapping). Unlike [Load], a file
+// the config names that does not exist or that this user may not read is
+// a Warning, unless strict: a config is often checked away from the
+// machine that holds its keys and secrets. With strict, the errors are
+// Load's.
+func Lint(path string, strict bool) (*Config, []yamlfile.Problem) {
+	fail := func(err error) (*Config, []yamlfile.Problem) {
+		return nil, []yamlfile.Problem{{File: path, Message: err.Error(), Severity: yamlfile.Error}}
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return fail(fmt.Errorf("config file %s: %w", path, err))
+	}
+	data, err := os.ReadFile(abs)
+	if err != nil {
+		return fail(fmt.Errorf("read config file: %w", err))
+	}
+	absent := yamlfile.Warning
+	if strict {
+		absent = yamlfile.Error
+	}
+	c, r, err := parse(data, path, filepath.Dir(abs), absent)
+	if err != nil {
+		return fail(err)
+	}
+	if c != nil {
+		c.Path = abs
+	}
+	return c, r.Problems()
+}
+
+// Keys returns the top-level keys of a config file, such as "listen" and
+// "upstreams".
+func Keys() []string {
+	fields := configFields(defaults())
+	keys := make([]string, len(fields))
+	for i, f := range fields {
+		keys[i] = f.Key
+	}
+	return keys
+}
+
+// parse decodes and validates data into a Config and the report of its
+// problems; the Config is nil when data holds no mapping. A file setting
+// naming a file that is absent, or unreadable by this user, is reported
+// with severity absent.
+func parse(data []byte, filename, dir string, absent yamlfile.Severity) (*Config, *yamlfile.Report, error) {
 	if filename == "" {
 		filename = "config"
 	}
 	dir, err := filepath.Abs(dir)
 	if err != nil {
-		return nil, fmt.Errorf("%s: resolve directory of relative paths: %w", filename, err)
+		return nil, nil, fmt.Errorf("%s: resolve directory of relative paths: %w", filename, err)
 	}
 	r := yamlfile.NewReport(filename, 0)
 	root := yamlfile.TopLevel(data, r, configFormat)
 	if root == nil {
-		return nil, problemsError(r)
+		return nil, r, nil
 	}
 	c := defaults()
 	seen := yamlfile.NewDecoder(r, 0).Mapping("", root, configFields(c))
 	checkVerification(c, seen, root.Line, r)
-	validate(c, dir, r)
-	if err := problemsError(r); err != nil {
-		return nil, err
-	}
-	return c, nil
+	validate(c, dir, r, absent)
+	return c, r, nil
 }
 
 // configFormat describes a config file for the problems of
@@ -106,6 +162,8 @@ func configFields(c *Config) []yamlfile.Field {
 		{Key: "upstreamTimeout", Decode: positiveDuration(&c.UpstreamTimeout)},
 		{Key: "clientIdleTimeout", Decode: positiveDuration(&c.ClientIdleTimeout)},
 		{Key: "shutdownTimeout", Decode: positiveDuration(&c.ShutdownTimeout)},
+		{Key: "shutdownDelay", Decode: duration(&c.ShutdownDelay)},
+		{Key: "logLevel", Decode: oneOf(&c.LogLevel, LogLevels)},
 		{Key: "policyFile", Decode: yamlfile.NonEmpty(&c.PolicyFile)},
 		{Key: "unverified", Decode: yamlfile.Bool(&c.Unverified)},
 		{Key: "verdictTTL", Decode: duration(&c.VerdictTTL)},
@@ -119,6 +177,11 @@ func configFields(c *Config) []yamlfile.Field {
 		{Key: "cache", Decode: section(func(d *yamlfile.Decoder, path string, n *yaml.Node) {
 			c.Cache = &Cache{MaxSize: defaultCacheMaxSize, MaxStale: defaultCacheMaxStale}
 			d.Mapping(path, n, cacheFields(c.Cache))
+		})},
+		{Key: "decisionLog", Decode: section(func(d *yamlfile.Decoder, path string, n *yaml.Node) {
+			d.Mapping(path, n, []yamlfile.Field{
+				{Key: "entries", Decode: yamlfile.IntAtLeast(&c.DecisionLog.Entries, 1)},
+			})
 		})},
 	}
 }

@@ -26,6 +26,8 @@ func TestParseDefaults(t *testing.T) {
 		UpstreamTimeout:     30 * time.Second,
 		ClientIdleTimeout:   30 * time.Second,
 		ShutdownTimeout:     30 * time.Second,
+		ShutdownDelay:       5 * time.Second,
+		LogLevel:            "info",
 		VerdictTTL:          10 * time.Minute,
 		DenyTTL:             30 * time.Second,
 		TagStaleIfError:     time.Hour,
@@ -34,6 +36,7 @@ func TestParseDefaults(t *testing.T) {
 		VerdictCacheEntries: 1_000_000,
 		MaxSignatures:       32,
 		DecisionTimeout:     10 * time.Second,
+		DecisionLog:         DecisionLog{Entries: 10_000},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got  %+v\nwant %+v", c, want)
@@ -62,6 +65,8 @@ func TestParseEverySetting(t *testing.T) {
 		"upstreamTimeout: 5s",
 		"clientIdleTimeout: 2m",
 		"shutdownTimeout: 1m30s",
+		"shutdownDelay: 0s",
+		"logLevel: debug",
 		"policyFile: policy.yaml",
 		"verdictTTL: 20m",
 		"denyTTL: 1m",
@@ -69,6 +74,7 @@ func TestParseEverySetting(t *testing.T) {
 		"verdictCacheEntries: 5000",
 		"maxSignatures: 8",
 		"decisionTimeout: 15s",
+		"decisionLog: {entries: 500}",
 	)
 	c, dir, err := parseFixture(t, src)
 	if err != nil {
@@ -102,6 +108,7 @@ func TestParseEverySetting(t *testing.T) {
 		UpstreamTimeout:     5 * time.Second,
 		ClientIdleTimeout:   2 * time.Minute,
 		ShutdownTimeout:     90 * time.Second,
+		LogLevel:            "debug",
 		PolicyFile:          filepath.Join(dir, "policy.yaml"),
 		VerdictTTL:          20 * time.Minute,
 		DenyTTL:             time.Minute,
@@ -111,6 +118,7 @@ func TestParseEverySetting(t *testing.T) {
 		VerdictCacheEntries: 5000,
 		MaxSignatures:       8,
 		DecisionTimeout:     15 * time.Second,
+		DecisionLog:         DecisionLog{Entries: 500},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got  %+v\nwant %+v", c, want)

@@ -13,8 +13,9 @@ import (
 // validate checks what decoding each value alone cannot: registry names,
 // settings that must agree with each other, and files on disk. It completes
 // c on the way: registry names normalised, endpoints defaulted, paths made
-// absolute against dir, passwords read.
-func validate(c *Config, dir string, r *yamlfile.Report) {
+// absolute against dir, passwords read. A named file that is absent or
+// unreadable by this user is reported with severity absent.
+func validate(c *Config, dir string, r *yamlfile.Report, absent yamlfile.Severity) {
 	if c.ClientIdleTimeout == 0 { // not given (a given 0 is reported)
 		c.ClientIdleTimeout = c.UpstreamTimeout
 	}
@@ -43,7 +44,7 @@ func validate(c *Config, dir string, r *yamlfile.Report) {
 	checkUpstreams(c, r)
 	checkDefaultRegistry(c, r)
 	checkCredentialExposure(c, r)
-	checkFiles(c, dir, r)
+	checkFiles(c, dir, r, absent)
 }
 
 // checkListeners rejects the registry and admin servers sharing an address.
