@@ -42,7 +42,7 @@ type Record struct {
 	Time      time.Time `json:"time"`
 	Image     string    `json:"image"` // registry/repository
 	Digest    string    `json:"digest,omitempty"`
-	Reference string    `json:"reference,omitempty"` // the tag or digest asked for ("blob" for a blob)
+	Reference string    `json:"reference,omitempty"` // the tag or digest asked for (BlobReference for a blob)
 	Client    string    `json:"client,omitempty"`
 	RequestID string    `json:"requestId,omitempty"`
 	Result    Result    `json:"result"`
@@ -60,6 +60,9 @@ type Record struct {
 	// CachedUntil is until when a denial is reused without deciding again.
 	CachedUntil time.Time `json:"cachedUntil,omitzero"`
 }
+
+// BlobReference is the Reference of a refused blob's record.
+const BlobReference = "blob"
 
 // DecisionLog keeps the latest decisions, bounded: a ring of the last n
 // records. It is what `portcullis why` and the admin listener's

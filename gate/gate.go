@@ -283,7 +283,7 @@ func (g *Gate) Blob(ctx context.Context, repo verify.Repository, d v1.Hash) (*Ve
 	v.Judgement = &Judgement{Decision: Deny, Cause: CauseNotReferenced, Revision: snap.Revision,
 		Why: fmt.Sprintf("refused: no manifest allowed in %s references this blob (pull the image by tag or digest first; its manifest is checked against the policy)", repo)}
 	g.metrics.verdict(policyLabel(v), v)
-	g.record(oci.RequestFrom(ctx), "blob", v, ResultDeny, time.Time{})
+	g.record(oci.RequestFrom(ctx), BlobReference, v, ResultDeny, time.Time{})
 	return v, nil
 }
 

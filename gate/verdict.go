@@ -105,6 +105,10 @@ func (v *Verdict) material() bool {
 // their pulls.
 func (v *Verdict) NotFound() bool { return v.Decision == Deny && v.Cause == CauseNotMaterial }
 
+// Result is the verdict's result word: allow, warn (served despite a
+// warn-mode violation) or deny.
+func (v *Verdict) Result() Result { return resultOf(v) }
+
 // Allowed reports whether the verdict serves the content.
 func (v *Verdict) Allowed() bool { return v.Decision == Allow }
 

@@ -64,7 +64,7 @@ func effectiveLevel(flag, configured string) zapcore.Level {
 }
 
 // newLogger builds the process logger: JSON lines (the default) or a
-// console format for people, at the level of --log-level (info if not
+// console format for people (durations in seconds in both), at the level of --log-level (info if not
 // given; see setLogLevel for the config's), to stderr. Writes are buffered
 // and flushed every second (and by Sync at exit): one log line per request
 // unbuffered cost a write(2) each, a fifth of a warm pull's CPU.
@@ -77,6 +77,7 @@ func newLogger(format string) (*zap.Logger, error) {
 		enc = zapcore.NewJSONEncoder(cfg)
 	case "console":
 		cfg := zap.NewDevelopmentEncoderConfig()
+		cfg.EncodeDuration = zapcore.SecondsDurationEncoder // as in JSON: one unit whatever the format
 		enc = zapcore.NewConsoleEncoder(cfg)
 	default:
 		return nil, usageError(fmt.Errorf("--log-format %q: want json or console", format))

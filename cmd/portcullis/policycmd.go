@@ -32,6 +32,7 @@ be read, or a config file given for a policy, included), 2 on bad usage.`,
 			return lintFiles(cmd.OutOrStdout(), args, lintPolicy)
 		},
 	})
+	cmd.AddCommand(newPolicyTestCmd())
 	return cmd
 }
 
