@@ -55,7 +55,9 @@ func TestPolicyTest(t *testing.T) {
 	yaml := fmt.Sprintf("upstreams: [{registry: registry.example, endpoint: %q, insecure: true}]\npolicyFile: %s\n", up.URL, today)
 	cfgFile := writeFile(t, dir, "config.yaml", "listen: 127.0.0.1:0\nadminListen: 127.0.0.1:0\n"+yaml)
 
-	policy := func(args ...string) (string, error) { return execute(newPolicyCmd(), append([]string{"test"}, args...)...) }
+	policy := func(args ...string) (string, error) {
+		return execute(newPolicyCmd(), append([]string{"test"}, args...)...)
+	}
 	out, err := policy("--config", cfgFile, "--policy", candidate, "registry.example/acme/app:signed", "registry.example/acme/app:unsigned")
 	t.Logf("policy test:\n%s", out)
 	if exitCode(err) != 1 {
