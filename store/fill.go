@@ -266,22 +266,42 @@ func (s *Store) run(f *fill, tmp tempFile, b *upstream.Blob) {
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
+	// The link (f.repo may read the blob) is written first, and the blob
+	// and its link are indexed under the same lock that ends the fill: a
+	// request that no longer finds the fill finds both, never a stored blob
+	// it must ask the upstream whether its repository may read.
 	rel := blobPath(f.d)
+	linkRel, newLink := linkPath(f.repo, f.d)
+	if newLink = newLink && !s.linked(f.repo, f.d); newLink && err == nil {
+		newLink = s.writeFile(linkRel, nil) == nil // a failure only costs a HEAD later
+	}
+	var total int64
 	s.mu.Lock()
 	if err == nil {
 		err = s.place(f.tmp, rel)
+	}
+	if err == nil {
+		total = s.addLocked(rel, kindBlob, n, nil)
+		if newLink {
+			total = s.addLocked(linkRel, kindLink, 0, nil)
+		}
 	}
 	delete(s.fills, f.d.String())
 	s.mu.Unlock()
 	if err != nil {
 		_ = os.Remove(f.tmp)
+		if newLink {
+			_ = os.Remove(filepath.Join(s.dir, linkRel))
+		}
 		s.diskFailed()
 		s.metrics.discarded.WithLabelValues(causeDisk).Inc()
 		s.log.Error("content store: cannot keep a verified blob", zap.String("digest", f.d.String()), zap.Error(s.diskError(err)))
 		return
 	}
-	s.added(rel, kindBlob, n, nil)
-	s.link(f.repo, f.d)
+	s.afterAdd(kindBlob, total)
+	if newLink {
+		s.afterAdd(kindLink, total)
+	}
 }
 
 // abandon ends a failed fill: every reader's next read fails, and the file

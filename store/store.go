@@ -420,20 +420,29 @@ func (s *Store) lookup(rel string) (*object, bool) {
 // added records an object just renamed into place (tag: its resolution,
 // for a tag), and starts an eviction pass when the store is over its limit.
 func (s *Store) added(rel string, k kind, size int64, tag *TagEntry) {
-	now := s.now()
 	s.mu.Lock()
+	total := s.addLocked(rel, k, size, tag)
+	s.mu.Unlock()
+	s.afterAdd(k, total)
+}
+
+// addLocked indexes an object now on disk (s.mu is held) and returns the
+// store's new total; afterAdd (without the lock) then counts it.
+func (s *Store) addLocked(rel string, k kind, size int64, tag *TagEntry) int64 {
+	now := s.now()
 	if old, ok := s.objects[rel]; ok {
 		s.total -= old.size
 	}
 	s.objects[rel] = &object{kind: k, size: size, used: now, touched: now, tag: tag}
 	s.indexMaterial(rel, k)
 	s.total += size
-	over := s.total > s.maxSize
-	total := s.total
-	s.mu.Unlock()
+	return s.total
+}
+
+func (s *Store) afterAdd(k kind, total int64) {
 	s.metrics.usage.Set(float64(total))
 	s.metrics.commits.WithLabelValues(k.String()).Inc()
-	if over {
+	if total > s.maxSize {
 		s.kick()
 	}
 }
