@@ -26,7 +26,7 @@ func (g *Gate) answered(ctx context.Context, req *ManifestRequest, v *Verdict, e
 		g.o.logger.Warn("decision failed: no decision, nothing served",
 			zap.String("requestId", rq.ID), zap.String("client", rq.Client),
 			zap.String("image", req.Repo.String()), zap.String("digest", req.Digest.String()),
-			zap.String("reference", req.Reference), zap.Error(err))
+			zap.String("reference", req.Reference), zap.String("error", truncate(err.Error(), maxRecordText)))
 		failed := &Verdict{Image: req.Repo.String(), Digest: req.Digest, Judgement: &Judgement{
 			Decision: Deny, Why: fmt.Sprintf("no decision could be made (nothing served): %v", err)}}
 		g.record(rq, req.Reference, failed, ResultError, time.Time{})

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/portcullis-dev/portcullis/oci"
 	"github.com/portcullis-dev/portcullis/policy"
@@ -23,6 +24,19 @@ const (
 
 // Results lists every Result, for pre-initialised metric series.
 var Results = []Result{ResultAllow, ResultWarn, ResultDeny, ResultError}
+
+// index numbers the Results (an array index on the hot path).
+func (r Result) index() int {
+	switch r {
+	case ResultAllow:
+		return 0
+	case ResultWarn:
+		return 1
+	case ResultDeny:
+		return 2
+	}
+	return 3
+}
 
 // resultOf is the Result word of a verdict.
 func resultOf(v *Verdict) Result {
@@ -65,30 +79,61 @@ type Record struct {
 const BlobReference = "blob"
 
 // DecisionLog keeps the latest decisions, bounded: a ring of the last n
-// records. It is what `portcullis why` and the admin listener's
-// /decisions read. Safe for concurrent use.
+// records, and a ring a tenth that size of refused blobs (which any
+// client can ask for by the thousand: they never push the decisions out).
+// It is what `portcullis why` and the admin listener's /decisions read.
+// Safe for concurrent use.
 type DecisionLog struct {
-	mu   sync.Mutex
-	ring []Record
+	mu    sync.Mutex
+	main  ring
+	blobs ring
+}
+
+// ring is a fixed array of records, the oldest overwritten first.
+type ring struct {
+	recs []Record
 	next int  // where the next record goes
 	full bool // the ring has wrapped
+}
+
+func (g *ring) add(r Record) {
+	g.recs[g.next] = r
+	g.next++
+	if g.next == len(g.recs) {
+		g.next, g.full = 0, true
+	}
+}
+
+// each calls fn on every record, newest first, until it returns false.
+func (g *ring) each(fn func(*Record) bool) {
+	n := g.next
+	if g.full {
+		n = len(g.recs)
+	}
+	for i := range n {
+		if !fn(&g.recs[(g.next-1-i+len(g.recs))%len(g.recs)]) {
+			return
+		}
+	}
 }
 
 // DefaultDecisionLogEntries is the decision log's default size.
 const DefaultDecisionLogEntries = 10_000
 
-// NewDecisionLog returns a log of the last n records (n > 0).
+// NewDecisionLog returns a log of the last n records (n > 0), plus the
+// last n/10 (at least 100) refused blobs.
 func NewDecisionLog(n int) *DecisionLog {
-	return &DecisionLog{ring: make([]Record, max(n, 1))}
+	n = max(n, 1)
+	return &DecisionLog{main: ring{recs: make([]Record, n)}, blobs: ring{recs: make([]Record, max(n/10, 100))}}
 }
 
 // Add records r.
 func (l *DecisionLog) Add(r Record) {
 	l.mu.Lock()
-	l.ring[l.next] = r
-	l.next++
-	if l.next == len(l.ring) {
-		l.next, l.full = 0, true
+	if r.Reference == BlobReference {
+		l.blobs.add(r)
+	} else {
+		l.main.add(r)
 	}
 	l.mu.Unlock()
 }
@@ -114,18 +159,19 @@ func (l *DecisionLog) Query(f Filter) []Record {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	out := []Record{}
-	n := l.next
-	if l.full {
-		n = len(l.ring)
-	}
-	for i := range n {
-		r := &l.ring[(l.next-1-i+len(l.ring))%len(l.ring)]
-		if f.match(r) {
-			out = append(out, *r)
-			if f.Limit > 0 && len(out) == f.Limit {
-				break
+	for _, g := range []*ring{&l.main, &l.blobs} {
+		taken := 0
+		g.each(func(r *Record) bool {
+			if f.match(r) {
+				out = append(out, *r)
+				taken++
 			}
-		}
+			return f.Limit <= 0 || taken < f.Limit
+		})
+	}
+	slices.SortStableFunc(out, func(a, b Record) int { return b.Time.Compare(a.Time) })
+	if f.Limit > 0 && len(out) > f.Limit {
+		out = out[:f.Limit]
 	}
 	return out
 }
@@ -211,6 +257,22 @@ func reasonsOf(r *Record, pol string) []string {
 	return nil
 }
 
+// maxRecordText bounds each text of a record (an upstream's error message
+// may be long, and failed decisions are not cached: a record per request),
+// so that the log's size is bounded by its entries.
+const maxRecordText = 1 << 10
+
+// truncate cuts s to at most n bytes, on a rune boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
 // record adds a record of v, for the request in ctx's oci.Request, to the
 // decision log (if the gate keeps one).
 func (g *Gate) record(req oci.Request, reference string, v *Verdict, result Result, cachedUntil time.Time) {
@@ -219,10 +281,18 @@ func (g *Gate) record(req oci.Request, reference string, v *Verdict, result Resu
 	}
 	r := Record{
 		Time: g.o.now(), Image: v.Image, Digest: v.Digest.String(), Reference: reference,
-		Client: req.Client, RequestID: req.ID, Result: result, Message: v.Message(),
+		Client: req.Client, RequestID: req.ID, Result: result, Message: truncate(v.Message(), maxRecordText),
 	}
 	if v.Judgement != nil {
-		r.Policy, r.Violations, r.Identity, r.Revision = policyLabel(v), v.Detail(), v.Identity, v.Revision
+		r.Policy, r.Identity, r.Revision = policyLabel(v), truncate(v.Identity, maxRecordText), v.Revision
+		r.Violations = v.Detail()
+		for i := range r.Violations {
+			reasons := make([]string, len(r.Violations[i].Reasons))
+			for j, s := range r.Violations[i].Reasons {
+				reasons[j] = truncate(s, maxRecordText)
+			}
+			r.Violations[i].Reasons = reasons
+		}
 	}
 	if result == ResultDeny {
 		r.CachedUntil = cachedUntil

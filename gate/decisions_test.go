@@ -145,7 +145,7 @@ func TestWarnEveryRequest(t *testing.T) {
 			}
 		}
 	}
-	if n := testutil.ToFloat64(f.gate.metrics.answers[ResultWarn]); n != 3 {
+	if n := testutil.ToFloat64(f.gate.metrics.answers[ResultWarn.index()]); n != 3 {
 		t.Errorf("manifest_answers_total{result=warn} = %v, want 3", n)
 	}
 	recs := log.Query(Filter{Result: ResultWarn})
@@ -220,4 +220,34 @@ func newSignerPEM(t *testing.T) (string, error) {
 	}
 	pem, err := s.PublicKeyPEM()
 	return string(pem), err
+}
+
+// TestDecisionLogBounds: the log keeps its last n records, and refused
+// blobs, which any client can ask for by the thousand, go to a ring of
+// their own and never push decisions out.
+func TestDecisionLogBounds(t *testing.T) {
+	l := NewDecisionLog(3)
+	t0 := time.Now()
+	for i := range 5 {
+		l.Add(Record{Time: t0.Add(time.Duration(i) * time.Second), Image: "r.example/app", Digest: fmt.Sprint("d", i), Result: ResultDeny})
+	}
+	for i := range 500 {
+		l.Add(Record{Time: t0.Add(time.Hour + time.Duration(i)), Image: "r.example/app", Reference: BlobReference, Result: ResultDeny})
+	}
+	all := l.Query(Filter{})
+	if len(all) != 3+100 {
+		t.Fatalf("%d records, want the last 3 decisions and the last 100 blobs", len(all))
+	}
+	var digests []string
+	for _, r := range all {
+		if r.Reference != BlobReference {
+			digests = append(digests, r.Digest)
+		}
+	}
+	if fmt.Sprint(digests) != "[d4 d3 d2]" {
+		t.Errorf("decisions kept %v, want the newest three, newest first", digests)
+	}
+	if got := l.Query(Filter{Limit: 2}); len(got) != 2 || got[0].Reference != BlobReference {
+		t.Errorf("limit 2: %+v", got)
+	}
 }

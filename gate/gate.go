@@ -42,6 +42,10 @@ type Gate struct {
 	judgements judgementPool
 	flight     singleflight.Group
 	metrics    *gateMetrics
+	// purges counts Purge calls: a denial decided across one is not
+	// stored (it may predate what the purge was for, such as a signature
+	// just pushed).
+	purges atomic.Uint64
 }
 
 type options struct {
@@ -314,12 +318,13 @@ func (g *Gate) verdict(ctx context.Context, snap *Snapshot, req *ManifestRequest
 			return s, nil
 		}
 		mine.Store(true)
+		purges := g.purges.Load()
 		s, err := g.decide(dctx, snap, req, as, key)
 		if err != nil {
 			g.metrics.errors.Inc()
 			return nil, err
 		}
-		if s.Expires.After(g.o.now()) {
+		if s.Expires.After(g.o.now()) && (s.Judgement.Decision == Allow || g.purges.Load() == purges) {
 			if err := g.store.Put(dctx, s, g.o.now()); err != nil {
 				return nil, fmt.Errorf("verdict store: %w", err)
 			}

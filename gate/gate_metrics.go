@@ -15,7 +15,7 @@ type gateMetrics struct {
 	signatures prometheus.Counter
 	stale      prometheus.Counter
 	errors     prometheus.Counter
-	answers    map[Result]prometheus.Counter
+	answers    [4]prometheus.Counter // by Result.index
 }
 
 func newGateMetrics(reg prometheus.Registerer) *gateMetrics {
@@ -50,9 +50,8 @@ func newGateMetrics(reg prometheus.Registerer) *gateMetrics {
 		Namespace: "portcullis", Name: "manifest_answers_total",
 		Help: "Manifest requests the gate answered as images, cache hits included, by result: allow, warn (served despite a warn-mode policy violation), deny, error (no decision: 503).",
 	}, []string{"result"})
-	m.answers = map[Result]prometheus.Counter{}
 	for _, r := range Results {
-		m.answers[r] = answers.WithLabelValues(string(r))
+		m.answers[r.index()] = answers.WithLabelValues(string(r))
 	}
 	if reg != nil {
 		reg.MustRegister(m.verdicts, m.duration, m.cache, m.signatures, m.stale, m.errors, answers)
@@ -78,4 +77,4 @@ func (m *gateMetrics) verdict(policy string, v *Verdict) {
 
 // answer counts one manifest answer (the series exist from the start, so
 // the hot path does no label lookup).
-func (m *gateMetrics) answer(r Result) { m.answers[r].Inc() }
+func (m *gateMetrics) answer(r Result) { m.answers[r.index()].Inc() }

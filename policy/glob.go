@@ -156,13 +156,14 @@ func ParseImagePattern(pattern string) (ImagePattern, error) {
 
 // Match reports whether image ("registry/repository", normalised here)
 // matches the pattern.
-func (p ImagePattern) Match(image string) bool {
+func (p *ImagePattern) Match(image string) bool {
 	return p.g != nil && p.g.match(normalizeImage(image))
 }
 
-// String is the normalised pattern.
-func (p ImagePattern) String() string {
-	if p.g == nil {
+// String is the normalised pattern ("" for a nil pattern, which matches
+// every image where a pattern is optional).
+func (p *ImagePattern) String() string {
+	if p == nil || p.g == nil {
 		return ""
 	}
 	return p.g.pattern

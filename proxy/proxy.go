@@ -161,7 +161,6 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := newRecorder(w, p.clientIdle)
 	id := requestID(r)
 	info := &requestInfo{route: routeUnknown, id: id}
-	r = r.WithContext(oci.WithRequest(r.Context(), oci.Request{ID: id, Client: r.RemoteAddr}))
 	defer func() {
 		v := recover()
 		p.finish(rec, r, info, start, v != nil)
@@ -199,7 +198,8 @@ func (p *Proxy) dispatch(w http.ResponseWriter, r *http.Request, info *requestIn
 	if rt.kind == routeBase {
 		return serveBase(w, r)
 	}
-	return p.handlers[rt.kind](w, r.WithContext(withInfo(r.Context(), info)), rt)
+	ctx := oci.WithRequest(withInfo(r.Context(), info), oci.Request{ID: info.id, Client: r.RemoteAddr})
+	return p.handlers[rt.kind](w, r.WithContext(ctx), rt)
 }
 
 // serveBase answers GET /v2/: the API version check.

@@ -109,16 +109,24 @@ func runWhy(ctx context.Context, out io.Writer, c *adminClient, image, defaultRe
 }
 
 // latestFor is the newest record (recs come newest first) for ref: the
-// newest of all when the image named no tag or digest, else one asked
-// for by that reference or about that digest.
+// newest decision about a manifest when the image named no tag or digest
+// (a refused blob only if there is none), else one asked for by that
+// reference or about that digest.
 func latestFor(recs []gate.Record, ref string, explicit bool) *gate.Record {
+	var blob *gate.Record
 	for i := range recs {
 		r := &recs[i]
-		if !explicit || r.Reference == ref || r.Digest == ref {
+		switch {
+		case explicit && r.Reference != ref && r.Digest != ref:
+		case r.Reference == gate.BlobReference && !explicit:
+			if blob == nil {
+				blob = r
+			}
+		default:
 			return r
 		}
 	}
-	return nil
+	return blob
 }
 
 // printRecord writes a record in plain words.

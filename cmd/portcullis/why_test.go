@@ -130,6 +130,11 @@ func TestWhy(t *testing.T) {
 	if resp, _ := http.Post(admin+"/cache/verdicts/purge", "", nil); resp == nil || resp.StatusCode != 400 {
 		t.Errorf("a purge naming no image: %v", resp)
 	}
+	resp, err = http.Post(admin+"/cache/verdicts/purge?all=true", "", nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("a purge of everything: %v %v", resp, err)
+	}
+	resp.Body.Close()
 
 	if out, err := whyCmd(t, "--admin", admin, "registry.example/acme/never:v1"); exitCode(err) != 1 || !strings.Contains(err.Error(), "no decision recorded") {
 		t.Errorf("why of an image never pulled: exit %d %v\n%s", exitCode(err), err, out)

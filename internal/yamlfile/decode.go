@@ -180,6 +180,20 @@ func IntAtLeast[T int | int64](p *T, least T) DecodeFunc {
 	}
 }
 
+// IntBetween decodes a whole number from least to most.
+func IntBetween[T int | int64](p *T, least, most T) DecodeFunc {
+	return func(d *Decoder, path string, n *yaml.Node) {
+		v, ok := decodeInt[T](d, path, n)
+		switch {
+		case !ok:
+		case v < least || v > most:
+			d.ErrorAt(n.Line, path, "must be from %d to %d, got %s", least, most, Quote(n.Value))
+		default:
+			*p = v
+		}
+	}
+}
+
 func decodeInt[T int | int64](d *Decoder, path string, n *yaml.Node) (T, bool) {
 	var v T
 	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {

@@ -154,7 +154,7 @@ type Config struct {
 // DecisionLog sizes the decision log. YAML "decisionLog".
 type DecisionLog struct {
 	// Entries is how many of the latest records are kept.
-	// YAML "entries"; default 10000; >= 1.
+	// YAML "entries"; default 10000; 1 to 1,000,000 (about 1 KiB each).
 	Entries int64
 }
 

@@ -180,7 +180,7 @@ func configFields(c *Config) []yamlfile.Field {
 		})},
 		{Key: "decisionLog", Decode: section(func(d *yamlfile.Decoder, path string, n *yaml.Node) {
 			d.Mapping(path, n, []yamlfile.Field{
-				{Key: "entries", Decode: yamlfile.IntAtLeast(&c.DecisionLog.Entries, 1)},
+				{Key: "entries", Decode: yamlfile.IntBetween(&c.DecisionLog.Entries, 1, 1_000_000)},
 			})
 		})},
 	}
