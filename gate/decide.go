@@ -89,7 +89,13 @@ func (g *Gate) decideImage(ctx context.Context, snap *Snapshot, req *ManifestReq
 			ev = append(ev, r.Evidence)
 		}
 	}
-	return policyJudgement(plan, plan.Decide(results), snap.Revision), ev, nil
+	j := policyJudgement(plan, plan.Decide(results), snap.Revision)
+	if j.Decision == Deny && oci.IsDigest(req.Reference) && isImageManifest(req.Bytes) {
+		// Asked for by digest before any index listing it was allowed:
+		// the gate cannot know its parent.
+		j.Why += "; if it is one platform of a multi-arch image, pull the image by its tag or its index digest: a platform is served as a child of its allowed index"
+	}
+	return j, ev, nil
 }
 
 // decideMaterial judges signature material: its subject must be served in
@@ -239,7 +245,7 @@ func policyLabel(v *Verdict) string {
 		return v.Outcome.Policies[0].Policy
 	}
 	if v.Cause == CausePolicy {
-		return v.Outcome.Reason.String()
+		return policy.PseudoPolicyPrefix + v.Outcome.Reason.String()
 	}
-	return string(v.Cause)
+	return policy.PseudoPolicyPrefix + string(v.Cause)
 }

@@ -428,6 +428,11 @@ func TestGateChildBeforeParent(t *testing.T) {
 	child := &pushed{digest: im.Manifests[0].Digest, bytes: cb}
 	if v := f.decide(t, child.digest.String(), child); v.Allowed() {
 		t.Fatal("unsigned child allowed on its own")
+	} else if !strings.Contains(v.Message(), "pull the image by its tag or its index digest") {
+		t.Errorf("a child refused before its index gives no hint: %s", v.Message())
+	}
+	if v := f.decide(t, "unsigned", f.unsigned); strings.Contains(v.Message(), "index digest") {
+		t.Errorf("an image refused by tag gets the child hint: %s", v.Message())
 	}
 	if v := f.decide(t, "multi", &pushed{digest: d, bytes: b}); !v.Allowed() {
 		t.Fatal(v.Message())
@@ -459,5 +464,24 @@ func TestGateReloadKeepsPullsInFlight(t *testing.T) {
 	f.gate.SetSnapshot(f.snapshot(t))
 	if v, err := f.gate.Blob(ctx, f.repo, f.legacy.layers[0]); err != nil || v.Allowed() {
 		t.Fatalf("layer of a revoked image served: %v %v", v, err)
+	}
+}
+
+// TestGateExcludedSaysSo: an image a policy's excludeImages takes out says
+// it was excluded, and by which policy.
+func TestGateExcludedSaysSo(t *testing.T) {
+	f := newGateFixture(t, true)
+	writeTestFile(t, f.dir, "policy.yaml", strings.ReplaceAll(`policies:
+  - name: acme-release
+    images: ["HOST/acme/**"]
+    excludeImages: ["HOST/acme/app"]
+    authorities:
+      - name: release-key
+        key: {path: cosign.pub}
+`, "HOST", f.host))
+	f.gate.SetSnapshot(f.snapshot(t))
+	v := f.decide(t, "legacy", f.legacy)
+	if v.Allowed() || !strings.Contains(v.Message(), `(excluded from policy "acme-release" by its excludeImages); default deny`) {
+		t.Fatalf("excluded image: %s", v.Message())
 	}
 }

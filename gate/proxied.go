@@ -2,6 +2,8 @@ package gate
 
 import (
 	"context"
+	"fmt"
+	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -23,17 +25,26 @@ type Refusal struct{ Verdict *Verdict }
 // reason later (containerd resolves tags with HEAD, whose errors have no
 // body: its users see only the status).
 func (r *Refusal) Error() string {
-	if r.Verdict.NotFound() {
-		return r.Verdict.Message()
+	if r.Verdict.NotFound() || r.Verdict.material() {
+		return r.Verdict.Message() // not recorded: nothing to ask
 	}
 	return r.Verdict.Message() + "; to ask why: portcullis why " + r.Verdict.Image + "@" + r.Verdict.Digest.String()
 }
 
-// Refused returns the verdict's failures (nil when none) and whether the
-// refusal is "not signature material", answered as not found.
+// Refused returns the verdict's failures as one line (nil unless several) and
+// whether the refusal is "not signature material", answered as not found.
+// The detail is a string, not a structure: crane and other ggcr clients
+// print it with %v, and a structure reads as a Go map dump (the structured
+// record is on the admin listener, GET /decisions).
 func (r *Refusal) Refused() (detail any, notFound bool) {
-	if d := r.Verdict.Detail(); len(d) > 0 {
-		detail = d
+	// One failing policy is all in the message already (which then ends
+	// with how to ask why); several are listed here.
+	if d := r.Verdict.Detail(); len(d) > 1 {
+		parts := make([]string, len(d))
+		for i, f := range d {
+			parts[i] = fmt.Sprintf("policy %q (%s): %s", f.Policy, f.Mode, strings.Join(f.Reasons, "; "))
+		}
+		detail = strings.Join(parts, " | ")
 	}
 	return detail, r.Verdict.NotFound()
 }

@@ -27,6 +27,13 @@ type manifestShape struct {
 	Subject   *v1.Descriptor  `json:"subject"`
 }
 
+// isImageManifest reports whether b is an image manifest (a config and
+// layers), not an index.
+func isImageManifest(b []byte) bool {
+	m, err := parseShape(b)
+	return err == nil && m.Config != nil && len(m.Manifests) == 0
+}
+
 func parseShape(b []byte) (*manifestShape, error) {
 	var m manifestShape
 	if err := json.Unmarshal(b, &m); err != nil {

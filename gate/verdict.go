@@ -135,21 +135,37 @@ func (v *Verdict) Detail() []FailureDetail {
 // policyJudgement turns a policy outcome into a judgement with its why.
 func policyJudgement(plan *policy.Plan, out policy.Outcome, rev string) *Judgement {
 	j := &Judgement{Cause: CausePolicy, Outcome: out, Revision: rev}
+	excluded := ""
+	if len(plan.Excluded) > 0 {
+		excluded = fmt.Sprintf(" (excluded from %s by its excludeImages)", quoteList(plan.Excluded))
+	}
 	if out.Allowed {
 		j.Decision, j.Identity = Allow, passedBy(out)
-		j.Why = "allowed: " + out.Reason.String()
+		j.Why = "allowed: " + out.Reason.String() + excluded
 		return j
 	}
 	j.Decision = Deny
 	switch first := out.FirstFailure(); {
 	case out.Reason == policy.DefaultDeny:
-		j.Why = fmt.Sprintf("refused: no policy matches %s; default deny", plan.Image)
+		j.Why = fmt.Sprintf("refused: no policy matches %s%s; default deny", plan.Image, excluded)
 	case first != nil:
 		j.Why = fmt.Sprintf("refused by policy %q: %s", first.Policy, summarize(first))
 	default:
 		j.Why = "refused: " + out.Reason.String()
 	}
 	return j
+}
+
+// quoteList is `policy "a"` or `policies "a", "b"`.
+func quoteList(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = fmt.Sprintf("%q", n)
+	}
+	if len(q) == 1 {
+		return "policy " + q[0]
+	}
+	return "policies " + strings.Join(q, ", ")
 }
 
 // summarize is the why of one failing policy in a line.

@@ -82,6 +82,9 @@ func (c *compiler) compile(f *rawFile) {
 	names := make(map[string]string) // policy name -> path
 	for _, rp := range f.policies {
 		c.unique(names, rp.name, rp.path, "policy")
+		if strings.HasPrefix(rp.name, PseudoPolicyPrefix) {
+			c.Errorf(yamlfile.Join(rp.path, "name"), "names starting with %q are the proxy's own (verdicts no policy made, such as %sdefault-deny, are counted and logged under them); choose another", PseudoPolicyPrefix, PseudoPolicyPrefix)
+		}
 		c.p.Policies = append(c.p.Policies, c.policy(rp))
 	}
 	c.allowDigests(f.allowDigests)

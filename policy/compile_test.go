@@ -345,3 +345,17 @@ func TestFileChecks(t *testing.T) {
 		}
 	}
 }
+
+// TestPseudoPolicyNamesAreReserved: a policy may not take a name the proxy
+// uses for verdicts no policy made.
+func TestPseudoPolicyNamesAreReserved(t *testing.T) {
+	_, err := load(t, y(
+		"policies:",
+		"  - name: portcullis:default-deny",
+		"    images: [r.example/**]",
+		"    allow: unsigned",
+	), nil)
+	if err == nil || !strings.Contains(err.Error(), `policy.yaml:2: policies[0].name: names starting with "portcullis:" are the proxy's own`) {
+		t.Fatalf("err = %v", err)
+	}
+}

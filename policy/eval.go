@@ -20,6 +20,9 @@ type Plan struct {
 	// Matched are the policies whose images match Image and whose
 	// excludeImages do not, in file order.
 	Matched []*ImagePolicy
+	// Excluded names the policies whose images match Image but whose
+	// excludeImages also do (so they do not apply), in file order.
+	Excluded []string
 	// Revision is the Policy's revision.
 	Revision string
 
@@ -38,15 +41,16 @@ func (p *Policy) For(image, digest string) *Plan {
 		defaultAllow: p.DefaultAllow,
 	}
 	for _, ip := range p.Policies {
-		if ip.matches(pl.Image) {
-			pl.Matched = append(pl.Matched, ip)
+		if !matchAny(ip.images, ip.Images, pl.Image) {
+			continue
 		}
+		if matchAny(ip.exclude, ip.ExcludeImages, pl.Image) {
+			pl.Excluded = append(pl.Excluded, ip.Name)
+			continue
+		}
+		pl.Matched = append(pl.Matched, ip)
 	}
 	return pl
-}
-
-func (ip *ImagePolicy) matches(image string) bool {
-	return matchAny(ip.images, ip.Images, image) && !matchAny(ip.exclude, ip.ExcludeImages, image)
 }
 
 // matchAny reports whether one of globs matches image. A Policy built by

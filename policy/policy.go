@@ -46,6 +46,12 @@ func (m Mode) String() string {
 }
 
 // ImagePolicy is one entry of `policies:`.
+// PseudoPolicyPrefix starts the names that metrics, logs and decision
+// records use for verdicts no policy of the file made (a default deny, a
+// child of an allowed index, a blob no manifest references). No policy of
+// a file may use it, so the two never mix.
+const PseudoPolicyPrefix = "portcullis:"
+
 type ImagePolicy struct {
 	Name string
 	// Images and ExcludeImages are the patterns as written (compiled
