@@ -89,13 +89,33 @@ func (g *Gate) decideImage(ctx context.Context, snap *Snapshot, req *ManifestReq
 			ev = append(ev, r.Evidence)
 		}
 	}
-	j := policyJudgement(plan, plan.Decide(results), snap.Revision)
+	out := plan.Decide(results)
+	if !out.Allowed {
+		if err := trustNotLoaded(results); err != nil {
+			return nil, nil, err
+		}
+	}
+	j := policyJudgement(plan, out, snap.Revision)
 	if j.Decision == Deny && oci.IsDigest(req.Reference) && isImageManifest(req.Bytes) {
 		// Asked for by digest before any index listing it was allowed:
 		// the gate cannot know its parent.
 		j.Why += "; if it is one platform of a multi-arch image, pull the image by its tag or its index digest: a platform is served as a child of its allowed index"
 	}
 	return j, ev, nil
+}
+
+// trustNotLoaded is the first "trust root not loaded yet" among the
+// results of a refusal: the refusal may only be for want of that root, so
+// it is no decision (503, naming the root) until the root loads.
+func trustNotLoaded(results map[*policy.Authority]policy.AuthorityResult) error {
+	for _, r := range results {
+		for _, f := range r.Failures {
+			if f.Class == policy.FailTrustNotLoaded {
+				return errors.New(f.Detail)
+			}
+		}
+	}
+	return nil
 }
 
 // decideMaterial judges signature material: its subject must be served in

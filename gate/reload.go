@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -44,11 +45,7 @@ func (b *Loader) Build(p *policy.Policy) (*Snapshot, error) {
 	case len(sources) == 0:
 		b.tuf, b.tufKey = nil, ""
 	case b.tuf == nil || key != b.tufKey:
-		prov, err := tuftrust.New(sources)
-		if err != nil {
-			return nil, err
-		}
-		b.tuf, b.tufKey = prov, key
+		b.tuf, b.tufKey = tuftrust.New(sources), key
 	}
 	var trust verify.TrustProvider
 	if b.tuf != nil {
@@ -97,6 +94,7 @@ type Reloader struct {
 	reloads  prometheus.Counter
 	ok       prometheus.Gauge
 	problem  atomic.Pointer[string] // the current reload failure, nil when healthy
+	pending  atomic.Pointer[string] // the trust roots not loaded yet, nil when none
 }
 
 // NewReloader returns the Reloader of g's policy file at path, loading
@@ -120,12 +118,14 @@ func NewReloader(path string, builder *Loader, g *Gate, log *zap.Logger, reg pro
 	}
 	r.ok.Set(1)
 	reg.MustRegister(r.failures, r.reloads, r.ok)
+	r.notePending()
 	return r
 }
 
 // Reload loads the policy again and puts it in force if its revision
 // changed; a policy that does not load leaves the last good one in force.
 func (r *Reloader) Reload() {
+	defer r.notePending()
 	p, err := policyfile.Load(r.path)
 	if err == nil && p.Revision == r.gate.Snapshot().Policy.Revision {
 		r.healthy()
@@ -162,12 +162,36 @@ func (r *Reloader) healthy() {
 }
 
 // Degraded is why the policy in force is not the file's (the last reload
-// failed), or "" (what /readyz reports).
+// failed) and which trust roots are not loaded yet, or "" (what /readyz
+// reports).
 func (r *Reloader) Degraded() string {
+	var why []string
 	if p := r.problem.Load(); p != nil {
-		return *p
+		why = append(why, *p)
 	}
-	return ""
+	if p := r.pending.Load(); p != nil {
+		why = append(why, *p)
+	}
+	return strings.Join(why, "; ")
+}
+
+// notePending records which trust roots are not loaded yet (for Degraded,
+// which runs on other goroutines than the Loader's).
+func (r *Reloader) notePending() {
+	var pending []string
+	if r.builder.tuf != nil {
+		pending = r.builder.tuf.Pending()
+	}
+	if len(pending) == 0 {
+		if r.pending.Swap(nil) != nil {
+			r.log.Info("every trust root is loaded")
+		}
+		return
+	}
+	msg := strings.Join(pending, "; ") + " (images that need it get 503 until it loads)"
+	if prev := r.pending.Swap(&msg); prev == nil || *prev != msg {
+		r.log.Warn("trust roots not loaded yet: retrying", zap.Strings("pending", pending))
+	}
 }
 
 // RefreshTUF asks the TUF repositories for a new trusted root and, when one
@@ -181,6 +205,7 @@ func (r *Reloader) RefreshTUF() {
 	if err := tuf.Refresh(); err != nil {
 		r.log.Warn("TUF refresh failed: keeping the last good trusted roots", zap.Error(err))
 	}
+	defer r.notePending()
 	if tuf.Revision() == before {
 		return
 	}
@@ -201,6 +226,8 @@ func (r *Reloader) Run(ctx context.Context, interval, tufInterval time.Duration,
 	defer t.Stop()
 	tt := time.NewTicker(tufInterval)
 	defer tt.Stop()
+	pt := time.NewTicker(min(pendingRetry, tufInterval)) // while a trust root is not loaded yet
+	defer pt.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -216,9 +243,16 @@ func (r *Reloader) Run(ctx context.Context, interval, tufInterval time.Duration,
 			r.Reload()
 		case <-tt.C:
 			r.RefreshTUF()
+		case <-pt.C:
+			if r.pending.Load() != nil {
+				r.RefreshTUF()
+			}
 		}
 	}
 }
+
+// pendingRetry is how often a trust root not loaded yet is tried again.
+const pendingRetry = 15 * time.Second
 
 // LogSnapshot logs that snap (from the policy file at path) is in force,
 // and the policy's lint warnings.

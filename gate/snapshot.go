@@ -34,7 +34,11 @@ func NewSnapshot(p *policy.Policy, tuf verify.TrustProvider) (*Snapshot, error) 
 	var errs []error
 	for _, ip := range p.Policies {
 		for _, a := range ip.Authorities {
-			if err := checker.Prepare(a); err != nil {
+			err := checker.Prepare(a)
+			if tnl := (*verify.TrustNotLoadedError)(nil); errors.As(err, &tnl) {
+				continue // it loads later; until then its decisions are 503s
+			}
+			if err != nil {
 				errs = append(errs, fmt.Errorf("policy %q authority %q: %w", ip.Name, a.Name, err))
 			}
 		}

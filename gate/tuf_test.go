@@ -1,7 +1,12 @@
 package gate
 
 import (
+	"context"
 	"fmt"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -74,5 +79,66 @@ policies:
 	r.RefreshTUF()
 	if g.Snapshot().Revision != second {
 		t.Fatal("a dead mirror changed the trusted root")
+	}
+}
+
+// TestTUFRootNotLoadedYet: a policy whose TUF mirror cannot be reached at
+// start (and has no cache) still loads; /readyz's status names the root;
+// an image that needs it gets no decision (503) naming it, not a refusal;
+// once the mirror appears, the retry loads it and decisions are made.
+func TestTUFRootNotLoadedYet(t *testing.T) {
+	repo := tuftest.NewRepo(t)
+	repo.SetTarget("trusted_root.json", realdata(t, "trusted-root", "trusted_root.json"))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there yet
+	f := newGateFixture(t, true)
+	writeTestFile(t, f.dir, "root.json", string(repo.RootJSON()))
+	path := writeTestFile(t, f.dir, "policy.yaml", fmt.Sprintf(`trustRoots:
+  - name: mirror
+    tuf: {url: "http://%s", rootFile: root.json, cacheDir: cache}
+policies:
+  - name: ci
+    images: ["%s/acme/**"]
+    authorities:
+      - name: gha
+        trustRoot: mirror
+        keyless:
+          identities:
+            - issuer: https://token.actions.githubusercontent.com
+              subjectRegExp: ^https://github\.com/acme/
+`, addr, f.host))
+	builder := &Loader{}
+	snap, err := builder.Load(path)
+	if err != nil {
+		t.Fatalf("a policy whose TUF mirror is unreachable does not load: %v", err)
+	}
+	f.gate.SetSnapshot(snap)
+	r := NewReloader(path, builder, f.gate, zap.NewNop(), prometheus.NewRegistry())
+	if d := r.Degraded(); !strings.Contains(d, `trust root "mirror" not loaded yet: `) {
+		t.Fatalf("degraded %q", d)
+	}
+	_, err = f.gate.Manifest(context.Background(), &ManifestRequest{Repo: f.repo, Reference: "unsigned", Digest: f.unsigned.digest, Bytes: f.unsigned.bytes})
+	if err == nil || !strings.Contains(err.Error(), `trust root "mirror" not loaded yet`) {
+		t.Fatalf("an image needing the missing root: %v, want no decision naming the root", err)
+	}
+
+	target, _ := url.Parse(repo.URL())
+	if ln, err = net.Listen("tcp", addr); err != nil {
+		t.Skipf("the address was taken meanwhile: %v", err)
+	}
+	srv := &http.Server{Handler: httputil.NewSingleHostReverseProxy(target)}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	r.RefreshTUF()
+	if d := r.Degraded(); d != "" {
+		t.Fatalf("still degraded after the mirror appeared: %q", d)
+	}
+	v, err := f.gate.Manifest(context.Background(), &ManifestRequest{Repo: f.repo, Reference: "unsigned", Digest: f.unsigned.digest, Bytes: f.unsigned.bytes})
+	if err != nil || v.Allowed() || !strings.Contains(v.Message(), "no signatures found") {
+		t.Fatalf("after the root loaded: %v %v, want a refusal for want of signatures", v, err)
 	}
 }

@@ -128,6 +128,10 @@ const (
 	FailChain        FailureClass = "chain"         // certificate chain, SCT or log inclusion does not verify
 	FailSignature    FailureClass = "signature"     // the signature itself does not verify
 	FailConfig       FailureClass = "config"        // the authority could not be used (a key or root problem)
+	// FailTrustNotLoaded: the authority's trust root is not loaded yet (no
+	// network at start and no cache). Not a refusal: a verdict that only
+	// this stands in the way of is no decision (503) until it loads.
+	FailTrustNotLoaded FailureClass = "trust-not-loaded"
 )
 
 // Failure is why one signature did not pass an authority.

@@ -3,6 +3,7 @@ package verify
 import (
 	"bytes"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -107,7 +108,11 @@ func authorityName(a *policy.Authority) string {
 func (c *Checker) Check(a *policy.Authority, disc *Discovery, image string, matchRepository bool) AuthorityResult {
 	au, err := c.compiled(a)
 	if err != nil {
-		return AuthorityResult{Reasons: []string{err.Error()}, Failures: []policy.Failure{{Class: policy.FailConfig, Detail: err.Error()}}}
+		class := policy.FailConfig
+		if tnl := (*TrustNotLoadedError)(nil); errors.As(err, &tnl) {
+			class = policy.FailTrustNotLoaded
+		}
+		return AuthorityResult{Reasons: []string{err.Error()}, Failures: []policy.Failure{{Class: class, Detail: err.Error()}}}
 	}
 	if disc == nil || len(disc.Signatures) == 0 {
 		reasons := noSignatures(disc)

@@ -19,6 +19,21 @@ type TrustProvider interface {
 	TrustedMaterial(name string) (root.TrustedMaterial, error)
 }
 
+// TrustNotLoadedError is a TrustProvider's answer for a trust root it
+// has not been able to load yet (a TUF repository that cannot be reached,
+// with no cache): decisions that need it are not made (503) until it
+// loads, rather than refused.
+type TrustNotLoadedError struct {
+	Name string
+	Err  error
+}
+
+func (e *TrustNotLoadedError) Error() string {
+	return fmt.Sprintf("trust root %q not loaded yet: %v", e.Name, e.Err)
+}
+
+func (e *TrustNotLoadedError) Unwrap() error { return e.Err }
+
 // TrustMap is a TrustProvider over materials already built, by name.
 type TrustMap map[string]root.TrustedMaterial
 

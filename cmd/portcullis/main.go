@@ -71,7 +71,7 @@ func newRootCmd() *cobra.Command {
 	root.SetVersionTemplate("{{.Version}}\n") // --version prints what `version` prints
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
 	root.AddCommand(newServeCmd(), newVerifyCmd(), newPolicyCmd(), newCacheCmd(), newWhyCmd(), newDemoCmd(), newVersionCmd())
-	root.AddCommand(newConfigCmd())
+	root.AddCommand(newConfigCmd(), newTrustCmd())
 	// Added now rather than by Execute, so that conventions covers them.
 	root.InitDefaultHelpCmd()
 	root.InitDefaultCompletionCmd()

@@ -20,6 +20,8 @@ import (
 
 	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/sigstore/sigstore-go/pkg/tuf"
+
+	"github.com/portcullis-dev/portcullis/verify"
 )
 
 // trustedRootTarget is the TUF target holding the Sigstore trusted root.
@@ -48,30 +50,29 @@ type Provider struct {
 
 type fetched struct {
 	src      Source
-	material root.TrustedMaterial
+	material root.TrustedMaterial // nil until loaded
 	json     []byte
+	err      error // why it is not loaded yet (material nil)
 }
 
 // New fetches every source's trusted root once. A source whose repository
 // cannot be reached starts from its on-disk cache, if it has a valid one;
-// without either, New fails: there is no root to verify with.
-func New(sources []Source) (*Provider, error) {
+// without either it is pending: TrustedMaterial answers a
+// *verify.TrustNotLoadedError for it, and every Refresh tries again. So a
+// proxy started without the network starts, and verifies once the root
+// arrives.
+func New(sources []Source) *Provider {
 	p := &Provider{roots: map[string]*fetched{}}
-	var errs []error
 	for _, s := range sources {
 		f := &fetched{src: s}
 		if err := f.refresh(false); err != nil {
 			if cerr := f.refresh(true); cerr != nil {
-				errs = append(errs, fmt.Errorf("trust root %q: %w (and no usable cache: %v)", s.Name, err, cerr))
-				continue
+				f.err = fmt.Errorf("%w (and no usable cache: %v)", err, cerr)
 			}
 		}
 		p.roots[s.Name] = f
 	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	return p, nil
+	return p
 }
 
 // TrustedMaterial implements verify.TrustProvider.
@@ -82,7 +83,36 @@ func (p *Provider) TrustedMaterial(name string) (root.TrustedMaterial, error) {
 	if !ok {
 		return nil, fmt.Errorf("trust root %q is not a TUF source", name)
 	}
+	if f.material == nil {
+		return nil, &verify.TrustNotLoadedError{Name: name, Err: f.err}
+	}
 	return f.material, nil
+}
+
+// Pending lists the trust roots not loaded yet, each as why
+// ("trust root "public-good" not loaded yet: ..."), sorted.
+func (p *Provider) Pending() []string {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	var out []string
+	for name, f := range p.roots {
+		if f.material == nil {
+			out = append(out, (&verify.TrustNotLoadedError{Name: name, Err: f.err}).Error())
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Fetch fetches src's trusted_root.json from its repository (verified
+// through TUF from its root), for `portcullis trust fetch`: what an
+// air-gapped site then names with trustedRootFile.
+func Fetch(src Source) ([]byte, error) {
+	f := &fetched{src: src}
+	if err := f.refresh(false); err != nil {
+		return nil, err
+	}
+	return f.json, nil
 }
 
 // Revision identifies the trusted roots in force: it changes when a
@@ -116,6 +146,13 @@ func (p *Provider) Refresh() error {
 	for _, f := range sources {
 		next := &fetched{src: f.src}
 		err := next.refresh(false)
+		if err != nil && f.material == nil {
+			p.mu.Lock()
+			f.err = err // still pending: say why now
+			p.mu.Unlock()
+			errs = append(errs, fmt.Errorf("trust root %q: %w (not loaded yet)", f.src.Name, err))
+			continue
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("trust root %q: %w (keeping the last good root)", f.src.Name, err))
 			continue

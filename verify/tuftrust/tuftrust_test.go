@@ -1,10 +1,17 @@
 package tuftrust
 
 import (
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/portcullis-dev/portcullis/verify"
 	"github.com/portcullis-dev/portcullis/verify/tuftrust/tuftest"
 )
 
@@ -28,10 +35,7 @@ func TestProvider(t *testing.T) {
 	cache := t.TempDir()
 	src := Source{Name: "mirror", URL: repo.URL(), Root: repo.RootJSON(), CacheDir: cache}
 
-	p, err := New([]Source{src})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := New([]Source{src})
 	tm, err := p.TrustedMaterial("mirror")
 	if err != nil || len(tm.FulcioCertificateAuthorities()) == 0 {
 		t.Fatalf("material %v, %v", tm, err)
@@ -66,16 +70,57 @@ func TestProvider(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A restart while the repository is down starts from the disk cache.
-	p2, err := New([]Source{src})
-	if err != nil {
-		t.Fatalf("restart from cache: %v", err)
+	p2 := New([]Source{src})
+	if pending := p2.Pending(); len(pending) != 0 {
+		t.Fatalf("restart from cache: %v", pending)
 	}
 	if p2.Revision() != rev2 {
 		t.Fatal("restart from cache has another root")
 	}
-	// No cache and no repository: no root, an error.
-	if _, err := New([]Source{{Name: "x", URL: repo.URL(), Root: repo.RootJSON(), CacheDir: t.TempDir()}}); err == nil {
-		t.Fatal("New without repository or cache succeeded")
+	// No cache and no repository: no root yet, which says so.
+	p3 := New([]Source{{Name: "x", URL: repo.URL(), Root: repo.RootJSON(), CacheDir: t.TempDir()}})
+	_, err = p3.TrustedMaterial("x")
+	if tnl := (*verify.TrustNotLoadedError)(nil); !errors.As(err, &tnl) || !strings.HasPrefix(err.Error(), `trust root "x" not loaded yet: `) {
+		t.Fatalf("a root never loaded: %v", err)
+	}
+}
+
+// TestProviderRootAppearsLater: started with the repository unreachable
+// and no cache, the root is pending (named, with why); once the
+// repository appears, a refresh loads it.
+func TestProviderRootAppearsLater(t *testing.T) {
+	repo := tuftest.NewRepo(t)
+	repo.SetTarget(trustedRootTarget, realRoot(t, "trusted_root.json"))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there yet
+	p := New([]Source{{Name: "mirror", URL: "http://" + addr, Root: repo.RootJSON(), CacheDir: t.TempDir()}})
+	if pending := p.Pending(); len(pending) != 1 || !strings.HasPrefix(pending[0], `trust root "mirror" not loaded yet: `) {
+		t.Fatalf("pending %v", pending)
+	}
+	if err := p.Refresh(); err == nil {
+		t.Fatal("a refresh with no repository succeeded")
+	}
+	// The repository appears at that address.
+	target, _ := url.Parse(repo.URL())
+	ln, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("the address was taken meanwhile: %v", err)
+	}
+	srv := &http.Server{Handler: httputil.NewSingleHostReverseProxy(target)}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	if err := p.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	if pending := p.Pending(); len(pending) != 0 {
+		t.Fatalf("still pending after the repository appeared: %v", pending)
+	}
+	if tm, err := p.TrustedMaterial("mirror"); err != nil || len(tm.FulcioCertificateAuthorities()) == 0 {
+		t.Fatalf("material %v, %v", tm, err)
 	}
 }
 
@@ -85,8 +130,8 @@ func TestProviderRejectsForgedMetadata(t *testing.T) {
 	good := tuftest.NewRepo(t)
 	evil := tuftest.NewRepo(t)
 	evil.SetTarget(trustedRootTarget, []byte(`{}`))
-	_, err := New([]Source{{Name: "m", URL: evil.URL(), Root: good.RootJSON(), CacheDir: t.TempDir()}})
-	if err == nil {
+	p := New([]Source{{Name: "m", URL: evil.URL(), Root: good.RootJSON(), CacheDir: t.TempDir()}})
+	if _, err := p.TrustedMaterial("m"); err == nil {
 		t.Fatal("metadata signed by other keys was accepted")
 	}
 }
