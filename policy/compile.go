@@ -87,6 +87,7 @@ func (c *compiler) compile(f *rawFile) {
 		}
 		c.p.Policies = append(c.p.Policies, c.policy(rp))
 	}
+	c.checkShadowedUnsigned(f.policies)
 	c.allowDigests(f.allowDigests)
 	switch f.defaultValue {
 	case "deny":
@@ -181,6 +182,9 @@ func (c *compiler) policy(rp *rawPolicy) *ImagePolicy {
 	if ip.Mode == Warn {
 		c.Warnf(yamlfile.Join(rp.path, "mode"), "images failing policy %q are served anyway; violations are only logged", rp.name)
 	}
+	if ip.MatchRepository {
+		c.Warnf(yamlfile.Join(rp.path, "matchRepository"), "only legacy .sig signatures name the repository they sign; cosign v3 bundle signatures name none, so under matchRepository they never pass")
+	}
 	c.checkAuthorities(rp)
 	names := make(map[string]string)
 	for _, ra := range rp.authorities {
@@ -200,6 +204,33 @@ func (c *compiler) mode(rp *rawPolicy) Mode {
 		c.Errorf(yamlfile.Join(rp.path, "mode"), "want \"enforce\" or \"warn\", got %s%s", yamlfile.Quote(rp.mode), yamlfile.Suggest(rp.mode, []string{"enforce", "warn"}))
 	}
 	return Enforce
+}
+
+// checkShadowedUnsigned warns about an allow: unsigned policy whose images
+// an enforcing policy also matches: every matching policy must pass, so
+// those images still need the enforcing policy's signatures. The overlap is
+// shown with an image the unsigned policy matches (each "*" as "x"), so a
+// warning is never wrong; some overlaps may go unreported.
+func (c *compiler) checkShadowedUnsigned(raw []*rawPolicy) {
+	for i, u := range c.p.Policies {
+		if !u.AllowUnsigned || i >= len(raw) {
+			continue
+		}
+	next:
+		for _, pattern := range u.Images {
+			sample := strings.ReplaceAll(strings.ReplaceAll(pattern, "**", "x"), "*", "x")
+			if !u.matchesImage(sample) {
+				continue
+			}
+			for _, e := range c.p.Policies {
+				if e == u || e.AllowUnsigned || e.Mode != Enforce || !e.matchesImage(sample) {
+					continue
+				}
+				c.Warnf(yamlfile.Join(raw[i].path, "allow"), "has no effect on images policy %q also matches, such as %s: every matching policy must pass, so they still need its signatures", e.Name, sample)
+				break next
+			}
+		}
+	}
 }
 
 // checkUnsigned reports settings that make no sense with allow: unsigned.

@@ -121,7 +121,34 @@ func TestLoadEverything(t *testing.T) {
 	if !vendor.AllowUnsigned || vendor.Mode != Warn || vendor.Threshold != 1 || vendor.Authorities != nil {
 		t.Errorf("vendor = %+v", vendor)
 	}
-	if len(p.Warnings) != 0 { // mode: warn on an unsigned policy is harmless
+	// mode: warn on an unsigned policy is harmless; matchRepository is
+	// worth a warning (bundle signatures never pass it).
+	if len(p.Warnings) != 1 || !strings.Contains(p.Warnings[0].String(), "matchRepository: only legacy .sig signatures name the repository") {
+		t.Errorf("Warnings = %v", p.Warnings)
+	}
+}
+
+// TestShadowedUnsigned: an allow: unsigned policy inside an enforcing
+// policy's images is reported (it has no effect there); one outside, or
+// excluded from the enforcing policy, is not.
+func TestShadowedUnsigned(t *testing.T) {
+	p := mustLoad(t, y(
+		"policies:",
+		"  - name: acme",
+		"    images: [r.example/acme/**]",
+		"    excludeImages: [r.example/acme/public/**]",
+		"    authorities: [{name: k, key: {path: cosign.pub}}]",
+		"  - name: sandbox",
+		"    images: [r.example/acme/sandbox/*]",
+		"    allow: unsigned",
+		"  - name: public",
+		"    images: [r.example/acme/public/**]",
+		"    allow: unsigned",
+		"  - name: vendor",
+		"    images: [r.example/vendor/**]",
+		"    allow: unsigned",
+	), map[string]string{"cosign.pub": newKey(t, "p256")})
+	if len(p.Warnings) != 1 || !strings.Contains(p.Warnings[0].String(), `policy.yaml:8: warning: policies[1].allow: has no effect on images policy "acme" also matches, such as r.example/acme/sandbox/x`) {
 		t.Errorf("Warnings = %v", p.Warnings)
 	}
 }

@@ -53,6 +53,12 @@ func (p *Policy) For(image, digest string) *Plan {
 	return pl
 }
 
+// matchesImage reports whether ip applies to the normalised image: its
+// images match and its excludeImages do not.
+func (ip *ImagePolicy) matchesImage(image string) bool {
+	return matchAny(ip.images, ip.Images, image) && !matchAny(ip.exclude, ip.ExcludeImages, image)
+}
+
 // matchAny reports whether one of globs matches image. A Policy built by
 // hand rather than compiled has no globs; its patterns are compiled here.
 func matchAny(globs []*glob, patterns []string, image string) bool {
