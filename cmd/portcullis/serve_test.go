@@ -349,13 +349,47 @@ func TestUpstreamsFollowHosts(t *testing.T) {
 
 // TestShutdownDelay: on SIGTERM /readyz turns 503 at once, a new
 // connection is still served (told to close) for shutdownDelay, a pull in
-// flight finishes, and then the listeners close.
+// flight across the delay finishes, and then the listeners close.
 func TestShutdownDelay(t *testing.T) {
 	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
-	up := httptest.NewServer(reg)
-	defer up.Close()
+	started := make(chan struct{}, 1)
 	const delay = 700 * time.Millisecond
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/blobs/") && r.Method == "GET" {
+			select {
+			case started <- struct{}{}:
+			default:
+			}
+			time.Sleep(delay + 500*time.Millisecond) // in flight past the delay
+		}
+		reg.ServeHTTP(w, r)
+	}))
+	defer up.Close()
+	host := strings.TrimPrefix(up.URL, "http://")
+	img, _ := random.Image(4096, 1)
+	ref, _ := name.NewTag(host+"/acme/app:v1", name.Insecure)
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatal(err)
+	}
+	layers, _ := img.Layers()
+	ld, _ := layers[0].Digest()
+	size, _ := layers[0].Size()
 	r := startServe(t, fmt.Sprintf("shutdownDelay: %s\nupstreams:\n  - registry: registry.example\n    endpoint: %s\n    insecure: true\nunverified: true\n", delay, up.URL))
+	pulled := make(chan error, 1)
+	go func() {
+		resp, err := http.Get("http://" + r.addr + "/v2/registry.example/acme/app/blobs/" + ld.String())
+		if err != nil {
+			pulled <- err
+			return
+		}
+		defer resp.Body.Close()
+		n, err := io.Copy(io.Discard, resp.Body)
+		if err == nil && (resp.StatusCode != 200 || n != size) {
+			err = fmt.Errorf("status %d, %d of %d bytes", resp.StatusCode, n, size)
+		}
+		pulled <- err
+	}()
+	<-started
 	stopped := time.Now()
 	r.cancel()
 	deadline := time.Now().Add(delay / 2)
@@ -372,14 +406,16 @@ func TestShutdownDelay(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: false}}
-	resp, err := c.Get("http://" + r.addr + "/v2/")
+	resp, err := http.Get("http://" + r.addr + "/v2/")
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("a new connection during shutdownDelay: %v %v", resp, err)
 	}
 	resp.Body.Close()
 	if !resp.Close {
 		t.Error("an answer during shutdownDelay does not say Connection: close")
+	}
+	if err := <-pulled; err != nil {
+		t.Fatalf("the pull in flight across shutdownDelay: %v", err)
 	}
 	if err := <-r.done; err != nil {
 		t.Fatalf("serve returned %v", err)
