@@ -16,7 +16,6 @@ import (
 
 	"github.com/portcullis-dev/portcullis/cmd/portcullis/config"
 	"github.com/portcullis-dev/portcullis/gate"
-	"github.com/portcullis-dev/portcullis/oci"
 	"github.com/portcullis-dev/portcullis/verify"
 )
 
@@ -132,17 +131,11 @@ func runPolicyTest(ctx context.Context, out io.Writer, configPath, candidate, ad
 // testImage decides on image under today's gate and the candidate.
 func testImage(ctx context.Context, w *wiring, cand *gate.Gate, defaultRegistry, image string) policyTestRow {
 	row := policyTestRow{image: image, today: gate.ResultError, candidate: gate.ResultError}
-	repo, ref, err := oci.ParseImage(image, defaultRegistry, w.up.Has)
+	req, err := w.manifestRequest(ctx, image, defaultRegistry)
 	if err != nil {
 		row.why = err.Error()
 		return row
 	}
-	m, err := w.up.Manifest(ctx, repo, ref)
-	if err != nil {
-		row.why = fmt.Sprintf("fetching %s: %v", image, err)
-		return row
-	}
-	req := &gate.ManifestRequest{Repo: repo, Reference: ref, Digest: m.Digest, MediaType: m.MediaType, Bytes: m.Bytes}
 	var todayWhy string
 	if v, err := w.gate.Manifest(ctx, req); err != nil {
 		todayWhy = "today: no decision: " + err.Error()

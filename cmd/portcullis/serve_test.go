@@ -25,6 +25,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/prometheus/client_golang/prometheus"
@@ -182,28 +183,7 @@ func TestWireNeedsAChoice(t *testing.T) {
 
 // TestGracefulShutdown: on shutdown an in-flight blob pull finishes.
 func TestGracefulShutdown(t *testing.T) {
-	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
-	started := make(chan struct{}, 1)
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.Contains(r.URL.Path, "/blobs/") && r.Method == "GET" {
-			select {
-			case started <- struct{}{}:
-			default:
-			}
-			time.Sleep(300 * time.Millisecond)
-		}
-		reg.ServeHTTP(w, r)
-	}))
-	defer up.Close()
-	host := strings.TrimPrefix(up.URL, "http://")
-	img, _ := random.Image(4096, 1)
-	ref, _ := name.NewTag(host+"/acme/app:v1", name.Insecure)
-	if err := remote.Write(ref, img); err != nil {
-		t.Fatal(err)
-	}
-	layers, _ := img.Layers()
-	ld, _ := layers[0].Digest()
-	size, _ := layers[0].Size()
+	up, ld, size, started := slowBlobUpstream(t, 300*time.Millisecond)
 
 	r := startServe(t, fmt.Sprintf("upstreams:\n  - registry: registry.example\n    endpoint: %s\n    insecure: true\nunverified: true\n", up.URL))
 	type result struct {
@@ -347,33 +327,41 @@ func TestUpstreamsFollowHosts(t *testing.T) {
 	}
 }
 
-// TestShutdownDelay: on SIGTERM /readyz turns 503 at once, a new
-// connection is still served (told to close) for shutdownDelay, a pull in
-// flight across the delay finishes, and then the listeners close.
-func TestShutdownDelay(t *testing.T) {
+// slowBlobUpstream is a registry holding registry.example/acme/app:v1 (a
+// one-layer image) whose blob GETs take d; started receives when one
+// begins. It returns the URL, the layer's digest and size.
+func slowBlobUpstream(t *testing.T, d time.Duration) (*httptest.Server, v1.Hash, int64, chan struct{}) {
+	t.Helper()
 	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
 	started := make(chan struct{}, 1)
-	const delay = 700 * time.Millisecond
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.Contains(r.URL.Path, "/blobs/") && r.Method == "GET" {
 			select {
 			case started <- struct{}{}:
 			default:
 			}
-			time.Sleep(delay + 500*time.Millisecond) // in flight past the delay
+			time.Sleep(d)
 		}
 		reg.ServeHTTP(w, r)
 	}))
-	defer up.Close()
-	host := strings.TrimPrefix(up.URL, "http://")
+	t.Cleanup(up.Close)
 	img, _ := random.Image(4096, 1)
-	ref, _ := name.NewTag(host+"/acme/app:v1", name.Insecure)
+	ref, _ := name.NewTag(strings.TrimPrefix(up.URL, "http://")+"/acme/app:v1", name.Insecure)
 	if err := remote.Write(ref, img); err != nil {
 		t.Fatal(err)
 	}
 	layers, _ := img.Layers()
 	ld, _ := layers[0].Digest()
 	size, _ := layers[0].Size()
+	return up, ld, size, started
+}
+
+// TestShutdownDelay: on SIGTERM /readyz turns 503 at once, a new
+// connection is still served (told to close) for shutdownDelay, a pull in
+// flight across the delay finishes, and then the listeners close.
+func TestShutdownDelay(t *testing.T) {
+	const delay = 700 * time.Millisecond
+	up, ld, size, started := slowBlobUpstream(t, delay+500*time.Millisecond) // a pull in flight past the delay
 	r := startServe(t, fmt.Sprintf("shutdownDelay: %s\nupstreams:\n  - registry: registry.example\n    endpoint: %s\n    insecure: true\nunverified: true\n", delay, up.URL))
 	pulled := make(chan error, 1)
 	go func() {

@@ -96,18 +96,13 @@ func runVerify(ctx context.Context, out io.Writer, configPath, output string, im
 
 func verifyOne(ctx context.Context, w *wiring, cfg *config.Config, image string) verifyResult {
 	r := verifyResult{Image: image, Decision: "error"}
-	repo, ref, err := oci.ParseImage(image, cfg.DefaultRegistry, w.up.Has)
+	req, err := w.manifestRequest(ctx, image, cfg.DefaultRegistry)
 	if err != nil {
 		r.Message = err.Error()
 		return r
 	}
-	m, err := w.up.Manifest(ctx, repo, ref)
-	if err != nil {
-		r.Message = fmt.Sprintf("fetching %s: %v", image, err)
-		return r
-	}
-	r.Digest = m.DigestString()
-	v, err := w.gate.Manifest(ctx, &gate.ManifestRequest{Repo: repo, Reference: ref, Digest: m.Digest, MediaType: m.MediaType, Bytes: m.Bytes})
+	r.Digest = req.Digest.String()
+	v, err := w.gate.Manifest(ctx, req)
 	if err != nil {
 		r.Message = fmt.Sprintf("no decision: %v", err)
 		return r
@@ -121,6 +116,20 @@ func verifyOne(ctx context.Context, w *wiring, cfg *config.Config, image string)
 		r.Warnings = append(r.Warnings, fmt.Sprintf("policy %q (warn mode): %s", w.Policy, strings.Join(w.Reasons, "; ")))
 	}
 	return r
+}
+
+// manifestRequest resolves image (as clients name it through the proxy)
+// through the upstreams into what the gate decides on, as the proxy would.
+func (w *wiring) manifestRequest(ctx context.Context, image, defaultRegistry string) (*gate.ManifestRequest, error) {
+	repo, ref, err := oci.ParseImage(image, defaultRegistry, w.up.Has)
+	if err != nil {
+		return nil, err
+	}
+	m, err := w.up.Manifest(ctx, repo, ref)
+	if err != nil {
+		return nil, fmt.Errorf("fetching %s: %w", image, err)
+	}
+	return &gate.ManifestRequest{Repo: repo, Reference: ref, Digest: m.Digest, MediaType: m.MediaType, Bytes: m.Bytes}, nil
 }
 
 func printResults(out io.Writer, format string, results []verifyResult) error {
