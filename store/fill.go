@@ -205,7 +205,15 @@ func (f *fill) reader(ctx context.Context, open opener) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errFillFailed, err)
 	}
-	return &fillReader{f: f, file: file, ctx: ctx, open: open}, nil
+	r := &fillReader{f: f, file: file, ctx: ctx, open: open}
+	// A reader waiting for bytes wakes when its request ends (the client
+	// went away), instead of when the fill next makes progress.
+	r.stop = context.AfterFunc(ctx, func() {
+		f.mu.Lock()
+		f.cond.Broadcast()
+		f.mu.Unlock()
+	})
+	return r, nil
 }
 
 // run copies the upstream body to the file, hashing it, and ends the fill.
@@ -345,6 +353,7 @@ type fillReader struct {
 	file *os.File
 	pos  int64
 	ctx  context.Context // the request's
+	stop func() bool     // stops the wake-up at the request's end
 	open opener
 	// rest, once the fill failed for want of disk, is the rest of the blob
 	// from the upstream, checked against the digest with what was read.
@@ -377,6 +386,10 @@ func (r *fillReader) Read(p []byte) (int, error) {
 			f.mu.Unlock()
 			return 0, io.EOF
 		}
+		if err := r.ctx.Err(); err != nil {
+			f.mu.Unlock()
+			return 0, err
+		}
 		f.cond.Wait()
 	}
 	f.mu.Unlock()
@@ -392,6 +405,7 @@ func (r *fillReader) Read(p []byte) (int, error) {
 }
 
 func (r *fillReader) Close() error {
+	r.stop()
 	if r.rest != nil {
 		_ = r.rest.Close()
 	}

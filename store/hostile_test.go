@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -411,4 +412,51 @@ func TestFullDiskServesFromTheUpstream(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestReaderLeavesWhenItsRequestEnds: a reader waiting for bytes of a
+// stalled fetch returns as soon as its request's context ends (the client
+// went away), not when the upstream next sends something; the fetch goes
+// on for the others.
+func TestReaderLeavesWhenItsRequestEnds(t *testing.T) {
+	h := newHostile(t, "trickle", 1<<20)
+	h.more = make(chan struct{})
+	up := httptest.NewServer(h)
+	t.Cleanup(up.Close)
+	t.Cleanup(h.release)
+	u, _ := url.Parse(up.URL)
+	c, err := upstream.New([]upstream.Config{{Registry: registryName, Endpoint: u}}, upstream.WithTimeout(30*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	sc := NewClient(c, s, time.Minute, time.Hour, nil)
+	repo := proxy.Repository{Registry: registryName, Name: "acme/app"}
+	ctx, cancel := context.WithCancel(context.Background())
+	b, err := sc.OpenKeptBlob(ctx, repo, h.d, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Body.Close()
+	if _, err := io.ReadFull(b.Body, make([]byte, len(h.blob)/2)); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := b.Body.Read(make([]byte, 1024)); done <- err }() // waits: the upstream holds the rest
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("read after the request ended: %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a reader waiting on a stalled fetch did not leave when its request ended")
+	}
+	h.release() // the fetch goes on, and is kept
+	waitFor(t, func() bool { _, ok := s.HasBlob(h.d); return ok })
 }

@@ -53,6 +53,8 @@ func TestGatedWarnAndPurge(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "policy.yaml"), day2Policy)
 	p := e.startProxyIn(t, dir, gatedConfig)
 	up := e.upstreams["registry.example"].addr
+	// push puts a new image on the shared upstream: under names of this
+	// test's own (day2-*), never over another test's fixtures.
 	push := func(repoTag string) name.Digest {
 		t.Helper()
 		img, _ := random.Image(1024, 1)
@@ -75,9 +77,9 @@ func TestGatedWarnAndPurge(t *testing.T) {
 	}
 
 	// Warn mode: each pull is recorded and summarised.
-	push("vendor/tool:v1")
+	push("vendor/day2-tool:v1")
 	for range 2 {
-		if r := manifest("vendor/tool:v1"); r.err != nil {
+		if r := manifest("vendor/day2-tool:v1"); r.err != nil {
 			t.Fatalf("crane manifest of a warn-mode image: %v\n%s", r.err, r.stderr)
 		}
 	}
@@ -86,25 +88,25 @@ func TestGatedWarnAndPurge(t *testing.T) {
 		Count                 int
 	}
 	adminJSON(t, p, "/decisions/summary?result=warn", &sum)
-	if len(sum) != 1 || sum[0].Policy != "sbom-rollout" || sum[0].Count != 2 || sum[0].Image != "registry.example/vendor/tool" {
-		t.Errorf("warn summary: %+v, want sbom-rollout on registry.example/vendor/tool twice", sum)
+	if len(sum) != 1 || sum[0].Policy != "sbom-rollout" || sum[0].Count != 2 || sum[0].Image != "registry.example/vendor/day2-tool" {
+		t.Errorf("warn summary: %+v, want sbom-rollout on registry.example/vendor/day2-tool twice", sum)
 	}
 
 	// A signature pushed after a refusal: seen after a purge.
-	late := push("acme/late:v1")
-	if r := manifest("acme/late:v1"); r.err == nil || !strings.Contains(r.stderr, "cached for") {
+	late := push("acme/day2-late:v1")
+	if r := manifest("acme/day2-late:v1"); r.err == nil || !strings.Contains(r.stderr, "cached for") {
 		t.Fatalf("unsigned acme/late: %v\n%s", r.err, r.stderr)
 	}
 	sign(late)
-	if r := manifest("acme/late:v1"); r.err == nil {
+	if r := manifest("acme/day2-late:v1"); r.err == nil {
 		t.Fatal("a cached denial was not reused (denyTTL)")
 	}
-	resp, err := http.Post("http://"+p.adminAddr+"/cache/verdicts/purge?image=registry.example/acme/late", "", nil)
+	resp, err := http.Post("http://"+p.adminAddr+"/cache/verdicts/purge?image=registry.example/acme/day2-late", "", nil)
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("purge: %v %v", resp, err)
 	}
 	resp.Body.Close()
-	if r := manifest("acme/late:v1"); r.err != nil {
+	if r := manifest("acme/day2-late:v1"); r.err != nil {
 		t.Fatalf("signed acme/late after the purge: %v\n%s", r.err, r.stderr)
 	}
 	if !p.logContains(`"msg":"verdicts purged"`) {
@@ -112,8 +114,8 @@ func TestGatedWarnAndPurge(t *testing.T) {
 	}
 
 	// ... or after SIGHUP, with no file changed.
-	later := push("acme/later:v1")
-	if r := manifest("acme/later:v1"); r.err == nil {
+	later := push("acme/day2-later:v1")
+	if r := manifest("acme/day2-later:v1"); r.err == nil {
 		t.Fatal("unsigned acme/later served")
 	}
 	sign(later)
@@ -127,7 +129,7 @@ func TestGatedWarnAndPurge(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if r := manifest("acme/later:v1"); r.err != nil {
+	if r := manifest("acme/day2-later:v1"); r.err != nil {
 		t.Fatalf("signed acme/later after SIGHUP: %v\n%s", r.err, r.stderr)
 	}
 }
