@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -43,35 +44,8 @@ default: deny
 func TestGatedWarnAndPurge(t *testing.T) {
 	e := setup(t)
 	crane := needTool(t, "crane")
-	signer, err := signing.NewSigner()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, _ := signer.PublicKeyPEM()
-	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "cosign.pub"), string(pub))
-	writeFile(t, filepath.Join(dir, "policy.yaml"), day2Policy)
-	p := e.startProxyIn(t, dir, gatedConfig)
-	up := e.upstreams["registry.example"].addr
-	// push puts a new image on the shared upstream: under names of this
-	// test's own (day2-*), never over another test's fixtures.
-	push := func(repoTag string) name.Digest {
-		t.Helper()
-		img, _ := random.Image(1024, 1)
-		if err := pushTo(t.Context(), up, repoTag, img); err != nil {
-			t.Fatal(err)
-		}
-		d, _ := img.Digest()
-		ref, _ := name.NewDigest(up+"/"+strings.Split(repoTag, ":")[0]+"@"+d.String(), name.Insecure)
-		return ref
-	}
-	sign := func(d name.Digest) {
-		t.Helper()
-		h, _ := remote.Head(d)
-		if err := signer.SignLegacy(d.Context(), h.Digest); err != nil {
-			t.Fatal(err)
-		}
-	}
+	d2 := newDay2(t, e)
+	p, push, sign := d2.p, d2.push, d2.sign
 	manifest := func(repoTag string) cmdResult {
 		return runCmd(t.Context(), nil, crane, "manifest", "--insecure", p.addr+"/registry.example/"+repoTag)
 	}
@@ -101,11 +75,7 @@ func TestGatedWarnAndPurge(t *testing.T) {
 	if r := manifest("acme/day2-late:v1"); r.err == nil {
 		t.Fatal("a cached denial was not reused (denyTTL)")
 	}
-	resp, err := http.Post("http://"+p.adminAddr+"/cache/verdicts/purge?image=registry.example/acme/day2-late", "", nil)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("purge: %v %v", resp, err)
-	}
-	resp.Body.Close()
+	d2.purge("registry.example/acme/day2-late")
 	if r := manifest("acme/day2-late:v1"); r.err != nil {
 		t.Fatalf("signed acme/late after the purge: %v\n%s", r.err, r.stderr)
 	}
@@ -119,18 +89,82 @@ func TestGatedWarnAndPurge(t *testing.T) {
 		t.Fatal("unsigned acme/later served")
 	}
 	sign(later)
-	if err := syscall.Kill(p.Pid(), syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !p.logContains("cached denials dropped") {
-		if time.Now().After(deadline) {
-			t.Fatal("SIGHUP not handled")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	d2.hup()
 	if r := manifest("acme/day2-later:v1"); r.err != nil {
 		t.Fatalf("signed acme/later after SIGHUP: %v\n%s", r.err, r.stderr)
+	}
+}
+
+// day2 is a proxy under day2Policy, with the signer its cosign.pub is of.
+type day2 struct {
+	t      *testing.T
+	p      *proxyProc
+	up     string // the upstream of registry.example
+	signer *signing.Signer
+}
+
+func newDay2(t *testing.T, e *env) *day2 {
+	t.Helper()
+	signer, err := signing.NewSigner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := signer.PublicKeyPEM()
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "cosign.pub"), string(pub))
+	writeFile(t, filepath.Join(dir, "policy.yaml"), day2Policy)
+	return &day2{t: t, p: e.startProxyIn(t, dir, gatedConfig), up: e.upstreams["registry.example"].addr, signer: signer}
+}
+
+// push puts a new image on the shared upstream, under a name of the
+// test's own (day2-*: never over another test's fixtures), and returns
+// it by digest.
+func (d *day2) push(repoTag string) name.Digest {
+	d.t.Helper()
+	img, _ := random.Image(1024, 1)
+	if err := pushTo(d.t.Context(), d.up, repoTag, img); err != nil {
+		d.t.Fatal(err)
+	}
+	dg, _ := img.Digest()
+	ref, _ := name.NewDigest(d.up+"/"+strings.Split(repoTag, ":")[0]+"@"+dg.String(), name.Insecure)
+	return ref
+}
+
+// sign signs the image with the policy's key (a legacy .sig).
+func (d *day2) sign(ref name.Digest) {
+	d.t.Helper()
+	h, err := remote.Head(ref)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	if err := d.signer.SignLegacy(ref.Context(), h.Digest); err != nil {
+		d.t.Fatal(err)
+	}
+}
+
+// purge drops the verdicts of the images pattern matches.
+func (d *day2) purge(pattern string) {
+	d.t.Helper()
+	resp, err := http.Post("http://"+d.p.adminAddr+"/cache/verdicts/purge?image="+pattern, "", nil)
+	if err != nil || resp.StatusCode != 200 {
+		d.t.Fatalf("purge %s: %v %v", pattern, resp, err)
+	}
+	resp.Body.Close()
+}
+
+// hup sends SIGHUP and waits until the proxy dropped its cached denials.
+func (d *day2) hup() {
+	d.t.Helper()
+	before := strings.Count(d.p.Log(0, 1<<20), "cached denials dropped")
+	if err := syscall.Kill(d.p.Pid(), syscall.SIGHUP); err != nil {
+		d.t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for strings.Count(d.p.Log(0, 1<<20), "cached denials dropped") == before {
+		if time.Now().After(deadline) {
+			d.t.Fatal("SIGHUP not handled")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -146,5 +180,70 @@ func adminJSON(t *testing.T, p *proxyProc, path string, v any) {
 	}
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestDay2Clients: the same with containerd's ctr, podman and
+// skopeo: each pull of a warn-mode image is recorded (one record per
+// manifest request, each with its own request ID), and a signature pushed
+// after a refusal is seen after a purge (ctr), SIGHUP (podman) or a purge
+// of everything (skopeo).
+func TestDay2Clients(t *testing.T) {
+	e := setup(t)
+	ctr, podman, skopeo := needTool(t, "ctr"), needTool(t, "podman"), needTool(t, "skopeo")
+	d2 := newDay2(t, e)
+	socket := startContainerd(t)
+	hostsDir := renderHostsDir(t, d2.p.addr, "registry.example")
+	penv, pglobal, ppull := podmanSetup(t, d2.p.addr)
+	senv, sglobal := skopeoEnv(t)
+	pulls := map[string]func(image string) cmdResult{
+		"ctr": func(image string) cmdResult {
+			return runCmd(t.Context(), nil, ctr, "--address", socket, "images", "pull", "--hosts-dir", hostsDir, "--snapshotter", "native", image)
+		},
+		"podman": func(image string) cmdResult {
+			return runCmd(t.Context(), penv, podman, append(append(slices.Clone(pglobal), "pull", "--quiet"), append(ppull, image)...)...)
+		},
+		"skopeo": func(image string) cmdResult {
+			return runCmd(t.Context(), senv, skopeo, append(slices.Clone(sglobal), "inspect", "--raw", "--tls-verify=false", "--no-creds",
+				"docker://"+d2.p.addr+"/"+image)...)
+		},
+	}
+
+	d2.push("vendor/day2-clients:v1")
+	for _, client := range []string{"ctr", "podman", "skopeo"} {
+		if r := pulls[client]("registry.example/vendor/day2-clients:v1"); r.err != nil {
+			t.Fatalf("%s pull of a warn-mode image: %v\n%s", client, r.err, r.stderr)
+		}
+	}
+	var recs []struct {
+		Result, Policy, RequestID string
+	}
+	adminJSON(t, d2.p, "/decisions?result=warn&image=registry.example/vendor/day2-clients", &recs)
+	ids := map[string]bool{}
+	for _, r := range recs {
+		ids[r.RequestID] = true
+	}
+	if len(recs) < 3 || len(ids) != len(recs) {
+		t.Errorf("warn records of three clients' pulls: %+v, want at least 3, each its own request", recs)
+	}
+
+	for client, renew := range map[string]func(){
+		"ctr":    func() { d2.purge("registry.example/acme/day2-ctr") },
+		"podman": d2.hup,
+		"skopeo": func() { d2.purge("**") },
+	} {
+		image := "registry.example/acme/day2-" + client + ":v1"
+		ref := d2.push(strings.TrimPrefix(image, "registry.example/"))
+		if r := pulls[client](image); r.err == nil {
+			t.Fatalf("%s pulled unsigned %s", client, image)
+		}
+		d2.sign(ref)
+		if r := pulls[client](image); r.err == nil {
+			t.Fatalf("%s: a cached denial of %s was not reused", client, image)
+		}
+		renew()
+		if r := pulls[client](image); r.err != nil {
+			t.Errorf("%s pull of %s, signed after its refusal, once its verdicts were dropped: %v\n%s", client, image, r.err, r.stderr)
+		}
 	}
 }
