@@ -14,6 +14,7 @@ import (
 	"github.com/portcullis-dev/portcullis/cmd/portcullis/config"
 	"github.com/portcullis-dev/portcullis/gate"
 	"github.com/portcullis-dev/portcullis/internal/policyfile"
+	"github.com/portcullis-dev/portcullis/policy"
 )
 
 // TestConfigExample: the shipped example config loads, as it is but for
@@ -60,8 +61,8 @@ func writeExamplePolicyFiles(t *testing.T, dir string) {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
-	writeFile(t, dir, "cosign.pub", string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})))
-	writeFile(t, dir, "trusted_root.json", string(realdata(t, "trusted-root", "trusted_root.json")))
+	writeFile(t, dir, "example-cosign.pub", string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})))
+	writeFile(t, dir, "example-trusted_root.json", string(realdata(t, "trusted-root", "trusted_root.json")))
 }
 
 // TestPolicyExample: the shipped example policy compiles once the files it
@@ -98,4 +99,19 @@ func realdata(t *testing.T, parts ...string) []byte {
 		t.Skip(err)
 	}
 	return b
+}
+
+// TestExamplePolicyLoadsInPlace: deploy/policy-example.yaml loads as it
+// ships, with the example key and trusted root beside it (which sigstore-go
+// parses), and lints with no error.
+func TestExamplePolicyLoadsInPlace(t *testing.T) {
+	path := filepath.Join("..", "..", "deploy", "policy-example.yaml")
+	if _, err := (&gate.Loader{}).Load(path); err != nil {
+		t.Fatalf("the example policy does not load in place: %v", err)
+	}
+	for _, p := range policyfile.Lint(path) {
+		if p.Severity == policy.Error {
+			t.Errorf("lint: %s", p)
+		}
+	}
 }

@@ -87,8 +87,8 @@ func TestConfigExample(t *testing.T) {
 	)
 	writeFile(t, filepath.Join(dir, "password"), "not-a-real-password\n")
 	render(t, "policy-example.yaml", filepath.Join(dir, "policy-example.yaml"))
-	writeFile(t, filepath.Join(dir, "cosign.pub"), examplePublicKey(t))
-	writeFile(t, filepath.Join(dir, "trusted_root.json"), `{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}`+"\n")
+	writeFile(t, filepath.Join(dir, "example-cosign.pub"), examplePublicKey(t))
+	writeFile(t, filepath.Join(dir, "example-trusted_root.json"), `{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}`+"\n")
 
 	serverCA := newCA(t, "portcullis e2e server CA")
 	clientCA := newCA(t, "portcullis e2e client CA")
