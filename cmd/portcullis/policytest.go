@@ -16,6 +16,7 @@ import (
 
 	"github.com/portcullis-dev/portcullis/cmd/portcullis/config"
 	"github.com/portcullis-dev/portcullis/gate"
+	"github.com/portcullis-dev/portcullis/store"
 	"github.com/portcullis-dev/portcullis/verify"
 )
 
@@ -82,11 +83,17 @@ func runPolicyTest(ctx context.Context, out io.Writer, configPath, candidate, ad
 			return nil
 		}
 	}
-	// Nothing is stored: the content store belongs to the serving proxy
-	// (which holds its lock).
-	cfg.Cache = nil
+	// With a content store that no proxy holds, manifests and signatures
+	// come from it when the upstream cannot answer (an air-gapped site
+	// tests against what it stored); when the serving proxy holds it, from
+	// the upstreams only. Nothing is stored: only the proxy keeps content.
 	builder := &gate.Loader{}
 	w, err := wire(cfg, builder, zap.NewNop(), prometheus.NewRegistry())
+	if errors.Is(err, store.ErrLocked) {
+		fmt.Fprintln(out, "note: the content store is held by the running proxy; manifests and signatures come from the upstreams")
+		cfg.Cache = nil
+		w, err = wire(cfg, builder, zap.NewNop(), prometheus.NewRegistry())
+	}
 	if err != nil {
 		return err
 	}
@@ -95,7 +102,7 @@ func runPolicyTest(ctx context.Context, out io.Writer, configPath, candidate, ad
 	if err != nil {
 		return usageError(fmt.Errorf("--policy: %w", err))
 	}
-	cand, err := gate.New(w.up, snap, gate.WithLimits(verify.Limits{MaxSignatures: cfg.MaxSignatures}),
+	cand, err := gate.New(w.reader, snap, gate.WithLimits(verify.Limits{MaxSignatures: cfg.MaxSignatures}),
 		gate.WithDecisionTimeout(cfg.DecisionTimeout))
 	if err != nil {
 		return usageError(fmt.Errorf("--policy: %w", err))

@@ -6,6 +6,7 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -91,5 +92,78 @@ func TestPolicyTest(t *testing.T) {
 	out, err = policy("--config", cfgFile, "--policy", candidate, "--admin", "http://"+r.admin)
 	if exitCode(err) != 1 || strings.Count(out, "registry.example/acme/app@sha256:") != 2 || strings.Count(out, "would be refused") != 1 {
 		t.Errorf("replayed traffic: exit %d %v\n%s", exitCode(err), err, out)
+	}
+}
+
+// TestPolicyTestFromTheStore: with a content store no proxy holds, the
+// candidate is tested against what the store holds, the upstream gone (an
+// air-gapped site); while the proxy holds the store, policy test says so
+// and reads the upstreams.
+func TestPolicyTestFromTheStore(t *testing.T) {
+	up := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	host := strings.TrimPrefix(up.URL, "http://")
+	signer, err := signing.NewSigner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tag := range []string{"signed", "unsigned"} {
+		img, _ := random.Image(512, 1)
+		ref, _ := name.NewTag(host+"/acme/app:"+tag, name.Insecure)
+		if err := remote.Write(ref, img); err != nil {
+			t.Fatal(err)
+		}
+		if tag == "signed" {
+			d, _ := img.Digest()
+			if err := signer.SignLegacy(ref.Context(), d); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	dir := t.TempDir()
+	pem, _ := signer.PublicKeyPEM()
+	writeFile(t, dir, "cosign.pub", string(pem))
+	// Today: unsigned images are allowed, the key checked in warn mode (so
+	// both are stored, with the signature material the gate read).
+	today := writeFile(t, dir, "today.yaml", `policies:
+  - name: open
+    images: ["registry.example/acme/**"]
+    allow: unsigned
+  - name: rollout
+    mode: warn
+    images: ["registry.example/acme/**"]
+    authorities: [{name: release-key, key: {path: cosign.pub}}]
+`)
+	candidate := writeFile(t, dir, "candidate.yaml", `policies:
+  - name: release
+    images: ["registry.example/acme/**"]
+    authorities: [{name: release-key, key: {path: cosign.pub}}]
+`)
+	yaml := fmt.Sprintf("upstreams: [{registry: registry.example, endpoint: %q, insecure: true}]\npolicyFile: %s\ncache: {dir: %s}\n",
+		up.URL, today, filepath.Join(dir, "store"))
+	cfgFile := writeFile(t, dir, "config.yaml", "listen: 127.0.0.1:0\nadminListen: 127.0.0.1:0\n"+yaml)
+	images := []string{"registry.example/acme/app:signed", "registry.example/acme/app:unsigned"}
+	if out, err := cacheCmd(t, append([]string{"warm", "--config", cfgFile}, images...)...); err != nil {
+		t.Fatalf("warm: %v\n%s", err, out)
+	}
+	policy := func(args ...string) (string, error) {
+		return execute(newPolicyCmd(), append([]string{"test"}, args...)...)
+	}
+
+	r := startServe(t, yaml)
+	out, err := policy(append([]string{"--config", cfgFile, "--policy", candidate}, images...)...)
+	if exitCode(err) != 1 || !strings.Contains(out, "held by the running proxy") {
+		t.Errorf("while the proxy holds the store: exit %d %v\n%s", exitCode(err), err, out)
+	}
+	r.cancel()
+	<-r.done
+	r.done <- nil // for Cleanup
+
+	up.Close() // air-gapped from here on
+	out, err = policy(append([]string{"--config", cfgFile, "--policy", candidate}, images...)...)
+	t.Logf("from the store:\n%s", out)
+	lines := strings.Split(out, "\n")
+	if exitCode(err) != 1 || len(lines) < 3 || fmt.Sprint(strings.Fields(lines[1])[1:3]) != "[allow allow]" ||
+		fmt.Sprint(strings.Fields(lines[2])[1:3]) != "[warn deny]" || !strings.Contains(lines[2], "no signatures found") {
+		t.Errorf("from the store, the upstream gone: exit %d %v\n%s", exitCode(err), err, out)
 	}
 }

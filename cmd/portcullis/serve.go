@@ -182,7 +182,11 @@ type wiring struct {
 	gate  *gate.Gate
 	// decisions is the gate's decision log (nil without a gate).
 	decisions *gate.DecisionLog
-	proxy     *proxy.Proxy
+	// cached is the content store's client (nil without "cache"), and
+	// reader what the gate reads signatures through (it, or up).
+	cached *store.Client
+	reader verify.Reader
+	proxy  *proxy.Proxy
 }
 
 // close releases what wire opened (the content store's directory).
@@ -218,7 +222,7 @@ func wire(cfg *config.Config, builder *gate.Loader, log *zap.Logger, reg *promet
 			return nil, fmt.Errorf("cache.dir: %w", err)
 		}
 		sc := store.NewClient(up, w.store, cfg.TagTTL, k.MaxStale, log.Named("store"))
-		served, reader = sc, sc.Reader()
+		served, reader, w.cached = sc, sc.Reader(), sc
 		log.Info("content store open", zap.String("dir", w.store.Dir()), zap.Int64("maxSize", k.MaxSize),
 			zap.Duration("maxStale", k.MaxStale))
 	}
@@ -254,7 +258,7 @@ func wire(cfg *config.Config, builder *gate.Loader, log *zap.Logger, reg *promet
 		w.close()
 		return nil, usageError(fmt.Errorf("%s: no policyFile, and no \"unverified: true\" to serve images unverified", cfg.Path))
 	}
-	w.gate = g
+	w.gate, w.reader = g, reader
 	if w.proxy, err = proxy.New(served, opts...); err != nil {
 		w.close()
 		return nil, usageError(fmt.Errorf("%s: %w", cfg.Path, err))

@@ -125,7 +125,12 @@ func (w *wiring) manifestRequest(ctx context.Context, image, defaultRegistry str
 	if err != nil {
 		return nil, err
 	}
-	m, err := w.up.Manifest(ctx, repo, ref)
+	var m *oci.Manifest
+	if w.cached != nil { // the content store first: its tags and manifests serve while the upstream is down
+		m, err = w.cached.ManifestFor(ctx, repo, ref, oci.ManifestTypes)
+	} else {
+		m, err = w.up.Manifest(ctx, repo, ref)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("fetching %s: %w", image, err)
 	}
