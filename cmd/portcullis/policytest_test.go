@@ -2,20 +2,10 @@ package main
 
 import (
 	"fmt"
-	"io"
-	"log"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-
-	"github.com/portcullis-dev/portcullis/verify/signing"
 )
 
 // TestPolicyTest: a candidate that requires a signature refuses the
@@ -23,29 +13,9 @@ import (
 // keeps the signed one; without image arguments it replays the running
 // proxy's recent decisions; a broken candidate is a usage error.
 func TestPolicyTest(t *testing.T) {
-	up := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(up.Close)
-	host := strings.TrimPrefix(up.URL, "http://")
-	signer, err := signing.NewSigner()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tag := range []string{"signed", "unsigned"} {
-		img, _ := random.Image(512, 1)
-		ref, _ := name.NewTag(host+"/acme/app:"+tag, name.Insecure)
-		if err := remote.Write(ref, img); err != nil {
-			t.Fatal(err)
-		}
-		if tag == "signed" {
-			d, _ := img.Digest()
-			if err := signer.SignLegacy(ref.Context(), d); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	up := newTestUpstream(t)
 	dir := t.TempDir()
-	pem, _ := signer.PublicKeyPEM()
-	writeFile(t, dir, "cosign.pub", string(pem))
+	up.pushSignedPair(t, dir)
 	today := writeFile(t, dir, "today.yaml", "policies:\n  - name: open\n    images: [\"registry.example/acme/**\"]\n    allow: unsigned\n")
 	candidate := writeFile(t, dir, "candidate.yaml", `policies:
   - name: release
@@ -100,28 +70,9 @@ func TestPolicyTest(t *testing.T) {
 // air-gapped site); while the proxy holds the store, policy test says so
 // and reads the upstreams.
 func TestPolicyTestFromTheStore(t *testing.T) {
-	up := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	host := strings.TrimPrefix(up.URL, "http://")
-	signer, err := signing.NewSigner()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tag := range []string{"signed", "unsigned"} {
-		img, _ := random.Image(512, 1)
-		ref, _ := name.NewTag(host+"/acme/app:"+tag, name.Insecure)
-		if err := remote.Write(ref, img); err != nil {
-			t.Fatal(err)
-		}
-		if tag == "signed" {
-			d, _ := img.Digest()
-			if err := signer.SignLegacy(ref.Context(), d); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	up := newTestUpstream(t)
 	dir := t.TempDir()
-	pem, _ := signer.PublicKeyPEM()
-	writeFile(t, dir, "cosign.pub", string(pem))
+	up.pushSignedPair(t, dir)
 	// Today: unsigned images are allowed, the key checked in warn mode (so
 	// both are stored, with the signature material the gate read).
 	today := writeFile(t, dir, "today.yaml", `policies:

@@ -4,16 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
-
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/portcullis-dev/portcullis/gate"
 	"github.com/portcullis-dev/portcullis/verify/signing"
@@ -30,16 +23,9 @@ func whyCmd(t *testing.T, args ...string) (string, error) {
 // are each recorded and summarised; a purge drops verdicts; an image
 // never pulled has no record (exit 1).
 func TestWhy(t *testing.T) {
-	up := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(up.Close)
-	host := strings.TrimPrefix(up.URL, "http://")
-	for _, repo := range []string{"acme/app", "acme/rollout"} {
-		img, _ := random.Image(512, 1)
-		ref, _ := name.NewTag(host+"/"+repo+":v1", name.Insecure)
-		if err := remote.Write(ref, img); err != nil {
-			t.Fatal(err)
-		}
-	}
+	up := newTestUpstream(t)
+	up.push(t, "acme/app:v1")
+	up.push(t, "acme/rollout:v1")
 	dir := t.TempDir()
 	signer, err := signing.NewSigner()
 	if err != nil {
