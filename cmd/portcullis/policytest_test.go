@@ -109,7 +109,7 @@ func TestPolicyTestFromTheStore(t *testing.T) {
 	<-r.done
 	r.done <- nil // for Cleanup
 
-	up.Close() // air-gapped from here on
+	up.down.Store(true) // the upstream is down from here on (air-gapped)
 	out, err = policy(append([]string{"--config", cfgFile, "--policy", candidate}, images...)...)
 	t.Logf("from the store:\n%s", out)
 	lines := strings.Split(out, "\n")

@@ -62,7 +62,7 @@ policies:
           identities: [{issuer: https://token.actions.githubusercontent.com, subjectRegExp: "^https://github\\.com/acme/"}]
 `, dead))
 	up := newTestUpstream(t)
-	up.push(t, "acme/app:v1")
+	up.push("acme/app", "v1")
 	r := startServe(t, fmt.Sprintf("upstreams: [{registry: registry.example, endpoint: %q, insecure: true}]\npolicyFile: %s\n", up.URL, policyFile))
 	resp, err := http.Get("http://" + r.admin + "/readyz")
 	if err != nil {

@@ -1,50 +1,43 @@
 package main
 
 import (
-	"io"
-	"log"
-	"net/http/httptest"
-	"strings"
+	"net/http"
+	"sync/atomic"
 	"testing"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/portcullis-dev/portcullis/verify/signing"
+	"github.com/portcullis-dev/portcullis/verify/verifytest"
 )
 
-// testUpstream is a registry (ggcr's) for the command tests, stopped when
-// the test ends.
+// testUpstream is the shared test registry (verifytest's: ggcr's
+// registry on loopback) for the command tests, with a switch that makes it
+// answer 503 to everything (the upstream is down).
 type testUpstream struct {
-	*httptest.Server
-	host string
+	*verifytest.Registry
+	URL  string
+	down atomic.Bool
 }
 
 func newTestUpstream(t *testing.T) *testUpstream {
 	t.Helper()
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(srv.Close)
-	return &testUpstream{Server: srv, host: strings.TrimPrefix(srv.URL, "http://")}
+	u := &testUpstream{}
+	u.Registry = verifytest.NewRegistry(t, false, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if u.down.Load() {
+				http.Error(w, "down", http.StatusServiceUnavailable)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	u.URL = "http://" + u.Host
+	return u
 }
 
-// push puts a random one-layer image at repoTag ("acme/app:v1") and
-// returns its reference and digest.
-func (u *testUpstream) push(t *testing.T, repoTag string) (name.Tag, v1.Hash) {
-	t.Helper()
-	img, _ := random.Image(512, 1)
-	ref, err := name.NewTag(u.host+"/"+repoTag, name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(ref, img); err != nil {
-		t.Fatal(err)
-	}
-	d, _ := img.Digest()
-	return ref, d
-}
+// push puts a random image at repo:tag and returns its digest.
+func (u *testUpstream) push(repo, tag string) v1.Hash { return u.PushImage(u.Repo(repo), tag).Digest }
 
 // pushSignedPair pushes acme/app:signed, signed (a legacy .sig) by a new
 // key whose public half it writes to dir/cosign.pub, and acme/app:unsigned.
@@ -54,11 +47,11 @@ func (u *testUpstream) pushSignedPair(t *testing.T, dir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref, d := u.push(t, "acme/app:signed")
-	if err := signer.SignLegacy(ref.Context(), d); err != nil {
+	d := u.push("acme/app", "signed")
+	if err := signer.SignLegacy(u.Ref(u.Repo("acme/app"), "signed").Context(), d); err != nil {
 		t.Fatal(err)
 	}
-	u.push(t, "acme/app:unsigned")
+	u.push("acme/app", "unsigned")
 	pem, _ := signer.PublicKeyPEM()
 	writeFile(t, dir, "cosign.pub", string(pem))
 }

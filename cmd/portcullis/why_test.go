@@ -24,8 +24,8 @@ func whyCmd(t *testing.T, args ...string) (string, error) {
 // never pulled has no record (exit 1).
 func TestWhy(t *testing.T) {
 	up := newTestUpstream(t)
-	up.push(t, "acme/app:v1")
-	up.push(t, "acme/rollout:v1")
+	up.push("acme/app", "v1")
+	up.push("acme/rollout", "v1")
 	dir := t.TempDir()
 	signer, err := signing.NewSigner()
 	if err != nil {
