@@ -4,8 +4,8 @@ import (
 	"slices"
 	"sync"
 	"time"
-	"unicode/utf8"
 
+	"github.com/portcullis-dev/portcullis/internal/bounded"
 	"github.com/portcullis-dev/portcullis/oci"
 	"github.com/portcullis-dev/portcullis/policy"
 )
@@ -262,15 +262,12 @@ func reasonsOf(r *Record, pol string) []string {
 // so that the log's size is bounded by its entries.
 const maxRecordText = 1 << 10
 
-// truncate cuts s to at most n bytes, on a rune boundary.
+// truncate bounds a record's text, marking the cut.
 func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
+	if c := bounded.String(s, n); c != s {
+		return c + "…"
 	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
+	return s
 }
 
 // record adds a record of v, for the request in ctx's oci.Request, to the

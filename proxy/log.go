@@ -5,9 +5,10 @@ import (
 	"io"
 	"net/http"
 	"time"
-	"unicode/utf8"
 
 	"go.uber.org/zap"
+
+	"github.com/portcullis-dev/portcullis/internal/bounded"
 )
 
 // requestInfo collects what the handlers learn about a request, for the one
@@ -178,9 +179,9 @@ func (p *Proxy) finish(rec *recorder, r *http.Request, info *requestInfo, start 
 		zap.String("remote", r.RemoteAddr),
 	}
 	if info.err != nil {
-		fields = append(fields, zap.String("code", info.err.Code), zap.String("error", truncate(info.err.Message, maxLoggedError)))
+		fields = append(fields, zap.String("code", info.err.Code), zap.String("error", bounded.String(info.err.Message, maxLoggedError)))
 		if info.err.cause != nil {
-			fields = append(fields, zap.String("cause", truncate(info.err.cause.Error(), maxLoggedError)))
+			fields = append(fields, zap.String("cause", bounded.String(info.err.cause.Error(), maxLoggedError)))
 		}
 	}
 	switch {
@@ -206,15 +207,4 @@ const (
 	maxLoggedError  = 1024
 )
 
-func logMethod(m string) string { return truncate(m, maxLoggedMethod) }
-
-// truncate cuts s to at most n bytes, on a rune boundary.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}
+func logMethod(m string) string { return bounded.String(m, maxLoggedMethod) }
