@@ -117,9 +117,6 @@ func (g *ring) each(fn func(*Record) bool) {
 	}
 }
 
-// DefaultDecisionLogEntries is the decision log's default size.
-const DefaultDecisionLogEntries = 10_000
-
 // NewDecisionLog returns a log of the last n records (n > 0), plus the
 // last n/10 (at least 100) refused blobs.
 func NewDecisionLog(n int) *DecisionLog {
