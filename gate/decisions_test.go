@@ -189,6 +189,33 @@ func TestPurge(t *testing.T) {
 	}
 }
 
+// TestPurgeDuringDecision: a verdict decided while a purge runs is
+// answered but not stored, an allow as much as a denial (the decision may
+// have read the signature the purge was meant to forget).
+func TestPurgeDuringDecision(t *testing.T) {
+	f := newGateFixture(t, true)
+	for _, p := range []*pushed{f.legacy, f.unsigned} {
+		purge := func() {
+			if _, err := f.gate.Purge(context.Background(), nil, false); err != nil {
+				t.Error(err)
+			}
+		}
+		f.reader.during.Store(&purge)
+		f.decide(t, p.digest.String(), p)
+		f.reader.during.Store(nil)
+		before := f.reader.referrers.Load()
+		f.decide(t, p.digest.String(), p)
+		if f.reader.referrers.Load() == before {
+			t.Errorf("%s: a verdict decided across a purge was stored", p.digest)
+		}
+		before = f.reader.referrers.Load()
+		f.decide(t, p.digest.String(), p)
+		if f.reader.referrers.Load() != before {
+			t.Errorf("%s: a verdict decided after the purge was not stored", p.digest)
+		}
+	}
+}
+
 // TestSIGHUPDropsDenials: a SIGHUP with no file changed drops the cached
 // denials (a signature pushed after a refusal is seen at once).
 func TestSIGHUPDropsDenials(t *testing.T) {

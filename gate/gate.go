@@ -42,9 +42,9 @@ type Gate struct {
 	judgements judgementPool
 	flight     singleflight.Group
 	metrics    *gateMetrics
-	// purges counts Purge calls: a denial decided across one is not
-	// stored (it may predate what the purge was for, such as a signature
-	// just pushed).
+	// purges counts Purge calls: a verdict decided across one is not
+	// stored, whatever it says (it may have read what the purge was for:
+	// a signature since pushed, or one since deleted upstream).
 	purges atomic.Uint64
 }
 
@@ -324,7 +324,7 @@ func (g *Gate) verdict(ctx context.Context, snap *Snapshot, req *ManifestRequest
 			g.metrics.errors.Inc()
 			return nil, err
 		}
-		if s.Expires.After(g.o.now()) && (s.Judgement.Decision == Allow || g.purges.Load() == purges) {
+		if s.Expires.After(g.o.now()) && g.purges.Load() == purges {
 			if err := g.store.Put(dctx, s, g.o.now()); err != nil {
 				return nil, fmt.Errorf("verdict store: %w", err)
 			}

@@ -55,6 +55,9 @@ type countingReader struct {
 	verify.Reader
 	referrers, manifests atomic.Int64
 	fail                 atomic.Bool
+	// during, when set, runs as discovery asks for referrers (a test's
+	// way to act in the middle of a decision).
+	during atomic.Pointer[func()]
 }
 
 func (c *countingReader) Manifest(ctx context.Context, repo verify.Repository, ref string) (*verify.Manifest, error) {
@@ -67,6 +70,9 @@ func (c *countingReader) Manifest(ctx context.Context, repo verify.Repository, r
 
 func (c *countingReader) Referrers(ctx context.Context, repo verify.Repository, d v1.Hash) (*v1.IndexManifest, error) {
 	c.referrers.Add(1)
+	if f := c.during.Load(); f != nil {
+		(*f)()
+	}
 	if c.fail.Load() {
 		return nil, errors.New("upstream unreachable")
 	}

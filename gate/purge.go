@@ -18,7 +18,7 @@ const maxPurgeMemo = 100_000
 // Denials only (deniesOnly) is what SIGHUP does: a signature pushed after
 // a refusal is seen at once.
 //
-// A denial being decided while Purge runs is answered but not stored.
+// A verdict being decided while Purge runs is answered but not stored.
 func (g *Gate) Purge(ctx context.Context, pattern *policy.ImagePattern, deniesOnly bool) (int, error) {
 	g.purges.Add(1)
 	matched := map[verify.Repository]bool{} // one match per repository, not per verdict: the walk holds the store's lock
