@@ -91,7 +91,7 @@ func (g *Gate) decideImage(ctx context.Context, snap *Snapshot, req *ManifestReq
 	}
 	out := plan.Decide(results)
 	if !out.Allowed {
-		if err := trustNotLoaded(results); err != nil {
+		if err := trustNotLoaded(plan, out, results); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -105,13 +105,20 @@ func (g *Gate) decideImage(ctx context.Context, snap *Snapshot, req *ManifestReq
 }
 
 // trustNotLoaded is the first "trust root not loaded yet" among the
-// results of a refusal: the refusal may only be for want of that root, so
-// it is no decision (503, naming the root) until the root loads.
-func trustNotLoaded(results map[*policy.Authority]policy.AuthorityResult) error {
-	for _, r := range results {
-		for _, f := range r.Failures {
-			if f.Class == policy.FailTrustNotLoaded {
-				return errors.New(f.Detail)
+// authorities of the enforcing policies that failed, in file order: the
+// refusal may only be for want of that root, so it is no decision (503,
+// naming the root) until the root loads. A root missing only for a
+// policy that passed, or that warns, changes nothing.
+func trustNotLoaded(plan *policy.Plan, out policy.Outcome, results map[*policy.Authority]policy.AuthorityResult) error {
+	for i, pr := range out.Policies {
+		if pr.Passed || pr.Mode != policy.Enforce || i >= len(plan.Matched) {
+			continue
+		}
+		for _, a := range plan.Matched[i].Authorities {
+			for _, f := range results[a].Failures {
+				if f.Class == policy.FailTrustNotLoaded {
+					return errors.New(f.Detail)
+				}
 			}
 		}
 	}

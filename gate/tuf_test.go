@@ -125,6 +125,38 @@ policies:
 	if err == nil || !strings.Contains(err.Error(), `trust root "mirror" not loaded yet`) {
 		t.Fatalf("an image needing the missing root: %v, want no decision naming the root", err)
 	}
+	// A missing root that only a warn-mode policy needs does not stop an
+	// enforcing policy's refusal.
+	both := writeTestFile(t, f.dir, "both.yaml", fmt.Sprintf(`trustRoots:
+  - name: mirror
+    tuf: {url: "http://%s", rootFile: root.json, cacheDir: cache}
+policies:
+  - name: release
+    images: ["%s/acme/**"]
+    authorities:
+      - name: release-key
+        key: {path: cosign.pub}
+  - name: ci-rollout
+    mode: warn
+    images: ["%s/acme/**"]
+    authorities:
+      - name: gha
+        trustRoot: mirror
+        keyless:
+          identities:
+            - issuer: https://token.actions.githubusercontent.com
+              subjectRegExp: ^https://github\.com/acme/
+`, addr, f.host, f.host))
+	bothSnap, err := builder.Load(both)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.gate.SetSnapshot(bothSnap)
+	v, err := f.gate.Manifest(context.Background(), &ManifestRequest{Repo: f.repo, Reference: "unsigned", Digest: f.unsigned.digest, Bytes: f.unsigned.bytes})
+	if err != nil || v.Allowed() || v.Outcome.FirstFailure() == nil || v.Outcome.FirstFailure().Policy != "release" {
+		t.Fatalf("a root missing for a warn policy only: %+v %v, want release's refusal", v, err)
+	}
+	f.gate.SetSnapshot(snap)
 
 	target, _ := url.Parse(repo.URL())
 	if ln, err = net.Listen("tcp", addr); err != nil {
@@ -137,7 +169,7 @@ policies:
 	if d := r.Degraded(); d != "" {
 		t.Fatalf("still degraded after the mirror appeared: %q", d)
 	}
-	v, err := f.gate.Manifest(context.Background(), &ManifestRequest{Repo: f.repo, Reference: "unsigned", Digest: f.unsigned.digest, Bytes: f.unsigned.bytes})
+	v, err = f.gate.Manifest(context.Background(), &ManifestRequest{Repo: f.repo, Reference: "unsigned", Digest: f.unsigned.digest, Bytes: f.unsigned.bytes})
 	if err != nil || v.Allowed() || !strings.Contains(v.Message(), "no signatures found") {
 		t.Fatalf("after the root loaded: %v %v, want a refusal for want of signatures", v, err)
 	}
