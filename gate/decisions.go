@@ -1,6 +1,7 @@
 package gate
 
 import (
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -254,10 +255,17 @@ func reasonsOf(r *Record, pol string) []string {
 	return nil
 }
 
-// maxRecordText bounds each text of a record (an upstream's error message
-// may be long, and failed decisions are not cached: a record per request),
-// so that the log's size is bounded by its entries.
-const maxRecordText = 1 << 10
+// A record's texts are bounded (an upstream's error message may be long,
+// and failed decisions are not cached: a record per request), so that the
+// log's size is bounded by its entries: each text at most maxRecordText,
+// at most maxRecordViolations policies, and their reasons together at
+// most maxRecordReasons (the rest counted in one last reason). A record
+// is then at most about 4 KiB, and typically a few hundred bytes.
+const (
+	maxRecordText       = 1 << 10
+	maxRecordViolations = 16
+	maxRecordReasons    = 2 << 10
+)
 
 // truncate bounds a record's text, marking the cut.
 func truncate(s string, n int) string {
@@ -265,6 +273,28 @@ func truncate(s string, n int) string {
 		return c + "…"
 	}
 	return s
+}
+
+// boundedViolations is vs within a record's bounds.
+func boundedViolations(vs []FailureDetail) []FailureDetail {
+	if len(vs) > maxRecordViolations {
+		vs = vs[:maxRecordViolations]
+	}
+	budget := maxRecordReasons
+	out := make([]FailureDetail, len(vs))
+	for i, v := range vs {
+		out[i] = FailureDetail{Policy: truncate(v.Policy, maxRecordText), Mode: v.Mode}
+		for j, r := range v.Reasons {
+			if budget <= 0 {
+				out[i].Reasons = append(out[i].Reasons, fmt.Sprintf("… %d more reasons not recorded", len(v.Reasons)-j))
+				break
+			}
+			r = truncate(r, min(maxRecordText, budget))
+			budget -= len(r)
+			out[i].Reasons = append(out[i].Reasons, r)
+		}
+	}
+	return out
 }
 
 // record adds a record of v, for the request in ctx's oci.Request, to the
@@ -279,14 +309,7 @@ func (g *Gate) record(req oci.Request, reference string, v *Verdict, result Resu
 	}
 	if v.Judgement != nil {
 		r.Policy, r.Identity, r.Revision = policyLabel(v), truncate(v.Identity, maxRecordText), v.Revision
-		r.Violations = v.Detail()
-		for i := range r.Violations {
-			reasons := make([]string, len(r.Violations[i].Reasons))
-			for j, s := range r.Violations[i].Reasons {
-				reasons[j] = truncate(s, maxRecordText)
-			}
-			r.Violations[i].Reasons = reasons
-		}
+		r.Violations = boundedViolations(v.Detail())
 	}
 	if result == ResultDeny {
 		r.CachedUntil = cachedUntil

@@ -2,6 +2,7 @@ package gate
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -276,5 +277,33 @@ func TestDecisionLogBounds(t *testing.T) {
 	}
 	if got := l.Query(Filter{Limit: 2}); len(got) != 2 || got[0].Reference != BlobReference {
 		t.Errorf("limit 2: %+v", got)
+	}
+}
+
+// TestRecordBounded: a record of a refusal with many failing policies and
+// long reasons stays within its bounds (about 4 KiB), and says what it
+// left out.
+func TestRecordBounded(t *testing.T) {
+	var vs []FailureDetail
+	for i := range 40 {
+		d := FailureDetail{Policy: fmt.Sprintf("p%d", i), Mode: "enforce"}
+		for range 50 {
+			d.Reasons = append(d.Reasons, strings.Repeat("x", 5000))
+		}
+		vs = append(vs, d)
+	}
+	b, err := json.Marshal(Record{Violations: boundedViolations(vs), Message: truncate(strings.Repeat("m", 5000), maxRecordText)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) > 4<<10+1<<10 {
+		t.Errorf("a record is %d bytes as JSON, want about 4 KiB at most", len(b))
+	}
+	if !strings.Contains(string(b), "more reasons not recorded") {
+		t.Error("the record does not say it left reasons out")
+	}
+	short := []FailureDetail{{Policy: "p", Mode: "enforce", Reasons: []string{"a: no signatures found"}}}
+	if got := boundedViolations(short); len(got) != 1 || len(got[0].Reasons) != 1 || got[0].Reasons[0] != short[0].Reasons[0] {
+		t.Errorf("a short record changed: %+v", got)
 	}
 }
