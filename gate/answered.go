@@ -17,11 +17,11 @@ import (
 // (every such request is logged at WARN and recorded, not only the first),
 // and a decision that could not be made.
 func (g *Gate) answered(ctx context.Context, req *ManifestRequest, v *Verdict, err error) {
-	rq := oci.RequestFrom(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
 			return // the client went away: nothing was answered
 		}
+		rq := oci.RequestFrom(ctx)
 		g.metrics.answer(ResultError)
 		g.o.logger.Warn("decision failed: no decision, nothing served",
 			zap.String("requestId", rq.ID), zap.String("client", rq.Client),
@@ -35,6 +35,7 @@ func (g *Gate) answered(ctx context.Context, req *ManifestRequest, v *Verdict, e
 	res := resultOf(v)
 	g.metrics.answer(res)
 	if res == ResultWarn && !v.decided {
+		rq := oci.RequestFrom(ctx)
 		g.o.logger.Warn("served despite warn-mode policy violations",
 			zap.String("requestId", rq.ID), zap.String("client", rq.Client),
 			zap.String("image", v.Image), zap.String("digest", v.Digest.String()),

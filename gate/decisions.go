@@ -44,7 +44,7 @@ func resultOf(v *Verdict) Result {
 	switch {
 	case !v.Allowed():
 		return ResultDeny
-	case len(v.Outcome.Warnings()) > 0:
+	case v.Outcome.HasWarnings():
 		return ResultWarn
 	}
 	return ResultAllow

@@ -66,7 +66,10 @@ func TestDecisionLogRecords(t *testing.T) {
 	}
 	now = now.Add(3 * time.Second)
 	v, _ = ask("wrong", f.wrongKey) // cached
-	refusal := (&Refusal{Verdict: v}).Error()
+	refusal := f.gate.refusal(v, nil).Error()
+	if without := (&Gate{}).refusal(v, nil).Error(); strings.Contains(without, "portcullis why") {
+		t.Errorf("a gate with no decision log says to ask it: %q", without)
+	}
 	for _, want := range []string{`refused by policy "acme-release"`, "(cached for 27s more)", "portcullis why " + f.repo.String() + "@" + f.wrongKey.digest.String()} {
 		if !strings.Contains(refusal, want) {
 			t.Errorf("refusal %q does not say %q", refusal, want)
@@ -192,7 +195,8 @@ func TestPurge(t *testing.T) {
 
 // TestPurgeDuringDecision: a verdict decided while a purge runs is
 // answered but not stored, an allow as much as a denial (the decision may
-// have read the signature the purge was meant to forget).
+// have read the signature the purge was meant to forget), and such a
+// denial does not say it is cached.
 func TestPurgeDuringDecision(t *testing.T) {
 	f := newGateFixture(t, true)
 	for _, p := range []*pushed{f.legacy, f.unsigned} {
@@ -202,7 +206,9 @@ func TestPurgeDuringDecision(t *testing.T) {
 			}
 		}
 		f.reader.during.Store(&purge)
-		f.decide(t, p.digest.String(), p)
+		if v := f.decide(t, p.digest.String(), p); v.CachedFor != 0 || strings.Contains(v.Message(), "cached for") {
+			t.Errorf("a denial that was not stored says it is cached: %q", v.Message())
+		}
 		f.reader.during.Store(nil)
 		before := f.reader.referrers.Load()
 		f.decide(t, p.digest.String(), p)

@@ -207,25 +207,27 @@ type ManifestRequest struct {
 // an image may still be signature material, when it names a subject or a
 // served referrers listing named it.
 func (g *Gate) Manifest(ctx context.Context, req *ManifestRequest) (*Verdict, error) {
+	as, tagged := signatureTagAs(req.Reference)
+	if tagged {
+		return g.verdict(ctx, g.snap.Load(), req, as) // material: not answered as an image
+	}
 	v, err := g.manifest(ctx, req)
-	if _, material := signatureTagAs(req.Reference); !material && (v == nil || !v.material()) {
+	if v == nil || !v.material() {
 		g.answered(ctx, req, v, err)
 	}
 	return v, err
 }
 
+// manifest decides on a manifest not under a signature tag.
 func (g *Gate) manifest(ctx context.Context, req *ManifestRequest) (*Verdict, error) {
 	snap := g.snap.Load()
-	if as, ok := signatureTagAs(req.Reference); ok {
-		return g.verdict(ctx, snap, req, as)
-	}
 	if !oci.IsDigest(req.Reference) {
 		return g.verdict(ctx, snap, req, judgeAs{})
 	}
 	if s, err := g.store.Get(ctx, judgeAs{}.key(snap.Revision, req.Repo, req.Digest), g.o.now()); err == nil && s != nil &&
 		s.Judgement.Decision == Allow && g.o.now().Before(s.Fresh) {
 		g.metrics.cacheLookup(true)
-		return g.verdictOf(req, s, false), nil
+		return g.verdictOf(req, s, false, true), nil
 	}
 	var material *Verdict
 	if subject, ok := subjectOf(req.Bytes); ok {
@@ -304,7 +306,7 @@ func (g *Gate) verdict(ctx context.Context, snap *Snapshot, req *ManifestRequest
 	}
 	if cached != nil && now.Before(cached.Fresh) && (cached.Judgement.Decision == Allow || !g.mayHaveParent(ctx, snap, req, as)) {
 		g.metrics.cacheLookup(true)
-		return g.verdictOf(req, cached, false), nil
+		return g.verdictOf(req, cached, false, true), nil
 	}
 	g.metrics.cacheLookup(false)
 	var mine atomic.Bool // this call's flight ran: its decision is logged already
@@ -315,7 +317,7 @@ func (g *Gate) verdict(ctx context.Context, snap *Snapshot, req *ManifestRequest
 		// this flight (a flight that ended just before this one began):
 		// use it rather than decide twice.
 		if s, err := g.store.Get(dctx, key, g.o.now()); err == nil && s != nil && s != cached && g.o.now().Before(s.Fresh) {
-			return s, nil
+			return decided{s, true}, nil
 		}
 		mine.Store(true)
 		purges := g.purges.Load()
@@ -324,35 +326,44 @@ func (g *Gate) verdict(ctx context.Context, snap *Snapshot, req *ManifestRequest
 			g.metrics.errors.Inc()
 			return nil, err
 		}
-		if s.Expires.After(g.o.now()) && g.purges.Load() == purges {
-			if err := g.store.Put(dctx, s, g.o.now()); err != nil {
-				return nil, fmt.Errorf("verdict store: %w", err)
-			}
+		if !s.Expires.After(g.o.now()) || g.purges.Load() != purges {
+			return decided{s, false}, nil
 		}
-		return s, nil
+		if err := g.store.Put(dctx, s, g.o.now()); err != nil {
+			return nil, fmt.Errorf("verdict store: %w", err)
+		}
+		return decided{s, true}, nil
 	})
 	select {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case res := <-ch:
 		if res.Err == nil {
-			return g.verdictOf(req, res.Val.(*Stored), mine.Load()), nil
+			d := res.Val.(decided)
+			return g.verdictOf(req, d.s, mine.Load(), d.stored), nil
 		}
 		if cached != nil && cached.Judgement.Decision == Allow && now.Before(cached.Fresh.Add(g.o.staleIfError)) {
 			g.o.logger.Warn("decision failed: serving a stale allow verdict",
 				zap.String("image", req.Repo.String()), zap.String("digest", req.Digest.String()), zap.Error(res.Err))
 			g.metrics.stale.Inc()
-			return g.verdictOf(req, cached, false), nil
+			return g.verdictOf(req, cached, false, true), nil
 		}
 		return nil, res.Err
 	}
 }
 
+// decided is what a decision's flight returns: the verdict, and whether
+// it is in the store (a denial says how long it is cached only then).
+type decided struct {
+	s      *Stored
+	stored bool
+}
+
 // verdictOf is the verdict of s for req; decided says this call made the
-// decision (which logged and recorded it).
-func (g *Gate) verdictOf(req *ManifestRequest, s *Stored, decided bool) *Verdict {
+// decision (which logged and recorded it), stored that s is in the store.
+func (g *Gate) verdictOf(req *ManifestRequest, s *Stored, decided, stored bool) *Verdict {
 	v := &Verdict{Image: req.Repo.String(), Digest: req.Digest, Judgement: s.Judgement, decided: decided}
-	if !v.Allowed() {
+	if !v.Allowed() && stored {
 		v.CachedFor = s.Fresh.Sub(g.o.now()).Round(time.Second)
 	}
 	return v

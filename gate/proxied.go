@@ -19,13 +19,18 @@ import (
 // Refusal is a Verdict that refuses, as an error. It satisfies the
 // proxy's Refusal interface (Error and Refused) without either package
 // importing the other.
-type Refusal struct{ Verdict *Verdict }
+type Refusal struct {
+	Verdict *Verdict
+	// askWhy: the gate keeps a decision log, so `portcullis why` can
+	// answer for this refusal.
+	askWhy bool
+}
 
 // Error is the verdict's message; a 403 ends with how to ask for the
 // reason later (containerd resolves tags with HEAD, whose errors have no
-// body: its users see only the status).
+// body: its users see only the status) when there is a log to ask.
 func (r *Refusal) Error() string {
-	if r.Verdict.NotFound() || r.Verdict.material() {
+	if !r.askWhy || r.Verdict.NotFound() || r.Verdict.material() {
 		return r.Verdict.Message() // not recorded: nothing to ask
 	}
 	return r.Verdict.Message() + "; to ask why: portcullis why " + r.Verdict.Image + "@" + r.Verdict.Digest.String()
@@ -55,7 +60,7 @@ func (g *Gate) CheckManifest(ctx context.Context, repo verify.Repository, refere
 	v, err := g.Manifest(ctx, &ManifestRequest{
 		Repo: repo, Reference: reference, Digest: m.Digest, MediaType: m.MediaType, Bytes: m.Bytes,
 	})
-	if err := refusal(v, err); err != nil {
+	if err := g.refusal(v, err); err != nil {
 		return false, err
 	}
 	return v.Cause != CauseSignatureArtifact, nil
@@ -65,7 +70,7 @@ func (g *Gate) CheckManifest(ctx context.Context, repo verify.Repository, refere
 // as signature material.
 func (g *Gate) CheckBlob(ctx context.Context, repo verify.Repository, d v1.Hash) (maxBytes int64, err error) {
 	v, err := g.Blob(ctx, repo, d)
-	if err := refusal(v, err); err != nil {
+	if err := g.refusal(v, err); err != nil {
 		return 0, err
 	}
 	return v.MaxBytes, nil
@@ -74,15 +79,16 @@ func (g *Gate) CheckBlob(ctx context.Context, repo verify.Repository, d v1.Hash)
 // CheckReferrers decides on a referrers answer of subject in repo.
 func (g *Gate) CheckReferrers(ctx context.Context, repo verify.Repository, subject v1.Hash, body []byte) error {
 	v, err := g.Referrers(ctx, repo, subject, body)
-	return refusal(v, err)
+	return g.refusal(v, err)
 }
 
-func refusal(v *Verdict, err error) error {
+// refusal is err, else v as an error when it refuses.
+func (g *Gate) refusal(v *Verdict, err error) error {
 	if err != nil {
 		return err
 	}
 	if v.Allowed() {
 		return nil
 	}
-	return &Refusal{Verdict: v}
+	return &Refusal{Verdict: v, askWhy: g.o.decisions != nil}
 }

@@ -306,6 +306,17 @@ func (o Outcome) FirstFailure() *PolicyResult {
 	return nil
 }
 
+// HasWarnings reports whether a warn-mode policy failed (Warnings without
+// its allocation, for the hot path).
+func (o Outcome) HasWarnings() bool {
+	for i := range o.Policies {
+		if pr := &o.Policies[i]; !pr.Passed && pr.Mode == Warn {
+			return true
+		}
+	}
+	return false
+}
+
 // Warnings returns the warn-mode policies that failed: the image is
 // served, and the violation should be logged.
 func (o Outcome) Warnings() []PolicyResult {
