@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/portcullis-dev/portcullis/internal/atomicfile"
 	"github.com/portcullis-dev/portcullis/oci"
 )
 
@@ -493,36 +494,14 @@ func damaged(err error) bool { return errors.Is(err, fs.ErrNotExist) }
 // writeFile stores b at rel: written to tmp/, fsynced, renamed into place,
 // so a reader (or a crash) sees either nothing or all of it.
 func (s *Store) writeFile(rel string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Join(s.dir, "tmp"), "put-*")
-	if err != nil {
-		return s.diskError(err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = s.place(tmp, rel)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
+	if err := atomicfile.Write(filepath.Join(s.dir, rel), b, 0o600, filepath.Join(s.dir, "tmp")); err != nil {
 		return s.diskError(err)
 	}
 	return nil
 }
 
 // place renames a finished temporary file to rel.
-func (s *Store) place(tmp, rel string) error {
-	dst := filepath.Join(s.dir, rel)
-	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
-		return err
-	}
-	return os.Rename(tmp, dst)
-}
+func (s *Store) place(tmp, rel string) error { return atomicfile.Place(tmp, filepath.Join(s.dir, rel)) }
 
 // diskError counts and wraps a failure to write to the store (the disk is
 // full, or failing): the content is served from the upstream, not stored.

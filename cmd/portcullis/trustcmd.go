@@ -3,10 +3,10 @@ package main
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
+	"github.com/portcullis-dev/portcullis/internal/atomicfile"
 	"github.com/portcullis-dev/portcullis/verify/tuftrust"
 )
 
@@ -52,8 +52,8 @@ usage.`,
 			if err != nil {
 				return fmt.Errorf("fetching trusted_root.json: %w", err)
 			}
-			if err := writeFileAtomic(out, b); err != nil {
-				return err
+			if err := atomicfile.Write(out, b, 0o644, ""); err != nil {
+				return fmt.Errorf("--out: %w", err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s (%d bytes)\n", out, len(b))
 			return nil
@@ -66,28 +66,4 @@ usage.`,
 	_ = fetch.MarkFlagRequired("out")
 	cmd.AddCommand(fetch)
 	return cmd
-}
-
-// writeFileAtomic writes b to path through a temporary file beside it.
-func writeFileAtomic(path string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".trusted_root-*")
-	if err != nil {
-		return fmt.Errorf("--out: %w", err)
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return fmt.Errorf("--out: %w", err)
-	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return fmt.Errorf("--out: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("--out: %w", err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("--out: %w", err)
-	}
-	return nil
 }
