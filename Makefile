@@ -24,13 +24,16 @@ COSIGN_V2_MOD := github.com/sigstore/cosign/v2
 COSIGN_V2_PKG := $(COSIGN_V2_MOD)/cmd/cosign
 COSIGN_V2_VERSION := v2.6.5
 
-# Debian 12 packages for the e2e clients, at the versions `apt-cache policy`
-# shows for bookworm. Their dependencies (runc, crun, conmon,
-# containers-common, a network stack) come with them.
+# Debian 12 packages for the e2e clients, and the Redis and load balancer
+# the replica tests run, at the versions `apt-cache policy` shows for
+# bookworm. Their dependencies (runc, crun, conmon, containers-common, a
+# network stack) come with them.
 DEB_PACKAGES := \
 	skopeo=1.9.3+ds1-1+b10 \
 	podman=4.3.1+ds1-8+deb12u1+b3 \
-	containerd=1.6.20~ds1-1+deb12u3
+	containerd=1.6.20~ds1-1+deb12u3 \
+	redis-server=5:7.0.15-1~deb12u10 \
+	haproxy=2.6.12-1+deb12u4
 
 FUZZTIME ?= 10s
 
