@@ -1,6 +1,7 @@
 package gate
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"sync"
@@ -85,10 +86,26 @@ const BlobReference = "blob"
 // It is what `portcullis why` and the admin listener's /decisions read.
 // Safe for concurrent use.
 type DecisionLog struct {
-	mu    sync.Mutex
-	main  ring
-	blobs ring
+	mu     sync.Mutex
+	main   ring
+	blobs  ring
+	shared SharedRecords
 }
+
+// SharedRecords keeps decision records where every replica reads them
+// (package fleet), bounded like the log.
+type SharedRecords interface {
+	// Share keeps r; it does not block (a record it cannot keep now is
+	// dropped and counted).
+	Share(r Record)
+	// Records returns every replica's records, newest first.
+	Records(ctx context.Context) ([]Record, error)
+}
+
+// ShareWith makes l keep its records in s too, and answer queries with
+// every replica's records from s (its own while s cannot answer). Call it
+// before l is used.
+func (l *DecisionLog) ShareWith(s SharedRecords) { l.shared = s }
 
 // ring is a fixed array of records, the oldest overwritten first.
 type ring struct {
@@ -127,6 +144,9 @@ func NewDecisionLog(n int) *DecisionLog {
 
 // Add records r.
 func (l *DecisionLog) Add(r Record) {
+	if l.shared != nil {
+		l.shared.Share(r)
+	}
 	l.mu.Lock()
 	if r.Reference == BlobReference {
 		l.blobs.add(r)
@@ -135,6 +155,9 @@ func (l *DecisionLog) Add(r Record) {
 	}
 	l.mu.Unlock()
 }
+
+// sharedQueryTimeout bounds reading the shared records for a query.
+const sharedQueryTimeout = 2 * time.Second
 
 // Filter selects records; zero fields select everything.
 type Filter struct {
@@ -152,8 +175,26 @@ func (f Filter) match(r *Record) bool {
 		!r.Time.Before(f.Since)
 }
 
-// Query returns the records f selects, newest first.
+// Query returns the records f selects, newest first: every replica's
+// when the log is shared.
 func (l *DecisionLog) Query(f Filter) []Record {
+	if l.shared != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), sharedQueryTimeout)
+		recs, err := l.shared.Records(ctx)
+		cancel()
+		if err == nil {
+			out := []Record{}
+			for i := range recs {
+				if f.match(&recs[i]) {
+					out = append(out, recs[i])
+					if f.Limit > 0 && len(out) == f.Limit {
+						break
+					}
+				}
+			}
+			return out
+		}
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	out := []Record{}

@@ -311,22 +311,29 @@ func (g *Gate) verdict(ctx context.Context, snap *Snapshot, req *ManifestRequest
 	g.metrics.cacheLookup(false)
 	var mine atomic.Bool // this call's flight ran: its decision is logged already
 	ch := g.flight.DoChan(key, func() (any, error) {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.o.decisionTimeout)
-		defer cancel()
+		bg := context.WithoutCancel(ctx)
 		// A decision may have been stored between the lookup above and
 		// this flight (a flight that ended just before this one began):
 		// use it rather than decide twice.
-		if s, err := g.store.Get(dctx, key, g.o.now()); err == nil && s != nil && s != cached && g.o.now().Before(s.Fresh) {
+		if s, err := g.store.Get(bg, key, g.o.now()); err == nil && s != nil && s != cached && g.o.now().Before(s.Fresh) {
 			return decided{s, true}, nil
 		}
+		// Another replica may be deciding it: wait for its verdict.
+		fleet, release := g.fleetTurn(bg, key)
+		defer release()
+		if fleet != nil {
+			return decided{fleet, true}, nil
+		}
+		dctx, cancel := context.WithTimeout(bg, g.o.decisionTimeout)
+		defer cancel()
 		mine.Store(true)
-		purges := g.purges.Load()
+		purges := g.purgeCount()
 		s, err := g.decide(dctx, snap, req, as, key)
 		if err != nil {
 			g.metrics.errors.Inc()
 			return nil, err
 		}
-		if !s.Expires.After(g.o.now()) || g.purges.Load() != purges {
+		if !s.Expires.After(g.o.now()) || g.purgeCount() != purges {
 			return decided{s, false}, nil
 		}
 		if err := g.store.Put(dctx, s, g.o.now()); err != nil {

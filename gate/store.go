@@ -75,9 +75,9 @@ type VerdictStore interface {
 	Put(ctx context.Context, v *Stored, now time.Time) error
 	// Granting lists the live verdicts of repo that grant d with kind.
 	Granting(ctx context.Context, repo verify.Repository, d v1.Hash, kind GrantKind, now time.Time) ([]*Stored, error)
-	// Purge drops every verdict drop selects, with its grants, and says
-	// how many it dropped.
-	Purge(ctx context.Context, drop func(*Stored) bool) (int, error)
+	// Purge drops every verdict p selects, with its grants, and says how
+	// many it dropped.
+	Purge(ctx context.Context, p PurgeSpec) (int, error)
 }
 
 // MemoryStore is the in-process VerdictStore: a least-recently-used list
@@ -184,7 +184,8 @@ func (m *MemoryStore) Granting(_ context.Context, repo verify.Repository, d v1.H
 }
 
 // Purge implements VerdictStore.
-func (m *MemoryStore) Purge(_ context.Context, drop func(*Stored) bool) (int, error) {
+func (m *MemoryStore) Purge(_ context.Context, p PurgeSpec) (int, error) {
+	drop := p.Matcher()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	n := 0

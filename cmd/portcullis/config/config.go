@@ -149,7 +149,67 @@ type Config struct {
 	// serves (/decisions) and `portcullis why` reads.
 	// YAML "decisionLog".
 	DecisionLog DecisionLog
+
+	// Redis, when set, is where replicas share verdicts, grants, the
+	// decision log, purges and reloads, so that they act as one.
+	// YAML "redis"; default nil (each replica alone).
+	Redis *Redis
 }
+
+// Redis configures the state replicas share. YAML "redis".
+//
+// The password and the HMAC key, read at load time, are unexported so
+// that they are never marshalled, and Redis formats itself without them.
+type Redis struct {
+	// Address is the server's host:port. YAML "address"; required.
+	Address string
+	// Username is the ACL user. YAML "username"; optional.
+	Username string
+	// PasswordFile holds the password (less a trailing newline).
+	// YAML "passwordFile"; optional.
+	PasswordFile string
+	// TLS, when set, connects over TLS. YAML "tls".
+	TLS *RedisTLS
+	// KeyPrefix starts every key and channel name, so that several
+	// proxies may share one server. YAML "keyPrefix"; default "portcullis/".
+	KeyPrefix string
+	// HMACKeyFile holds the key every shared value is authenticated with
+	// (at least 32 bytes; the same file on every replica). Anyone who can
+	// write to Redis could otherwise allow images.
+	// YAML "hmacKeyFile"; required.
+	HMACKeyFile string
+
+	password string
+	hmacKey  []byte
+}
+
+// RedisTLS is the TLS of the connection to Redis. YAML "redis.tls".
+type RedisTLS struct {
+	// CAFile verifies the server (default: the system's roots).
+	// YAML "caFile".
+	CAFile string
+	// CertFile and KeyFile are a client certificate, both or neither.
+	// YAML "certFile", "keyFile".
+	CertFile, KeyFile string
+}
+
+// Password is the Redis password read from PasswordFile ("" without one).
+func (r *Redis) Password() string { return r.password }
+
+// HMACKey is the key read from HMACKeyFile.
+func (r *Redis) HMACKey() []byte { return r.hmacKey }
+
+// String describes r without its password and key.
+func (r Redis) String() string {
+	return fmt.Sprintf("{Address:%s Username:%s PasswordFile:%s TLS:%v KeyPrefix:%s HMACKeyFile:%s}",
+		r.Address, r.Username, r.PasswordFile, r.TLS, r.KeyPrefix, r.HMACKeyFile)
+}
+
+// Format prints r as String does, whatever the verb.
+func (r Redis) Format(f fmt.State, verb rune) { _, _ = io.WriteString(f, r.String()) }
+
+// MinHMACKeyBytes is the shortest key hmacKeyFile may hold.
+const MinHMACKeyBytes = 32
 
 // DecisionLog sizes the decision log. YAML "decisionLog".
 type DecisionLog struct {

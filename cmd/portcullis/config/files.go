@@ -21,6 +21,7 @@ type fileSetting struct {
 	path     string  // field path, for messages
 	file     *string // the setting; made absolute in place
 	password *string // when not nil, the file's content is read into it as a password
+	key      *[]byte // when not nil, the file's content is read into it as a key
 }
 
 // fileSettings lists every setting of c that names a file. A new setting
@@ -42,6 +43,17 @@ func fileSettings(c *Config) []fileSetting {
 			fs = append(fs, fileSetting{path: path + ".auth.passwordFile", file: &a.PasswordFile, password: &a.password})
 		}
 	}
+	if rd := c.Redis; rd != nil {
+		fs = append(fs,
+			fileSetting{path: "redis.passwordFile", file: &rd.PasswordFile, password: &rd.password},
+			fileSetting{path: "redis.hmacKeyFile", file: &rd.HMACKeyFile, key: &rd.hmacKey})
+		if t := rd.TLS; t != nil {
+			fs = append(fs,
+				fileSetting{path: "redis.tls.caFile", file: &t.CAFile},
+				fileSetting{path: "redis.tls.certFile", file: &t.CertFile},
+				fileSetting{path: "redis.tls.keyFile", file: &t.KeyFile})
+		}
+	}
 	return fs
 }
 
@@ -56,9 +68,12 @@ func checkFiles(c *Config, dir string, r *yamlfile.Report, absent yamlfile.Sever
 		}
 		*f.file = absolute(dir, *f.file)
 		var err error
-		if f.password != nil {
+		switch {
+		case f.password != nil:
 			*f.password, err = readPassword(*f.file)
-		} else {
+		case f.key != nil:
+			*f.key, err = readKey(*f.file)
+		default:
 			err = checkReadable(*f.file)
 		}
 		switch {
@@ -99,6 +114,21 @@ func openRegular(p string) (*os.File, error) {
 		return nil, fmt.Errorf("%s is not a regular file", p)
 	}
 	return os.Open(p)
+}
+
+// readKey reads the key in the file p: its whole content less trailing
+// white space, at least MinHMACKeyBytes of it.
+func readKey(p string) ([]byte, error) {
+	pw, err := readPassword(p)
+	if err != nil {
+		return nil, err
+	}
+	k := []byte(strings.TrimRight(pw, " \t\r\n"))
+	if len(k) < MinHMACKeyBytes {
+		return nil, fmt.Errorf("%s holds %d bytes; an HMAC key needs at least %d (make one with: head -c 32 /dev/urandom | base64 > %s)",
+			p, len(k), MinHMACKeyBytes, filepath.Base(p))
+	}
+	return k, nil
 }
 
 // readPassword reads the password in the file p: its whole content less

@@ -178,6 +178,10 @@ func configFields(c *Config) []yamlfile.Field {
 			c.Cache = &Cache{MaxSize: defaultCacheMaxSize, MaxStale: defaultCacheMaxStale}
 			d.Mapping(path, n, cacheFields(c.Cache))
 		})},
+		{Key: "redis", Decode: section(func(d *yamlfile.Decoder, path string, n *yaml.Node) {
+			c.Redis = &Redis{KeyPrefix: "portcullis/"}
+			d.Mapping(path, n, redisFields(c.Redis))
+		})},
 		{Key: "decisionLog", Decode: section(func(d *yamlfile.Decoder, path string, n *yaml.Node) {
 			d.Mapping(path, n, []yamlfile.Field{
 				{Key: "entries", Decode: yamlfile.IntBetween(&c.DecisionLog.Entries, 1, 1_000_000)},
@@ -192,6 +196,25 @@ func cacheFields(k *Cache) []yamlfile.Field {
 		{Key: "dir", Required: true, Decode: yamlfile.NonEmpty(&k.Dir)},
 		{Key: "maxSize", Decode: size(&k.MaxSize)},
 		{Key: "maxStale", Decode: duration(&k.MaxStale)},
+	}
+}
+
+// redisFields is the schema of "redis".
+func redisFields(r *Redis) []yamlfile.Field {
+	return []yamlfile.Field{
+		{Key: "address", Required: true, Decode: address(&r.Address)},
+		{Key: "username", Decode: yamlfile.NonEmpty(&r.Username)},
+		{Key: "passwordFile", Decode: yamlfile.NonEmpty(&r.PasswordFile)},
+		{Key: "tls", Decode: section(func(d *yamlfile.Decoder, path string, n *yaml.Node) {
+			r.TLS = &RedisTLS{}
+			d.Mapping(path, n, []yamlfile.Field{
+				{Key: "caFile", Decode: yamlfile.NonEmpty(&r.TLS.CAFile)},
+				{Key: "certFile", Decode: yamlfile.NonEmpty(&r.TLS.CertFile)},
+				{Key: "keyFile", Decode: yamlfile.NonEmpty(&r.TLS.KeyFile)},
+			})
+		})},
+		{Key: "keyPrefix", Decode: yamlfile.Text(&r.KeyPrefix)},
+		{Key: "hmacKeyFile", Required: true, Decode: yamlfile.NonEmpty(&r.HMACKeyFile)},
 	}
 }
 

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"net/url"
 	"path/filepath"
@@ -648,6 +649,45 @@ func TestCacheErrors(t *testing.T) {
 		{"cache: /var/lib/portcullis\n", `config.yaml:4: cache`},
 	} {
 		_, err := Parse([]byte("unverified: true\nupstreams:\n  - registry: r.example\n"+tc.yaml), "config.yaml", t.TempDir())
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: got %v, want %q", tc.yaml, err, tc.want)
+		}
+	}
+}
+
+// TestRedis: the redis section, its defaults, the secrets read from their
+// files and kept out of any printing; a bad setting names the field and
+// its line, and redis without hmacKeyFile stops start-up.
+func TestRedis(t *testing.T) {
+	dir := fixture(t)
+	key := strings.Repeat("k", 40)
+	writeFile(t, filepath.Join(dir, "hmac"), key+"\n")
+	writeFile(t, filepath.Join(dir, "short"), "tooshort\n")
+	base := "unverified: true\nupstreams:\n  - registry: r.example\n"
+	c, err := Parse([]byte(base+"redis:\n  address: 127.0.0.1:6379\n  username: portcullis\n  passwordFile: pw\n  hmacKeyFile: hmac\n"), "config.yaml", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.Redis
+	if r == nil || r.Address != "127.0.0.1:6379" || r.KeyPrefix != "portcullis/" || r.Password() != "s3cret" || string(r.HMACKey()) != key ||
+		r.HMACKeyFile != filepath.Join(dir, "hmac") {
+		t.Fatalf("redis %+v password %q key %q", r, r.Password(), r.HMACKey())
+	}
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s"} {
+		if s := fmt.Sprintf(verb, r); strings.Contains(s, "s3cret") || strings.Contains(s, key) {
+			t.Errorf("%s prints a secret: %s", verb, s)
+		}
+	}
+	for _, tc := range []struct{ yaml, want string }{
+		{"redis:\n  address: 127.0.0.1:6379\n", `config.yaml:5: redis: missing required field "hmacKeyFile"`},
+		{"redis:\n  hmacKeyFile: hmac\n", `config.yaml:5: redis: missing required field "address"`},
+		{"redis:\n  address: localhost\n  hmacKeyFile: hmac\n", `config.yaml:5: redis.address: "localhost" is not a host:port`},
+		{"redis:\n  address: 127.0.0.1:6379\n  hmacKeyFile: short\n", `redis.hmacKeyFile: ` + filepath.Join(dir, "short") + ` holds 8 bytes; an HMAC key needs at least 32`},
+		{"redis:\n  address: 127.0.0.1:6379\n  hmacKeyFile: nothere\n", `redis.hmacKeyFile: `},
+		{"redis:\n  address: 127.0.0.1:6379\n  hmacKeyFile: hmac\n  tls: {certFile: tls.crt}\n", `redis.tls: certFile and keyFile go together`},
+		{"redis:\n  address: 127.0.0.1:6379\n  hmacKeyFile: hmac\n  keyprefix: x/\n", `config.yaml:7: redis: unknown field "keyprefix" (did you mean "keyPrefix"?)`},
+	} {
+		_, err := Parse([]byte(base+tc.yaml), "config.yaml", dir)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: got %v, want %q", tc.yaml, err, tc.want)
 		}

@@ -44,7 +44,18 @@ func validate(c *Config, dir string, r *yamlfile.Report, absent yamlfile.Severit
 	checkUpstreams(c, r)
 	checkDefaultRegistry(c, r)
 	checkCredentialExposure(c, r)
+	checkRedis(c, r)
 	checkFiles(c, dir, r, absent)
+}
+
+// checkRedis rejects half a client certificate.
+func checkRedis(c *Config, r *yamlfile.Report) {
+	if c.Redis == nil || c.Redis.TLS == nil {
+		return
+	}
+	if t := c.Redis.TLS; (t.CertFile == "") != (t.KeyFile == "") {
+		r.Errorf("redis.tls", "certFile and keyFile go together: give both for a client certificate, or neither")
+	}
 }
 
 // checkListeners rejects the registry and admin servers sharing an address.
