@@ -1,8 +1,14 @@
 package fleet
 
-import "github.com/portcullis-dev/portcullis/policy"
+import (
+	"bytes"
+
+	"github.com/portcullis-dev/portcullis/policy"
+)
 
 func policyPattern(s string) (*policy.ImagePattern, error) {
 	p, err := policy.ParseImagePattern(s)
 	return &p, err
 }
+
+func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }

@@ -41,7 +41,7 @@ func allow(rev, image, layer string, now time.Time, ttl time.Duration) *gate.Sto
 	return &gate.Stored{Key: gate.ImageKey(rev, repo, d), Repo: repo, Digest: d, Reference: "v1",
 		Judgement: &gate.Judgement{Decision: gate.Allow, Cause: gate.CausePolicy, Revision: rev, Identity: "release-key"},
 		Fresh:     now.Add(ttl), Expires: now.Add(2 * ttl),
-		Grants:    []gate.Grant{{Kind: gate.GrantBlob, Digest: digest(layer)}}}
+		Grants: []gate.Grant{{Kind: gate.GrantBlob, Digest: digest(layer)}}}
 }
 
 // TestSharedVerdicts: what one replica stores the other finds, verdict
@@ -281,4 +281,3 @@ func TestPurgeAndEvents(t *testing.T) {
 	}
 	t.Error("a decision of one replica is not in the other's log")
 }
-

@@ -1,0 +1,142 @@
+package fleet
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+
+	"github.com/portcullis-dev/portcullis/fleet/redistest"
+	"github.com/portcullis-dev/portcullis/gate"
+	"github.com/portcullis-dev/portcullis/internal/policyfile"
+	"github.com/portcullis-dev/portcullis/verify"
+	"github.com/portcullis-dev/portcullis/verify/verifytest"
+)
+
+// countingReader counts signature discoveries (each asks for referrers
+// once).
+type countingReader struct {
+	verify.Reader
+	discoveries atomic.Int64
+}
+
+func (c *countingReader) Referrers(ctx context.Context, repo verify.Repository, d v1.Hash) (*v1.IndexManifest, error) {
+	c.discoveries.Add(1)
+	time.Sleep(50 * time.Millisecond) // a real upstream's round trip: the others arrive meanwhile
+	return c.Reader.Referrers(ctx, repo, d)
+}
+
+// TestOneDecisionForTheFleet: three gates, each with its own reader and
+// L1, share one Redis. Concurrent first requests for one digest on all
+// three make one signature discovery, and all get the same verdict; the
+// layers of a manifest one replica allowed are served by another (a
+// non-sticky load balancer); a refused image is refused everywhere, also
+// decided once. The policy files sit at different paths with the same
+// contents: the replicas agree on the revision.
+func TestOneDecisionForTheFleet(t *testing.T) {
+	srv := redistest.Start(t)
+	tr := verifytest.NewRegistry(t, true, nil)
+	key := verifytest.Keys()["ecdsa-p256"]
+	repo := tr.Repo("acme/app")
+	signed := tr.PushImage(repo, "signed")
+	tr.PushLegacy(repo, signed.Digest, key.LegacyKeyLayer(t, tr.Host+"/acme/app", signed.Digest))
+	unsigned := tr.PushImage(repo, "unsigned")
+	pem, _ := cryptoutils.MarshalPublicKeyToPEM(key.Priv.Public())
+
+	var gates []*gate.Gate
+	var readers []*countingReader
+	for i := range 3 {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "cosign.pub"), pem, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, "policy.yaml")
+		pol := "policies:\n  - name: release\n    images: [\"" + tr.Host + "/acme/**\"]\n    authorities:\n      - name: release-key\n        key: {path: cosign.pub}\n"
+		if err := os.WriteFile(path, []byte(pol), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		p, err := policyfile.Load(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		snap, err := gate.NewSnapshot(p, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &countingReader{Reader: tr.Reader}
+		st := replica(t, srv, testKey)
+		g, err := gate.New(r, snap, gate.WithVerdictStore(st), gate.WithRegisterer(prometheus.NewRegistry()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i > 0 && snap.Revision != gates[0].Snapshot().Revision {
+			t.Fatalf("replica %d's revision %s differs from %s", i, snap.Revision, gates[0].Snapshot().Revision)
+		}
+		gates = append(gates, g)
+		readers = append(readers, r)
+	}
+	discoveries := func() (n int64) {
+		for _, r := range readers {
+			n += r.discoveries.Swap(0)
+		}
+		return n
+	}
+	ask := func(g *gate.Gate, d v1.Descriptor) (*gate.Verdict, error) {
+		m, err := tr.Reader.Manifest(context.Background(), repo, d.Digest.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g.Manifest(context.Background(), &gate.ManifestRequest{Repo: repo, Reference: d.Digest.String(), Digest: m.Digest, MediaType: m.MediaType, Bytes: m.Bytes})
+	}
+	for _, tc := range []struct {
+		name  string
+		image v1.Descriptor
+		allow bool
+	}{{"signed", signed, true}, {"unsigned", unsigned, false}} {
+		var wg sync.WaitGroup
+		var wrong atomic.Int64
+		for i := range 30 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				v, err := ask(gates[i%3], tc.image)
+				if err != nil || v.Allowed() != tc.allow {
+					wrong.Add(1)
+					t.Errorf("%s on replica %d: %v %v", tc.name, i%3, v, err)
+				}
+			}()
+		}
+		wg.Wait()
+		if n := discoveries(); n != 1 {
+			t.Errorf("%s: %d signature discoveries for 30 requests on 3 replicas, want 1", tc.name, n)
+		}
+	}
+	// The layers of the manifest replica 0 allowed, asked of replica 2.
+	m, _ := tr.Reader.Manifest(context.Background(), repo, signed.Digest.String())
+	img, err := v1.ParseManifest(bytesReader(m.Bytes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := replica(t, srv, testKey)
+	g, err := gate.New(&countingReader{Reader: tr.Reader}, gates[0].Snapshot(), gate.WithVerdictStore(fresh), gate.WithRegisterer(prometheus.NewRegistry()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range append(img.Layers, img.Config) {
+		if v, err := g.Blob(context.Background(), repo, l.Digest); err != nil || !v.Allowed() {
+			t.Errorf("a layer of a manifest another replica allowed: %v %v", v, err)
+		}
+	}
+	um, _ := tr.Reader.Manifest(context.Background(), repo, unsigned.Digest.String())
+	uimg, _ := v1.ParseManifest(bytesReader(um.Bytes))
+	if v, err := g.Blob(context.Background(), repo, uimg.Layers[0].Digest); err != nil || v.Allowed() {
+		t.Errorf("a layer of the refused image: %v %v", v, err)
+	}
+}
