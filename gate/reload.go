@@ -95,6 +95,8 @@ type Reloader struct {
 	ok       prometheus.Gauge
 	problem  atomic.Pointer[string] // the current reload failure, nil when healthy
 	pending  atomic.Pointer[string] // the trust roots not loaded yet, nil when none
+	kick     chan struct{}          // look at the file now
+	announce func(revision string)  // told of each new revision in force (nil: no one)
 }
 
 // NewReloader returns the Reloader of g's policy file at path, loading
@@ -116,6 +118,7 @@ func NewReloader(path string, builder *Loader, g *Gate, log *zap.Logger, reg pro
 			Help: "1 when the policy in force is the policy file's, 0 while a broken file is kept out (the last good policy stays in force).",
 		}),
 	}
+	r.kick = make(chan struct{}, 1)
 	r.ok.Set(1)
 	reg.MustRegister(r.failures, r.reloads, r.ok)
 	r.notePending()
@@ -149,7 +152,23 @@ func (r *Reloader) Reload() {
 	r.reloads.Inc()
 	r.healthy()
 	LogSnapshot(r.log, "policy reloaded", r.path, snap)
+	if r.announce != nil {
+		r.announce(snap.Revision)
+	}
 }
+
+// Kick makes Run look at the policy file now (another replica announced
+// a new revision); it does not wait.
+func (r *Reloader) Kick() {
+	select {
+	case r.kick <- struct{}{}:
+	default: // one is pending already
+	}
+}
+
+// AnnounceWith makes every reload that puts a new revision in force call
+// fn with it (serve: tell the other replicas). Call it before Run.
+func (r *Reloader) AnnounceWith(fn func(revision string)) { r.announce = fn }
 
 // healthy records that the policy in force is the file's, and logs the
 // recovery when a reload had failed.
@@ -240,6 +259,8 @@ func (r *Reloader) Run(ctx context.Context, interval, tufInterval time.Duration,
 			r.log.Info("SIGHUP: reloading the policy; cached denials dropped", zap.Int("denials", n))
 			r.Reload()
 		case <-t.C:
+			r.Reload()
+		case <-r.kick:
 			r.Reload()
 		case <-tt.C:
 			r.RefreshTUF()

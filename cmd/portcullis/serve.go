@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -17,10 +18,12 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
 	"github.com/portcullis-dev/portcullis/cmd/portcullis/config"
+	"github.com/portcullis-dev/portcullis/fleet"
 	"github.com/portcullis-dev/portcullis/gate"
 	"github.com/portcullis-dev/portcullis/proxy"
 	"github.com/portcullis-dev/portcullis/store"
@@ -73,12 +76,23 @@ func serve(ctx context.Context, configPath, logFormat string) error {
 		hup := make(chan os.Signal, 1)
 		signal.Notify(hup, syscall.SIGHUP)
 		defer signal.Stop(hup)
+		if f := w.fleet; f != nil {
+			reloader.AnnounceWith(func(rev string) { f.AnnounceReload(ctx, rev) })
+			f.OnReload(func(string) { reloader.Kick() })
+			go f.Run(ctx)
+		}
 		go reloader.Run(ctx, policyPollInterval, tufRefreshInterval, hup)
 		status = func() string {
-			if why := reloader.Degraded(); why != "" {
-				return "degraded: " + why
+			var why []string
+			for _, d := range []string{reloader.Degraded(), w.fleetDegraded()} {
+				if d != "" {
+					why = append(why, d)
+				}
 			}
-			return ""
+			if len(why) == 0 {
+				return ""
+			}
+			return "degraded: " + strings.Join(why, "; ")
 		}
 	}
 	srv := &http.Server{
@@ -187,6 +201,18 @@ type wiring struct {
 	cached *store.Client
 	reader verify.Reader
 	proxy  *proxy.Proxy
+	// fleet is the state shared with the other replicas (nil without
+	// "redis").
+	fleet *fleet.Store
+}
+
+// fleetDegraded is why the replica is alone ("" when it is not, or has no
+// fleet).
+func (w *wiring) fleetDegraded() string {
+	if w.fleet == nil {
+		return ""
+	}
+	return w.fleet.Degraded()
 }
 
 // close releases what wire opened (the content store's directory).
@@ -243,6 +269,15 @@ func wire(cfg *config.Config, builder *gate.Loader, log *zap.Logger, reg *promet
 			gate.WithVerdictCacheEntries(cfg.VerdictCacheEntries),
 			gate.WithLogger(log.Named("gate")), gate.WithRegisterer(reg),
 		}
+		if rc := cfg.Redis; rc != nil {
+			if w.fleet, err = newFleet(cfg, log, reg); err != nil {
+				w.close()
+				return nil, usageError(err)
+			}
+			gopts = append(gopts, gate.WithVerdictStore(w.fleet))
+			w.decisions.ShareWith(w.fleet.Decisions())
+			log.Info("sharing verdicts with the other replicas through redis", zap.String("address", rc.Address), zap.String("keyPrefix", rc.KeyPrefix))
+		}
 		g, err = gate.New(reader, snap, append(gopts, extra...)...)
 		if err != nil {
 			w.close()
@@ -264,6 +299,36 @@ func wire(cfg *config.Config, builder *gate.Loader, log *zap.Logger, reg *promet
 		return nil, usageError(fmt.Errorf("%s: %w", cfg.Path, err))
 	}
 	return w, nil
+}
+
+// newFleet is the state shared with the other replicas through Redis,
+// with this process's verdict cache in front.
+func newFleet(cfg *config.Config, log *zap.Logger, reg prometheus.Registerer) (*fleet.Store, error) {
+	rc := cfg.Redis
+	opt := &redis.Options{Addr: rc.Address, Username: rc.Username, Password: rc.Password()}
+	if t := rc.TLS; t != nil {
+		tc := &tls.Config{MinVersion: tls.VersionTLS12}
+		if t.CAFile != "" {
+			pool, err := certPool(t.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("redis.tls.caFile: %w", err)
+			}
+			tc.RootCAs = pool
+		}
+		if t.CertFile != "" {
+			cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+			if err != nil {
+				return nil, fmt.Errorf("redis.tls certFile/keyFile: %w", err)
+			}
+			tc.Certificates = []tls.Certificate{cert}
+		}
+		opt.TLSConfig = tc
+	}
+	return fleet.New(fleet.Options{
+		Client: fleet.NewClient(opt), L1: gate.NewMemoryStore(int(cfg.VerdictCacheEntries)),
+		Key: rc.HMACKey(), Prefix: rc.KeyPrefix, DecisionEntries: cfg.DecisionLog.Entries,
+		Logger: log.Named("fleet"), Registerer: reg,
+	}), nil
 }
 
 // newUpstream is the upstream client of the config's upstreams.
