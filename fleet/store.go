@@ -288,6 +288,7 @@ func (s *Store) Granting(ctx context.Context, repo verify.Repository, d v1.Hash,
 			continue
 		}
 		seen[v.Key] = true
+		s.m.hits.Inc()
 		_ = s.l1.Put(ctx, v, now)
 		out = append(out, v)
 	}
