@@ -23,6 +23,11 @@ COSIGN_VERSION := v3.1.3
 COSIGN_V2_MOD := github.com/sigstore/cosign/v2
 COSIGN_V2_PKG := $(COSIGN_V2_MOD)/cmd/cosign
 COSIGN_V2_VERSION := v2.6.5
+# Helm v3 for the chart test (deploy/kubernetes/charttest): helm lint and
+# helm template of deploy/kubernetes/portcullis.
+HELM_MOD := helm.sh/helm/v3
+HELM_PKG := $(HELM_MOD)/cmd/helm
+HELM_VERSION := v3.21.4
 
 # Debian 12 packages for the e2e clients, and the Redis and load balancer
 # the replica tests run, at the versions `apt-cache policy` shows for
@@ -69,6 +74,7 @@ tools:
 	$(call go-install-pinned,crane,$(CRANE_MOD),$(CRANE_PKG),$(CRANE_VERSION))
 	$(call go-install-pinned,cosign,$(COSIGN_MOD),$(COSIGN_PKG),$(COSIGN_VERSION))
 	$(call go-install-pinned,cosign-v2,$(COSIGN_V2_MOD),$(COSIGN_V2_PKG),$(COSIGN_V2_VERSION))
+	$(call go-install-pinned,helm,$(HELM_MOD),$(HELM_PKG),$(HELM_VERSION))
 
 deps:
 	@missing=(); \
@@ -162,3 +168,39 @@ bench: tools
 
 bench-smoke: tools
 	PATH="$(TOOLS_BIN):$$PATH" $(GO) run ./test/bench -smoke $(BENCH_FLAGS)
+
+# The container image (build/mkimage; `go doc ./build/mkimage`), as an OCI
+# image layout in bin/image/ (no daemon, no base image pulled): the static
+# binary, Debian's CA certificates (the package's Mozilla roots, not the
+# CAs this machine added), /etc/passwd and /etc/group with nonroot
+# (65532), /tmp. Prints the manifest digest and the size (config plus
+# compressed layers) and fails over 40 MB. A commit built with the same Go
+# toolchain and ca-certificates version gives the same digest: file times
+# and the created time are the commit's (SOURCE_DATE_EPOCH overrides).
+# IMAGE_ARCH=arm64 builds a linux/arm64 image instead.
+IMAGE_OUT := bin/image
+IMAGE_ARCH ?= amd64
+CA_CERTIFICATES := ca-certificates=20250419~deb12u2
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null)
+
+.PHONY: image
+
+image:
+	@spec='$(CA_CERTIFICATES)'; pkg=$${spec%%=*}; want=$${spec#*=}; \
+	have=$$(dpkg-query -W -f='$${Status} $${Version}' "$$pkg" 2>/dev/null || true); \
+	if [ "$$have" = "install ok installed $$want" ]; then echo "image: $$spec present"; exit 0; fi; \
+	if [ "$$(id -u)" -ne 0 ]; then \
+		echo "image: needs $$spec (installed: $${have:-none}); install it as root with:" >&2; \
+		echo "  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$spec" >&2; \
+		exit 1; \
+	fi; \
+	echo "image: installing $$spec"; \
+	apt-get update; \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$$spec"
+	@changed=$$(dpkg --verify ca-certificates); \
+	if [ -n "$$changed" ]; then echo "image: files of ca-certificates were modified:" >&2; echo "$$changed" >&2; exit 1; fi
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGE_ARCH) GOAMD64=v1 $(GO) build -trimpath -buildvcs=true -ldflags='-s -w' \
+		-o bin/image-build/portcullis ./cmd/portcullis
+	$(GO) run ./build/mkimage -binary bin/image-build/portcullis -out $(IMAGE_OUT) \
+		-ca /usr/share/ca-certificates/mozilla -ca-version "$$(dpkg-query -W -f='$${Version}' ca-certificates)" \
+		$(if $(SOURCE_DATE_EPOCH),-created $(SOURCE_DATE_EPOCH))
