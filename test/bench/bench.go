@@ -23,6 +23,9 @@ type bench struct {
 	procs  procSet
 	fix    fixtures
 	tools  map[string]string // tool name -> version
+	// signer holds the key of the policy (b.dir/policy.yaml), for phases
+	// that push signed images of their own.
+	signer *signer
 }
 
 type binaries struct {
@@ -114,7 +117,7 @@ func (b *bench) fill(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	b.fix = fix
+	b.fix, b.signer = fix, sg
 	return nil
 }
 

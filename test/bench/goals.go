@@ -176,6 +176,9 @@ var goals = []goalSpec{
 	{"store herd: upstream GETs of a blob 64 clients ask for at once", false, 1, 0, count, storeHerdGoal("upstream_blob_gets_cold"), nil},
 	{"store herd: slowest client / (one cold GET + 64 concurrent warm GETs)", false, 1.5, 0, times, storeHerdGoal("slowest_cold_over_cold_plus_warm"), nil},
 	{"store herd: peak RSS (64 concurrent GETs, cold then warm)", false, 128, 0, mebibyte, metricGoal("store-herd", "process", "peak_rss", targetPortcullisStore), nil},
+	// Issue 11's, replicas through Redis.
+	{"replicas: signature discoveries per cold digest asked of 3 replicas, with redis", false, 1, 0, count, metricGoal("replicas", replicasCold, "discoveries_per_digest", targetRedis), nil},
+	{"replicas: warm L1 hit with redis / without", false, 1.05, 0, times, ratioGoal("replicas: warm L1 hit latency, with redis/alone"), nil},
 	{"1M cached verdicts: share the cache keeps (lookup hit ratio)", true, 0.99, 0, percent, metricGoal("verdict-cache", cacheCase, "hit_ratio", "1M verdicts"), nil},
 	{"1M cached verdicts: heap per verdict kept", false, 300, 0, bytesEach, metricGoal("verdict-cache", cacheCase, "bytes_per_kept_entry", "1M verdicts"), nil},
 	{"1M cached verdicts: p99 / p99 at 10k", false, 2, 0, times, ratioGoal("verdict cache p99, 1M/10k verdicts"), nil},

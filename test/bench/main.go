@@ -52,30 +52,31 @@ import (
 
 // config is the harness's settings, from flags.
 type config struct {
-	registryBin  string
-	rounds       int
-	concurrency  int
-	warmup       time.Duration
-	duration     time.Duration
-	blobSize     int64
-	blobRuns     int
-	smoke        bool
-	keep         bool
-	seed         uint64
-	jsonPath     string
-	mdPath       string
-	pngPath      string
-	coldImages   int
-	cosignBin    string // "" when not measured
-	herd         int
-	herdTrials   int
-	herdBlobSize int64
-	cacheSizes   []int
-	cacheProbes  int
-	verifyTime   time.Duration
-	trace        bool
-	only         map[string]bool // -phases; nil runs them all
-	args         []string        // the command line, for the report
+	registryBin   string
+	rounds        int
+	concurrency   int
+	warmup        time.Duration
+	duration      time.Duration
+	blobSize      int64
+	blobRuns      int
+	smoke         bool
+	keep          bool
+	seed          uint64
+	jsonPath      string
+	mdPath        string
+	pngPath       string
+	coldImages    int
+	replicaImages int
+	cosignBin     string // "" when not measured
+	herd          int
+	herdTrials    int
+	herdBlobSize  int64
+	cacheSizes    []int
+	cacheProbes   int
+	verifyTime    time.Duration
+	trace         bool
+	only          map[string]bool // -phases; nil runs them all
+	args          []string        // the command line, for the report
 }
 
 // phase is one group of measurements, run against a fresh fleet of
@@ -94,6 +95,7 @@ var phases = []phase{
 	{name: "herd", fleet: &herdFleet, run: runHerdPhase},
 	{name: "blob", fleet: &blobFleet, run: runBlobPhase},
 	{name: "store-herd", fleet: &storeHerdFleet, run: runStoreHerdPhase},
+	{name: "replicas", fleet: &replicasFleet, run: runReplicasPhase},
 	{name: "verify-cost", run: runVerifyCostPhase},
 	{name: "verdict-cache", run: runCachePhase},
 }
@@ -133,6 +135,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&cfg.mdPath, "md", "", "write the report (figures, goals, headline) as Markdown to `FILE`")
 	fs.StringVar(&cfg.pngPath, "png", "", "draw the chart to `FILE` (PNG); the Markdown report links it")
 	fs.IntVar(&cfg.coldImages, "cold-images", 100, "fresh signed images of the cold phase (half legacy, half bundle; each half alternately by tag and by digest)")
+	fs.IntVar(&cfg.replicaImages, "replica-images", 1000, "fresh signed images of the replicas phase, each requested on three replicas at once")
 	fs.StringVar(&cfg.cosignBin, "cosign", "", "cosign `binary` the cold phase compares with (default .tools/bin/cosign; \"none\" skips it; -smoke skips it unless given)")
 	fs.IntVar(&cfg.herd, "herd", 64, "concurrent first GETs of one fresh digest in the herd phase")
 	fs.IntVar(&cfg.herdTrials, "herd-trials", 4, "herd trials, each on a fresh image (alternately legacy and bundle)")
@@ -207,6 +210,9 @@ func applySmoke(cfg *config, blobSize, cacheSizes *string, set map[string]bool) 
 	if !set["cold-images"] {
 		cfg.coldImages = 5
 	}
+	if !set["replica-images"] {
+		cfg.replicaImages = 10
+	}
 	if !set["cosign"] {
 		cfg.cosignBin = "none"
 	}
@@ -242,6 +248,8 @@ func validate(cfg config) error {
 		return errors.New("-blob-size must be positive")
 	case cfg.blobRuns < 1:
 		return errors.New("-blob-runs must be at least 1")
+	case cfg.replicaImages < 1:
+		return errors.New("-replica-images must be at least 1")
 	case cfg.coldImages < 1:
 		return errors.New("-cold-images must be at least 1")
 	case cfg.herd < 1 || cfg.herdTrials < 1:

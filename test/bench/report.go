@@ -58,6 +58,8 @@ var ratioSpecs = slices.Concat([]ratioSpec{
 	{"portcullis/reverse-proxy blob CPU per GiB", "blob", "full GET", "cpu_per_gib", targetPortcullis, targetRevProxy},
 	{"portcullis/distribution-proxy blob-phase peak RSS", "blob", "process", "peak_rss", targetPortcullis, targetDistProxy},
 	{"portcullis/reverse-proxy blob-phase peak RSS", "blob", "process", "peak_rss", targetPortcullis, targetRevProxy},
+	{"replicas: discoveries per cold digest, with redis/alone", "replicas", replicasCold, "discoveries_per_digest", targetRedis, targetAlone},
+	{"replicas: warm L1 hit latency, with redis/alone", "replicas", replicasWarm, "ns_per_op", targetRedis, targetAlone},
 	{"portcullis-store warm blob/upstream throughput", "blob", "full GET", "throughput", targetPortcullisStore, targetUpstream},
 	{"portcullis-store warm blob/distribution-proxy throughput", "blob", "full GET", "throughput", targetPortcullisStore, targetDistProxy},
 	{"portcullis-store warm blob/reverse-proxy throughput", "blob", "full GET", "throughput", targetPortcullisStore, targetRevProxy},
