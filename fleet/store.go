@@ -40,6 +40,8 @@ type Store struct {
 	log    *zap.Logger
 	m      *metrics
 
+	judgements gate.JudgementPool // what decoded allows share
+
 	failing atomic.Pointer[string] // the last failure while Redis fails
 	purges  atomic.Uint64          // purges run for other replicas
 
@@ -169,6 +171,7 @@ func (s *Store) open(rkey, key string, b []byte, now time.Time) *gate.Stored {
 		s.m.rejected.WithLabelValues(rejectExpired).Inc()
 		return nil
 	}
+	v.Judgement = s.judgements.Intern(v.Judgement)
 	return v
 }
 

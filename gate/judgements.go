@@ -72,3 +72,18 @@ func judgementKey(j *Judgement) string {
 	}
 	return b.String()
 }
+
+// JudgementPool interns allow judgements for a shared verdict store, which
+// decodes a fresh copy of each verdict it learns: pooled, a thousand
+// verdicts learned from other replicas hold one judgement, as the
+// verdicts this gate decides do. Other judgements are returned as they
+// are. Safe for concurrent use.
+type JudgementPool struct{ p judgementPool }
+
+// Intern returns the pooled judgement equal to j when j allows, else j.
+func (jp *JudgementPool) Intern(j *Judgement) *Judgement {
+	if j.Decision != Allow {
+		return j
+	}
+	return jp.p.intern(j)
+}

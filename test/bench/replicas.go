@@ -181,16 +181,20 @@ func runReplicasPhase(ctx context.Context, b *bench, _ *fleet) ([]Metric, error)
 			Metric{Phase: "replicas", Case: replicasCold, Target: target, Name: "discoveries_per_digest", Unit: "count", Value: float64(total) / float64(n)})
 	}
 
-	// Warm: the same L1 hit with and without Redis, alternated, after an
-	// untimed pass each and a GC before each timed run.
-	probes := 200_000
+	// Warm: the same L1 hit with and without Redis, alternated (ABBA),
+	// after an untimed pass each and a GC before each timed run.
+	probes := 500_000
 	rounds := max(b.cfg.rounds, 7)
 	if b.cfg.smoke {
 		probes, rounds = 2_000, 1
 	}
 	warm := map[bool][]float64{}
 	for round := -1; round < rounds; round++ {
-		for _, shared := range []bool{false, true} {
+		order := []bool{false, true}
+		if round%2 != 0 {
+			order = []bool{true, false} // ABBA: neither goes first every time
+		}
+		for _, shared := range order {
 			g := gates[shared][0]
 			runtime.GC()
 			start := time.Now()
