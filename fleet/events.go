@@ -2,42 +2,83 @@ package fleet
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
-	"errors"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"go.uber.org/zap"
-
-	"github.com/portcullis-dev/portcullis/gate"
-	"github.com/portcullis-dev/portcullis/policy"
 )
 
 // event is a message on the replicas' channel: a purge to run, or a
 // policy revision one replica put in force (the others look at their own
-// policy file at once). Sealed like every value.
+// policy file at once). Sealed like every value, and numbered (Nonce) so
+// that a message replayed is ignored.
 type event struct {
-	Kind       string `json:"kind"` // "purge" or "reload"
-	From       string `json:"from"` // the replica that sent it
-	Image      string `json:"image,omitempty"`
-	DeniesOnly bool   `json:"deniesOnly,omitempty"`
-	Revision   string `json:"revision,omitempty"`
-	Sent       int64  `json:"sent"` // unix ms: an old message replayed is ignored
+	Kind     string       `json:"kind"` // "purge" or "reload"
+	From     string       `json:"from"` // the replica that sent it
+	Nonce    string       `json:"nonce"`
+	Sent     int64        `json:"sent"` // unix ms: an old message replayed is ignored
+	Purge    *purgeRecord `json:"purge,omitempty"`
+	Revision string       `json:"revision,omitempty"`
 }
 
 // maxEventAge is how old a message may be when it arrives.
 const maxEventAge = time.Minute
 
+// maxSeen bounds the nonces remembered (those of the last maxEventAge).
+const maxSeen = 4096
+
+// seenNonces remembers the nonces of recent messages.
+type seenNonces struct {
+	mu    sync.Mutex
+	at    map[string]time.Time
+	order []string
+}
+
+// first reports whether nonce is new, and remembers it.
+func (n *seenNonces) first(nonce string, now time.Time) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.at == nil {
+		n.at = map[string]time.Time{}
+	}
+	if _, ok := n.at[nonce]; ok {
+		return false
+	}
+	for len(n.order) > 0 && (len(n.order) >= maxSeen || now.Sub(n.at[n.order[0]]) > 2*maxEventAge) {
+		delete(n.at, n.order[0])
+		n.order = n.order[1:]
+	}
+	n.at[nonce] = now
+	n.order = append(n.order, nonce)
+	return true
+}
+
+func newNonce() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
 func (s *Store) channel() string { return s.prefix + "events" }
 
-func (s *Store) publish(ctx context.Context, e event) {
-	e.From, e.Sent = s.id, time.Now().UnixMilli()
+// message is e sealed for the channel.
+func (s *Store) message(e event) []byte {
+	e.From, e.Nonce, e.Sent = s.id, newNonce(), time.Now().UnixMilli()
 	b, _ := json.Marshal(e)
+	return s.seal.Seal(s.channel(), b)
+}
+
+func (s *Store) publish(ctx context.Context, e event) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), Timeout)
 	defer cancel()
-	if err := s.rdb.Publish(ctx, s.channel(), s.seal.Seal(s.channel(), b)).Err(); err != nil {
+	if err := s.rdb.Publish(ctx, s.channel(), s.message(e)).Err(); err != nil {
 		s.failed(opPublish, err)
+		return err
 	}
+	return nil
 }
 
 // OnReload sets what runs when another replica announces a new policy
@@ -50,11 +91,13 @@ func (s *Store) OnReload(fn func(revision string)) {
 
 // AnnounceReload tells the other replicas that revision is in force here.
 func (s *Store) AnnounceReload(ctx context.Context, revision string) {
-	s.publish(ctx, event{Kind: "reload", Revision: revision})
+	_ = s.publish(ctx, event{Kind: "reload", Revision: revision})
 }
 
-// Run receives the other replicas' messages and checks that Redis
-// answers, until ctx ends. It reconnects by itself.
+// Run receives the other replicas' messages, reads the purge list every
+// second (so that a purge sent while this replica was not listening is
+// run all the same), and checks that Redis answers, until ctx ends. It
+// reconnects by itself.
 func (s *Store) Run(ctx context.Context) {
 	if s.decisions != nil {
 		go s.decisions.run(ctx)
@@ -62,8 +105,9 @@ func (s *Store) Run(ctx context.Context) {
 	sub := s.rdb.Subscribe(ctx, s.channel())
 	defer sub.Close()
 	msgs := sub.Channel()
-	ping := time.NewTicker(time.Second)
-	defer ping.Stop()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	s.catchUp(ctx) // the purges made before this replica started
 	for {
 		select {
 		case <-ctx.Done():
@@ -73,14 +117,8 @@ func (s *Store) Run(ctx context.Context) {
 				return
 			}
 			s.receive(ctx, m)
-		case <-ping.C:
-			pctx, cancel := context.WithTimeout(ctx, Timeout)
-			if err := s.rdb.Ping(pctx).Err(); err != nil {
-				s.failed(opPing, err)
-			} else {
-				s.ok()
-			}
-			cancel()
+		case <-tick.C:
+			s.catchUp(ctx)
 		}
 	}
 }
@@ -96,7 +134,8 @@ func (s *Store) receive(ctx context.Context, m *redis.Message) {
 		s.m.rejected.WithLabelValues(rejectDecode).Inc()
 		return
 	}
-	if age := time.Since(time.UnixMilli(e.Sent)); age > maxEventAge || age < -maxEventAge {
+	now := time.Now()
+	if age := now.Sub(time.UnixMilli(e.Sent)); age > maxEventAge || age < -maxEventAge || !s.seen.first(e.Nonce, now) {
 		s.m.rejected.WithLabelValues(rejectExpired).Inc()
 		return
 	}
@@ -105,18 +144,9 @@ func (s *Store) receive(ctx context.Context, m *redis.Message) {
 	}
 	switch e.Kind {
 	case "purge":
-		spec := gate.PurgeSpec{DeniesOnly: e.DeniesOnly}
-		if e.Image != "" {
-			p, err := policy.ParseImagePattern(e.Image)
-			if err != nil {
-				s.m.rejected.WithLabelValues(rejectDecode).Inc()
-				return
-			}
-			spec.Image = &p
+		if e.Purge != nil {
+			s.learnPurge(ctx, *e.Purge)
 		}
-		s.purges.Add(1)
-		n, _ := s.l1.Purge(ctx, spec)
-		s.log.Info("purge from another replica", zap.String("image", e.Image), zap.Bool("deniesOnly", e.DeniesOnly), zap.Int("verdicts", n))
 	case "reload":
 		s.mu.Lock()
 		fn := s.onReload
@@ -125,78 +155,4 @@ func (s *Store) receive(ctx context.Context, m *redis.Message) {
 			fn(e.Revision)
 		}
 	}
-}
-
-// scanBatch is how many keys one SCAN step of a purge reads.
-const scanBatch = 500
-
-// purgeTimeout bounds a purge's walk of Redis.
-const purgeTimeout = 10 * time.Second
-
-// Purge implements gate.VerdictStore: it drops what p selects from L1 and
-// from Redis, and has every other replica drop it from its own L1. It
-// returns how many verdicts it dropped from Redis (L1's count while Redis
-// cannot answer).
-func (s *Store) Purge(ctx context.Context, p gate.PurgeSpec) (int, error) {
-	local, err := s.l1.Purge(ctx, p)
-	if err != nil {
-		return local, err
-	}
-	image := ""
-	if p.Image != nil {
-		image = p.Image.String()
-	}
-	s.publish(ctx, event{Kind: "purge", Image: image, DeniesOnly: p.DeniesOnly})
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), purgeTimeout)
-	defer cancel()
-	match := p.Matcher()
-	now := time.Now()
-	dropped := 0
-	iter := s.rdb.Scan(ctx, 0, s.prefix+"v/*", scanBatch).Iterator()
-	var batch []string
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		vals, err := s.rdb.MGet(ctx, batch...).Result()
-		if err != nil {
-			return err
-		}
-		var drop []string
-		for i, val := range vals {
-			str, ok := val.(string)
-			if !ok {
-				continue
-			}
-			// A value that does not open is dropped too: it is no one's
-			// verdict.
-			if v := s.open(batch[i], "", []byte(str), now); v == nil || match(v) {
-				drop = append(drop, batch[i])
-			}
-		}
-		if len(drop) > 0 {
-			n, err := s.rdb.Del(ctx, drop...).Result()
-			if err != nil {
-				return err
-			}
-			dropped += int(n)
-		}
-		batch = batch[:0]
-		return nil
-	}
-	for iter.Next(ctx) {
-		batch = append(batch, iter.Val())
-		if len(batch) == scanBatch {
-			if err := flush(); err != nil {
-				s.failed(opPurge, err)
-				return local, nil
-			}
-		}
-	}
-	if err := errors.Join(iter.Err(), flush()); err != nil {
-		s.failed(opPurge, err)
-		return local, nil
-	}
-	s.ok()
-	return dropped, nil
 }

@@ -20,11 +20,13 @@ const (
 	rejectKey     = "wrong-key" // a verdict of another key, revision or kind
 	rejectDecode  = "malformed" // not a value a replica writes
 	rejectExpired = "expired"   // past its own expiry (a replayed value)
+	rejectPurged  = "purged"    // decided before a purge that selects it
+	rejectLease   = "lease"     // a lease this replica did not seal
 )
 
 var (
 	ops     = []string{opGet, opPut, opGrants, opLease, opAwait, opPurge, opPublish, opPing, opRecord, opQuery}
-	rejects = []string{rejectSeal, rejectKey, rejectDecode, rejectExpired}
+	rejects = []string{rejectSeal, rejectKey, rejectDecode, rejectExpired, rejectPurged, rejectLease}
 )
 
 type metrics struct {
@@ -43,7 +45,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"op"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "portcullis", Subsystem: "redis", Name: "rejected_total",
-			Help: "Values read from Redis and ignored, never trusted, by reason (hmac, wrong-key, malformed, expired).",
+			Help: "Values read from Redis and ignored, never trusted, by reason (hmac, wrong-key, malformed, expired, purged, lease).",
 		}, []string{"reason"}),
 		hits: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "portcullis", Subsystem: "redis", Name: "verdict_hits_total",

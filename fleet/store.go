@@ -4,10 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,6 +47,8 @@ type Store struct {
 
 	failing atomic.Pointer[string] // the last failure while Redis fails
 	purges  atomic.Uint64          // purges run for other replicas
+	plog    purgeLog               // the purges this replica knows of
+	seen    seenNonces             // the messages received lately
 
 	mu       sync.Mutex
 	onReload func(revision string)
@@ -75,7 +80,10 @@ type Options struct {
 
 // New returns the Store of o. Run must run for purges and reloads to
 // reach this replica.
-func New(o Options) *Store {
+func New(o Options) (*Store, error) {
+	if len(o.Key) < MinKeyBytes {
+		return nil, fmt.Errorf("the HMAC key has %d bytes; at least %d are needed", len(o.Key), MinKeyBytes)
+	}
 	id := make([]byte, 8)
 	_, _ = rand.Read(id)
 	s := &Store{rdb: o.Client, l1: o.L1, seal: NewSealer(o.Key), prefix: o.Prefix, id: hex.EncodeToString(id),
@@ -87,17 +95,41 @@ func New(o Options) *Store {
 	if o.DecisionEntries > 0 {
 		s.decisions = &sharedDecisions{s: s, entries: o.DecisionEntries, queue: make(chan gate.Record, recordQueue)}
 	}
-	return s
+	redis.SetLogger(redisLogger{s.log.Named("redis")})
+	return s, nil
 }
+
+// MinKeyBytes is the shortest HMAC key New takes.
+const MinKeyBytes = 32
+
+// Close closes the connections to Redis.
+func (s *Store) Close() error { return s.rdb.Close() }
+
+// redisLogger sends go-redis's own messages (reconnects, pool trouble) to
+// zap, at debug: the Store logs and counts failures itself.
+type redisLogger struct{ log *zap.Logger }
+
+func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
+	l.log.Debug(fmt.Sprintf(format, v...))
+}
+
+// redisPipeliner is what a pipeline's commands are queued on.
+type redisPipeliner = redis.Pipeliner
 
 // NewClient returns a Redis client whose every command is bounded by its
 // context (no retries: a slow Redis costs one Timeout, then the replica
-// goes on alone).
+// goes on alone), dials included: with TLS, the handshake is bounded by
+// the command's context too (go-redis's own TLS dial is not).
 func NewClient(opt *redis.Options) *redis.Client {
 	opt.ContextTimeoutEnabled = true
 	opt.MaxRetries = -1
 	opt.DialTimeout = max(opt.DialTimeout, time.Second)
 	opt.ReadTimeout, opt.WriteTimeout = Timeout, Timeout
+	if tc := opt.TLSConfig; tc != nil && opt.Dialer == nil {
+		d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: opt.DialTimeout}, Config: tc}
+		opt.Dialer = d.DialContext
+		opt.TLSConfig = nil
+	}
 	return redis.NewClient(opt)
 }
 
@@ -141,9 +173,19 @@ func (s *Store) Degraded() string {
 // Purges implements gate.PurgeCounter.
 func (s *Store) Purges() uint64 { return s.purges.Load() }
 
-// open checks and decodes the verdict stored at rkey for key ("" when
-// only the hash is known: the decoded key must then hash to rkey's).
+// open is decode, less the verdicts a known purge drops.
 func (s *Store) open(rkey, key string, b []byte, now time.Time) *gate.Stored {
+	v := s.decode(rkey, key, b, now)
+	if v != nil && s.plog.purged(v) {
+		s.m.rejected.WithLabelValues(rejectPurged).Inc()
+		return nil
+	}
+	return v
+}
+
+// decode checks and decodes the verdict stored at rkey for key ("" when
+// only the hash is known: the decoded key must then hash to rkey's).
+func (s *Store) decode(rkey, key string, b []byte, now time.Time) *gate.Stored {
 	payload, err := s.seal.Open(rkey, b)
 	if err != nil {
 		s.m.rejected.WithLabelValues(rejectSeal).Inc()
@@ -226,13 +268,14 @@ func (s *Store) Put(ctx context.Context, v *gate.Stored, now time.Time) error {
 	defer cancel()
 	rkey := s.verdictKey(v.Key)
 	member := hashed(v.Key)
+	nowMs, ttlMs := now.UnixMilli(), ttl.Milliseconds()
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.Set(ctx, rkey, s.seal.Seal(rkey, b), ttl)
 		for _, gr := range v.Grants {
 			gk := s.grantKey(gate.GrantIndexKey(v.Repo, gr.Digest, gr.Kind))
-			p.SAdd(ctx, gk, member)
-			p.ExpireNX(ctx, gk, ttl.Truncate(time.Second)+time.Second)
-			p.ExpireGT(ctx, gk, ttl.Truncate(time.Second)+time.Second)
+			p.ZAdd(ctx, gk, redis.Z{Score: float64(v.Expires.UnixMilli()), Member: member})
+			p.ZRemRangeByScore(ctx, gk, "-inf", strconv.FormatInt(nowMs, 10))
+			p.Eval(ctx, extendScript, []string{gk}, ttlMs)
 		}
 		return nil
 	})
@@ -258,7 +301,11 @@ func (s *Store) Granting(ctx context.Context, repo verify.Repository, d v1.Hash,
 	}
 	ctx, cancel := context.WithTimeout(ctx, Timeout)
 	defer cancel()
-	members, err := s.rdb.SRandMemberN(ctx, s.grantKey(gate.GrantIndexKey(repo, d, kind)), maxGrantMembers).Result()
+	gk := s.grantKey(gate.GrantIndexKey(repo, d, kind))
+	// The verdicts that expire last first: the newest decisions, of the
+	// revision in force.
+	members, err := s.rdb.ZRevRangeByScore(ctx, gk, &redis.ZRangeBy{
+		Min: strconv.FormatInt(now.UnixMilli(), 10), Max: "+inf", Count: maxGrantMembers}).Result()
 	if err != nil {
 		s.failed(opGrants, err)
 		return local, nil
@@ -281,13 +328,19 @@ func (s *Store) Granting(ctx context.Context, repo verify.Repository, d v1.Hash,
 		seen[v.Key] = true
 	}
 	out := local
+	var junk []any // members that name no verdict granting d: dropped
 	for i, val := range vals {
 		str, ok := val.(string)
 		if !ok {
-			continue // expired since it was listed
+			junk = append(junk, members[i]) // expired or purged since it was listed
+			continue
 		}
 		v := s.open(rkeys[i], "", []byte(str), now)
-		if v == nil || seen[v.Key] || v.Repo != repo || !grants(v, d, kind) {
+		if v == nil || v.Repo != repo || !grants(v, d, kind) {
+			junk = append(junk, members[i])
+			continue
+		}
+		if seen[v.Key] {
 			continue
 		}
 		seen[v.Key] = true
@@ -295,8 +348,17 @@ func (s *Store) Granting(ctx context.Context, repo verify.Repository, d v1.Hash,
 		_ = s.l1.Put(ctx, v, now)
 		out = append(out, v)
 	}
+	if len(junk) > 0 {
+		_ = s.rdb.ZRem(ctx, gk, junk...).Err() // best effort
+	}
 	return out, nil
 }
+
+// extendScript sets a key's TTL to ARGV[1] ms unless it is longer already
+// (EXPIRE ... GT without needing Redis 7).
+const extendScript = `local t = redis.call("PTTL", KEYS[1])
+if t >= 0 and t >= tonumber(ARGV[1]) then return 0 end
+return redis.call("PEXPIRE", KEYS[1], ARGV[1])`
 
 // grants reports whether v grants d with kind (an index entry that points
 // at a verdict not granting it grants nothing).

@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -24,8 +25,12 @@ func replica(t *testing.T, srv *redistest.Server, key []byte) *Store {
 	t.Helper()
 	c := NewClient(&redis.Options{Addr: srv.Addr})
 	t.Cleanup(func() { c.Close() })
-	return New(Options{Client: c, L1: gate.NewMemoryStore(1000), Key: key, Prefix: "test/", DecisionEntries: 100,
+	s, err := New(Options{Client: c, L1: gate.NewMemoryStore(1000), Key: key, Prefix: "test/", DecisionEntries: 100,
 		Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 func digest(s string) v1.Hash {
@@ -40,7 +45,7 @@ func allow(rev, image, layer string, now time.Time, ttl time.Duration) *gate.Sto
 	d := digest(image)
 	return &gate.Stored{Key: gate.ImageKey(rev, repo, d), Repo: repo, Digest: d, Reference: "v1",
 		Judgement: &gate.Judgement{Decision: gate.Allow, Cause: gate.CausePolicy, Revision: rev, Identity: "release-key"},
-		Fresh:     now.Add(ttl), Expires: now.Add(2 * ttl),
+		Fresh:     now.Add(ttl), Expires: now.Add(2 * ttl), Decided: now,
 		Grants: []gate.Grant{{Kind: gate.GrantBlob, Digest: digest(layer)}}}
 }
 
@@ -129,7 +134,7 @@ func TestUntrustedValues(t *testing.T) {
 	}
 	// A grant index entry pointing at a verdict that does not grant the
 	// digest grants nothing.
-	a.rdb.SAdd(ctx, a.grantKey(gate.GrantIndexKey(repo, digest("refused-layer"), gate.GrantBlob)), hashed(good.Key))
+	a.rdb.ZAdd(ctx, a.grantKey(gate.GrantIndexKey(repo, digest("refused-layer"), gate.GrantBlob)), redis.Z{Score: 1e15, Member: hashed(good.Key)})
 	if ps, _ := b.Granting(ctx, repo, digest("refused-layer"), gate.GrantBlob, now); len(ps) != 0 {
 		t.Errorf("a forged index entry granted a layer: %v", ps)
 	}
@@ -159,15 +164,15 @@ func TestLease(t *testing.T) {
 		_ = a.Put(ctx, v, time.Now())
 		release()
 	}()
-	got, err := b.Await(ctx, v.Key, time.Now().Add(5*time.Second))
+	got, err := b.Await(ctx, v.Key, nil, time.Now().Add(5*time.Second))
 	if err != nil || got == nil || got.Key != v.Key {
 		t.Fatalf("await: %v %v", got, err)
 	}
 	// A holder that died: its lease expires and the wait ends.
 	dead := gate.ImageKey("rev1", repo, digest("dead"))
-	a.rdb.Set(ctx, a.leaseKey(dead), "someone", 200*time.Millisecond)
+	a.rdb.Set(ctx, a.leaseKey(dead), a.seal.Seal(a.leaseKey(dead), []byte("a dead replica's token")), 200*time.Millisecond)
 	start := time.Now()
-	if got, err := b.Await(ctx, dead, time.Now().Add(5*time.Second)); got != nil || err != nil {
+	if got, err := b.Await(ctx, dead, nil, time.Now().Add(5*time.Second)); got != nil || err != nil {
 		t.Fatalf("await of a dead holder: %v %v", got, err)
 	}
 	if d := time.Since(start); d > 2*time.Second {
@@ -177,6 +182,33 @@ func TestLease(t *testing.T) {
 		t.Error("the expired lease could not be taken")
 	} else {
 		release()
+	}
+	// A lease no replica sealed: no one waits for it.
+	forged := gate.ImageKey("rev1", repo, digest("forged"))
+	a.rdb.Set(ctx, a.leaseKey(forged), "someone", time.Hour)
+	if held, _, err := b.Lease(ctx, forged, time.Second); held || !errors.Is(err, errForgedLease) {
+		t.Errorf("a forged lease: held %v, %v; want errForgedLease", held, err)
+	}
+	start = time.Now()
+	if _, err := b.Await(ctx, forged, nil, time.Now().Add(5*time.Second)); !errors.Is(err, errForgedLease) || time.Since(start) > time.Second {
+		t.Errorf("awaiting a forged lease: %v after %v", err, time.Since(start))
+	}
+	// A waiter is not handed back the verdict it is deciding again.
+	old := allow("rev1", "again", "l", now, time.Minute)
+	_ = a.Put(ctx, old, now)
+	held, release, _ = a.Lease(ctx, old.Key, time.Second)
+	if !held {
+		t.Fatal("lease")
+	}
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		nv := allow("rev1", "again", "l", time.Now(), time.Minute)
+		nv.Decided = time.Now()
+		_ = a.Put(ctx, nv, time.Now())
+		release()
+	}()
+	if got, err := b.Await(ctx, old.Key, old, time.Now().Add(5*time.Second)); err != nil || got == nil || got.Decided.Equal(old.Decided) {
+		t.Errorf("await with the old verdict stored: %+v %v, want the new one", got, err)
 	}
 }
 
@@ -280,4 +312,51 @@ func TestPurgeAndEvents(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Error("a decision of one replica is not in the other's log")
+}
+
+// TestPurgeHolds: after a purge, no replica takes the purged verdict from
+// Redis again: not one that missed the message (it reads the purge list),
+// not a sealed copy saved before the purge and written back after it, and
+// not a verdict decided before the purge by a replica that had not heard
+// of it. A verdict decided after it is taken. A purge that cannot reach
+// Redis says so.
+func TestPurgeHolds(t *testing.T) {
+	srv := redistest.Start(t)
+	a, b := replica(t, srv, testKey), replica(t, srv, testKey)
+	ctx := context.Background()
+	now := time.Now()
+	v := allow("rev1", "revoked", "l", now.Add(-time.Second), time.Minute)
+	_ = a.Put(ctx, v, now)
+	saved := a.rdb.Get(ctx, a.verdictKey(v.Key)).Val()
+	if _, err := a.Purge(ctx, gate.PurgeSpec{}); err != nil {
+		t.Fatal(err)
+	}
+	a.rdb.Set(ctx, a.verdictKey(v.Key), saved, time.Minute) // replayed
+	late := replica(t, srv, testKey)                        // never got the message
+	late.catchUp(ctx)
+	for name, r := range map[string]*Store{"the purging replica": a, "another": b, "a late one": late} {
+		r.catchUp(ctx) // what Run does every second (no Run here: no message is heard)
+		if got, _ := r.Get(ctx, v.Key, now); got != nil {
+			t.Errorf("%s took a purged verdict back from Redis", name)
+		}
+	}
+	if testutil.ToFloat64(late.m.rejected.WithLabelValues(rejectPurged)) != 1 {
+		t.Error("the replayed verdict was not counted as purged")
+	}
+	// In flight on a replica that had not heard of the purge: decided
+	// before it, stored after it.
+	inflight := allow("rev1", "inflight", "l", now.Add(-time.Second), time.Minute)
+	_ = late.Put(ctx, inflight, now)
+	if got, _ := b.Get(ctx, inflight.Key, now); got != nil {
+		t.Error("a verdict decided before the purge was taken")
+	}
+	after := allow("rev1", "revoked", "l", time.Now().Add(3*time.Second), time.Minute)
+	_ = b.Put(ctx, after, time.Now())
+	if got, _ := replica(t, srv, testKey).Get(ctx, after.Key, time.Now()); got == nil {
+		t.Error("a verdict decided after the purge was refused")
+	}
+	srv.Stop()
+	if _, err := a.Purge(ctx, gate.PurgeSpec{}); !errors.Is(err, errNotShared) {
+		t.Errorf("a purge with Redis down: %v, want errNotShared", err)
+	}
 }

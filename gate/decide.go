@@ -47,7 +47,7 @@ func (g *Gate) decide(ctx context.Context, snap *Snapshot, req *ManifestRequest,
 		}
 	}
 	now := g.o.now()
-	s.Judgement = v.Judgement
+	s.Judgement, s.Decided = v.Judgement, now
 	if v.Allowed() {
 		s.Judgement = g.judgements.intern(v.Judgement)
 		s.Fresh = now.Add(g.o.verdictTTL)

@@ -319,7 +319,7 @@ func (g *Gate) verdict(ctx context.Context, snap *Snapshot, req *ManifestRequest
 			return decided{s, true}, nil
 		}
 		// Another replica may be deciding it: wait for its verdict.
-		fleet, release := g.fleetTurn(bg, key)
+		fleet, release := g.fleetTurn(bg, key, cached)
 		defer release()
 		if fleet != nil {
 			return decided{fleet, true}, nil

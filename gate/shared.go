@@ -27,9 +27,10 @@ type Leaser interface {
 	// Lease tries to take the decision of key for ttl, renewed until
 	// release is called. held is false while another process holds it.
 	Lease(ctx context.Context, key string, ttl time.Duration) (held bool, release func(), err error)
-	// Await waits until a verdict under key is published (returned), the
-	// lease is released without one, or until passes (nil, nil).
-	Await(ctx context.Context, key string, until time.Time) (*Stored, error)
+	// Await waits until a verdict under key other than old (nil: any) is
+	// published (returned), the lease is released without one, or until
+	// passes (nil, nil).
+	Await(ctx context.Context, key string, old *Stored, until time.Time) (*Stored, error)
 }
 
 // PurgeCounter is a VerdictStore that also purges for other replicas: it
@@ -39,11 +40,12 @@ type PurgeCounter interface {
 }
 
 // fleetTurn waits for the fleet's decision of key when another replica
-// holds its lease: it returns that verdict, or nil and the release of a
-// lease this replica now holds (a no-op when the store has no leases,
-// the lease cannot be had, or the wait outlasted decisionTimeout: this
-// replica then decides itself).
-func (g *Gate) fleetTurn(ctx context.Context, key string) (*Stored, func()) {
+// holds its lease: it returns that verdict (never old, the stored verdict
+// this decision is to replace), or nil and the release of a lease this
+// replica now holds (a no-op when the store has no leases, the lease
+// cannot be had, or the wait outlasted decisionTimeout: this replica then
+// decides itself).
+func (g *Gate) fleetTurn(ctx context.Context, key string, old *Stored) (*Stored, func()) {
 	l, ok := g.store.(Leaser)
 	if !ok {
 		return nil, func() {}
@@ -57,7 +59,7 @@ func (g *Gate) fleetTurn(ctx context.Context, key string) (*Stored, func()) {
 		if held {
 			return nil, release
 		}
-		s, err := l.Await(ctx, key, deadline)
+		s, err := l.Await(ctx, key, old, deadline)
 		switch {
 		case err != nil:
 			return nil, func() {}
@@ -83,6 +85,7 @@ type storedWire struct {
 	Judgement *Judgement  `json:"judgement"`
 	Fresh     time.Time   `json:"fresh"`
 	Expires   time.Time   `json:"expires"`
+	Decided   time.Time   `json:"decided"`
 	Grants    []grantWire `json:"grants,omitempty"`
 }
 
@@ -95,7 +98,7 @@ type grantWire struct {
 // EncodeStored is s as bytes for a shared store.
 func EncodeStored(s *Stored) ([]byte, error) {
 	w := storedWire{Key: s.Key, Registry: s.Repo.Registry, Name: s.Repo.Name, Digest: s.Digest.String(),
-		Reference: s.Reference, Kind: string(s.as.kind), Judgement: s.Judgement, Fresh: s.Fresh, Expires: s.Expires}
+		Reference: s.Reference, Kind: string(s.as.kind), Judgement: s.Judgement, Fresh: s.Fresh, Expires: s.Expires, Decided: s.Decided}
 	if s.as.material() {
 		w.Subject = s.as.subject.String()
 	}
@@ -139,7 +142,7 @@ func DecodeStored(b []byte, key string) (*Stored, error) {
 		return nil, ErrWrongKey
 	}
 	s := &Stored{Key: key, Repo: repo, Digest: d, Reference: w.Reference, as: as, Judgement: w.Judgement,
-		Fresh: w.Fresh, Expires: w.Expires}
+		Fresh: w.Fresh, Expires: w.Expires, Decided: w.Decided}
 	for _, gw := range w.Grants {
 		gd, err := oci.ParseDigest(gw.Digest)
 		if err != nil || gw.Kind < GrantChild || gw.Kind > GrantReferrer {

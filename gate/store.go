@@ -58,7 +58,10 @@ type Stored struct {
 	// Expires when it is dropped (Fresh plus the stale-if-error window and
 	// the grace a pull in progress needs to fetch its layers).
 	Fresh, Expires time.Time
-	Grants         []Grant
+	// Decided is when the verdict was decided (a shared store drops a
+	// verdict decided before a purge that selects it).
+	Decided time.Time
+	Grants  []Grant
 }
 
 // cost is the verdict plus its grants.

@@ -215,10 +215,14 @@ func (w *wiring) fleetDegraded() string {
 	return w.fleet.Degraded()
 }
 
-// close releases what wire opened (the content store's directory).
+// close releases what wire opened (the content store's directory, the
+// connections to Redis).
 func (w *wiring) close() {
 	if w.store != nil {
 		_ = w.store.Close()
+	}
+	if w.fleet != nil {
+		_ = w.fleet.Close()
 	}
 }
 
@@ -324,11 +328,15 @@ func newFleet(cfg *config.Config, log *zap.Logger, reg prometheus.Registerer) (*
 		}
 		opt.TLSConfig = tc
 	}
-	return fleet.New(fleet.Options{
+	f, err := fleet.New(fleet.Options{
 		Client: fleet.NewClient(opt), L1: gate.NewMemoryStore(int(cfg.VerdictCacheEntries)),
 		Key: rc.HMACKey(), Prefix: rc.KeyPrefix, DecisionEntries: cfg.DecisionLog.Entries,
 		Logger: log.Named("fleet"), Registerer: reg,
-	}), nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("redis.hmacKeyFile: %w", err)
+	}
+	return f, nil
 }
 
 // newUpstream is the upstream client of the config's upstreams.

@@ -106,8 +106,11 @@ func runReplicasPhase(ctx context.Context, b *bench, _ *fleet) ([]Metric, error)
 		r := &countingReader{Reader: up}
 		opts := []gate.Option{gate.WithRegisterer(prometheus.NewRegistry())}
 		if shared {
-			st := pfleet.New(pfleet.Options{Client: pfleet.NewClient(&redis.Options{Addr: srv.addr}), L1: gate.NewMemoryStore(1_000_000),
+			st, err := pfleet.New(pfleet.Options{Client: pfleet.NewClient(&redis.Options{Addr: srv.addr}), L1: gate.NewMemoryStore(1_000_000),
 				Key: key, Prefix: "bench/", Registerer: prometheus.NewRegistry()})
+			if err != nil {
+				return nil, nil, err
+			}
 			opts = append(opts, gate.WithVerdictStore(st))
 		}
 		g, err := gate.New(r, snap, opts...)
