@@ -124,7 +124,10 @@ func NewClient(opt *redis.Options) *redis.Client {
 	opt.ContextTimeoutEnabled = true
 	opt.MaxRetries = -1
 	opt.DialTimeout = max(opt.DialTimeout, time.Second)
-	opt.ReadTimeout, opt.WriteTimeout = Timeout, Timeout
+	// The request path bounds each command by its context (Timeout); this
+	// is the backstop for the admin's longer reads (the shared decision
+	// log, a purge's walk), whose contexts allow seconds.
+	opt.ReadTimeout, opt.WriteTimeout = 3*time.Second, 3*time.Second
 	if tc := opt.TLSConfig; tc != nil && opt.Dialer == nil {
 		d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: opt.DialTimeout}, Config: tc}
 		opt.Dialer = d.DialContext
