@@ -291,7 +291,8 @@ func (s *Store) Put(ctx context.Context, v *gate.Stored, now time.Time) error {
 }
 
 // Granting implements gate.VerdictStore: L1's answer when it holds a
-// fresh allow, else L1's and Redis's together.
+// fresh allow, else L1's and Redis's together; gate.ErrSharedUnavailable
+// when Redis cannot answer (the gate then makes no decision: 503).
 func (s *Store) Granting(ctx context.Context, repo verify.Repository, d v1.Hash, kind gate.GrantKind, now time.Time) ([]*gate.Stored, error) {
 	local, err := s.l1.Granting(ctx, repo, d, kind, now)
 	if err != nil {
@@ -311,7 +312,7 @@ func (s *Store) Granting(ctx context.Context, repo verify.Repository, d v1.Hash,
 		Min: strconv.FormatInt(now.UnixMilli(), 10), Max: "+inf", Count: maxGrantMembers}).Result()
 	if err != nil {
 		s.failed(opGrants, err)
-		return local, nil
+		return local, fmt.Errorf("%w: %v", gate.ErrSharedUnavailable, err)
 	}
 	s.ok()
 	if len(members) == 0 {
@@ -324,7 +325,7 @@ func (s *Store) Granting(ctx context.Context, repo verify.Repository, d v1.Hash,
 	vals, err := s.rdb.MGet(ctx, rkeys...).Result()
 	if err != nil {
 		s.failed(opGrants, err)
-		return local, nil
+		return local, fmt.Errorf("%w: %v", gate.ErrSharedUnavailable, err)
 	}
 	seen := make(map[string]bool, len(local))
 	for _, v := range local {

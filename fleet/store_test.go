@@ -237,6 +237,12 @@ func TestRedisDown(t *testing.T) {
 	if got, _ := a.Get(ctx, v.Key, now); got == nil {
 		t.Error("a verdict decided while Redis was down is lost")
 	}
+	if ps, err := a.Granting(ctx, repo, digest("l"), gate.GrantBlob, now); err != nil || len(ps) != 1 {
+		t.Errorf("a grant this replica holds, with Redis down: %v %v", ps, err)
+	}
+	if _, err := a.Granting(ctx, repo, digest("unknown"), gate.GrantBlob, now); !errors.Is(err, gate.ErrSharedUnavailable) {
+		t.Errorf("a grant only Redis could know of, with Redis down: %v, want ErrSharedUnavailable (no decision)", err)
+	}
 	if d := a.Degraded(); !strings.HasPrefix(d, "redis unavailable") {
 		t.Errorf("degraded %q", d)
 	}

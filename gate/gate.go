@@ -384,6 +384,9 @@ func (g *Gate) mayHaveParent(ctx context.Context, snap *Snapshot, req *ManifestR
 		return false
 	}
 	ps, err := g.store.Granting(ctx, req.Repo, req.Digest, GrantChild, g.o.now())
+	if errors.Is(err, ErrSharedUnavailable) {
+		return false // as a replica alone would: the denial stands for its denyTTL
+	}
 	return err != nil || len(ps) > 0
 }
 

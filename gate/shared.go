@@ -33,6 +33,12 @@ type Leaser interface {
 	Await(ctx context.Context, key string, old *Stored, until time.Time) (*Stored, error)
 }
 
+// ErrSharedUnavailable is what a shared store's Granting returns when it
+// holds no usable grant itself and cannot ask the others: whether another
+// replica granted the digest is unknown, so the gate makes no decision
+// (503), rather than refuse what may be allowed (403) or serve it.
+var ErrSharedUnavailable = errors.New("the verdicts shared with other replicas cannot be read")
+
 // PurgeCounter is a VerdictStore that also purges for other replicas: it
 // counts those purges, and a verdict decided across one is not stored.
 type PurgeCounter interface {
