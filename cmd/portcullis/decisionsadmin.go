@@ -65,6 +65,7 @@ func (a *decisionsAdmin) routes(mux *http.ServeMux) {
 		}
 		n, err := a.gate.Purge(r.Context(), pattern, false)
 		if err != nil {
+			a.zap.Warn("verdict purge incomplete", zap.String("remote", r.RemoteAddr), zap.String("image", pattern.String()), zap.Error(err))
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
