@@ -139,4 +139,17 @@ func TestOneDecisionForTheFleet(t *testing.T) {
 	if v, err := g.Blob(context.Background(), repo, uimg.Layers[0].Digest); err != nil || v.Allowed() {
 		t.Errorf("a layer of the refused image: %v %v", v, err)
 	}
+	// Redis gone: a replica alone still allows a signed image on its own
+	// signatures; an unsigned one is no decision (an allowed index listing
+	// it elsewhere cannot be ruled out), never served.
+	alone := tr.PushImage(repo, "alone")
+	tr.PushLegacy(repo, alone.Digest, key.LegacyKeyLayer(t, tr.Host+"/acme/app", alone.Digest))
+	lonely := tr.PushImage(repo, "lonely")
+	srv.Stop()
+	if v, err := ask(g, alone); err != nil || !v.Allowed() {
+		t.Errorf("a signed image with Redis down: %v %v", v, err)
+	}
+	if v, err := ask(g, lonely); err == nil {
+		t.Errorf("an unsigned image with Redis down: %v, want no decision", v)
+	}
 }

@@ -71,7 +71,11 @@ func (g *Gate) decide(ctx context.Context, snap *Snapshot, req *ManifestRequest,
 // The evidence is that of the authorities that passed, for the audit line.
 func (g *Gate) decideImage(ctx context.Context, snap *Snapshot, req *ManifestRequest) (*Judgement, []*policy.Evidence, error) {
 	byParent, _, err := g.granted(ctx, snap, req.Repo, req.Digest, GrantChild)
-	if err != nil {
+	// With the other replicas unreachable, whether one of them allowed an
+	// index listing this manifest is unknown: its own signatures may
+	// still allow it; a refusal would be no decision.
+	parentUnknown := errors.Is(err, ErrSharedUnavailable)
+	if err != nil && !parentUnknown {
 		return nil, nil, err
 	}
 	if byParent {
@@ -90,6 +94,9 @@ func (g *Gate) decideImage(ctx context.Context, snap *Snapshot, req *ManifestReq
 		}
 	}
 	out := plan.Decide(results)
+	if !out.Allowed && parentUnknown {
+		return nil, nil, fmt.Errorf("refused on its own signatures, and whether an allowed index lists it is unknown: %w", err)
+	}
 	if !out.Allowed {
 		if err := trustNotLoaded(plan, out, results); err != nil {
 			return nil, nil, err
