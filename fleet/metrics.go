@@ -15,6 +15,7 @@ const (
 	opPing    = "ping"
 	opRecord  = "record"
 	opQuery   = "query"
+	opTag     = "tag"
 
 	rejectSeal    = "hmac"      // the HMAC did not match
 	rejectKey     = "wrong-key" // a verdict of another key, revision or kind
@@ -25,7 +26,7 @@ const (
 )
 
 var (
-	ops     = []string{opGet, opPut, opGrants, opLease, opAwait, opPurge, opPublish, opPing, opRecord, opQuery}
+	ops     = []string{opGet, opPut, opGrants, opLease, opAwait, opPurge, opPublish, opPing, opRecord, opQuery, opTag}
 	rejects = []string{rejectSeal, rejectKey, rejectDecode, rejectExpired, rejectPurged, rejectLease}
 )
 

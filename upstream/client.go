@@ -53,9 +53,10 @@ type Client struct {
 	metrics    *metrics
 	timeout    time.Duration
 
-	tags      *tagCache
-	manifests *manifestCache
-	flight    singleflight.Group
+	tags       *tagCache
+	sharedTags SharedTags // nil: tag resolutions are this process's own
+	manifests  *manifestCache
+	flight     singleflight.Group
 }
 
 type options struct {
@@ -65,6 +66,7 @@ type options struct {
 	staleIfError       time.Duration
 	manifestCacheBytes int64
 	timeout            time.Duration
+	sharedTags         SharedTags
 }
 
 // Option configures a Client.
@@ -153,6 +155,7 @@ func New(cfgs []Config, opts ...Option) (*Client, error) {
 		log:        o.logger,
 		metrics:    newMetrics(o.registerer),
 		timeout:    o.timeout,
+		sharedTags: o.sharedTags,
 	}
 	for _, cfg := range cfgs {
 		r, err := newRegistry(cfg, o.timeout)

@@ -104,6 +104,7 @@ func (c *Client) manifestByDigest(ctx context.Context, t target, d v1.Hash, acce
 // resolveTag returns the digest a tag names for this Accept set, and the
 // manifest itself when resolving it fetched the bytes:
 //   - from the tag cache while fresh;
+//   - from another replica's resolution within its tagTTL (SharedTags);
 //   - a tag seen before (its entry stale): one upstream HEAD, since the
 //     manifest is most likely cached by digest already (and on Docker Hub a
 //     HEAD is not a pull);
@@ -120,6 +121,9 @@ func (c *Client) resolveTag(ctx context.Context, t target, tag string, accept []
 		return cached, nil, nil
 	}
 	v, err := c.shared(ctx, "tag|"+key, func(ctx context.Context) (any, error) {
+		if d, ok := c.sharedTag(ctx, key); ok {
+			return resolved{d, nil}, nil
+		}
 		var m *oci.Manifest
 		d, err := v1.Hash{}, error(nil)
 		if ok {
@@ -133,7 +137,9 @@ func (c *Client) resolveTag(ctx context.Context, t target, tag string, accept []
 		if err != nil {
 			return nil, err
 		}
-		c.tags.set(key, d, time.Now())
+		now := time.Now()
+		c.tags.set(key, d, now)
+		c.shareTag(ctx, key, d, now)
 		return resolved{d, m}, nil
 	})
 	if err != nil {

@@ -233,17 +233,29 @@ func (w *wiring) close() {
 // logged as a warning on every start. extra options go to the gate after
 // the config's (tests give it a clock).
 func wire(cfg *config.Config, builder *gate.Loader, log *zap.Logger, reg *prometheus.Registry, extra ...gate.Option) (*wiring, error) {
-	up, err := newUpstream(cfg, log, reg)
+	w := &wiring{}
+	var upOpts []upstream.Option
+	var err error
+	if rc := cfg.Redis; rc != nil {
+		if w.fleet, err = newFleet(cfg, log, reg); err != nil {
+			return nil, usageError(err)
+		}
+		upOpts = append(upOpts, upstream.WithSharedTags(w.fleet))
+		log.Info("sharing verdicts and tag resolutions with the other replicas through redis",
+			zap.String("address", rc.Address), zap.String("keyPrefix", rc.KeyPrefix))
+	}
+	up, err := newUpstream(cfg, log, reg, upOpts...)
 	if err != nil {
+		w.close()
 		return nil, usageError(err)
 	}
+	w.up = up
 	opts := []proxy.Option{
 		proxy.WithDefaultRegistry(cfg.DefaultRegistry),
 		proxy.WithClientIdleTimeout(cfg.ClientIdleTimeout),
 		proxy.WithLogger(log),
 		proxy.WithRegisterer(reg),
 	}
-	w := &wiring{up: up}
 	var served proxy.Upstream = up // what the proxy serves from
 	var reader verify.Reader = up  // what the gate reads signatures through
 	if k := cfg.Cache; k != nil {
@@ -273,14 +285,9 @@ func wire(cfg *config.Config, builder *gate.Loader, log *zap.Logger, reg *promet
 			gate.WithVerdictCacheEntries(cfg.VerdictCacheEntries),
 			gate.WithLogger(log.Named("gate")), gate.WithRegisterer(reg),
 		}
-		if rc := cfg.Redis; rc != nil {
-			if w.fleet, err = newFleet(cfg, log, reg); err != nil {
-				w.close()
-				return nil, usageError(err)
-			}
+		if w.fleet != nil {
 			gopts = append(gopts, gate.WithVerdictStore(w.fleet))
 			w.decisions.ShareWith(w.fleet.Decisions())
-			log.Info("sharing verdicts with the other replicas through redis", zap.String("address", rc.Address), zap.String("keyPrefix", rc.KeyPrefix))
 		}
 		g, err = gate.New(reader, snap, append(gopts, extra...)...)
 		if err != nil {
@@ -339,19 +346,20 @@ func newFleet(cfg *config.Config, log *zap.Logger, reg prometheus.Registerer) (*
 	return f, nil
 }
 
-// newUpstream is the upstream client of the config's upstreams.
-func newUpstream(cfg *config.Config, log *zap.Logger, reg prometheus.Registerer) (*upstream.Client, error) {
+// newUpstream is the upstream client of the config's upstreams, with
+// extra options after the config's.
+func newUpstream(cfg *config.Config, log *zap.Logger, reg prometheus.Registerer, extra ...upstream.Option) (*upstream.Client, error) {
 	ups, err := upstreamConfigs(cfg)
 	if err != nil {
 		return nil, err
 	}
-	up, err := upstream.New(ups,
+	up, err := upstream.New(ups, append([]upstream.Option{
 		upstream.WithTagTTL(cfg.TagTTL),
 		upstream.WithStaleIfError(cfg.TagStaleIfError),
 		upstream.WithManifestCacheBytes(cfg.ManifestCacheBytes),
 		upstream.WithTimeout(cfg.UpstreamTimeout),
 		upstream.WithLogger(log.Named("upstream")),
-		upstream.WithRegisterer(reg))
+		upstream.WithRegisterer(reg)}, extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", cfg.Path, err)
 	}
