@@ -1,9 +1,11 @@
 // Package redistest runs a real redis-server (Debian's package, which
-// `make deps` installs) on loopback for tests, in a temporary directory.
+// `make deps` installs) on loopback, in a directory of its own, for tests
+// (Start) and the benchmark (Launch).
 package redistest
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -14,82 +16,102 @@ import (
 	"time"
 )
 
-// Server is a redis-server of one test.
-type Server struct {
+// ErrNotInstalled says redis-server is not on $PATH.
+var ErrNotInstalled = errors.New("redis-server not found (make deps installs it)")
+
+// Process is one redis-server.
+type Process struct {
 	Addr string
-	t    testing.TB
 	dir  string
 	cmd  *exec.Cmd
 }
 
-// Start starts a redis-server on a free loopback port, stopped when the
-// test ends. Without redis-server the test is skipped (it fails under
-// CI=true, where `make deps` installs it).
-func Start(t testing.TB) *Server {
-	t.Helper()
+// Launch starts redis-server on a free loopback port, with no persistence
+// and its log in dir, and waits until it answers PING.
+func Launch(dir string) (*Process, error) {
 	if _, err := exec.LookPath("redis-server"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("redis-server not found (make deps installs it): %v", err)
-		}
-		t.Skipf("redis-server not found (make deps installs it): %v", err)
+		return nil, ErrNotInstalled
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	s := &Server{Addr: addr, t: t, dir: t.TempDir()}
-	s.start()
-	t.Cleanup(s.Stop)
-	return s
+	p := &Process{Addr: addr, dir: dir}
+	return p, p.start()
 }
 
-func (s *Server) start() {
-	s.t.Helper()
-	_, port, _ := net.SplitHostPort(s.Addr)
-	s.cmd = exec.Command("redis-server", "--bind", "127.0.0.1", "--port", port, "--dir", s.dir,
-		"--save", "", "--appendonly", "no", "--protected-mode", "yes", "--daemonize", "no")
-	s.cmd.Stdout, s.cmd.Stderr = logFile(s.t, filepath.Join(s.dir, "redis.log")), nil
-	if err := s.cmd.Start(); err != nil {
-		s.t.Fatal(err)
+func (p *Process) start() error {
+	if err := os.MkdirAll(p.dir, 0o755); err != nil {
+		return err
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if c, err := net.DialTimeout("tcp", s.Addr, 100*time.Millisecond); err == nil {
+	log, err := os.OpenFile(filepath.Join(p.dir, "redis.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer log.Close() // the child has its own descriptor
+	_, port, _ := net.SplitHostPort(p.Addr)
+	p.cmd = exec.Command("redis-server", "--bind", "127.0.0.1", "--port", port, "--dir", p.dir,
+		"--save", "", "--appendonly", "no", "--protected-mode", "yes", "--daemonize", "no")
+	p.cmd.Stdout, p.cmd.Stderr = log, log
+	if err := p.cmd.Start(); err != nil {
+		return err
+	}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if c, err := net.DialTimeout("tcp", p.Addr, 100*time.Millisecond); err == nil {
 			fmt.Fprint(c, "PING\r\n")
 			line, _ := bufio.NewReader(c).ReadString('\n')
 			c.Close()
 			if strings.HasPrefix(line, "+PONG") {
-				return
+				return nil
 			}
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
-	s.t.Fatalf("redis-server on %s did not answer within 10s", s.Addr)
+	p.Stop()
+	return fmt.Errorf("redis-server on %s did not answer within 10s", p.Addr)
 }
 
 // Stop kills the server (as a crash would).
-func (s *Server) Stop() {
-	if s.cmd != nil && s.cmd.Process != nil {
-		_ = s.cmd.Process.Kill()
-		_ = s.cmd.Wait()
-		s.cmd = nil
+func (p *Process) Stop() {
+	if p.cmd != nil && p.cmd.Process != nil {
+		_ = p.cmd.Process.Kill()
+		_ = p.cmd.Wait()
+		p.cmd = nil
 	}
+}
+
+// Server is a redis-server of one test.
+type Server struct {
+	*Process
+	t testing.TB
+}
+
+// Start starts a redis-server for the test, stopped when it ends.
+// Without redis-server the test is skipped (it fails under CI=true, where
+// `make deps` installs it).
+func Start(t testing.TB) *Server {
+	t.Helper()
+	p, err := Launch(t.TempDir())
+	if errors.Is(err, ErrNotInstalled) {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Process: p, t: t}
+	t.Cleanup(s.Stop)
+	return s
 }
 
 // Restart starts the server again on the same address, empty.
 func (s *Server) Restart() {
 	s.t.Helper()
 	s.Stop()
-	s.start()
-}
-
-func logFile(t testing.TB, path string) *os.File {
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
+	if err := s.start(); err != nil {
+		s.t.Fatal(err)
 	}
-	t.Cleanup(func() { f.Close() })
-	return f
 }

@@ -1,17 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"fmt"
-	"net"
 	"net/url"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	pfleet "github.com/portcullis-dev/portcullis/fleet"
+	"github.com/portcullis-dev/portcullis/fleet/redistest"
 	"github.com/portcullis-dev/portcullis/gate"
 	"github.com/portcullis-dev/portcullis/internal/policyfile"
 	"github.com/portcullis-dev/portcullis/upstream"
@@ -77,12 +73,12 @@ func runReplicasPhase(ctx context.Context, b *bench, _ *fleet) ([]Metric, error)
 		}
 		return ms
 	}
-	srv, err := startRedis(ctx, filepath.Join(b.dir, "redis"))
+	srv, err := redistest.Launch(filepath.Join(b.dir, "redis"))
 	if err != nil {
 		logf("phase replicas: %v", err)
 		return missing("not measured: " + err.Error()), nil
 	}
-	defer srv.stop()
+	defer srv.Stop()
 	logf("phase replicas: pushing and signing %d images", n)
 	imgs, err := b.signer.pushSignedSet(ctx, "replicas", "r", n)
 	if err != nil {
@@ -106,7 +102,7 @@ func runReplicasPhase(ctx context.Context, b *bench, _ *fleet) ([]Metric, error)
 		r := &countingReader{Reader: up}
 		opts := []gate.Option{gate.WithRegisterer(prometheus.NewRegistry())}
 		if shared {
-			st, err := pfleet.New(pfleet.Options{Client: pfleet.NewClient(&redis.Options{Addr: srv.addr}), L1: gate.NewMemoryStore(1_000_000),
+			st, err := pfleet.New(pfleet.Options{Client: pfleet.NewClient(&redis.Options{Addr: srv.Addr}), L1: gate.NewMemoryStore(1_000_000),
 				Key: key, Prefix: "bench/", Registerer: prometheus.NewRegistry()})
 			if err != nil {
 				return nil, nil, err
@@ -238,57 +234,4 @@ func runReplicasPhase(ctx context.Context, b *bench, _ *fleet) ([]Metric, error)
 		Metric{Phase: "replicas", Case: replicasRedis, Target: targetRedis, Name: "p99", Unit: "µs", Value: percentileOf(lat, 99)},
 		Metric{Phase: "replicas", Case: replicasRedis, Target: targetRedis, Name: "discoveries", Unit: "count", Value: float64(r.discoveries.Load())})
 	return ms, nil
-}
-
-// redisServer is a redis-server of the bench, on loopback.
-type redisServer struct {
-	addr string
-	cmd  *exec.Cmd
-}
-
-// startRedis starts redis-server on a free loopback port with its files in
-// dir (no persistence).
-func startRedis(ctx context.Context, dir string) (*redisServer, error) {
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		return nil, fmt.Errorf("redis-server not found (make deps installs it): %w", err)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	_, port, _ := net.SplitHostPort(addr)
-	logFile, err := os.Create(filepath.Join(dir, "redis.log"))
-	if err != nil {
-		return nil, err
-	}
-	defer logFile.Close()
-	cmd := exec.CommandContext(ctx, bin, "--bind", "127.0.0.1", "--port", port, "--dir", dir, "--save", "", "--appendonly", "no")
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	s := &redisServer{addr: addr, cmd: cmd}
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
-			fmt.Fprint(c, "PING\r\n")
-			line, _ := bufio.NewReader(c).ReadString('\n')
-			c.Close()
-			if strings.HasPrefix(line, "+PONG") {
-				return s, nil
-			}
-		}
-	}
-	s.stop()
-	return nil, fmt.Errorf("redis-server on %s did not answer within 10 s", addr)
-}
-
-func (s *redisServer) stop() {
-	_ = s.cmd.Process.Kill()
-	_ = s.cmd.Wait()
 }
