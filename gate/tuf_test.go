@@ -82,6 +82,16 @@ policies:
 	}
 }
 
+// ghaAuthority is a keyless authority of the TUF-loaded root "mirror",
+// as the last entry of a policy's authorities.
+const ghaAuthority = `      - name: gha
+        trustRoot: mirror
+        keyless:
+          identities:
+            - issuer: https://token.actions.githubusercontent.com
+              subjectRegExp: ^https://github\.com/acme/
+`
+
 // TestTUFRootNotLoadedYet: a policy whose TUF mirror cannot be reached at
 // start (and has no cache) still loads; /readyz's status names the root;
 // an image that needs it gets no decision (503) naming it, not a refusal;
@@ -97,20 +107,12 @@ func TestTUFRootNotLoadedYet(t *testing.T) {
 	ln.Close() // nothing listens there yet
 	f := newGateFixture(t, true)
 	writeTestFile(t, f.dir, "root.json", string(repo.RootJSON()))
-	path := writeTestFile(t, f.dir, "policy.yaml", fmt.Sprintf(`trustRoots:
-  - name: mirror
-    tuf: {url: "http://%s", rootFile: root.json, cacheDir: cache}
-policies:
+	mirror := fmt.Sprintf("trustRoots:\n  - name: mirror\n    tuf: {url: \"http://%s\", rootFile: root.json, cacheDir: cache}\n", addr)
+	path := writeTestFile(t, f.dir, "policy.yaml", mirror+fmt.Sprintf(`policies:
   - name: ci
     images: ["%s/acme/**"]
     authorities:
-      - name: gha
-        trustRoot: mirror
-        keyless:
-          identities:
-            - issuer: https://token.actions.githubusercontent.com
-              subjectRegExp: ^https://github\.com/acme/
-`, addr, f.host))
+`, f.host)+ghaAuthority)
 	builder := &Loader{}
 	snap, err := builder.Load(path)
 	if err != nil {
@@ -127,10 +129,7 @@ policies:
 	}
 	// A missing root that only a warn-mode policy needs does not stop an
 	// enforcing policy's refusal.
-	both := writeTestFile(t, f.dir, "both.yaml", fmt.Sprintf(`trustRoots:
-  - name: mirror
-    tuf: {url: "http://%s", rootFile: root.json, cacheDir: cache}
-policies:
+	both := writeTestFile(t, f.dir, "both.yaml", mirror+fmt.Sprintf(`policies:
   - name: release
     images: ["%s/acme/**"]
     authorities:
@@ -140,13 +139,7 @@ policies:
     mode: warn
     images: ["%s/acme/**"]
     authorities:
-      - name: gha
-        trustRoot: mirror
-        keyless:
-          identities:
-            - issuer: https://token.actions.githubusercontent.com
-              subjectRegExp: ^https://github\.com/acme/
-`, addr, f.host, f.host))
+`, f.host, f.host)+ghaAuthority)
 	bothSnap, err := builder.Load(both)
 	if err != nil {
 		t.Fatal(err)
