@@ -3,7 +3,9 @@ package fleet
 import (
 	"context"
 	"errors"
+	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -364,5 +366,60 @@ func TestPurgeHolds(t *testing.T) {
 	srv.Stop()
 	if _, err := a.Purge(ctx, gate.PurgeSpec{}); !errors.Is(err, errNotShared) {
 		t.Errorf("a purge with Redis down: %v, want errNotShared", err)
+	}
+}
+
+// TestRedisSlow: a Redis that accepts connections and never answers (a
+// hung server, a black-holed network) costs each request-path operation
+// its 50 ms budget, not more, and the replica says it is alone.
+func TestRedisSlow(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c) // never read, never answered
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	c := NewClient(&redis.Options{Addr: ln.Addr().String()})
+	t.Cleanup(func() { c.Close() })
+	s, err := New(Options{Client: c, L1: gate.NewMemoryStore(100), Key: testKey, Prefix: "test/", Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, now := context.Background(), time.Now()
+	v := allow("rev1", "slow", "l", now, time.Minute)
+	for name, op := range map[string]func(){
+		"get":   func() { _, _ = s.Get(ctx, gate.ImageKey("rev1", repo, digest("x")), now) },
+		"put":   func() { _ = s.Put(ctx, v, now) },
+		"grant": func() { _, _ = s.Granting(ctx, repo, digest("y"), gate.GrantBlob, now) },
+		"lease": func() { _, _, _ = s.Lease(ctx, v.Key+"z", time.Second) },
+		"tag":   func() { _, _, _ = s.GetTag(ctx, "r/x:latest|") },
+	} {
+		start := time.Now()
+		op()
+		if d := time.Since(start); d > 4*Timeout {
+			t.Errorf("%s against a Redis that never answers took %v, want about %v", name, d, Timeout)
+		}
+	}
+	if !strings.HasPrefix(s.Degraded(), "redis unavailable") {
+		t.Errorf("degraded %q", s.Degraded())
 	}
 }
