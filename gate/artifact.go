@@ -140,8 +140,8 @@ func layerProblem(kind materialKind, i int, mt string, n int) string {
 			return fmt.Sprintf("layer %d is %s; a .sig holds only %s layers", i, orNone(mt), oci.CosignSimpleSigning)
 		}
 	case kindAtt:
-		if mt != dsseMediaType {
-			return fmt.Sprintf("layer %d is %s; an .att holds only %s layers", i, orNone(mt), dsseMediaType)
+		if mt != oci.DSSEEnvelope {
+			return fmt.Sprintf("layer %d is %s; an .att holds only %s layers", i, orNone(mt), oci.DSSEEnvelope)
 		}
 	case kindSBOM:
 		if n != 1 || !hasAnyPrefix(mt, sbomTypePrefixes) {
@@ -149,7 +149,7 @@ func layerProblem(kind materialKind, i int, mt string, n int) string {
 		}
 	case kindReferrer:
 		bundle := strings.HasPrefix(mt, "application/vnd.dev.sigstore.bundle")
-		if (bundle && n != 1) || (!bundle && mt != dsseMediaType && mt != inTotoMediaType) {
+		if (bundle && n != 1) || (!bundle && mt != oci.DSSEEnvelope && mt != oci.InToto) {
 			return fmt.Sprintf("layer %d is %s; a referrer holds one Sigstore bundle or DSSE/in-toto layers", i, orNone(mt))
 		}
 	}
@@ -158,10 +158,10 @@ func layerProblem(kind materialKind, i int, mt string, n int) string {
 
 func configProblem(ctx context.Context, r verify.Reader, repo verify.Repository, cfg *v1.Descriptor) (string, error) {
 	mt := string(cfg.MediaType)
-	if mt == emptyMediaType && cfg.Digest.String() == emptyJSONDigest {
+	if mt == oci.OCIEmptyJSON && cfg.Digest.String() == emptyJSONDigest {
 		return "", nil
 	}
-	if mt != emptyMediaType && !imageConfigTypes[mt] {
+	if mt != oci.OCIEmptyJSON && !imageConfigTypes[mt] {
 		return fmt.Sprintf("its config is %s, not the empty descriptor or an image config", orNone(mt)), nil
 	}
 	if cfg.Size > maxMaterialConfig || cfg.Size < 0 {

@@ -55,6 +55,11 @@ func (g *Gate) decide(ctx context.Context, snap *Snapshot, req *ManifestRequest,
 		// one more TTL so that a pull that got the manifest from a fresh
 		// verdict can still fetch its layers (they decide it again).
 		s.Expires = s.Fresh.Add(max(g.o.staleIfError, g.o.verdictTTL))
+		if until := v.Outcome.ValidUntil; !until.IsZero() {
+			// It rests on an attestation's maxAge: never cached, nor
+			// served stale, past the age.
+			s.Fresh, s.Expires = earliest(s.Fresh, until), earliest(s.Expires, until)
+		}
 	} else {
 		s.Fresh = now.Add(g.o.denyTTL)
 		s.Expires = s.Fresh
@@ -209,7 +214,9 @@ func (g *Gate) check(ctx context.Context, snap *Snapshot, plan *policy.Plan, req
 		return nil, nil
 	}
 	t0 := time.Now()
-	disc, err := verify.Discover(ctx, g.reader, req.Repo, req.Digest, g.o.limits)
+	lim := g.o.limits
+	lim.Attestations = needsAttestations(plan)
+	disc, err := verify.Discover(ctx, g.reader, req.Repo, req.Digest, lim)
 	g.metrics.step("discovery", time.Since(t0))
 	if err != nil {
 		return nil, fmt.Errorf("finding the signatures of %s@%s: %w", req.Repo, req.Digest, err)
@@ -223,7 +230,7 @@ func (g *Gate) check(ctx context.Context, snap *Snapshot, plan *policy.Plan, req
 		}
 		for _, a := range ip.Authorities {
 			if _, done := results[a]; !done {
-				results[a] = snap.Checker.Check(a, disc, plan.Image, ip.MatchRepository)
+				results[a] = snap.Checker.CheckAt(a, disc, plan.Image, ip.MatchRepository, g.o.now())
 			}
 		}
 	}
@@ -282,4 +289,23 @@ func policyLabel(v *Verdict) string {
 		return policy.PseudoPolicyPrefix + v.Outcome.Reason.String()
 	}
 	return policy.PseudoPolicyPrefix + string(v.Cause)
+}
+
+// needsAttestations reports whether an authority of the plan requires
+// attestations (discovery then also reads the legacy .att tag).
+func needsAttestations(plan *policy.Plan) bool {
+	for _, a := range plan.Authorities() {
+		if len(a.Attestations) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// earliest is the earlier of two times.
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }

@@ -126,7 +126,7 @@ func TestReferrerOfRefusedImageGrantsNothing(t *testing.T) {
 	f := newGateFixture(t, true)
 	ctx := context.Background()
 	layer := v1.Descriptor{MediaType: "application/vnd.dev.sigstore.bundle.v0.3+json", Digest: f.unsigned.layers[0], Size: 100}
-	empty := f.blob(t, []byte("{}"), emptyMediaType)
+	empty := f.blob(t, []byte("{}"), oci.OCIEmptyJSON)
 	art := f.put(t, digestOfBytes(artifactJSON(empty, []v1.Descriptor{layer}, &v1.Descriptor{MediaType: mtManifest, Digest: f.unsigned.digest, Size: int64(len(f.unsigned.bytes))})).String(),
 		artifactJSON(empty, []v1.Descriptor{layer}, &v1.Descriptor{MediaType: mtManifest, Digest: f.unsigned.digest, Size: int64(len(f.unsigned.bytes))}))
 	v, err := f.decideErr(ctx, art.digest.String(), art)
@@ -274,7 +274,7 @@ func TestHugeArtifactsGrantNothing(t *testing.T) {
 	store := NewMemoryStore(1 << 20)
 	f := newGateFixture(t, true, WithVerdictStore(store))
 	ctx := context.Background()
-	empty := f.blob(t, []byte("{}"), emptyMediaType)
+	empty := f.blob(t, []byte("{}"), oci.OCIEmptyJSON)
 	subject := &v1.Descriptor{MediaType: mtManifest, Digest: f.bundled.digest, Size: int64(len(f.bundled.bytes))}
 	_, before := store.Len()
 	for i := range 5 {

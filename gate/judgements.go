@@ -1,6 +1,8 @@
 package gate
 
 import (
+	"time"
+
 	"strings"
 	"sync"
 
@@ -43,6 +45,7 @@ func (p *judgementPool) intern(j *Judgement) *Judgement {
 // authorities that did not pass within policies that did.
 func compact(j *Judgement) *Judgement {
 	c := *j
+	c.Outcome.ValidUntil = time.Time{} // applied to the Stored's Fresh and Expires; not part of what is shared
 	c.Outcome.Policies = make([]policy.PolicyResult, len(j.Outcome.Policies))
 	for i, pr := range j.Outcome.Policies {
 		if pr.Passed {

@@ -7,13 +7,6 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
-// Media types of signature material besides the simple-signing payload.
-const (
-	dsseMediaType   = "application/vnd.dsse.envelope.v1+json"
-	inTotoMediaType = "application/vnd.in-toto+json"
-	emptyMediaType  = "application/vnd.oci.empty.v1+json"
-)
-
 // signatureTagRE matches cosign's tags (sha256-<hex>.sig, .att, .sbom) and
 // the referrers fallback tag (sha256-<hex>).
 var signatureTagRE = regexp.MustCompile(`^sha(256|512)-[0-9a-f]{64,128}(\.sig|\.att|\.sbom)?$`)

@@ -16,7 +16,13 @@ const (
 	// CosignSimpleSigning is the layer type of a legacy cosign signature
 	// (the layers of a .sig tag: signed payloads).
 	CosignSimpleSigning = "application/vnd.dev.cosign.simplesigning.v1+json"
-	emptyIndex          = `{"schemaVersion":2,"mediaType":"` + OCIIndex + `","manifests":[]}`
+	// DSSEEnvelope is the layer type of a cosign attestation (the layers of
+	// an .att tag, or of an in-toto referrer): one DSSE envelope each.
+	DSSEEnvelope = "application/vnd.dsse.envelope.v1+json"
+	// InToto is the artifact type of cosign's in-toto attestation
+	// referrers, and a layer type some tools use for DSSE envelopes.
+	InToto     = "application/vnd.in-toto+json"
+	emptyIndex = `{"schemaVersion":2,"mediaType":"` + OCIIndex + `","manifests":[]}`
 )
 
 // ManifestTypes are the manifest and index media types, as a reader that

@@ -270,7 +270,32 @@ func (c *compiler) authority(ra *rawAuthority) *Authority {
 		a.RequireTlog = ra.requireTlog
 	}
 	c.resolveTrustRoot(ra, a)
+	c.attestations(ra, a)
 	return a
+}
+
+// attestations compiles the authority's attestation requirements: the
+// predicate type, the CEL condition (syntax and types checked now), the
+// maximum age.
+func (c *compiler) attestations(ra *rawAuthority, a *Authority) {
+	names := make(map[string]string)
+	for _, rat := range ra.attestations {
+		c.unique(names, rat.name, rat.path, "attestation")
+		at, err := NewAttestation(rat.name, rat.predicateType, rat.condition, rat.maxAge)
+		if err != nil {
+			field := "predicateType"
+			if _, perr := predicateURIs(rat.predicateType); perr == nil {
+				field = "condition"
+			}
+			c.Errorf(yamlfile.Join(rat.path, field), "%v", err)
+			continue
+		}
+		at.Line = c.Line(rat.path)
+		if at.MaxAge > 0 && a.Key != nil && a.TrustRoot == "" {
+			c.Warnf(yamlfile.Join(rat.path, "maxAge"), "a key authority without a trustRoot has no verified signing time (RFC 3161 timestamp or Rekor entry), so this attestation never passes; name the trustRoot of your timestamp authority or log")
+		}
+		a.Attestations = append(a.Attestations, at)
+	}
 }
 
 // resolveTrustRoot checks a's trust root, or picks the public-good one
@@ -319,13 +344,43 @@ func (c *compiler) key(rk *rawKey) *Key {
 func (c *compiler) keyless(rk *rawKeyless) *Keyless {
 	k := &Keyless{RequireSCT: rk.requireSCT}
 	for _, ri := range rk.identities {
-		id := Identity{Issuer: ri.issuer, IssuerRegExp: ri.issuerRegExp, Subject: ri.subject, SubjectRegExp: ri.subjectRegExp}
+		id := Identity{Issuer: ri.issuer, IssuerRegExp: ri.issuerRegExp, Subject: ri.subject, SubjectRegExp: ri.subjectRegExp,
+			GitHub: ri.github, Extensions: ri.extensions}
 		// Checked here (RE2, anchoring); sigstore-go compiles them again.
 		c.regexp(yamlfile.Join(ri.path, "issuerRegExp"), ri.issuerRegExp)
 		c.regexp(yamlfile.Join(ri.path, "subjectRegExp"), ri.subjectRegExp)
+		c.identityExtensions(ri, &id)
 		k.Identities = append(k.Identities, id)
 	}
 	return k
+}
+
+// identityExtensions compiles an identity's `github:` and `extensions:`.
+func (c *compiler) identityExtensions(ri *rawIdentity, id *Identity) {
+	if id.GitHub != nil {
+		gh, err := compileGitHub(id.GitHub)
+		if err != nil {
+			c.Errorf(yamlfile.Join(ri.path, "github"), "%v", err)
+		}
+		id.github = gh
+		if ri.subject == "" && ri.subjectRegExp == "" && id.GitHub.Repository == "" && id.GitHub.Workflow == "" {
+			c.Warnf(yamlfile.Join(ri.path, "github"), "with no subject, repository or workflow, any GitHub workflow of any repository matches")
+		}
+	}
+	if len(id.Extensions) == 0 {
+		return
+	}
+	for key, v := range id.Extensions {
+		m, err := compileExtension(key, v)
+		if err != nil {
+			c.Errorf(yamlfile.Join(yamlfile.Join(ri.path, "extensions"), key), "%v", err)
+			continue
+		}
+		if m.re != nil && !strings.HasPrefix(v, "^") {
+			c.Warnf(yamlfile.Join(yamlfile.Join(ri.path, "extensions"), key), "%s is not anchored with \"^\", so it matches anywhere in the value; start it with \"^\"", yamlfile.Quote(v))
+		}
+	}
+	id.exts, _ = compileExtensions(id.Extensions)
 }
 
 // regexp compiles expr (if set) as Go RE2, warning when it is not anchored

@@ -66,3 +66,13 @@ func exactlyOne(d *yamlfile.Decoder, path string, n *yaml.Node, set map[string]i
 		d.ErrorAt(n.Line, path, "needs one of %q or %q", a, b)
 	}
 }
+
+// atMostOne reports a mapping n (whose keys are set) that has both of the
+// fields a and b.
+func atMostOne(d *yamlfile.Decoder, path string, n *yaml.Node, set map[string]int, a, b string) {
+	lineA, okA := set[a]
+	lineB, okB := set[b]
+	if n.Kind == yaml.MappingNode && okA && okB {
+		d.ErrorAt(max(lineA, lineB), path, "set only one of %q and %q", a, b)
+	}
+}

@@ -118,6 +118,10 @@ type AuthorityResult struct {
 	// Evidence is what verified, when Passed (nil for a result built by
 	// hand).
 	Evidence *Evidence
+	// ValidUntil, when not zero, is when a pass stops holding: the
+	// earliest time an attestation it rests on grows older than its
+	// maxAge. A verdict resting on it is cached no longer.
+	ValidUntil time.Time
 }
 
 // FailureClass says which check a signature failed.
@@ -134,6 +138,7 @@ const (
 	FailChain        FailureClass = "chain"         // certificate chain, SCT or log inclusion does not verify
 	FailSignature    FailureClass = "signature"     // the signature itself does not verify
 	FailConfig       FailureClass = "config"        // the authority could not be used (a key or root problem)
+	FailAttestation  FailureClass = "attestation"   // a verified statement is too old, or its condition does not hold
 	// FailTrustNotLoaded: the authority's trust root is not loaded yet (no
 	// network at start and no cache). Not a refusal: a verdict that only
 	// this stands in the way of is no decision (503) until it loads.
@@ -210,6 +215,9 @@ type Outcome struct {
 	// Policies has one result per matched policy, in file order (also
 	// for BreakGlass, to log what would have happened).
 	Policies []PolicyResult
+	// ValidUntil, when not zero, is when an allow stops holding: the
+	// earliest ValidUntil of the authority results it counted.
+	ValidUntil time.Time
 }
 
 // PolicyResult is how one matched policy fared.
@@ -227,6 +235,16 @@ type PolicyResult struct {
 	// Reasons lists, for each authority that did not pass (even when the
 	// policy passed), "name: reason".
 	Reasons []string
+
+	validUntil time.Time // earliest ValidUntil of the passes counted
+}
+
+// earliest is the earlier of two times, zero being "never".
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
 }
 
 // Decide combines the authority results into an Outcome. It is pure; an
@@ -237,6 +255,9 @@ func (pl *Plan) Decide(results map[*Authority]AuthorityResult) Outcome {
 	for _, ip := range pl.Matched {
 		pr := evaluate(ip, results)
 		o.Policies = append(o.Policies, pr)
+		if pr.Passed {
+			o.ValidUntil = earliest(o.ValidUntil, pr.validUntil)
+		}
 		signed = signed || !pr.Unsigned
 		switch {
 		case pr.Passed:
@@ -286,6 +307,7 @@ func evaluate(ip *ImagePolicy, results map[*Authority]AuthorityResult) PolicyRes
 				countedFor[res.Signer] = a.Name
 			}
 			pr.PassedBy = append(pr.PassedBy, a.Name+" ("+res.Identity+")")
+			pr.validUntil = earliest(pr.validUntil, res.ValidUntil)
 		case len(res.Reasons) == 0:
 			pr.Reasons = append(pr.Reasons, a.Name+": did not pass")
 		default:

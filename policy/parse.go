@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"time"
+
 	"go.yaml.in/yaml/v3"
 
 	"github.com/portcullis-dev/portcullis/internal/yamlfile"
@@ -43,13 +45,23 @@ type rawPolicy struct {
 }
 
 type rawAuthority struct {
-	path        string
-	name        string
-	key         *rawKey
-	keyless     *rawKeyless
-	requireTlog bool
-	trustRoot   string
-	set         map[string]int
+	path         string
+	name         string
+	key          *rawKey
+	keyless      *rawKeyless
+	requireTlog  bool
+	trustRoot    string
+	attestations []*rawAttestation
+	set          map[string]int
+}
+
+type rawAttestation struct {
+	path          string
+	name          string
+	predicateType string
+	condition     string
+	maxAge        time.Duration
+	set           map[string]int
 }
 
 type rawKey struct {
@@ -65,6 +77,8 @@ type rawIdentity struct {
 	path                   string
 	issuer, issuerRegExp   string
 	subject, subjectRegExp string
+	github                 *GitHubIdentity
+	extensions             map[string]string // key as written -> value
 }
 
 // parse decodes data into a rawFile; nil when data is not a YAML mapping.
@@ -137,9 +151,27 @@ func decodeAuthority(d *yamlfile.Decoder, path string, n *yaml.Node) *rawAuthori
 		{Key: "keyless", Decode: func(d *yamlfile.Decoder, path string, n *yaml.Node) { a.keyless = decodeKeyless(d, path, n) }},
 		{Key: "requireTlog", Decode: yamlfile.Bool(&a.requireTlog)},
 		{Key: "trustRoot", Decode: yamlfile.NonEmpty(&a.trustRoot)},
+		{Key: "attestations", Decode: func(d *yamlfile.Decoder, path string, n *yaml.Node) {
+			if yamlfile.IsNull(n) || (n.Kind == yaml.SequenceNode && len(n.Content) == 0) {
+				d.ErrorAt(n.Line, path, "must list at least one attestation (or leave \"attestations\" out to require an image signature)")
+				return
+			}
+			listOf(&a.attestations, decodeAttestation)(d, path, n)
+		}},
 	})
 	exactlyOne(d, path, n, a.set, "key", "keyless")
 	return a
+}
+
+func decodeAttestation(d *yamlfile.Decoder, path string, n *yaml.Node) *rawAttestation {
+	at := &rawAttestation{path: path}
+	at.set = d.Mapping(path, n, []yamlfile.Field{
+		{Key: "name", Required: true, Decode: yamlfile.NonEmpty(&at.name)},
+		{Key: "predicateType", Required: true, Decode: yamlfile.NonEmpty(&at.predicateType)},
+		{Key: "condition", Decode: yamlfile.NonEmpty(&at.condition)},
+		{Key: "maxAge", Decode: yamlfile.DurationAtLeast(&at.maxAge, 1, "must be greater than 0 (leave it out for no limit)")},
+	})
+	return at
 }
 
 func decodeKey(d *yamlfile.Decoder, path string, n *yaml.Node) *rawKey {
@@ -178,8 +210,54 @@ func decodeIdentity(d *yamlfile.Decoder, path string, n *yaml.Node) *rawIdentity
 		{Key: "issuerRegExp", Decode: yamlfile.NonEmpty(&id.issuerRegExp)},
 		{Key: "subject", Decode: yamlfile.NonEmpty(&id.subject)},
 		{Key: "subjectRegExp", Decode: yamlfile.NonEmpty(&id.subjectRegExp)},
+		{Key: "github", Decode: func(d *yamlfile.Decoder, path string, n *yaml.Node) { id.github = decodeGitHub(d, path, n) }},
+		{Key: "extensions", Decode: func(d *yamlfile.Decoder, path string, n *yaml.Node) { id.extensions = decodeExtensions(d, path, n) }},
 	})
 	exactlyOne(d, path, n, set, "issuer", "issuerRegExp")
-	exactlyOne(d, path, n, set, "subject", "subjectRegExp")
+	_, gh := set["github"]
+	_, ext := set["extensions"]
+	if gh || ext {
+		atMostOne(d, path, n, set, "subject", "subjectRegExp")
+	} else {
+		exactlyOne(d, path, n, set, "subject", "subjectRegExp")
+	}
 	return id
+}
+
+// decodeGitHub decodes the `github:` shorthand; nil when it sets nothing.
+func decodeGitHub(d *yamlfile.Decoder, path string, n *yaml.Node) *GitHubIdentity {
+	g := &GitHubIdentity{}
+	set := d.Mapping(path, n, []yamlfile.Field{
+		{Key: "repository", Decode: yamlfile.NonEmpty(&g.Repository)},
+		{Key: "workflow", Decode: yamlfile.NonEmpty(&g.Workflow)},
+		{Key: "ref", Decode: yamlfile.NonEmpty(&g.Ref)},
+		{Key: "runner", Decode: yamlfile.NonEmpty(&g.Runner)},
+	})
+	if len(set) == 0 && n.Kind == yaml.MappingNode {
+		d.ErrorAt(n.Line, path, "sets nothing; give at least one of repository, workflow, ref and runner")
+	}
+	return g
+}
+
+// decodeExtensions decodes `extensions:`, a mapping of Fulcio extension
+// names (or names with "RegExp") to values.
+func decodeExtensions(d *yamlfile.Decoder, path string, n *yaml.Node) map[string]string {
+	exts := make(map[string]string)
+	var fields []yamlfile.Field
+	for _, name := range append([]string{"issuer"}, FulcioExtensions...) {
+		for _, key := range []string{name, name + "RegExp"} {
+			fields = append(fields, yamlfile.Field{Key: key, Decode: func(d *yamlfile.Decoder, path string, n *yaml.Node) {
+				var v string
+				yamlfile.NonEmpty(&v)(d, path, n)
+				if v != "" {
+					exts[key] = v
+				}
+			}})
+		}
+	}
+	set := d.Mapping(path, n, fields)
+	if len(set) == 0 && n.Kind == yaml.MappingNode {
+		d.ErrorAt(n.Line, path, "sets nothing; give at least one Fulcio extension, such as sourceRepositoryURI")
+	}
+	return exts
 }

@@ -84,7 +84,14 @@ type Authority struct {
 	RequireTlog bool
 	// TrustRoot names the trust root (TrustRoots key) used to verify; for
 	// keyless without one, the public-good instance via TUF (PublicGood).
+	// A key authority uses it, when set, for RFC 3161 timestamps (the
+	// signing time an attestation's maxAge needs) even without RequireTlog.
 	TrustRoot string
+	// Attestations, when set, are what the authority requires instead of
+	// an image signature: each must be satisfied by a verified in-toto
+	// statement the authority signed whose subject names the served
+	// digest.
+	Attestations []*Attestation
 }
 
 // PublicGood is the TrustRoot name of the public Sigstore instance, used
@@ -118,11 +125,23 @@ type Keyless struct {
 }
 
 // Identity is an issuer and a subject, each exact or a Go RE2 regular
-// expression matched as written (unanchored: write ^ and $). Exactly one of
-// Issuer/IssuerRegExp and one of Subject/SubjectRegExp is set.
+// expression matched as written (unanchored: write ^ and $), and
+// optionally Fulcio certificate extensions. Exactly one of
+// Issuer/IssuerRegExp is set; at most one of Subject/SubjectRegExp, and
+// one of them unless GitHub or Extensions is set (then the subject, the
+// certificate's SAN, may be anything).
 type Identity struct {
 	Issuer, IssuerRegExp   string
 	Subject, SubjectRegExp string
+	// GitHub constrains GitHub's extensions (see GitHubIdentity).
+	GitHub *GitHubIdentity
+	// Extensions constrains extensions by sigstore-go's JSON name (see
+	// FulcioExtensions): the value exactly, or for a key ending in
+	// "RegExp" the extension without that suffix by a Go RE2 regexp.
+	Extensions map[string]string
+
+	github *compiledGitHub // compiled GitHub; nil when unset or built by hand
+	exts   []extMatcher    // compiled Extensions
 }
 
 // TrustRoot is a named Sigstore trust root: a trusted_root.json file (air

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"fmt"
 
 	"github.com/portcullis-dev/portcullis/internal/yamlfile"
 )
@@ -40,9 +41,9 @@ func CertSigner(issuer, subject string) string {
 // counts once toward threshold, so the policy asks for fewer distinct
 // signers than it seems to. auths are the compiled rp.authorities.
 func (c *compiler) checkSameSigners(rp *rawPolicy, auths []*Authority) {
-	keys := make(map[string]int)        // KeySigner -> index of the first authority with it
-	ids := make(map[rawIdentity]string) // identity (path cleared) -> path of its first occurrence
-	owner := make(map[string]int)       // that path -> index of its authority
+	keys := make(map[string]int)   // KeySigner -> index of the first authority with it
+	ids := make(map[string]string) // identity (identityKey) -> path of its first occurrence
+	owner := make(map[string]int)  // that path -> index of its authority
 	for i, a := range auths {
 		ra := rp.authorities[i]
 		if a.Key != nil && a.Key.Public != nil {
@@ -60,8 +61,7 @@ func (c *compiler) checkSameSigners(rp *rawPolicy, auths []*Authority) {
 			continue
 		}
 		for _, ri := range ra.keyless.identities {
-			id := *ri
-			id.path = ""
+			id := identityKey(ri)
 			first, dup := ids[id]
 			switch {
 			case !dup:
@@ -76,3 +76,13 @@ func (c *compiler) checkSameSigners(rp *rawPolicy, auths []*Authority) {
 
 // countedOnce ends the warnings of checkSameSigners.
 const countedOnce = "a signer counts once toward threshold, however many authorities it passes"
+
+// identityKey is what an identity accepts, as a map key: its fields
+// without its path (fmt prints maps sorted by key).
+func identityKey(ri *rawIdentity) string {
+	var gh GitHubIdentity
+	if ri.github != nil {
+		gh = *ri.github
+	}
+	return fmt.Sprintf("%q %q %q %q %+v %v", ri.issuer, ri.issuerRegExp, ri.subject, ri.subjectRegExp, gh, ri.extensions)
+}

@@ -1,11 +1,14 @@
 package verify
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
+	"github.com/sigstore/sigstore-go/pkg/fulcio/certificate"
 	"github.com/sigstore/sigstore-go/pkg/root"
 	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
 
@@ -22,12 +25,26 @@ type authority struct {
 	desc        string               // "key <hint>" or "issuer X subject Y", for messages
 	signer      string               // a key's policy.KeySigner; "" for keyless (per certificate)
 	keyHint     string               // a key's hint; "" for keyless
-	// tlogV requires a verified transparency log entry; plainV does not
-	// (key without requireTlog; keyless without requireTlog, timestamped
-	// by a TSA). Either may be nil when the authority cannot use it.
-	tlogV, plainV *sgverify.Verifier
-	ids           sgverify.CertificateIdentities
-	policyOpts    []sgverify.PolicyOption
+	// sig verifies image signatures; att, built only for an authority
+	// with attestations, verifies statements keeping their predicate
+	// (conditions read it).
+	sig, att verifiers
+	// ids are the identities as sigstore-go matches them (issuer and
+	// SAN), and identities the policy's, in the same order, for the
+	// certificate extensions Portcullis matches itself.
+	ids        sgverify.CertificateIdentities
+	identities []policy.Identity
+	policyOpts []sgverify.PolicyOption
+}
+
+// verifiers are the sigstore-go verifiers of one use. tlogV requires a
+// verified transparency log entry; plainV does not (key without
+// requireTlog; keyless without requireTlog, timestamped by a TSA); timedV,
+// for a key authority with a trust root, also requires a verified signing
+// time (an RFC 3161 timestamp or a Rekor entry), which an attestation's
+// maxAge needs. Any may be nil when the authority cannot use it.
+type verifiers struct {
+	tlogV, plainV, timedV *sgverify.Verifier
 }
 
 // rootName is the trust root an authority uses.
@@ -50,8 +67,27 @@ func compileAuthority(a *policy.Authority, trust TrustProvider) (*authority, err
 	return compileKeyless(a, trust)
 }
 
-// Every verifier uses WithoutStatementPredicate: only the predicate type is
-// needed, not the predicate materialized as a structpb tree.
+// Signature verifiers use WithoutStatementPredicate: only the predicate
+// type is needed, not the predicate materialized as a structpb tree.
+// Attestation verifiers keep it.
+
+// statementOpts are the options of a use: signatures drop the predicate.
+func statementOpts(forAttestations bool) []sgverify.VerifierOption {
+	if forAttestations {
+		return nil
+	}
+	return []sgverify.VerifierOption{sgverify.WithoutStatementPredicate()}
+}
+
+// needsTime reports whether an attestation of a has a maxAge.
+func needsTime(a *policy.Authority) bool {
+	for _, at := range a.Attestations {
+		if at.MaxAge > 0 {
+			return true
+		}
+	}
+	return false
+}
 
 // compileKey: without requireTlog the key alone decides
 // (WithNoObserverTimestamps: keys carry no validity window to check). With
@@ -75,17 +111,50 @@ func compileKey(a *policy.Authority, trust TrustProvider) (*authority, error) {
 	if au.signer == "" {
 		return nil, errors.New("key: cannot encode the public key to name its signer")
 	}
-	if !a.RequireTlog {
-		au.plainV, err = sgverify.NewVerifier(km, sgverify.WithNoObserverTimestamps(), sgverify.WithoutStatementPredicate())
-		return au, wrapErr("key verifier", err)
+	if a.RequireTlog || (a.TrustRoot != "" && needsTime(a)) {
+		au.rootName = rootName(a)
+		if au.tm, err = trust.TrustedMaterial(au.rootName); err != nil {
+			return nil, err
+		}
 	}
-	au.rootName = rootName(a)
-	if au.tm, err = trust.TrustedMaterial(au.rootName); err != nil {
+	if au.sig, err = au.keyVerifiers(km, false); err != nil {
 		return nil, err
 	}
+	if len(a.Attestations) > 0 {
+		au.att, err = au.keyVerifiers(km, true)
+	}
+	return au, err
+}
+
+// keyVerifiers builds the verifiers of a key authority for one use.
+func (au *authority) keyVerifiers(km root.TrustedMaterial, forAttestations bool) (verifiers, error) {
+	st := statementOpts(forAttestations)
+	var vs verifiers
+	var err error
+	if !au.requireTlog {
+		vs.plainV, err = sgverify.NewVerifier(km, slices.Concat(st, []sgverify.VerifierOption{sgverify.WithNoObserverTimestamps()})...)
+		if err != nil {
+			return vs, wrapErr("key verifier", err)
+		}
+	}
+	if au.tm == nil {
+		return vs, nil
+	}
 	tm := root.TrustedMaterialCollection{km, au.tm}
-	au.tlogV, err = sgverify.NewVerifier(tm, sgverify.WithTransparencyLog(1), sgverify.WithNoObserverTimestamps(), sgverify.WithoutStatementPredicate())
-	return au, wrapErr("key verifier", err)
+	if au.requireTlog {
+		vs.tlogV, err = sgverify.NewVerifier(tm, slices.Concat(st, []sgverify.VerifierOption{sgverify.WithTransparencyLog(1), sgverify.WithNoObserverTimestamps()})...)
+		if err != nil {
+			return vs, wrapErr("key verifier", err)
+		}
+	}
+	if forAttestations {
+		opts := []sgverify.VerifierOption{sgverify.WithObserverTimestamps(1)}
+		if au.requireTlog {
+			opts = append(opts, sgverify.WithTransparencyLog(1))
+		}
+		vs.timedV, err = sgverify.NewVerifier(tm, opts...)
+	}
+	return vs, wrapErr("key verifier", err)
 }
 
 // compileKeyless: the certificate must chain to a Fulcio CA of the trust
@@ -102,17 +171,31 @@ func compileKeyless(a *policy.Authority, trust TrustProvider) (*authority, error
 	if au.tm, err = trust.TrustedMaterial(au.rootName); err != nil {
 		return nil, err
 	}
-	base := []sgverify.VerifierOption{sgverify.WithObserverTimestamps(1), sgverify.WithoutStatementPredicate()}
-	if a.Keyless.RequireSCT && len(au.tm.CTLogs()) > 0 {
+	sct := a.Keyless.RequireSCT && len(au.tm.CTLogs()) > 0
+	if au.sig, err = au.keylessVerifiers(sct, false); err != nil {
+		return nil, err
+	}
+	if len(a.Attestations) > 0 {
+		au.att, err = au.keylessVerifiers(sct, true)
+	}
+	return au, err
+}
+
+// keylessVerifiers builds the verifiers of a keyless authority for one use.
+func (au *authority) keylessVerifiers(sct, forAttestations bool) (verifiers, error) {
+	base := append([]sgverify.VerifierOption{sgverify.WithObserverTimestamps(1)}, statementOpts(forAttestations)...)
+	if sct {
 		base = append(base, sgverify.WithSignedCertificateTimestamps(1))
 	}
-	if au.tlogV, err = sgverify.NewVerifier(au.tm, slices.Concat(base, []sgverify.VerifierOption{sgverify.WithTransparencyLog(1)})...); err != nil {
-		return nil, wrapErr("keyless verifier", err)
+	var vs verifiers
+	var err error
+	if vs.tlogV, err = sgverify.NewVerifier(au.tm, slices.Concat(base, []sgverify.VerifierOption{sgverify.WithTransparencyLog(1)})...); err != nil {
+		return vs, wrapErr("keyless verifier", err)
 	}
-	if !a.RequireTlog {
-		au.plainV, err = sgverify.NewVerifier(au.tm, base...)
+	if !au.requireTlog {
+		vs.plainV, err = sgverify.NewVerifier(au.tm, base...)
 	}
-	return au, wrapErr("keyless verifier", err)
+	return vs, wrapErr("keyless verifier", err)
 }
 
 // addIdentities compiles the identities (OR-ed by sigstore-go).
@@ -122,11 +205,18 @@ func (au *authority) addIdentities(ids []policy.Identity) error {
 	}
 	var descs []string
 	for i, id := range ids {
-		ci, err := sgverify.NewShortCertificateIdentity(id.Issuer, id.IssuerRegExp, id.Subject, id.SubjectRegExp)
+		subjectRE := id.SubjectRegExp
+		if id.Subject == "" && subjectRE == "" && id.HasExtensions() {
+			// The SAN is free; the extensions pin the identity, matched on
+			// the verified certificate (sigstore-go wants SAN criteria).
+			subjectRE = ".*"
+		}
+		ci, err := sgverify.NewShortCertificateIdentity(id.Issuer, id.IssuerRegExp, id.Subject, subjectRE)
 		if err != nil {
 			return fmt.Errorf("identity %d: %w", i+1, err)
 		}
 		au.ids = append(au.ids, ci)
+		au.identities = append(au.identities, id)
 		au.policyOpts = append(au.policyOpts, sgverify.WithCertificateIdentity(ci))
 		descs = append(descs, describeIdentity(id))
 	}
@@ -139,25 +229,47 @@ func describeIdentity(id policy.Identity) string {
 	if iss == "" {
 		iss = "~" + id.IssuerRegExp
 	}
-	if sub == "" {
+	if sub == "" && id.SubjectRegExp != "" {
 		sub = "~" + id.SubjectRegExp
 	}
-	return fmt.Sprintf("issuer %s subject %s", iss, sub)
+	d := "issuer " + iss
+	if sub != "" {
+		d += " subject " + sub
+	}
+	if g := id.GitHub; g != nil {
+		for _, kv := range [][2]string{{"repository", g.Repository}, {"workflow", g.Workflow}, {"ref", g.Ref}, {"runner", g.Runner}} {
+			if kv[1] != "" {
+				d += " github " + kv[0] + " " + kv[1]
+			}
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(id.Extensions)) {
+		d += " " + k + " " + id.Extensions[k]
+	}
+	return d
 }
 
-// verifiers returns the verifiers to try for s, in order.
-func (au *authority) verifiers(s *Signature) []*sgverify.Verifier {
+// pick returns the verifiers of vs to try for s, in order: for a key
+// authority's attestation, the one that establishes a signing time first
+// (when s has a timestamp or log entry), then the one that does not.
+func (au *authority) pick(vs verifiers, s *Signature) []*sgverify.Verifier {
+	var out []*sgverify.Verifier
+	if vs.timedV != nil && (s.facts.hasTimestamp || s.facts.hasTlog) {
+		out = append(out, vs.timedV)
+	}
 	switch {
 	case au.requireTlog:
-		return []*sgverify.Verifier{au.tlogV}
+		out = append(out, vs.tlogV)
 	case !au.keyless:
-		return []*sgverify.Verifier{au.plainV}
+		out = append(out, vs.plainV)
 	case s.facts.hasTlog && s.facts.hasTimestamp:
-		return []*sgverify.Verifier{au.tlogV, au.plainV}
+		out = append(out, vs.tlogV, vs.plainV)
 	case s.facts.hasTlog:
-		return []*sgverify.Verifier{au.tlogV}
+		out = append(out, vs.tlogV)
+	default:
+		out = append(out, vs.plainV)
 	}
-	return []*sgverify.Verifier{au.plainV}
+	return slices.DeleteFunc(out, func(v *sgverify.Verifier) bool { return v == nil })
 }
 
 func wrapErr(what string, err error) error {
@@ -165,4 +277,40 @@ func wrapErr(what string, err error) error {
 		return nil
 	}
 	return fmt.Errorf("%s: %w", what, err)
+}
+
+// noIdentityMatch is identityMismatch's answer when no identity's issuer
+// and SAN match.
+const noIdentityMatch = "issuer and subject match no identity"
+
+// identityMismatch is "" when the certificate summary c matches one of the
+// authority's identities in full: issuer and SAN as sigstore-go matches
+// them, and the Fulcio extensions the identity names. Else it says why,
+// for the closest identity (the first whose issuer and SAN match).
+func (au *authority) identityMismatch(c certificate.Summary) string {
+	why := noIdentityMatch
+	for i, ci := range au.ids {
+		if ci.Verify(c) != nil { // issuer and SAN
+			continue
+		}
+		w := au.identities[i].ExtensionsMismatch(extensionMap(c.Extensions))
+		if w == "" {
+			return ""
+		}
+		if why == noIdentityMatch {
+			why = w
+		}
+	}
+	return why
+}
+
+// extensionMap is a certificate's Fulcio extensions by sigstore-go's JSON
+// names (as policies name them), empty ones left out.
+func extensionMap(e certificate.Extensions) map[string]string {
+	b, err := json.Marshal(e)
+	out := map[string]string{}
+	if err == nil {
+		_ = json.Unmarshal(b, &out) // every field is a string
+	}
+	return out
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 	"github.com/sigstore/sigstore-go/pkg/bundle"
 	"github.com/sigstore/sigstore-go/pkg/tlog"
 	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
@@ -47,30 +48,28 @@ func maybeBundleArtifact(at string) bool {
 // referrerCandidate is one referrer manifest that may hold a bundle.
 type referrerCandidate struct{ desc v1.Descriptor }
 
-func (c referrerCandidate) examine(ctx context.Context, e *examiner) (*Signature, bool, error) {
+func (c referrerCandidate) examine(ctx context.Context, e *examiner) ([]*Signature, error) {
 	source := "referrer " + c.desc.Digest.String()
 	layer, why, err := c.bundleLayer(ctx, e)
 	switch {
 	case err != nil:
-		return nil, false, fmt.Errorf("%s: %w", source, err)
+		return nil, fmt.Errorf("%s: %w", source, err)
 	case why != "":
-		return malformed(Bundle, source, why), false, nil
+		return []*Signature{malformed(Bundle, source, why)}, nil
 	case layer == nil:
-		return nil, false, nil // another kind of referrer
+		return nil, nil // another kind of referrer
 	}
-	b, err := e.r.Blob(ctx, e.repo, layer.Digest, e.lim.MaxLayerBytes)
-	if errors.Is(err, ErrNotFound) {
-		return malformed(Bundle, source, fmt.Sprintf("bundle blob %s not found", layer.Digest)), false, nil
-	}
-	if err != nil {
-		return nil, false, fmt.Errorf("%s: %w", source, err)
+	b, why, err := e.layerBlob(ctx, source, "bundle", *layer)
+	if err != nil || why != "" {
+		return []*Signature{malformed(Bundle, source, why)}, err
 	}
 	s, err := parseBundleLayer(b)
 	if err != nil {
-		return malformed(Bundle, source, err.Error()), false, nil
+		return []*Signature{malformed(Bundle, source, err.Error())}, nil
 	}
 	s.Source = source
-	return s, s.PredicateType != SignPredicateType, nil
+	s.Attestation = s.PredicateType != SignPredicateType
+	return []*Signature{s}, nil
 }
 
 // bundleLayer fetches the referrer manifest and returns its bundle layer:
@@ -93,7 +92,10 @@ func (c referrerCandidate) bundleLayer(ctx context.Context, e *examiner) (*v1.De
 		return nil, "", nil
 	case n > 1:
 		return nil, fmt.Sprintf("%d bundle layers, want exactly one", n), nil
-	case mf.Subject == nil || mf.Subject.Digest != e.digest:
+	case mf.Subject != nil && mf.Subject.Digest != e.digest:
+		// No subject is fine: the first GitHub push-to-registry artifacts
+		// have none (found through the fallback index); the signed
+		// statement's subject binds a bundle either way.
 		return nil, fmt.Sprintf("manifest subject is not %s", e.digest), nil
 	case layer.Size > e.lim.MaxLayerBytes:
 		return nil, fmt.Sprintf("bundle is %d bytes, over the %d-byte limit", layer.Size, e.lim.MaxLayerBytes), nil
@@ -126,36 +128,58 @@ type inTotoStatement struct {
 // parseBundleLayer parses a Sigstore bundle (protobuf JSON) holding a DSSE
 // in-toto statement. Errors describe what is malformed.
 func parseBundleLayer(data []byte) (_ *Signature, err error) {
-	defer recoverTo(&err)
-	var b bundle.Bundle
-	if err := b.UnmarshalJSON(data); err != nil {
-		return nil, fmt.Errorf("not a valid Sigstore bundle: %w", err)
-	}
-	ent, err := newBundleEntity(&b)
+	s, ent, err := parseBundle(data)
 	if err != nil {
 		return nil, err
 	}
-	st, err := readStatement(ent.sig)
-	if err != nil {
-		return nil, err
-	}
-	s := &Signature{Format: Bundle, Entity: ent, PredicateType: st.PredicateType, facts: ent.facts()}
-	for _, sub := range st.Subject {
-		if h := sub.Digest["sha256"]; h != "" {
-			s.SubjectDigests = append(s.SubjectDigests, "sha256:"+h)
-		}
-	}
-	s.Signer = s.facts.signer()
-	return s, nil
-}
-
-// readStatement decodes the in-toto statement of a DSSE signature.
-func readStatement(sig sgverify.SignatureContent) (*inTotoStatement, error) {
-	env := sig.EnvelopeContent()
+	env := ent.sig.EnvelopeContent()
 	if env == nil {
 		return nil, errors.New("bundle holds a message signature, not a DSSE in-toto statement")
 	}
-	raw := env.RawEnvelope()
+	st, err := readStatement(env.RawEnvelope())
+	if err != nil {
+		return nil, err
+	}
+	s.PredicateType, s.SubjectDigests = st.PredicateType, st.subjectDigests()
+	return s, nil
+}
+
+// parseBundle parses a Sigstore bundle (protobuf JSON) of any content: a
+// DSSE envelope or a message signature. Errors describe what is malformed.
+func parseBundle(data []byte) (_ *Signature, _ *bundleEntity, err error) {
+	defer recoverTo(&err)
+	var b bundle.Bundle
+	if err := b.UnmarshalJSON(data); err != nil {
+		return nil, nil, fmt.Errorf("not a valid Sigstore bundle: %w", err)
+	}
+	ent, err := newBundleEntity(&b)
+	if err != nil {
+		return nil, nil, err
+	}
+	s := &Signature{Format: Bundle, Entity: ent, facts: ent.facts()}
+	s.Signer = s.facts.signer()
+	return s, ent, nil
+}
+
+// subjectDigests are the statement's subject digests, "alg:hex", for the
+// algorithms an OCI digest or a sigstore-go artifact digest may use.
+func (st *inTotoStatement) subjectDigests() []string {
+	var out []string
+	for _, sub := range st.Subject {
+		for _, alg := range []string{"sha256", "sha384", "sha512"} {
+			if h := sub.Digest[alg]; h != "" {
+				out = append(out, alg+":"+h)
+			}
+		}
+	}
+	return out
+}
+
+// readStatement decodes the in-toto statement of a DSSE envelope.
+func readStatement(raw *dsse.Envelope) (*inTotoStatement, error) {
+	if raw == nil {
+		return nil, errors.New("no DSSE envelope")
+	}
 	if raw.PayloadType != bundle.IntotoMediaType {
 		return nil, fmt.Errorf("DSSE payload type is %q, not in-toto", raw.PayloadType)
 	}

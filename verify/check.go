@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"slices"
 	"sync"
+	"time"
 
 	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -104,8 +105,16 @@ func authorityName(a *policy.Authority) string {
 // Check decides authority a for the image digest of disc. image names the
 // repository being served ("registry/repo"); matchRepository requires a
 // signed docker-reference naming it. Passed iff at least one signature
-// verifies under a and names the digest being served.
+// verifies under a and names the digest being served; for an authority
+// with attestations, iff each is satisfied by a statement that verifies
+// under a (see CheckAt).
 func (c *Checker) Check(a *policy.Authority, disc *Discovery, image string, matchRepository bool) AuthorityResult {
+	return c.CheckAt(a, disc, image, matchRepository, time.Now())
+}
+
+// CheckAt is Check at time now: the time attestations' maxAge and
+// conditions (`now`) are evaluated at.
+func (c *Checker) CheckAt(a *policy.Authority, disc *Discovery, image string, matchRepository bool, now time.Time) AuthorityResult {
 	au, err := c.compiled(a)
 	if err != nil {
 		class := policy.FailConfig
@@ -113,6 +122,12 @@ func (c *Checker) Check(a *policy.Authority, disc *Discovery, image string, matc
 			class = policy.FailTrustNotLoaded
 		}
 		return AuthorityResult{Reasons: []string{err.Error()}, Failures: []policy.Failure{{Class: class, Detail: err.Error()}}}
+	}
+	if len(a.Attestations) > 0 {
+		if disc == nil {
+			disc = &Discovery{}
+		}
+		return c.checkAttestations(au, a, disc, now)
 	}
 	if disc == nil || len(disc.Signatures) == 0 {
 		reasons := noSignatures(disc)
@@ -185,23 +200,40 @@ func (au *authority) checkOne(s *Signature, digest, image string, matchRepositor
 	if r := au.materialMismatch(s); !r.ok() {
 		return signedBy{}, r
 	}
+	res, reason := au.verifyEntity(s, digest)
+	if !reason.ok() {
+		return signedBy{}, reason
+	}
+	return au.verified(s, res)
+}
+
+// verifyEntity runs sigstore-go on s with each verifier the authority has
+// for it, with digest as the artifact of a bundle (the legacy payload
+// otherwise), and nothing of Portcullis's own claims checks: the
+// cryptographic step that the conformance corpus exercises.
+func (au *authority) verifyEntity(s *Signature, digest string) (*sgverify.VerificationResult, failure) {
+	return au.verifyWith(au.sig, s, digest)
+}
+
+// verifyWith is verifyEntity with the verifiers of one use.
+func (au *authority) verifyWith(vs verifiers, s *Signature, digest string) (*sgverify.VerificationResult, failure) {
 	entity := s.Entity
 	if le, ok := entity.(*legacyEntity); ok && !au.keyless {
 		entity = le.asKey()
 	}
-	var reason failure
-	for _, v := range au.verifiers(s) {
+	reason := fail(policy.FailConfig, "the authority has no verifier for this signature")
+	for _, v := range au.pick(vs, s) {
 		pb, err := au.policyFor(s, digest)
 		if err != nil {
-			return signedBy{}, fail(policy.FailConfig, "cannot build verification policy: %v", err)
+			return nil, fail(policy.FailConfig, "cannot build verification policy: %v", err)
 		}
 		res, err := safeVerify(v, entity, pb)
 		if err == nil {
-			return au.verified(s, res)
+			return res, failure{}
 		}
 		reason = au.explain(err, s)
 	}
-	return signedBy{}, reason
+	return nil, reason
 }
 
 // safeVerify runs sigstore-go's Verify, turning a panic on hostile
@@ -248,6 +280,9 @@ func (au *authority) signedBy(res *sgverify.VerificationResult) (signedBy, failu
 		return signedBy{}, fail(policy.FailSignature, "verified, but sigstore-go reported no certificate to name the signer by")
 	}
 	c := res.Signature.Certificate
+	if why := au.identityMismatch(*c); why != "" {
+		return signedBy{}, fail(policy.FailSigner, "verified certificate: %s", why)
+	}
 	return signedBy{
 		identity: fmt.Sprintf("issuer %s subject %s", c.Issuer, c.SubjectAlternativeName),
 		signer:   policy.CertSigner(c.Issuer, c.SubjectAlternativeName),
@@ -295,8 +330,8 @@ func (au *authority) materialMismatch(s *Signature) failure {
 	case au.keyless && f.summary == nil:
 		return fail(policy.FailSigner, "certificate has no usable identity (no subject alternative name)")
 	case au.keyless:
-		if _, err := au.ids.Verify(*f.summary); err != nil {
-			return fail(policy.FailSigner, "identity issuer %s subject %s does not match %s", orNone(f.issuer), orNone(f.san), au.desc)
+		if why := au.identityMismatch(*f.summary); why != "" {
+			return fail(policy.FailSigner, "identity issuer %s subject %s does not match %s%s", orNone(f.issuer), orNone(f.san), au.desc, extensionsWhy(why))
 		}
 		if !f.hasSET && !f.hasTimestamp {
 			return fail(policy.FailTrustedTime, "%s", noTrustedTime(f))
@@ -313,4 +348,13 @@ func firstOf(ss []string) string {
 		return ""
 	}
 	return ss[0]
+}
+
+// extensionsWhy adds an extension mismatch to a message ("" for an issuer
+// or SAN mismatch, which the message says already).
+func extensionsWhy(why string) string {
+	if why == noIdentityMatch {
+		return ""
+	}
+	return ": " + why
 }

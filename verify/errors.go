@@ -88,7 +88,7 @@ func noSignatures(disc *Discovery) []string {
 // discoveryNotes mentions attestations and skipped candidates.
 func discoveryNotes(disc *Discovery) []string {
 	var notes []string
-	if n := disc.Attestations; n > 0 {
+	if n := len(disc.Attestations); n > 0 {
 		notes = append(notes, fmt.Sprintf("%s found but attestations are not signatures", plural(n, "attestation")))
 	}
 	if n := disc.Skipped; n > 0 {

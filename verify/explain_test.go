@@ -111,7 +111,7 @@ func TestSigstoreRefusesWithoutTime(t *testing.T) {
 		t.Fatal(err)
 	}
 	pb, _ := au.policyFor(s, s.DockerManifestDigest)
-	if _, err := au.plainV.Verify(s.Entity, pb); err == nil {
+	if _, err := au.sig.plainV.Verify(s.Entity, pb); err == nil {
 		t.Fatal("sigstore-go verified a keyless signature without a trusted time")
 	} else {
 		t.Log(err)

@@ -43,14 +43,15 @@ type simpleSigning struct {
 	} `json:"critical"`
 }
 
-// legacyManifest fetches the "sha256-<hex>.sig" tag; nil when absent.
-func (e *examiner) legacyManifest(ctx context.Context) (*Manifest, error) {
-	m, err := e.r.Manifest(ctx, e.repo, legacyTag(e.digest))
+// tagManifest fetches a cosign tag ("sha256-<hex>.sig", ".att"); nil when
+// absent.
+func (e *examiner) tagManifest(ctx context.Context, tag string) (*Manifest, error) {
+	m, err := e.r.Manifest(ctx, e.repo, tag)
 	if errors.Is(err, ErrNotFound) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("tag %s in %s: %w", legacyTag(e.digest), e.repo, err)
+		return nil, fmt.Errorf("tag %s in %s: %w", tag, e.repo, err)
 	}
 	return m, nil
 }
@@ -81,24 +82,33 @@ type legacyCandidate struct {
 	layer  v1.Descriptor
 }
 
-func (c legacyCandidate) examine(ctx context.Context, e *examiner) (*Signature, bool, error) {
-	if c.layer.Size > e.lim.MaxLayerBytes {
-		why := fmt.Sprintf("payload is %d bytes, over the %d-byte limit", c.layer.Size, e.lim.MaxLayerBytes)
-		return malformed(Legacy, c.source, why), false, nil
-	}
-	payload, err := e.r.Blob(ctx, e.repo, c.layer.Digest, e.lim.MaxLayerBytes)
-	if errors.Is(err, ErrNotFound) {
-		return malformed(Legacy, c.source, fmt.Sprintf("payload blob %s not found", c.layer.Digest)), false, nil
-	}
-	if err != nil {
-		return nil, false, fmt.Errorf("%s: %w", c.source, err)
+func (c legacyCandidate) examine(ctx context.Context, e *examiner) ([]*Signature, error) {
+	payload, why, err := e.layerBlob(ctx, c.source, "payload", c.layer)
+	if err != nil || why != "" {
+		return []*Signature{malformed(Legacy, c.source, why)}, err
 	}
 	s, err := parseLegacyLayer(payload, c.layer.Annotations)
 	if err != nil {
-		return malformed(Legacy, c.source, err.Error()), false, nil
+		return []*Signature{malformed(Legacy, c.source, err.Error())}, nil
 	}
 	s.Source = c.source
-	return s, false, nil
+	return []*Signature{s}, nil
+}
+
+// layerBlob reads the blob of a signature layer: why it cannot be used
+// (too large, not found), or an error when the upstream cannot answer.
+func (e *examiner) layerBlob(ctx context.Context, source, what string, layer v1.Descriptor) ([]byte, string, error) {
+	if layer.Size > e.lim.MaxLayerBytes {
+		return nil, fmt.Sprintf("%s is %d bytes, over the %d-byte limit", what, layer.Size, e.lim.MaxLayerBytes), nil
+	}
+	b, err := e.r.Blob(ctx, e.repo, layer.Digest, e.lim.MaxLayerBytes)
+	if errors.Is(err, ErrNotFound) {
+		return nil, fmt.Sprintf("%s blob %s not found", what, layer.Digest), nil
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: %w", source, err)
+	}
+	return b, "", nil
 }
 
 // parseLegacyLayer turns a simple-signing payload and its layer annotations
@@ -170,8 +180,8 @@ func (ent *legacyEntity) parseMaterial(ann map[string]string) error {
 // timestamp. It is immutable, so safe to verify concurrently.
 type legacyEntity struct {
 	payload    []byte
-	sig        *bundle.MessageSignature
-	cert       *certContent // nil for key signatures
+	sig        sgverify.SignatureContent // a message signature (.sig) or a DSSE envelope (.att)
+	cert       *certContent              // nil for key signatures
 	entries    []*tlog.Entry
 	timestamps [][]byte
 }

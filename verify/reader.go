@@ -48,6 +48,12 @@ func legacyTag(d v1.Hash) string {
 	return d.Algorithm + "-" + d.Hex + ".sig"
 }
 
+// attestationTag is the cosign attestation tag of digest d:
+// "sha256-<hex>.att".
+func attestationTag(d v1.Hash) string {
+	return d.Algorithm + "-" + d.Hex + ".att"
+}
+
 // checkDigest verifies that b hashes to want.
 func checkDigest(b []byte, want v1.Hash) error {
 	got, err := oci.Digest(want.Algorithm, b)

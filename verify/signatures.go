@@ -3,6 +3,7 @@ package verify
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -10,6 +11,8 @@ import (
 	"github.com/sigstore/sigstore-go/pkg/fulcio/certificate"
 	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/portcullis-dev/portcullis/oci"
 )
 
 // Default limits, used for zero Limits fields.
@@ -36,6 +39,11 @@ type Limits struct {
 	// MaxArtifactEntries is the most layers or entries signature material
 	// may have; larger artifacts are refused. Default 1,000.
 	MaxArtifactEntries int
+	// Attestations makes Discover also read cosign's legacy
+	// "sha256-<hex>.att" tag (attestations stored as referrers are found
+	// with the signatures either way). The gate sets it when a policy
+	// requires attestations.
+	Attestations bool
 }
 
 // WithDefaults is l with its zero fields set to the defaults.
@@ -60,6 +68,9 @@ const (
 	Legacy Format = iota + 1
 	// Bundle is a cosign v3 Sigstore bundle stored as an OCI referrer.
 	Bundle
+	// Envelope is a DSSE envelope layer with cosign's annotations: a layer
+	// of a legacy "sha256-<hex>.att" tag, or of an in-toto referrer.
+	Envelope
 )
 
 func (f Format) String() string {
@@ -68,6 +79,8 @@ func (f Format) String() string {
 		return "legacy .sig"
 	case Bundle:
 		return "sigstore bundle"
+	case Envelope:
+		return "legacy .att"
 	}
 	return fmt.Sprintf("Format(%d)", int(f))
 }
@@ -94,6 +107,10 @@ type Signature struct {
 	// Signer describes the (unverified) signer for messages: "key <hint>",
 	// "key (unidentified)" or "certificate issuer <iss> subject <san>".
 	Signer string
+	// Attestation is true for an in-toto statement that is not a cosign
+	// image signature (by its claimed predicate type; the verified one
+	// decides).
+	Attestation bool
 
 	claimType string // legacy critical.type
 	payload   []byte // legacy signed payload
@@ -122,9 +139,10 @@ type sigFacts struct {
 type Discovery struct {
 	Digest     v1.Hash
 	Signatures []*Signature
-	// Attestations counts bundles with another predicate type (attestations
-	// are not signatures).
-	Attestations int
+	// Attestations are the in-toto statements of other predicate types than
+	// a cosign signature, in every format (attestations are not
+	// signatures; an authority with attestation requirements checks them).
+	Attestations []*Signature
 	// Skipped counts candidates not examined because of Limits.MaxSignatures;
 	// Examined counts those that were.
 	Skipped, Examined int
@@ -135,7 +153,9 @@ type Discovery struct {
 
 // candidate is one thing to fetch and parse into a signature.
 type candidate interface {
-	examine(ctx context.Context, e *examiner) (*Signature, bool, error)
+	// examine fetches and parses the candidate: nil when it is not
+	// signature material, else one Signature per signature it holds.
+	examine(ctx context.Context, e *examiner) ([]*Signature, error)
 }
 
 // examiner carries what every candidate needs.
@@ -151,21 +171,25 @@ type examiner struct {
 func Discover(ctx context.Context, r Reader, repo Repository, d v1.Hash, lim Limits) (*Discovery, error) {
 	e := &examiner{r: r, repo: repo, digest: d, lim: lim.WithDefaults()}
 	disc := &Discovery{Digest: d, Looked: []string{"referrers of " + d.String(), "tag " + legacyTag(d)}}
-	refs, sigTag, err := e.list(ctx)
+	if e.lim.Attestations {
+		disc.Looked = append(disc.Looked, "tag "+attestationTag(d))
+	}
+	refs, sigTag, attTag, err := e.list(ctx)
 	if err != nil {
 		return nil, err
 	}
-	cands := e.plan(refs, sigTag, disc)
+	cands := e.plan(refs, sigTag, attTag, disc)
 	if err := e.examineAll(ctx, cands, disc); err != nil {
 		return nil, err
 	}
 	return disc, nil
 }
 
-// list fetches the referrers index and the legacy signature tag together.
-func (e *examiner) list(ctx context.Context) (*v1.IndexManifest, *Manifest, error) {
+// list fetches the referrers index and the legacy signature tag (and the
+// attestation tag, when asked for) together.
+func (e *examiner) list(ctx context.Context) (*v1.IndexManifest, *Manifest, *Manifest, error) {
 	var refs *v1.IndexManifest
-	var sigTag *Manifest
+	var sigTag, attTag *Manifest
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		var err error
@@ -176,24 +200,36 @@ func (e *examiner) list(ctx context.Context) (*v1.IndexManifest, *Manifest, erro
 	})
 	g.Go(func() error {
 		var err error
-		sigTag, err = e.legacyManifest(gctx)
+		sigTag, err = e.tagManifest(gctx, legacyTag(e.digest))
 		return err
 	})
-	if err := g.Wait(); err != nil {
-		return nil, nil, err
+	if e.lim.Attestations {
+		g.Go(func() error {
+			var err error
+			attTag, err = e.tagManifest(gctx, attestationTag(e.digest))
+			return err
+		})
 	}
-	return refs, sigTag, nil
+	if err := g.Wait(); err != nil {
+		return nil, nil, nil, err
+	}
+	return refs, sigTag, attTag, nil
 }
 
 // plan orders the candidates (referrers annotated as signatures, then
-// legacy layers, then unannotated referrers) and applies the budget.
-func (e *examiner) plan(refs *v1.IndexManifest, sigTag *Manifest, disc *Discovery) []candidate {
+// legacy layers, then unannotated referrers, then legacy attestation
+// layers) and applies the budget, which attestations count toward too.
+func (e *examiner) plan(refs *v1.IndexManifest, sigTag, attTag *Manifest, disc *Discovery) []candidate {
 	signed, unknown := sortReferrers(refs)
 	legacy, bad := legacyCandidates(sigTag, e.digest)
 	if bad != nil {
 		disc.Signatures = append(disc.Signatures, bad)
 	}
-	all := append(append(signed, legacy...), unknown...)
+	atts, bad := envelopeCandidates(attTag, "tag "+attestationTag(e.digest), e.lim.MaxSignatures)
+	if bad != nil {
+		disc.Attestations = append(disc.Attestations, bad)
+	}
+	all := slices.Concat(signed, legacy, unknown, atts)
 	if n := e.lim.MaxSignatures; len(all) > n {
 		disc.Skipped = len(all) - n
 		all = all[:n]
@@ -204,24 +240,23 @@ func (e *examiner) plan(refs *v1.IndexManifest, sigTag *Manifest, disc *Discover
 
 // examineAll fetches and parses candidates concurrently, keeping their order.
 func (e *examiner) examineAll(ctx context.Context, cands []candidate, disc *Discovery) error {
-	sigs := make([]*Signature, len(cands))
-	atts := make([]bool, len(cands))
+	found := make([][]*Signature, len(cands))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(fetchConcurrency)
 	for i, c := range cands {
 		g.Go(func() error {
 			var err error
-			sigs[i], atts[i], err = c.examine(gctx, e)
+			found[i], err = c.examine(gctx, e)
 			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	for i, s := range sigs {
-		if atts[i] {
-			disc.Attestations++
-		} else if s != nil {
+	for _, s := range slices.Concat(found...) {
+		if s.Attestation {
+			disc.Attestations = append(disc.Attestations, s)
+		} else {
 			disc.Signatures = append(disc.Signatures, s)
 		}
 	}
@@ -243,8 +278,15 @@ func sortReferrers(refs *v1.IndexManifest) (signed, rest []candidate) {
 	sort.SliceStable(descs, func(i, j int) bool { return descs[i].Digest.String() < descs[j].Digest.String() })
 	var unknown, others []candidate
 	for i, d := range descs {
-		if !maybeBundleArtifact(d.ArtifactType) || (i > 0 && descs[i-1].Digest == d.Digest) {
-			continue // not Sigstore material, or listed twice
+		if i > 0 && descs[i-1].Digest == d.Digest {
+			continue // listed twice
+		}
+		if d.ArtifactType == oci.InToto {
+			others = append(others, inTotoReferrer{desc: d})
+			continue
+		}
+		if !maybeBundleArtifact(d.ArtifactType) {
+			continue // not Sigstore material
 		}
 		// The annotation only orders candidates: the bundle's own
 		// (verified) statement decides what it is.

@@ -112,31 +112,12 @@ func followHosts(list *[]string) yamlfile.DecodeFunc {
 
 // duration decodes a duration that must not be negative.
 func duration(p *time.Duration) yamlfile.DecodeFunc {
-	return durationAtLeast(p, 0, "must not be negative")
+	return yamlfile.DurationAtLeast(p, 0, "must not be negative")
 }
 
 // positiveDuration decodes a duration that must be greater than 0.
 func positiveDuration(p *time.Duration) yamlfile.DecodeFunc {
-	return durationAtLeast(p, 1, "must be greater than 0")
-}
-
-func durationAtLeast(p *time.Duration, least time.Duration, tooSmall string) yamlfile.DecodeFunc {
-	return func(d *yamlfile.Decoder, path string, n *yaml.Node) {
-		if n.Kind != yaml.ScalarNode || yamlfile.IsNull(n) {
-			d.ErrorAt(n.Line, path, "want a duration such as \"30s\", got %s", yamlfile.Describe(n))
-			return
-		}
-		v, err := parseDuration(n.Value)
-		if err != nil {
-			d.ErrorAt(n.Line, path, "%v", err)
-			return
-		}
-		if v < least {
-			d.ErrorAt(n.Line, path, "%s, got %s", tooSmall, yamlfile.Quote(n.Value))
-			return
-		}
-		*p = v
-	}
+	return yamlfile.DurationAtLeast(p, 1, "must be greater than 0")
 }
 
 // size decodes a positive size in bytes with a unit: "50GiB", "512MiB",

@@ -1,4 +1,4 @@
-package config
+package yamlfile
 
 import (
 	"strings"
@@ -25,15 +25,15 @@ func TestParseDuration(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseDuration(tc.in)
+			got, err := ParseDuration(tc.in)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Errorf("parseDuration(%q) = %v, %v; want an error containing %q", tc.in, got, err, tc.wantErr)
+					t.Errorf("ParseDuration(%q) = %v, %v; want an error containing %q", tc.in, got, err, tc.wantErr)
 				}
 				return
 			}
 			if err != nil || got != tc.want {
-				t.Errorf("parseDuration(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+				t.Errorf("ParseDuration(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
 			}
 		})
 	}
