@@ -81,11 +81,17 @@ func (c *Checker) checkAttestations(au *authority, a *policy.Authority, disc *Di
 // signed 2026-10-01". Of the statements satisfying it, the one signed
 // last is chosen (its maxAge ends last).
 func satisfy(at *policy.Attestation, atts []*Signature, verify func(*Signature) attestationOutcome, now time.Time) (*verifiedStatement, failure) {
-	var found int
-	var firstFail, condFail, ageFail, timeFail failure
+	var found, bad int
+	var firstFail, condFail, ageFail, timeFail, firstBad failure
 	var best *verifiedStatement
 	for _, s := range atts {
-		if s.Malformed != "" || !at.MatchesPredicateType(s.PredicateType) {
+		if s.Malformed != "" {
+			if bad++; bad == 1 {
+				firstBad = fail(policy.FailMalformed, "%s (%s)", s.Malformed, s.Source)
+			}
+			continue
+		}
+		if !at.MatchesPredicateType(s.PredicateType) {
 			continue // the claim is checked again on the verified statement
 		}
 		found++
@@ -131,6 +137,10 @@ func satisfy(at *policy.Attestation, atts []*Signature, verify func(*Signature) 
 	}
 	if best != nil {
 		return best, failure{}
+	}
+	if found == 0 && bad > 0 {
+		// A malformed one may have been of this type.
+		return nil, failure{policy.FailMalformed, fmt.Sprintf("none found (%s malformed: %s)", plural(bad, "attestation"), firstBad.detail)}
 	}
 	if found == 0 {
 		return nil, fail(policy.FailNoSignatures, "none found")

@@ -38,28 +38,46 @@ func isBundleMediaType(mt string) bool {
 	return strings.HasPrefix(mt, bundleMediaTypeBase+"+json;version=")
 }
 
-// maybeBundleArtifact reports whether a referrer descriptor's artifactType
-// may be a Sigstore bundle: missing, a bundle type, or the empty config type
-// registries report when they use config.mediaType.
-func maybeBundleArtifact(at string) bool {
-	return at == "" || at == oci.OCIEmptyJSON || isBundleMediaType(at)
+// maybeSigstoreArtifact reports whether a referrer descriptor's
+// artifactType may be Sigstore material: missing, a bundle type, cosign's
+// in-toto type, or the config types registries report when they use
+// config.mediaType (empty for bundles, an image config for in-toto
+// referrers and GitHub's first push-to-registry artifacts).
+func maybeSigstoreArtifact(at string) bool {
+	switch at {
+	case "", oci.OCIEmptyJSON, oci.InToto, imageConfig:
+		return true
+	}
+	return isBundleMediaType(at)
 }
+
+// imageConfig is the OCI image config media type.
+const imageConfig = "application/vnd.oci.image.config.v1+json"
 
 // referrerCandidate is one referrer manifest that may hold a bundle.
 type referrerCandidate struct{ desc v1.Descriptor }
 
 func (c referrerCandidate) examine(ctx context.Context, e *examiner) ([]*Signature, error) {
 	source := "referrer " + c.desc.Digest.String()
-	layer, why, err := c.bundleLayer(ctx, e)
-	switch {
-	case err != nil:
-		return nil, fmt.Errorf("%s: %w", source, err)
-	case why != "":
-		return []*Signature{malformed(Bundle, source, why)}, nil
-	case layer == nil:
-		return nil, nil // another kind of referrer
+	m, err := e.r.Manifest(ctx, e.repo, c.desc.Digest.String())
+	if errors.Is(err, ErrNotFound) {
+		return []*Signature{malformed(Bundle, source, "manifest listed by the registry but not found")}, nil
 	}
-	b, why, err := e.layerBlob(ctx, source, "bundle", *layer)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", source, err)
+	}
+	mf, err := v1.ParseManifest(bytes.NewReader(m.Bytes))
+	if err != nil {
+		return nil, nil // not an image manifest: not Sigstore material
+	}
+	if _, n := findBundleLayer(mf); n == 0 {
+		return c.envelopes(ctx, e, source, mf)
+	}
+	layer, why := c.bundleLayer(e, mf)
+	if why != "" {
+		return []*Signature{malformed(Bundle, source, why)}, nil
+	}
+	b, why, err := e.layerBlob(ctx, source, "bundle", layer)
 	if err != nil || why != "" {
 		return []*Signature{malformed(Bundle, source, why)}, err
 	}
@@ -72,35 +90,42 @@ func (c referrerCandidate) examine(ctx context.Context, e *examiner) ([]*Signatu
 	return []*Signature{s}, nil
 }
 
-// bundleLayer fetches the referrer manifest and returns its bundle layer:
-// nil when the manifest is not Sigstore material, or why it is unusable.
-func (c referrerCandidate) bundleLayer(ctx context.Context, e *examiner) (*v1.Descriptor, string, error) {
-	m, err := e.r.Manifest(ctx, e.repo, c.desc.Digest.String())
-	if errors.Is(err, ErrNotFound) {
-		return nil, "manifest listed by the registry but not found", nil
+// envelopes reads a referrer of DSSE envelope layers (cosign's in-toto
+// referrer, artifactType application/vnd.in-toto+json); nil when it has
+// none.
+func (c referrerCandidate) envelopes(ctx context.Context, e *examiner, source string, mf *v1.Manifest) ([]*Signature, error) {
+	cands := envelopeLayers(mf, source, e.lim.MaxSignatures)
+	if len(cands) == 0 {
+		return nil, nil
 	}
-	if err != nil {
-		return nil, "", err
+	if mf.Subject != nil && mf.Subject.Digest != e.digest {
+		return []*Signature{attMalformed(source, fmt.Sprintf("manifest subject is not %s", e.digest))}, nil
 	}
-	mf, err := v1.ParseManifest(bytes.NewReader(m.Bytes))
-	if err != nil {
-		return nil, "", nil // not an image manifest: not a bundle
+	var out []*Signature
+	for _, c := range cands {
+		sigs, err := c.examine(ctx, e)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sigs...)
 	}
+	return out, nil
+}
+
+// bundleLayer returns the bundle layer of a referrer manifest, or why it
+// is unusable.
+func (c referrerCandidate) bundleLayer(e *examiner, mf *v1.Manifest) (v1.Descriptor, string) {
 	layer, n := findBundleLayer(mf)
 	switch {
-	case n == 0:
-		return nil, "", nil
 	case n > 1:
-		return nil, fmt.Sprintf("%d bundle layers, want exactly one", n), nil
+		return layer, fmt.Sprintf("%d bundle layers, want exactly one", n)
 	case mf.Subject != nil && mf.Subject.Digest != e.digest:
 		// No subject is fine: the first GitHub push-to-registry artifacts
 		// have none (found through the fallback index); the signed
 		// statement's subject binds a bundle either way.
-		return nil, fmt.Sprintf("manifest subject is not %s", e.digest), nil
-	case layer.Size > e.lim.MaxLayerBytes:
-		return nil, fmt.Sprintf("bundle is %d bytes, over the %d-byte limit", layer.Size, e.lim.MaxLayerBytes), nil
+		return layer, fmt.Sprintf("manifest subject is not %s", e.digest)
 	}
-	return &layer, "", nil
+	return layer, ""
 }
 
 // findBundleLayer returns the bundle layer of a manifest and how many it has.

@@ -21,19 +21,22 @@ import (
 // in-toto statement, with the certificate, chain, Rekor bundle and
 // timestamp in annotations as on a .sig layer.
 
-// envelopeCandidates lists the DSSE layers of an .att manifest (or of an
-// in-toto referrer), at most max; a manifest that cannot be parsed is
-// returned as one malformed attestation.
+// envelopeCandidates lists the DSSE layers of an .att manifest, at most
+// max; a manifest that cannot be parsed is returned as one malformed
+// attestation.
 func envelopeCandidates(m *Manifest, source string, max int) ([]candidate, *Signature) {
 	if m == nil {
 		return nil, nil
 	}
 	mf, err := v1.ParseManifest(bytes.NewReader(m.Bytes))
 	if err != nil {
-		s := malformed(Envelope, source, "not an image manifest: "+err.Error())
-		s.Attestation = true
-		return nil, s
+		return nil, attMalformed(source, "not an image manifest: "+err.Error())
 	}
+	return envelopeLayers(mf, source, max), nil
+}
+
+// envelopeLayers lists the DSSE layers of a manifest, at most max.
+func envelopeLayers(mf *v1.Manifest, source string, max int) []candidate {
 	var cands []candidate
 	for i, l := range mf.Layers {
 		if len(cands) == max {
@@ -43,7 +46,7 @@ func envelopeCandidates(m *Manifest, source string, max int) ([]candidate, *Sign
 			cands = append(cands, envelopeCandidate{source: fmt.Sprintf("%s layer %d", source, i), layer: l})
 		}
 	}
-	return cands, nil
+	return cands
 }
 
 // envelopeCandidate is one DSSE envelope layer.
@@ -65,41 +68,6 @@ func (c envelopeCandidate) examine(ctx context.Context, e *examiner) ([]*Signatu
 	}
 	s.Source, s.Attestation = c.source, true
 	return []*Signature{s}, nil
-}
-
-// inTotoReferrer is a referrer of artifactType application/vnd.in-toto+json:
-// a manifest of DSSE envelope layers about the subject.
-type inTotoReferrer struct{ desc v1.Descriptor }
-
-func (c inTotoReferrer) examine(ctx context.Context, e *examiner) ([]*Signature, error) {
-	source := "referrer " + c.desc.Digest.String()
-	m, err := e.r.Manifest(ctx, e.repo, c.desc.Digest.String())
-	if errors.Is(err, ErrNotFound) {
-		return []*Signature{attMalformed(source, "manifest listed by the registry but not found")}, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", source, err)
-	}
-	mf, err := v1.ParseManifest(bytes.NewReader(m.Bytes))
-	if err != nil {
-		return []*Signature{attMalformed(source, "not an image manifest: "+err.Error())}, nil
-	}
-	if mf.Subject != nil && mf.Subject.Digest != e.digest {
-		return []*Signature{attMalformed(source, fmt.Sprintf("manifest subject is not %s", e.digest))}, nil
-	}
-	cands, bad := envelopeCandidates(m, source, e.lim.MaxSignatures)
-	if bad != nil {
-		return []*Signature{bad}, nil
-	}
-	var out []*Signature
-	for _, c := range cands {
-		sigs, err := c.examine(ctx, e)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, sigs...)
-	}
-	return out, nil
 }
 
 func attMalformed(source, why string) *Signature {

@@ -11,8 +11,6 @@ import (
 	"github.com/sigstore/sigstore-go/pkg/fulcio/certificate"
 	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
 	"golang.org/x/sync/errgroup"
-
-	"github.com/portcullis-dev/portcullis/oci"
 )
 
 // Default limits, used for zero Limits fields.
@@ -281,11 +279,7 @@ func sortReferrers(refs *v1.IndexManifest) (signed, rest []candidate) {
 		if i > 0 && descs[i-1].Digest == d.Digest {
 			continue // listed twice
 		}
-		if d.ArtifactType == oci.InToto {
-			others = append(others, inTotoReferrer{desc: d})
-			continue
-		}
-		if !maybeBundleArtifact(d.ArtifactType) {
+		if !maybeSigstoreArtifact(d.ArtifactType) {
 			continue // not Sigstore material
 		}
 		// The annotation only orders candidates: the bundle's own

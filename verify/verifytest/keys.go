@@ -136,3 +136,19 @@ func (k *Key) KeyBundle(t testing.TB, stmt []byte) []byte {
 
 // B64 is standard base64.
 func B64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+// StatementWith is an in-toto statement for digest d with a predicate
+// (JSON) of the given type, in the statement version cosign attest writes.
+func StatementWith(d v1.Hash, predicateType, predicate string) []byte {
+	return fmt.Appendf(nil, `{"_type":"https://in-toto.io/Statement/v0.1","subject":[{"name":"registry.example/app","digest":{"sha256":%q}}],"predicateType":%q,"predicate":%s}`, d.Hex, predicateType, predicate)
+}
+
+// EnvelopeLayer is a legacy cosign .att layer: a DSSE envelope over stmt
+// signed with k (no Rekor entry), annotated as cosign annotates it.
+func (k *Key) EnvelopeLayer(t testing.TB, stmt []byte, predicateType string) Layer {
+	t.Helper()
+	const payloadType = "application/vnd.in-toto+json"
+	pae := fmt.Appendf(nil, "DSSEv1 %d %s %d %s", len(payloadType), payloadType, len(stmt), stmt)
+	env := fmt.Appendf(nil, `{"payloadType":%q,"payload":%q,"signatures":[{"keyid":"","sig":%q}]}`, payloadType, B64(stmt), B64(k.SignLegacy(t, pae)))
+	return Layer{Payload: env, Annotations: map[string]string{annSignature: "", "predicateType": predicateType}}
+}

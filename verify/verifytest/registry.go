@@ -176,3 +176,37 @@ func (tr *Registry) PushReferrer(repo oci.Repository, subject v1.Descriptor, bun
 	}
 	return tr.PutManifest(repo, "", m)
 }
+
+// AttestationTag is cosign's attestation tag of d: "sha256-<hex>.att".
+func AttestationTag(d v1.Hash) string { return d.Algorithm + "-" + d.Hex + ".att" }
+
+// PushAttestations pushes a cosign .att manifest for d whose layers are
+// DSSE envelopes (each Layer's Payload is the envelope JSON).
+func (tr *Registry) PushAttestations(repo oci.Repository, d v1.Hash, layers ...Layer) {
+	tr.T.Helper()
+	tr.PutManifest(repo, AttestationTag(d), tr.envelopeManifest(repo, layers))
+}
+
+// PushInTotoReferrer pushes an in-toto referrer of subject (artifactType
+// application/vnd.in-toto+json, DSSE envelope layers), as cosign's
+// WriteAttestationsReferrer does.
+func (tr *Registry) PushInTotoReferrer(repo oci.Repository, subject v1.Descriptor, layers ...Layer) v1.Hash {
+	tr.T.Helper()
+	m := tr.envelopeManifest(repo, layers)
+	m.ArtifactType, m.Subject = oci.InToto, &subject
+	return tr.PutManifest(repo, "", m)
+}
+
+func (tr *Registry) envelopeManifest(repo oci.Repository, layers []Layer) *v1.Manifest {
+	m := &v1.Manifest{
+		SchemaVersion: 2,
+		MediaType:     types.OCIManifestSchema1,
+		Config:        tr.PushBlob(repo, []byte("{}"), "application/vnd.oci.image.config.v1+json"),
+	}
+	for _, l := range layers {
+		desc := tr.PushBlob(repo, l.Payload, oci.DSSEEnvelope)
+		desc.Annotations = l.Annotations
+		m.Layers = append(m.Layers, desc)
+	}
+	return m
+}

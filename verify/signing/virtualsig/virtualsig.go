@@ -209,11 +209,18 @@ func KeylessBundle(vs *ca.VirtualSigstore, subject, issuer string, stmt []byte, 
 	if err != nil {
 		return nil, err
 	}
+	return KeylessBundleWith(vs, leaf, priv.(crypto.Signer), stmt, withTlog, withTSA)
+}
+
+// KeylessBundleWith is KeylessBundle signed with a leaf certificate made
+// elsewhere (one with a URI SAN and Fulcio extensions, say), logged in and
+// timestamped by vs.
+func KeylessBundleWith(vs *ca.VirtualSigstore, leaf *x509.Certificate, priv crypto.Signer, stmt []byte, withTlog, withTSA bool) ([]byte, error) {
 	opts := sign.BundleOptions{CertificateProvider: certProvider{leaf.Raw}}
 	if withTlog {
 		opts.TransparencyLogs = []sign.Transparency{vsRekor{vs, leaf}}
 	}
-	kp, err := NewKeypair(priv.(crypto.Signer))
+	kp, err := NewKeypair(priv)
 	if err != nil {
 		return nil, err
 	}
