@@ -349,7 +349,7 @@ func (g *Gate) verdict(ctx context.Context, snap *Snapshot, req *ManifestRequest
 			d := res.Val.(decided)
 			return g.verdictOf(req, d.s, mine.Load(), d.stored), nil
 		}
-		if cached != nil && cached.Judgement.Decision == Allow && now.Before(cached.Fresh.Add(g.o.staleIfError)) {
+		if cached != nil && cached.Judgement.Decision == Allow && now.Before(g.staleUntil(cached)) {
 			g.o.logger.Warn("decision failed: serving a stale allow verdict",
 				zap.String("image", req.Repo.String()), zap.String("digest", req.Digest.String()), zap.Error(res.Err))
 			g.metrics.stale.Inc()
@@ -430,7 +430,7 @@ func (g *Gate) granted(ctx context.Context, snap *Snapshot, repo verify.Reposito
 	for _, p := range again {
 		ok, err := g.redecide(ctx, snap, p)
 		if err != nil {
-			if p.Judgement.Revision == snap.Revision && now.Before(p.Fresh.Add(g.o.staleIfError)) {
+			if p.Judgement.Revision == snap.Revision && now.Before(g.staleUntil(p)) {
 				return true, grantSize(p, d, kind), nil
 			}
 			firstErr = cmp.Or(firstErr, err)
@@ -475,4 +475,11 @@ func grantSize(p *Stored, d v1.Hash, kind GrantKind) int64 {
 func digestOfBytes(b []byte) v1.Hash {
 	h, _ := oci.Digest("sha256", b)
 	return h
+}
+
+// staleUntil is when an allow stops being usable while new decisions fail
+// (staleIfError): never past its Expires, which an allow resting on an
+// attestation's maxAge has at that age.
+func (g *Gate) staleUntil(s *Stored) time.Time {
+	return earliest(s.Fresh.Add(g.o.staleIfError), s.Expires)
 }

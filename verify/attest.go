@@ -70,7 +70,9 @@ func (c *Checker) checkAttestations(au *authority, a *policy.Authority, disc *Di
 	}
 	if !res.Passed {
 		res.Identity, res.Signer, res.Evidence, res.ValidUntil = "", "", nil, time.Time{}
-		res.Reasons = append(res.Reasons, discoveryNotes(disc)...)
+		if n := disc.Skipped; n > 0 {
+			res.Reasons = append(res.Reasons, fmt.Sprintf("examined %d of %d signature and attestation candidates (maxSignatures)", disc.Examined, disc.Examined+n))
+		}
 	}
 	return res
 }
