@@ -173,7 +173,9 @@ type Evidence struct {
 	SigningTime time.Time
 	TimeSource  string
 	// PredicateType and Statement are the verified in-toto statement of a
-	// bundle (Statement as JSON); empty for a legacy signature.
+	// bundle signature (Statement as JSON); empty for a legacy signature.
+	// For an attestation only PredicateType is set (its predicate can be
+	// megabytes).
 	PredicateType string
 	Statement     []byte
 }

@@ -184,8 +184,12 @@ func evidence(s *Signature, who signedBy) *policy.Evidence {
 	}
 	if res.Statement != nil {
 		ev.PredicateType = res.Statement.GetPredicateType()
-		if b, err := protojson.Marshal(res.Statement); err == nil {
-			ev.Statement = b
+		// An attestation's predicate (an SBOM can be megabytes) stays out:
+		// PredicateType says what it was.
+		if res.Statement.GetPredicate() == nil {
+			if b, err := protojson.Marshal(res.Statement); err == nil {
+				ev.Statement = b
+			}
 		}
 	}
 	return ev

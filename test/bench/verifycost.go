@@ -23,6 +23,7 @@ import (
 	"log"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -58,6 +59,7 @@ type verifyCase struct {
 	name   string // "key, legacy .sig", ...
 	trust  verify.TrustProvider
 	a      *policy.Authority
+	att    *policy.Authority // also checked, when set: an attestation authority
 	reader verify.Reader
 	repo   verify.Repository
 	digest v1.Hash
@@ -149,6 +151,17 @@ func (e *verifyEnv) cases(ctx context.Context) ([]*verifyCase, error) {
 			return e.pushKeylessBundle(ctx, r, d, false, true)
 		}},
 	}
+	specs = append(specs, struct {
+		name  string
+		trust verify.TrustProvider
+		a     *policy.Authority
+		sign  func(repo name.Repository, desc v1.Descriptor) error
+	}{attestationCase, verify.TrustMap{}, e.keyA, func(r name.Repository, d v1.Descriptor) error {
+		if err := e.key.SignBundle(r, d, remote.WithContext(ctx)); err != nil {
+			return err
+		}
+		return e.key.Attest(r, d, benchSLSA, benchProvenance, remote.WithContext(ctx))
+	}})
 	var out []*verifyCase
 	for i, s := range specs {
 		repoName := fmt.Sprintf("acme/case%d", i)
@@ -172,6 +185,11 @@ func (e *verifyEnv) cases(ctx context.Context) ([]*verifyCase, error) {
 		}
 		vc := &verifyCase{name: s.name, trust: s.trust, a: s.a, reader: e.reader,
 			repo: verify.Repository{Registry: e.host, Name: repoName}, digest: desc.Digest}
+		if s.name == attestationCase {
+			if vc.att, err = e.attestationAuthority(); err != nil {
+				return nil, err
+			}
+		}
 		if err := vc.selfCheck(ctx); err != nil {
 			return nil, err
 		}
@@ -196,7 +214,32 @@ func (vc *verifyCase) selfCheck(ctx context.Context) error {
 	if res := c.Check(vc.a, disc, vcImage, false); !res.Passed {
 		return fmt.Errorf("%s: signature does not verify: %v", vc.name, res.Reasons)
 	}
+	if vc.att != nil {
+		if res := c.Check(vc.att, disc, vcImage, false); !res.Passed {
+			return fmt.Errorf("%s: attestation does not verify: %v", vc.name, res.Reasons)
+		}
+	}
 	return nil
+}
+
+// The attestation case: a SLSA v1 provenance statement signed with the
+// key, required with a CEL condition, beside the image signature.
+const (
+	attestationCase = "key, bundle signature + SLSA attestation"
+	benchSLSA       = "https://slsa.dev/provenance/v1"
+	benchProvenance = `{"buildDefinition":{"buildType":"https://actions.github.io/buildtypes/workflow/v1","externalParameters":{"workflow":{"ref":"refs/tags/v1.2.0","repository":"https://github.com/acme/app","path":".github/workflows/release.yml"}},"resolvedDependencies":[{"uri":"git+https://github.com/acme/app@refs/tags/v1.2.0","digest":{"gitCommit":"0f5d3a1c"}}]},"runDetails":{"builder":{"id":"https://github.com/actions/runner/github-hosted"},"metadata":{"invocationId":"https://github.com/acme/app/actions/runs/1/attempts/1"}}}`
+	benchCondition  = `predicate.buildDefinition.externalParameters.workflow.repository == "https://github.com/acme/app" && predicate.runDetails.builder.id.endsWith("/github-hosted")`
+)
+
+// attestationAuthority requires the provenance, signed with the key.
+func (e *verifyEnv) attestationAuthority() (*policy.Authority, error) {
+	at, err := policy.NewAttestation("provenance", "slsaprovenance", benchCondition, 0)
+	if err != nil {
+		return nil, err
+	}
+	a := *e.keyA
+	a.Name, a.Attestations = "bench-provenance", []*policy.Attestation{at}
+	return &a, nil
 }
 
 // benchCheck is the cost of one Check of a discovered signature with a
@@ -218,6 +261,9 @@ func (vc *verifyCase) benchCheck(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		c.Check(vc.a, disc, vcImage, false)
+		if vc.att != nil {
+			c.Check(vc.att, disc, vcImage, false)
+		}
 	}
 }
 
@@ -234,14 +280,48 @@ func (vc *verifyCase) benchDiscoverCheck(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		disc, err := verify.Discover(ctx, vc.reader, vc.repo, vc.digest, verify.Limits{})
+		disc, err := verify.Discover(ctx, vc.reader, vc.repo, vc.digest, verify.Limits{Attestations: vc.att != nil})
 		if err != nil {
 			b.Fatal(err)
 		}
 		if res := c.Check(vc.a, disc, vcImage, false); !res.Passed {
 			b.Fatalf("not passing: %v", res.Reasons)
 		}
+		if vc.att != nil {
+			if res := c.Check(vc.att, disc, vcImage, false); !res.Passed {
+				b.Fatalf("attestation not passing: %v", res.Reasons)
+			}
+		}
 	}
+}
+
+// celSamples is how many condition evaluations the CEL figures time.
+const celSamples = 20_000
+
+// celLatency times Attestation.Holds, the CEL condition of the
+// attestation case over its SLSA predicate (decoded once, as a verified
+// statement is): each evaluation on its own, for a p50 and p99.
+func celLatency() (p50, p99 float64, err error) {
+	at, err := policy.NewAttestation("provenance", "slsaprovenance", benchCondition, 0)
+	if err != nil {
+		return 0, 0, err
+	}
+	var pred any
+	if err := json.Unmarshal([]byte(benchProvenance), &pred); err != nil {
+		return 0, 0, err
+	}
+	st := &policy.Statement{PredicateType: benchSLSA, Predicate: pred, Subject: []any{map[string]any{"digest": map[string]any{"sha256": "00"}}}}
+	now := time.Now()
+	us := make([]float64, celSamples)
+	for i := range us {
+		t0 := time.Now()
+		if err := at.Holds(st, now); err != nil {
+			return 0, 0, fmt.Errorf("condition: %w", err)
+		}
+		us[i] = float64(time.Since(t0).Nanoseconds()) / 1e3
+	}
+	slices.Sort(us)
+	return us[len(us)/2], us[len(us)*99/100], nil
 }
 
 var initTesting sync.Once
@@ -299,8 +379,19 @@ func runVerifyCostPhase(ctx context.Context, b *bench, _ *fleet) ([]Metric, erro
 			m("discover_check", "us/op", float64(rd.NsPerOp())/1e3),
 		)
 	}
-	return out, nil
+	p50, p99, err := celLatency()
+	if err != nil {
+		return nil, err
+	}
+	logf("verify cost: CEL condition p50 %.1f us, p99 %.1f us", p50, p99)
+	cel := func(name string, v float64) Metric {
+		return Metric{Phase: "verify-cost", Case: celCase, Target: "in-process", Name: name, Unit: "us", Value: v}
+	}
+	return append(out, cel("p50", p50), cel("p99", p99)), nil
 }
+
+// celCase is the verify-cost case of the CEL figures.
+const celCase = "CEL condition over SLSA provenance, per evaluation"
 
 // --- keyless signatures (verify/signing/virtualsig) ---
 

@@ -84,7 +84,39 @@ func Statement(d v1.Hash) []byte {
 // is a Sigstore bundle (DSSE envelope over the statement, key hint, no
 // transparency log entry) and whose subject is the signed image.
 func (s *Signer) BundleImage(subject v1.Descriptor) (v1.Image, error) {
-	pb, err := sign.Bundle(&sign.DSSEData{Data: Statement(subject.Digest), PayloadType: "application/vnd.in-toto+json"}, s.kp, sign.BundleOptions{})
+	return s.statementImage(subject, Statement(subject.Digest), SignPredicateType)
+}
+
+// AttestationStatement is an in-toto statement about digest d with a
+// predicate (JSON) of predicateType, as cosign attest writes it.
+func AttestationStatement(d v1.Hash, predicateType, predicate string) []byte {
+	return fmt.Appendf(nil, `{"_type":"https://in-toto.io/Statement/v0.1","subject":[{"digest":{%q:%q}}],"predicateType":%q,"predicate":%s}`,
+		d.Algorithm, d.Hex, predicateType, predicate)
+}
+
+// AttestationImage is the referrer cosign v3 attest pushes: a bundle of
+// an in-toto statement with predicate (JSON) of predicateType about
+// subject.
+func (s *Signer) AttestationImage(subject v1.Descriptor, predicateType, predicate string) (v1.Image, error) {
+	return s.statementImage(subject, AttestationStatement(subject.Digest, predicateType, predicate), predicateType)
+}
+
+// Attest pushes an attestation bundle about subject to repo by digest.
+func (s *Signer) Attest(repo name.Repository, subject v1.Descriptor, predicateType, predicate string, opts ...remote.Option) error {
+	img, err := s.AttestationImage(subject, predicateType, predicate)
+	if err != nil {
+		return err
+	}
+	d, err := img.Digest()
+	if err != nil {
+		return err
+	}
+	return remote.Write(repo.Digest(d.String()), img, opts...)
+}
+
+// statementImage is a bundle referrer of a signed statement.
+func (s *Signer) statementImage(subject v1.Descriptor, statement []byte, predicateType string) (v1.Image, error) {
+	pb, err := sign.Bundle(&sign.DSSEData{Data: statement, PayloadType: "application/vnd.in-toto+json"}, s.kp, sign.BundleOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("signing the bundle: %w", err)
 	}
@@ -99,7 +131,7 @@ func (s *Signer) BundleImage(subject v1.Descriptor) (v1.Image, error) {
 	}
 	img = mutate.Annotations(img, map[string]string{
 		"dev.sigstore.bundle.content":       "dsse-envelope",
-		"dev.sigstore.bundle.predicateType": SignPredicateType,
+		"dev.sigstore.bundle.predicateType": predicateType,
 	}).(v1.Image)
 	return mutate.Subject(img, subject).(v1.Image), nil
 }
