@@ -39,6 +39,19 @@
 //	  - name: vendor
 //	    images: ["registry.example/vendor/**"]
 //	    allow: unsigned
+//	  - name: provenance
+//	    images: ["ghcr.io/acme/**"]
+//	    authorities:
+//	      - name: github-build
+//	        keyless:
+//	          identities:
+//	            - issuer: https://token.actions.githubusercontent.com
+//	              github: {repository: acme/app, workflow: .github/workflows/release.yml, ref: refs/tags/v*}
+//	        attestations:
+//	          - name: slsa
+//	            predicateType: slsaprovenance
+//	            condition: 'predicate.buildDefinition.externalParameters.workflow.ref.startsWith("refs/tags/")'
+//	            maxAge: 720h
 //	allowDigests: []             # break-glass "sha256:<hex>" digests
 //	default: deny                # images no policy matches
 //
@@ -54,6 +67,19 @@
 // default. A keyless authority without a trustRoot (or a key authority with
 // requireTlog and none) uses the public-good Sigstore instance via TUF,
 // named [PublicGood]; Parse warns about it.
+//
+// An authority may list `attestations` ([Attestation]): it then passes
+// when each is satisfied by a verified in-toto statement it signed naming
+// the served digest, of a predicate type (an alias of
+// [PredicateAliases], or a URI), no older than maxAge, for which a CEL
+// condition holds; the caller verifies the statements and hands each to
+// [Attestation.Holds] as a [Statement]. Conditions are compiled with
+// cel-go at Parse, so a syntax or type error is a problem with its line.
+// A keyless identity may constrain Fulcio certificate extensions with
+// `github:` ([GitHubIdentity]) and `extensions:`, matched by
+// [Identity.ExtensionsMismatch] on the verified certificate's; with
+// either, its subject is optional. [AuthorityResult.ValidUntil] and
+// [Outcome.ValidUntil] say when an allow resting on maxAge ends.
 //
 // # Problems
 //
@@ -71,7 +97,8 @@
 // # What it is not
 //
 // This package verifies no signatures, fetches nothing and opens no files:
-// no os, no network, no TUF client, no context, no logging, no sigstore-go;
+// no os, no network, no TUF client, no context, no logging, no sigstore-go
+// (cel-go evaluates conditions in process);
 // it does not parse the trusted root beyond checking its mediaType (package
 // verify does), nor watch or reload the file. A test fails if it imports os
 // or net, or comes to depend on net/http, zap or sigstore-go.

@@ -79,7 +79,7 @@ func TestPolicyExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(p.Policies) != 2 || p.DefaultAllow {
+	if len(p.Policies) != 3 || p.DefaultAllow {
 		t.Fatalf("unexpected policy: %d policies, default allow %v", len(p.Policies), p.DefaultAllow)
 	}
 	if _, err := (&gate.Loader{}).Build(p); err != nil {
