@@ -50,6 +50,9 @@ type modelPolicy struct {
 	yaml     string
 	unsigned map[int]bool
 	keys     map[int][]int
+	// attested: per repository, the keys one of whose provenance
+	// attestations meeting the condition allows an image.
+	attested map[int][]int
 }
 
 var modelPolicies = []modelPolicy{
@@ -72,6 +75,20 @@ var modelPolicies = []modelPolicy{
     excludeImages: ["registry.model/acme/r0"]
     authorities: [{name: k0, key: {path: k0.pub}}, {name: k1, key: {path: k1.pub}}]
 `, unsigned: map[int]bool{0: true}, keys: map[int][]int{1: {0, 1}, 2: {0, 1}}},
+	{yaml: `policies:
+  - name: provenance
+    images: ["registry.model/acme/**"]
+    authorities:
+      - name: k0
+        key: {path: k0.pub}
+        attestations:
+          - name: provenance
+            predicateType: slsaprovenance
+            condition: 'predicate.buildDefinition.externalParameters.workflow.repository == "https://github.com/acme/app"'
+      - name: k1
+        key: {path: k1.pub}
+        attestations: [{name: provenance, predicateType: "https://slsa.dev/provenance/v1"}]
+`, attested: map[int][]int{0: {0, 1}, 1: {0, 1}, 2: {0, 1}}},
 }
 
 // oracle answers what the rules allow in a world under a policy.
@@ -89,6 +106,11 @@ func (o oracle) allowedByPolicy(r int, d v1.Hash) bool {
 	}
 	for _, k := range o.pol.keys[r] {
 		if o.w.signed[objKey(r, d)][k] {
+			return true
+		}
+	}
+	for _, k := range o.pol.attested[r] {
+		if o.w.attested[objKey(r, d)][k] {
 			return true
 		}
 	}

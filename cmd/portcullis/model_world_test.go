@@ -91,9 +91,13 @@ type world struct {
 	current  map[string]v1.Hash      // repo/tag -> digest now
 	signed   map[string]map[int]bool // repo index + digest -> keys with a valid signature
 	bundles  map[string]map[int]bool // the same, of bundle signatures only
-	images   map[int][]*object       // runnable images by repo, for moving tags
-	listedBy map[string][]*object    // repo+digest -> indexes listing it
-	blobList []blobKey               // every blob digest known, for requests
+	// attested: repo index + digest -> keys with a valid provenance
+	// attestation (a bundle referrer) whose predicate meets the model's
+	// condition.
+	attested map[string]map[int]bool
+	images   map[int][]*object    // runnable images by repo, for moving tags
+	listedBy map[string][]*object // repo+digest -> indexes listing it
+	blobList []blobKey            // every blob digest known, for requests
 	blobSeen map[string]bool
 	subjects map[string]map[string]int // repo -> subject digest -> referrers pushed
 }
@@ -119,7 +123,7 @@ func newWorld(t testing.TB, seed int64) *world {
 	w := &world{
 		t: t, rng: rng, api: rng.Intn(2) == 0, store: seed&2 != 0,
 		byDigest: map[string]*object{}, current: map[string]v1.Hash{},
-		signed: map[string]map[int]bool{}, bundles: map[string]map[int]bool{}, images: map[int][]*object{},
+		signed: map[string]map[int]bool{}, bundles: map[string]map[int]bool{}, attested: map[string]map[int]bool{}, images: map[int][]*object{},
 		listedBy: map[string][]*object{}, blobSeen: map[string]bool{},
 		subjects: map[string]map[string]int{},
 	}
@@ -137,6 +141,9 @@ func newWorld(t testing.TB, seed int64) *world {
 		n := 2 + rng.Intn(3)
 		for i := range n {
 			img := w.pushImage(r, fmt.Sprintf("v%d", i))
+			if rng.Intn(3) == 0 {
+				w.attestRandomly(r, img)
+			}
 			switch rng.Intn(6) {
 			case 0: // unsigned
 			case 1:
@@ -323,6 +330,65 @@ func (w *world) signBundle(r int, o *object, key int) {
 	w.noteReferrer(r, o.digest)
 }
 
+// Provenance predicates: one meeting the model policy's condition, one not.
+const (
+	goodProvenance = `{"buildDefinition":{"externalParameters":{"workflow":{"repository":"https://github.com/acme/app"}}}}`
+	badProvenance  = `{"buildDefinition":{"externalParameters":{"workflow":{"repository":"https://github.com/evil/app"}}}}`
+	slsaV1         = "https://slsa.dev/provenance/v1"
+)
+
+// attestRandomly pushes one of: a good provenance attestation of o by a
+// trusted key, one by an untrusted key, one whose predicate fails the
+// condition, or a decoy: a good statement about another image of the
+// repository pushed as o's referrer (its artifact subject lies).
+func (w *world) attestRandomly(r int, o *object) {
+	switch w.rng.Intn(4) {
+	case 0:
+		w.attest(r, o, o, w.rng.Intn(2), goodProvenance)
+	case 1:
+		w.attest(r, o, o, 2, goodProvenance)
+	case 2:
+		w.attest(r, o, o, 0, badProvenance)
+	case 3:
+		if others := w.images[r]; len(others) > 1 {
+			w.attest(r, o, others[0], 0, goodProvenance)
+		}
+	}
+}
+
+// attest pushes key's SLSA attestation about the image about, with
+// predicate, as a bundle referrer of o.
+func (w *world) attest(r int, o, about *object, key int, predicate string) {
+	desc := v1.Descriptor{MediaType: types.MediaType(mediaTypeOf(o.bytes)), Digest: o.digest, Size: int64(len(o.bytes))}
+	img, err := w.keys[key].AttestationImage(desc, slsaV1, predicate)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	if about != o {
+		aboutDesc := v1.Descriptor{MediaType: types.MediaType(mediaTypeOf(about.bytes)), Digest: about.digest, Size: int64(len(about.bytes))}
+		// The statement names about; the manifest's subject names o.
+		lie, err := w.keys[key].AttestationImage(aboutDesc, slsaV1, predicate)
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		img = mutate.Subject(lie, desc).(v1.Image)
+	}
+	if err := remote.Write(w.repoRef(r).Digest(mustDigest(w.t, img).String()), img); err != nil {
+		w.t.Fatal(err)
+	}
+	subject := o.digest
+	w.add(&object{name: fmt.Sprintf("key %d attestation about %s as referrer of %s", key, about.name, o.name), repo: r, digest: mustDigest(w.t, img),
+		bytes: mustRaw(w.t, img), kind: kMaterial, as: "referrer", subject: &subject})
+	if about == o && predicate == goodProvenance {
+		k := objKey(r, o.digest)
+		if w.attested[k] == nil {
+			w.attested[k] = map[int]bool{}
+		}
+		w.attested[k][key] = true
+	}
+	w.noteReferrer(r, o.digest)
+}
+
 // overwriteFallback notes that the fallback tag of subject was replaced:
 // without the referrers API, its bundle signatures cannot be found any more
 // (a key that also signed with a .sig still counts).
@@ -337,6 +403,7 @@ func (w *world) overwriteFallback(r int, subject v1.Hash) {
 		}
 	}
 	delete(w.bundles, k)
+	delete(w.attested, k) // attestations are bundles too
 }
 
 func (w *world) legacyBy(r int, subject v1.Hash, key int) bool {
