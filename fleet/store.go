@@ -275,7 +275,7 @@ func (s *Store) Put(ctx context.Context, v *gate.Stored, now time.Time) error {
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.Set(ctx, rkey, s.seal.Seal(rkey, b), ttl)
 		for _, gr := range v.Grants {
-			gk := s.grantKey(gate.GrantIndexKey(v.Repo, gr.Digest, gr.Kind))
+			gk := s.grantKey(gate.GrantIndexKey(v.GrantRepo(gr), gr.Digest, gr.Kind))
 			p.ZAdd(ctx, gk, redis.Z{Score: float64(v.Expires.UnixMilli()), Member: member})
 			p.ZRemRangeByScore(ctx, gk, "-inf", strconv.FormatInt(nowMs, 10))
 			p.Eval(ctx, extendScript, []string{gk}, ttlMs)
@@ -340,7 +340,7 @@ func (s *Store) Granting(ctx context.Context, repo verify.Repository, d v1.Hash,
 			continue
 		}
 		v := s.open(rkeys[i], "", []byte(str), now)
-		if v == nil || v.Repo != repo || !grants(v, d, kind) {
+		if v == nil || !grants(v, repo, d, kind) {
 			junk = append(junk, members[i])
 			continue
 		}
@@ -364,11 +364,11 @@ const extendScript = `local t = redis.call("PTTL", KEYS[1])
 if t >= 0 and t >= tonumber(ARGV[1]) then return 0 end
 return redis.call("PEXPIRE", KEYS[1], ARGV[1])`
 
-// grants reports whether v grants d with kind (an index entry that points
-// at a verdict not granting it grants nothing).
-func grants(v *gate.Stored, d v1.Hash, kind gate.GrantKind) bool {
+// grants reports whether v grants d with kind in repo (an index entry that
+// points at a verdict not granting it grants nothing).
+func grants(v *gate.Stored, repo verify.Repository, d v1.Hash, kind gate.GrantKind) bool {
 	for _, g := range v.Grants {
-		if g.Digest == d && g.Kind == kind {
+		if g.Digest == d && g.Kind == kind && v.GrantRepo(g) == repo {
 			return true
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -43,7 +44,7 @@ func (g *Gate) decide(ctx context.Context, snap *Snapshot, req *ManifestRequest,
 			return nil, err
 		}
 		if v.Allowed() {
-			s.Grants = shape.grants(GrantChild, GrantBlob)
+			s.Grants = append(shape.grants(GrantChild, GrantBlob), sourcedGrants(snap, req)...)
 		}
 	}
 	now := g.o.now()
@@ -146,6 +147,17 @@ func (g *Gate) decideMaterial(ctx context.Context, snap *Snapshot, req *Manifest
 		return nil, err
 	}
 	if !served {
+		// Material in a signaturesFrom repository: about an image allowed
+		// in a repository whose matching policy names this one.
+		sourced, _, err := g.granted(ctx, snap, req.Repo, as.subject, GrantSourced)
+		if err != nil {
+			return nil, err
+		}
+		if sourced {
+			served = true
+		}
+	}
+	if !served {
 		return &Judgement{Decision: Deny, Cause: CauseSubjectRefused, Revision: snap.Revision,
 			Why: fmt.Sprintf("refused: %s of %s, which is not served here: %s", what, as.subject, why)}, nil
 	}
@@ -207,8 +219,10 @@ func (g *Gate) subjectServed(ctx context.Context, snap *Snapshot, repo verify.Re
 	return v.Allowed(), v.Why, nil
 }
 
-// check discovers the image's signatures once and checks every authority
-// the plan needs. Errors mean no decision (never an allow).
+// check discovers the image's signatures once per repository they are
+// read from (the image's own, and each authority's signaturesFrom) and
+// checks every authority the plan needs. Errors mean no decision (never an
+// allow).
 func (g *Gate) check(ctx context.Context, snap *Snapshot, plan *policy.Plan, req *ManifestRequest) (map[*policy.Authority]policy.AuthorityResult, error) {
 	if plan.BreakGlass || len(plan.Authorities()) == 0 {
 		return nil, nil
@@ -216,12 +230,21 @@ func (g *Gate) check(ctx context.Context, snap *Snapshot, plan *policy.Plan, req
 	t0 := time.Now()
 	lim := g.o.limits
 	lim.Attestations = needsAttestations(plan)
-	disc, err := verify.Discover(ctx, g.reader, req.Repo, req.Digest, lim)
-	g.metrics.step("discovery", time.Since(t0))
-	if err != nil {
-		return nil, fmt.Errorf("finding the signatures of %s@%s: %w", req.Repo, req.Digest, err)
+	discs := map[verify.Repository]*verify.Discovery{}
+	for _, a := range plan.Authorities() {
+		src := sourceOf(a, req.Repo)
+		if discs[src] != nil {
+			continue
+		}
+		disc, err := verify.Discover(ctx, g.reader, src, req.Digest, lim)
+		if err != nil {
+			g.metrics.step("discovery", time.Since(t0))
+			return nil, fmt.Errorf("finding the signatures of %s@%s in %s: %w", req.Repo, req.Digest, src, err)
+		}
+		discs[src] = disc
+		g.metrics.signatures.Add(float64(len(disc.Signatures)))
 	}
-	g.metrics.signatures.Add(float64(len(disc.Signatures)))
+	g.metrics.step("discovery", time.Since(t0))
 	t1 := time.Now()
 	results := map[*policy.Authority]policy.AuthorityResult{}
 	for _, ip := range plan.Matched {
@@ -230,7 +253,7 @@ func (g *Gate) check(ctx context.Context, snap *Snapshot, plan *policy.Plan, req
 		}
 		for _, a := range ip.Authorities {
 			if _, done := results[a]; !done {
-				results[a] = snap.Checker.CheckAt(a, disc, plan.Image, ip.MatchRepository, g.o.now())
+				results[a] = snap.Checker.CheckAt(a, discs[sourceOf(a, req.Repo)], plan.Image, ip.MatchRepository, g.o.now())
 			}
 		}
 	}
@@ -308,4 +331,28 @@ func earliest(a, b time.Time) time.Time {
 		return b
 	}
 	return a
+}
+
+// sourceOf is the repository a's signatures are read from for an image of
+// repo: its signaturesFrom, else repo.
+func sourceOf(a *policy.Authority, repo verify.Repository) verify.Repository {
+	if a.SignaturesFrom.Name != "" {
+		return a.SignaturesFrom
+	}
+	return repo
+}
+
+// sourcedGrants are the GrantSourced grants of an allowed image: one per
+// signaturesFrom repository its matching policies name, so that its
+// signature material is served there.
+func sourcedGrants(snap *Snapshot, req *ManifestRequest) []Grant {
+	var out []Grant
+	for _, a := range snap.Policy.For(req.Repo.String(), req.Digest.String()).Authorities() {
+		src := a.SignaturesFrom
+		if src.Name == "" || src == req.Repo || slices.ContainsFunc(out, func(g Grant) bool { return g.Repo == src }) {
+			continue
+		}
+		out = append(out, Grant{Kind: GrantSourced, Digest: req.Digest, Repo: src})
+	}
+	return out
 }

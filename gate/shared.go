@@ -96,9 +96,11 @@ type storedWire struct {
 }
 
 type grantWire struct {
-	Kind   GrantKind `json:"k"`
-	Digest string    `json:"d"`
-	Size   int64     `json:"s,omitempty"`
+	Kind     GrantKind `json:"k"`
+	Digest   string    `json:"d"`
+	Size     int64     `json:"s,omitempty"`
+	Registry string    `json:"r,omitempty"` // Grant.Repo, when set
+	Name     string    `json:"n,omitempty"`
 }
 
 // EncodeStored is s as bytes for a shared store.
@@ -109,7 +111,7 @@ func EncodeStored(s *Stored) ([]byte, error) {
 		w.Subject = s.as.subject.String()
 	}
 	for _, gr := range s.Grants {
-		w.Grants = append(w.Grants, grantWire{Kind: gr.Kind, Digest: gr.Digest.String(), Size: gr.Size})
+		w.Grants = append(w.Grants, grantWire{Kind: gr.Kind, Digest: gr.Digest.String(), Size: gr.Size, Registry: gr.Repo.Registry, Name: gr.Repo.Name})
 	}
 	return json.Marshal(w)
 }
@@ -151,10 +153,10 @@ func DecodeStored(b []byte, key string) (*Stored, error) {
 		Fresh: w.Fresh, Expires: w.Expires, Decided: w.Decided}
 	for _, gw := range w.Grants {
 		gd, err := oci.ParseDigest(gw.Digest)
-		if err != nil || gw.Kind < GrantChild || gw.Kind > GrantReferrer {
+		if err != nil || gw.Kind < GrantChild || gw.Kind > GrantSourced || (gw.Name != "") != (gw.Kind == GrantSourced) {
 			return nil, fmt.Errorf("decoding a stored verdict: grant %q of kind %d", gw.Digest, gw.Kind)
 		}
-		s.Grants = append(s.Grants, Grant{Kind: gw.Kind, Digest: gd, Size: gw.Size})
+		s.Grants = append(s.Grants, Grant{Kind: gw.Kind, Digest: gd, Size: gw.Size, Repo: verify.Repository{Registry: gw.Registry, Name: gw.Name}})
 	}
 	return s, nil
 }

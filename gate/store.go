@@ -29,6 +29,10 @@ const (
 	// fallback index: it may be served as signature material of the
 	// listing's subject (if it has the shape of a referrer).
 	GrantReferrer
+	// GrantSourced is an allowed image whose matching policy reads
+	// signatures from another repository (an authority's signaturesFrom,
+	// the Grant's Repo): signature material about it may be served there.
+	GrantSourced
 )
 
 // Grant is one digest an allowed verdict lets through, and how.
@@ -37,6 +41,17 @@ type Grant struct {
 	Digest v1.Hash
 	// Size is the descriptor's size (bounds a material blob).
 	Size int64
+	// Repo is the repository the grant holds in, when it is not the
+	// verdict's own (a GrantSourced's signaturesFrom repository).
+	Repo verify.Repository
+}
+
+// GrantRepo is the repository g holds in: its Repo, else the verdict's.
+func (s *Stored) GrantRepo(g Grant) verify.Repository {
+	if g.Repo.Name != "" {
+		return g.Repo
+	}
+	return s.Repo
 }
 
 // Stored is a verdict as the store keeps it: the judgement, the request it
@@ -147,7 +162,7 @@ func (m *MemoryStore) Put(_ context.Context, v *Stored, now time.Time) error {
 	m.byKey[v.Key] = el
 	m.cost += v.cost()
 	for _, g := range v.Grants {
-		k := grantKey{v.Repo, g.Digest, g.Kind}
+		k := grantKey{v.GrantRepo(g), g.Digest, g.Kind}
 		m.index[k] = append(m.index[k], el)
 	}
 	for m.cost > m.maxCost {
@@ -216,7 +231,7 @@ func (m *MemoryStore) remove(el *list.Element) {
 	delete(m.byKey, s.Key)
 	m.cost -= s.cost()
 	for _, g := range s.Grants {
-		k := grantKey{s.Repo, g.Digest, g.Kind}
+		k := grantKey{s.GrantRepo(g), g.Digest, g.Kind}
 		els := m.index[k]
 		for i, e := range els {
 			if e == el {

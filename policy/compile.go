@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/portcullis-dev/portcullis/internal/yamlfile"
+	"github.com/portcullis-dev/portcullis/oci"
 )
 
 // This file turns the raw file into a Policy: it checks meanings (names,
@@ -271,7 +272,32 @@ func (c *compiler) authority(ra *rawAuthority) *Authority {
 	}
 	c.resolveTrustRoot(ra, a)
 	c.attestations(ra, a)
+	if ra.sigsFrom != "" {
+		src, err := parseSource(ra.sigsFrom)
+		if err != nil {
+			c.Errorf(yamlfile.Join(ra.path, "signaturesFrom"), "%v", err)
+		}
+		a.SignaturesFrom = src
+	}
 	return a
+}
+
+// parseSource checks a signaturesFrom repository: "registry/repository",
+// no tag or digest.
+func parseSource(s string) (oci.Repository, error) {
+	first, rest, ok := strings.Cut(s, "/")
+	if !ok || !(strings.ContainsAny(first, ".:") || strings.EqualFold(first, "localhost")) {
+		return oci.Repository{}, fmt.Errorf("%s: write the repository with its registry, such as \"registry.example/signatures/app\"", yamlfile.Quote(s))
+	}
+	if strings.ContainsAny(rest, "@:") {
+		return oci.Repository{}, fmt.Errorf("%s: name a repository, without a tag or digest", yamlfile.Quote(s))
+	}
+	reg := oci.NormalizeRegistry(first)
+	name := oci.NormalizeRepository(reg, rest)
+	if !oci.ValidRepositoryName(name) {
+		return oci.Repository{}, fmt.Errorf("%s: %q is not a repository name (lower-case letters, digits, separators)", yamlfile.Quote(s), name)
+	}
+	return oci.Repository{Registry: reg, Name: name}, nil
 }
 
 // attestations compiles the authority's attestation requirements: the

@@ -51,6 +51,7 @@ type rawAuthority struct {
 	keyless      *rawKeyless
 	requireTlog  bool
 	trustRoot    string
+	sigsFrom     string
 	attestations []*rawAttestation
 	set          map[string]int
 }
@@ -151,6 +152,7 @@ func decodeAuthority(d *yamlfile.Decoder, path string, n *yaml.Node) *rawAuthori
 		{Key: "keyless", Decode: func(d *yamlfile.Decoder, path string, n *yaml.Node) { a.keyless = decodeKeyless(d, path, n) }},
 		{Key: "requireTlog", Decode: yamlfile.Bool(&a.requireTlog)},
 		{Key: "trustRoot", Decode: yamlfile.NonEmpty(&a.trustRoot)},
+		{Key: "signaturesFrom", Decode: yamlfile.NonEmpty(&a.sigsFrom)},
 		{Key: "attestations", Decode: func(d *yamlfile.Decoder, path string, n *yaml.Node) {
 			if yamlfile.IsNull(n) || (n.Kind == yaml.SequenceNode && len(n.Content) == 0) {
 				d.ErrorAt(n.Line, path, "must list at least one attestation (or leave \"attestations\" out to require an image signature)")

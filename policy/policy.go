@@ -2,6 +2,8 @@ package policy
 
 import (
 	"crypto"
+
+	"github.com/portcullis-dev/portcullis/oci"
 )
 
 // Policy is a compiled policy file: everything resolved, read and checked,
@@ -87,6 +89,11 @@ type Authority struct {
 	// A key authority uses it, when set, for RFC 3161 timestamps (the
 	// signing time an attestation's maxAge needs) even without RequireTlog.
 	TrustRoot string
+	// SignaturesFrom, when set, is the repository the authority's
+	// signatures and attestations are read from instead of the image's own
+	// (cosign's COSIGN_REPOSITORY): `signaturesFrom:
+	// registry.example/signatures/app`.
+	SignaturesFrom oci.Repository
 	// Attestations, when set, are what the authority requires instead of
 	// an image signature: each must be satisfied by a verified in-toto
 	// statement the authority signed whose subject names the served

@@ -1,0 +1,102 @@
+package gate
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+
+	"github.com/portcullis-dev/portcullis/policy"
+	"github.com/portcullis-dev/portcullis/verify"
+	"github.com/portcullis-dev/portcullis/verify/verifytest"
+)
+
+// TestGateSignaturesFrom: an authority's signaturesFrom repository is where
+// its signatures and attestations are read (cosign's COSIGN_REPOSITORY);
+// material there is served only about an image allowed in a repository
+// whose matching policy names that source, never about a refused one, and
+// material in the image's own repository no longer counts for it.
+func TestGateSignaturesFrom(t *testing.T) {
+	forBothRegistries(t, func(t *testing.T, referrers bool) {
+		tr := newRegistry(t, referrers, nil)
+		app, sigs := tr.Repo("acme/app"), tr.Repo("signatures/app")
+		k := testKeys(t)["ecdsa-p256"]
+		pemKey, err := cryptoutils.MarshalPublicKeyToPEM(k.Priv.Public())
+		if err != nil {
+			t.Fatal(err)
+		}
+		src := fmt.Sprintf(`policies:
+  - name: mirrored
+    images: ["%[1]s/acme/**"]
+    authorities:
+      - name: release
+        signaturesFrom: %[1]s/signatures/app
+        key:
+          data: |
+%[2]s
+  - name: sigs
+    images: ["%[1]s/signatures/**"]
+    authorities:
+      - name: release
+        key:
+          data: |
+%[2]s
+`, tr.Host, indent(string(pemKey), "            "))
+		p, err := policy.Parse([]byte(src), "policy.yaml", nil)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, src)
+		}
+		g := newAttestGate(t, tr, p, nil)
+
+		signed := tr.PushImage(app, "signed")
+		tr.PushLegacy(sigs, signed.Digest, k.LegacyKeyLayer(t, tr.Host+"/acme/app", signed.Digest))
+		local := tr.PushImage(app, "local") // signed in its own repository only
+		tr.PushLegacy(app, local.Digest, k.LegacyKeyLayer(t, tr.Host+"/acme/app", local.Digest))
+		refused := tr.PushImage(app, "refused")
+		tr.PushLegacy(sigs, refused.Digest, testKeys(t)["other-p256"].LegacyKeyLayer(t, tr.Host+"/acme/app", refused.Digest))
+
+		v, err := manifestVerdict(t, g, tr, app, "signed")
+		wantVerdict(t, v, err, true, "allowed")
+		v, err = manifestVerdict(t, g, tr, app, "local")
+		wantVerdict(t, v, err, false, "no signatures found (looked in: referrers of "+local.Digest.String())
+		v, err = manifestVerdict(t, g, tr, app, "refused")
+		wantVerdict(t, v, err, false, "refused")
+
+		// The source's material: about the allowed image, served; about
+		// the refused one, not.
+		v, err = manifestVerdict(t, g, tr, sigs, verifytest.LegacyTag(signed.Digest))
+		wantVerdict(t, v, err, true, "allowed: the .sig signature material")
+		v, err = manifestVerdict(t, g, tr, sigs, verifytest.LegacyTag(refused.Digest))
+		wantVerdict(t, v, err, false, "refused")
+
+		// Without a verdict of the image, material in the source is not
+		// served (a fresh gate: nothing decided yet).
+		g2 := newAttestGate(t, tr, p, nil)
+		v, err = manifestVerdict(t, g2, tr, sigs, verifytest.LegacyTag(signed.Digest))
+		wantVerdict(t, v, err, false, "refused")
+		_ = verify.Repository{}
+	})
+}
+
+// TestParseSignaturesFrom: signaturesFrom names a repository with its
+// registry, no tag or digest.
+func TestParseSignaturesFrom(t *testing.T) {
+	for _, tc := range []struct{ value, want string }{
+		{"registry.example/signatures/app", ""},
+		{"docker.io/nginx", ""},
+		{"signatures/app", "with its registry"},
+		{"registry.example/signatures/app:v1", "without a tag or digest"},
+		{"registry.example/Signatures", "not a repository name"},
+	} {
+		src := fmt.Sprintf("policies:\n  - name: p\n    images: [\"registry.example/**\"]\n    authorities:\n      - name: a\n        signaturesFrom: %s\n        key: {data: \"x\"}\n", tc.value)
+		_, err := policy.Parse([]byte(src), "policy.yaml", nil)
+		got := ""
+		if err != nil {
+			got = err.Error()
+		}
+		if tc.want == "" && strings.Contains(got, "signaturesFrom") || tc.want != "" && !strings.Contains(got, tc.want) {
+			t.Errorf("%s: %q; want %q", tc.value, got, tc.want)
+		}
+	}
+}
