@@ -107,6 +107,12 @@ func (s *Signer) Attest(repo name.Repository, subject v1.Descriptor, predicateTy
 	if err != nil {
 		return err
 	}
+	return writeByDigest(repo, img, opts...)
+}
+
+// writeByDigest pushes a referrer to repo by its digest (ggcr maintains
+// the referrers fallback tag when the registry has no API).
+func writeByDigest(repo name.Repository, img v1.Image, opts ...remote.Option) error {
 	d, err := img.Digest()
 	if err != nil {
 		return err
@@ -152,11 +158,7 @@ func (s *Signer) SignBundle(repo name.Repository, subject v1.Descriptor, opts ..
 	if err != nil {
 		return err
 	}
-	d, err := img.Digest()
-	if err != nil {
-		return err
-	}
-	return remote.Write(repo.Digest(d.String()), img, opts...)
+	return writeByDigest(repo, img, opts...)
 }
 
 // Hint is the key hint cosign and sigstore-go use: base64 of the SHA-256 of

@@ -145,17 +145,7 @@ func LegacyTag(d v1.Hash) string { return d.Algorithm + "-" + d.Hex + ".sig" }
 // PushLegacy pushes a cosign .sig manifest for d with the given layers.
 func (tr *Registry) PushLegacy(repo oci.Repository, d v1.Hash, layers ...Layer) {
 	tr.T.Helper()
-	m := &v1.Manifest{
-		SchemaVersion: 2,
-		MediaType:     types.OCIManifestSchema1,
-		Config:        tr.PushBlob(repo, []byte("{}"), "application/vnd.oci.image.config.v1+json"),
-	}
-	for _, l := range layers {
-		desc := tr.PushBlob(repo, l.Payload, oci.CosignSimpleSigning)
-		desc.Annotations = l.Annotations
-		m.Layers = append(m.Layers, desc)
-	}
-	tr.PutManifest(repo, LegacyTag(d), m)
+	tr.PutManifest(repo, LegacyTag(d), tr.layersManifest(repo, oci.CosignSimpleSigning, layers))
 }
 
 // PushReferrer pushes a bundle referrer of subject, as cosign v3 does,
@@ -184,7 +174,7 @@ func AttestationTag(d v1.Hash) string { return d.Algorithm + "-" + d.Hex + ".att
 // DSSE envelopes (each Layer's Payload is the envelope JSON).
 func (tr *Registry) PushAttestations(repo oci.Repository, d v1.Hash, layers ...Layer) {
 	tr.T.Helper()
-	tr.PutManifest(repo, AttestationTag(d), tr.envelopeManifest(repo, layers))
+	tr.PutManifest(repo, AttestationTag(d), tr.layersManifest(repo, oci.DSSEEnvelope, layers))
 }
 
 // PushInTotoReferrer pushes an in-toto referrer of subject (artifactType
@@ -192,19 +182,22 @@ func (tr *Registry) PushAttestations(repo oci.Repository, d v1.Hash, layers ...L
 // WriteAttestationsReferrer does.
 func (tr *Registry) PushInTotoReferrer(repo oci.Repository, subject v1.Descriptor, layers ...Layer) v1.Hash {
 	tr.T.Helper()
-	m := tr.envelopeManifest(repo, layers)
+	m := tr.layersManifest(repo, oci.DSSEEnvelope, layers)
 	m.ArtifactType, m.Subject = oci.InToto, &subject
 	return tr.PutManifest(repo, "", m)
 }
 
-func (tr *Registry) envelopeManifest(repo oci.Repository, layers []Layer) *v1.Manifest {
+// layersManifest pushes layers of media type mt, with their annotations,
+// and an empty image config, and returns the manifest listing them (as
+// cosign writes its .sig and .att tags).
+func (tr *Registry) layersManifest(repo oci.Repository, mt string, layers []Layer) *v1.Manifest {
 	m := &v1.Manifest{
 		SchemaVersion: 2,
 		MediaType:     types.OCIManifestSchema1,
 		Config:        tr.PushBlob(repo, []byte("{}"), "application/vnd.oci.image.config.v1+json"),
 	}
 	for _, l := range layers {
-		desc := tr.PushBlob(repo, l.Payload, oci.DSSEEnvelope)
+		desc := tr.PushBlob(repo, l.Payload, mt)
 		desc.Annotations = l.Annotations
 		m.Layers = append(m.Layers, desc)
 	}
