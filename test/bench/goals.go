@@ -183,7 +183,8 @@ var goals = []goalSpec{
 	{"1M cached verdicts: share the cache keeps (lookup hit ratio)", true, 0.99, 0, percent, metricGoal("verdict-cache", cacheCase, "hit_ratio", "1M verdicts"), nil},
 	{"1M cached verdicts: heap per verdict kept", false, 300, 0, bytesEach, metricGoal("verdict-cache", cacheCase, "bytes_per_kept_entry", "1M verdicts"), nil},
 	{"1M cached verdicts: p99 / p99 at 10k", false, 2, 0, times, ratioGoal("verdict cache p99, 1M/10k verdicts"), nil},
-	{"attestations: signature+attestation / signature-only first decision", false, 1.5, 0, times, ratioGoal("signature+attestation/signature-only first decision (Discover+Check)"), nil},
+	{"attestations: signature+attestation / signature-only cold decision (first GET through Portcullis, p50)", false, 1.5, 0, times, ratioGoal("attest-cold: signature+attestation/signature-only first GET p50"), nil},
+	{"attestations: signature+attestation / signature-only Discover+Check, in process", false, 1.5, 0, times, ratioGoal("signature+attestation/signature-only first decision (Discover+Check)"), nil},
 	{"attestations: CEL condition p99 per evaluation", false, 1000, 0, micros, metricGoal("verify-cost", celCase, "p99", "in-process"), nil},
 }
 

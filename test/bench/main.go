@@ -18,8 +18,11 @@
 //   - herd: concurrent first GETs of one fresh digest, counting the
 //     signature lookups that reach the upstream;
 //   - blob: a full GET of one large blob through every target;
+//   - attest-cold: first GETs of images whose policy also requires a SLSA
+//     attestation against images with the signature alone;
 //   - verify-cost: in process, the CPU cost of verifying one signature,
-//     key against keyless (sigstore-go's VirtualSigstore);
+//     key against keyless (sigstore-go's VirtualSigstore), of a signature
+//     with an attestation, and of a CEL condition;
 //   - verdict-cache: in process, gate latency and heap per entry with many
 //     cached verdicts.
 //
@@ -96,6 +99,7 @@ var phases = []phase{
 	{name: "blob", fleet: &blobFleet, run: runBlobPhase},
 	{name: "store-herd", fleet: &storeHerdFleet, run: runStoreHerdPhase},
 	{name: "replicas", fleet: &replicasFleet, run: runReplicasPhase},
+	{name: "attest-cold", fleet: &attestFleet, run: runAttestColdPhase},
 	{name: "verify-cost", run: runVerifyCostPhase},
 	{name: "verdict-cache", run: runCachePhase},
 }

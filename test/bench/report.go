@@ -69,6 +69,7 @@ var ratioSpecs = slices.Concat([]ratioSpec{
 	{"keyless+SET/key Check cost, bundle", "verify-cost", verifyCostCase, "check", "keyless, bundle + Rekor SET+proof", "key, sigstore bundle"},
 	{"keyless+TSA/key Check cost, bundle", "verify-cost", verifyCostCase, "check", "keyless, bundle + TSA", "key, sigstore bundle"},
 	{"signature+attestation/signature-only first decision (Discover+Check)", "verify-cost", verifyCostCase, "discover_check", attestationCase, "key, sigstore bundle"},
+	{"attest-cold: signature+attestation/signature-only first GET p50", "attest-cold", attestColdCase, "p50", attestCase, attestPlainCase},
 	{"verdict cache p99, 1M/10k verdicts", "verdict-cache", cacheCase, "p99", "1M verdicts", "10k verdicts"},
 	{"verdict cache bytes per entry, 1M/10k verdicts", "verdict-cache", cacheCase, "bytes_per_entry", "1M verdicts", "10k verdicts"},
 })

@@ -26,12 +26,23 @@ const benchRegistry = "registry.example"
 
 // benchPolicy is the policy Portcullis runs with: every image must carry
 // a signature by the bench key (either format), nothing else is served.
+// The attest-cold phase's repository must also carry SLSA provenance (the
+// verify-cost phase's condition).
 const benchPolicy = `policies:
   - name: bench
     images: ["` + benchRegistry + `/**"]
     authorities:
       - name: bench-key
         key: {path: cosign.pub}
+  - name: bench-provenance
+    images: ["` + benchRegistry + `/` + attestRepo + `"]
+    authorities:
+      - name: bench-provenance
+        key: {path: cosign.pub}
+        attestations:
+          - name: provenance
+            predicateType: slsaprovenance
+            condition: '` + benchCondition + `'
 default: deny
 `
 
