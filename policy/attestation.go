@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -135,12 +136,18 @@ type StatementSigner struct {
 	Extensions      map[string]string
 }
 
-// conditionCostLimit bounds the work of one condition evaluation (cel-go
-// cost units: about one per operation, one per list element traversed).
-// Conditions over large SBOMs (a `.exists()` over thousands of packages)
-// stay far below it; an expression that would loop over a hostile
-// predicate stops with an error, which refuses.
-const conditionCostLimit = 1_000_000
+// conditionTimeLimit bounds one condition evaluation; comprehensions check
+// it every conditionCheckEvery steps. An expression that would loop too
+// long over a large or hostile predicate stops with an error, which
+// refuses. This is the limit rather than cel-go's runtime cost limit,
+// whose tracker is quadratic in the length of a loop in cel-go v0.31: an
+// `.exists()` over a 20,000-package SBOM takes 0.8 s with it and 9 ms
+// without (measured here), and a nested loop over 10,000 elements ten
+// seconds before the limit stops it.
+const (
+	conditionTimeLimit  = 100 * time.Millisecond
+	conditionCheckEvery = 100
+)
 
 // conditionEnv is the CEL environment of conditions: the variables below
 // and cel-go's string extensions. Built once; an Env is safe for
@@ -170,7 +177,7 @@ func compileCondition(expr string) (cel.Program, error) {
 	if t := ast.OutputType(); !t.IsExactType(types.BoolType) && !t.IsExactType(types.DynType) {
 		return nil, fmt.Errorf("condition returns %s, not bool", t)
 	}
-	prog, err := conditionEnv.Program(ast, cel.CostLimit(conditionCostLimit), cel.InterruptCheckFrequency(100))
+	prog, err := conditionEnv.Program(ast, cel.InterruptCheckFrequency(conditionCheckEvery))
 	if err != nil {
 		return nil, fmt.Errorf("condition: %w", err)
 	}
@@ -182,8 +189,8 @@ var ErrConditionFalse = errors.New("condition false")
 
 // Holds evaluates a's condition on st at time now: nil when there is none
 // or it is true; ErrConditionFalse when false; another error when it
-// cannot be evaluated (a missing field, a cost over the limit, a result
-// that is not a bool), which counts as not satisfied.
+// cannot be evaluated (a missing field, a run over conditionTimeLimit, a
+// result that is not a bool), which counts as not satisfied.
 func (a *Attestation) Holds(st *Statement, now time.Time) error {
 	if a.Condition == "" {
 		return nil
@@ -203,7 +210,9 @@ func (a *Attestation) Holds(st *Statement, now time.Time) error {
 	if subject == nil {
 		subject = []any{}
 	}
-	out, _, err := prog.Eval(map[string]any{
+	ctx, cancel := context.WithTimeout(context.Background(), conditionTimeLimit)
+	defer cancel()
+	out, _, err := prog.ContextEval(ctx, map[string]any{
 		"predicateType": st.PredicateType,
 		"predicate":     st.Predicate,
 		"subject":       subject,

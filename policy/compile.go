@@ -307,6 +307,9 @@ func (c *compiler) attestations(ra *rawAuthority, a *Authority) {
 	names := make(map[string]string)
 	for _, rat := range ra.attestations {
 		c.unique(names, rat.name, rat.path, "attestation")
+		if rat.predicateType == "" {
+			continue // missing: reported already
+		}
 		at, err := NewAttestation(rat.name, rat.predicateType, rat.condition, rat.maxAge)
 		if err != nil {
 			field := "predicateType"

@@ -97,9 +97,10 @@
 // # What it is not
 //
 // This package verifies no signatures, fetches nothing and opens no files:
-// no os, no network, no TUF client, no context, no logging, no sigstore-go
+// no os, no network, no TUF client, no context taken, no logging, no sigstore-go
 // (cel-go evaluates conditions in process);
 // it does not parse the trusted root beyond checking its mediaType (package
 // verify does), nor watch or reload the file. A test fails if it imports os
-// or net, or comes to depend on net/http, zap or sigstore-go.
+// or net, or comes to depend on net/http, zap or sigstore-go. (It imports
+// context only to give a CEL condition its time limit.)
 package policy

@@ -171,7 +171,9 @@ func (c *compiledGitHub) mismatch(ext map[string]string) string {
 		// repository: a workflow of another repository never matches.
 		cfg := ext["buildConfigURI"]
 		path, ok := strings.CutPrefix(cfg, repoURI+"/")
-		if i := strings.LastIndex(path, "@"); ok && repoURI != "" && i > 0 {
+		// The first "@" ends the path (a workflow path has none; a ref
+		// may: refs/tags/@acme/app@1.2.3).
+		if i := strings.Index(path, "@"); ok && repoURI != "" && i > 0 {
 			path = path[:i]
 		} else {
 			path = ""

@@ -65,6 +65,7 @@ func (c *Checker) checkAttestations(au *authority, a *policy.Authority, disc *Di
 			res.Identity = st.who.identity + ", attestation " + st.sig.Format.String()
 			res.Signer = st.who.signer
 			res.Evidence = evidence(st.sig, st.who)
+			res.Evidence.SigningTime, res.Evidence.TimeSource = st.signedAt, st.source
 		}
 	}
 	if !res.Passed {
@@ -186,6 +187,14 @@ func (au *authority) verifyStatement(s *Signature, digest string) attestationOut
 		}
 		if st.signedAt.IsZero() || ts.Timestamp.Before(st.signedAt) {
 			st.signedAt, st.source = ts.Timestamp, ts.Type
+		}
+	}
+	if st.signedAt.IsZero() && !au.keyless {
+		// A key signed it, and no timestamp over its signature verified:
+		// one over its whole envelope (cosign v2's .att) is as good. (A
+		// keyless signature has a verified time, or did not verify.)
+		if t, ok := envelopeTimestamp(s, au.tm); ok {
+			st.signedAt, st.source = t, "TimestampAuthority"
 		}
 	}
 	return attestationOutcome{st: st}

@@ -3,7 +3,10 @@ package verify
 import (
 	"crypto/sha256"
 	"crypto/sha512"
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -386,4 +389,62 @@ func extensionNames() []string {
 		}
 	}
 	return out
+}
+
+// TestAttestationEnvelopeTimestamp: cosign v2's attest
+// --timestamp-server-url timestamps an .att layer's whole DSSE envelope
+// (cosign v3 and sigstore-go timestamp the signature): either gives a key
+// authority with a trust root that has the TSA the signing time maxAge
+// needs; a timestamp from a TSA outside it gives none.
+func TestAttestationEnvelopeTimestamp(t *testing.T) {
+	kl, rogue := newKeyless(t), newKeyless(t)
+	k := testKeys(t)["ecdsa-p256"]
+	for _, tc := range []struct {
+		name    string
+		tsa     *keyless
+		overEnv bool
+		want    string // "" for a pass
+	}{
+		{"over the envelope (cosign v2)", kl, true, ""},
+		{"over the signature (cosign v3)", kl, false, ""},
+		{"from another TSA", rogue, true, "no verified signing time"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sc := newScenario(t, true)
+			l := k.EnvelopeLayer(t, verifytest.StatementWith(sc.image.Digest, vulnType, `{"scanner":{"uri":"x"}}`), vulnType)
+			over := l.Payload
+			if !tc.overEnv {
+				var env struct {
+					Signatures []struct {
+						Sig string `json:"sig"`
+					} `json:"signatures"`
+				}
+				if err := json.Unmarshal(l.Payload, &env); err != nil {
+					t.Fatal(err)
+				}
+				sig, err := base64.StdEncoding.DecodeString(env.Signatures[0].Sig)
+				if err != nil {
+					t.Fatal(err)
+				}
+				over = sig
+			}
+			ts, err := tc.tsa.VS.TimestampResponse(over)
+			if err != nil {
+				t.Fatal(err)
+			}
+			l.Annotations["dev.sigstore.cosign/rfc3161timestamp"] = fmt.Sprintf(`{"SignedRFC3161Timestamp":%q}`, b64(ts))
+			sc.tr.PushAttestations(sc.repo, sc.image.Digest, l)
+			disc := discover(sc.tr, sc.repo, sc.image.Digest, Limits{Attestations: true})
+			a := attAuthority(t, k.Authority(false, vsRoot), mustAttestation(t, "scan", "vuln", "", time.Hour))
+			res := checkAt(t, keylessTrust(kl), a, disc, time.Now())
+			if tc.want != "" {
+				wantRefusal(t, res, tc.want)
+				return
+			}
+			wantPass(t, res)
+			if res.Evidence.TimeSource != "TimestampAuthority" || time.Since(res.Evidence.SigningTime) > time.Minute || res.ValidUntil.IsZero() {
+				t.Errorf("evidence %+v, validUntil %v", res.Evidence, res.ValidUntil)
+			}
+		})
+	}
 }

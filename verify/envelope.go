@@ -6,10 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 	"github.com/sigstore/sigstore-go/pkg/bundle"
+	"github.com/sigstore/sigstore-go/pkg/root"
+	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
 
 	"github.com/portcullis-dev/portcullis/oci"
 )
@@ -91,7 +94,7 @@ func parseEnvelopeLayer(b []byte, ann map[string]string) (_ *Signature, err erro
 	if err != nil {
 		return nil, err
 	}
-	ent := &legacyEntity{sig: &bundle.Envelope{Envelope: &env}}
+	ent := &legacyEntity{sig: &bundle.Envelope{Envelope: &env}, layer: b}
 	if err := ent.parseMaterial(ann); err != nil {
 		return nil, err
 	}
@@ -99,3 +102,42 @@ func parseEnvelopeLayer(b []byte, ann map[string]string) (_ *Signature, err erro
 	s.Signer = s.facts.signer()
 	return s, nil
 }
+
+// envelopeTimestamp is the earliest time an RFC 3161 timestamp of an .att
+// layer, verified against tm, vouches for over the layer's bytes: cosign
+// v2's attest --timestamp-server-url timestamps the whole DSSE envelope,
+// where sigstore-go (and cosign v3) timestamp the signature, so sigstore-go
+// verifies only the latter. The envelope holds the signature, so a time
+// for it is a time for the signature. ok is false when none verifies.
+func envelopeTimestamp(s *Signature, tm root.TrustedMaterial) (time.Time, bool) {
+	le, isLegacy := s.Entity.(*legacyEntity)
+	if !isLegacy || len(le.layer) == 0 || len(le.timestamps) == 0 || tm == nil {
+		return time.Time{}, false
+	}
+	ts, _, err := sgverify.VerifySignedTimestamp(layerTimestamped{le}, tm)
+	if err != nil || len(ts) == 0 {
+		return time.Time{}, false
+	}
+	first := ts[0].Time
+	for _, t := range ts[1:] {
+		if t.Time.Before(first) {
+			first = t.Time
+		}
+	}
+	return first, true
+}
+
+// layerTimestamped is an .att entity whose timestamped bytes are its layer.
+type layerTimestamped struct{ *legacyEntity }
+
+func (l layerTimestamped) SignatureContent() (sgverify.SignatureContent, error) {
+	return layerBytes(l.layer), nil
+}
+
+// layerBytes is the "signature" VerifySignedTimestamp checks a timestamp's
+// imprint against: the layer.
+type layerBytes []byte
+
+func (b layerBytes) Signature() []byte                                       { return b }
+func (layerBytes) EnvelopeContent() sgverify.EnvelopeContent                 { return nil }
+func (layerBytes) MessageSignatureContent() sgverify.MessageSignatureContent { return nil }

@@ -184,6 +184,9 @@ type legacyEntity struct {
 	cert       *certContent              // nil for key signatures
 	entries    []*tlog.Entry
 	timestamps [][]byte
+	// layer is the raw DSSE envelope of an .att layer: what cosign v2's
+	// attest --timestamp-server-url timestamps (see envelopeTimestamp).
+	layer []byte
 }
 
 var _ sgverify.SignedEntity = (*legacyEntity)(nil)
