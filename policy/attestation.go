@@ -145,7 +145,7 @@ type StatementSigner struct {
 // without (measured here), and a nested loop over 10,000 elements ten
 // seconds before the limit stops it.
 const (
-	conditionTimeLimit  = 100 * time.Millisecond
+	conditionTimeLimit  = 500 * time.Millisecond
 	conditionCheckEvery = 100
 )
 

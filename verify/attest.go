@@ -113,12 +113,12 @@ func satisfy(at *policy.Attestation, atts []*Signature, verify func(*Signature) 
 		st := o.st
 		if at.MaxAge > 0 {
 			if st.signedAt.IsZero() {
-				timeFail = fail(policy.FailTrustedTime, "no verified signing time (RFC 3161 timestamp or Rekor entry) for maxAge %s", at.MaxAge)
+				timeFail = fail(policy.FailTrustedTime, "no verified signing time (RFC 3161 timestamp or Rekor entry) for maxAge %s", shortDuration(at.MaxAge))
 				continue
 			}
 			if now.Sub(st.signedAt) > at.MaxAge {
 				if ageFail.ok() {
-					ageFail = fail(policy.FailAttestation, "older than %s: signed %s", at.MaxAge, st.signedAt.UTC().Format(time.RFC3339))
+					ageFail = fail(policy.FailAttestation, "older than %s: signed %s", shortDuration(at.MaxAge), st.signedAt.UTC().Format(time.RFC3339))
 				}
 				continue
 			}
@@ -244,4 +244,17 @@ func earliest(a, b time.Time) time.Time {
 		return b
 	}
 	return a
+}
+
+// shortDuration is d as policies write it: "720h", "1h30m", "2s" (Go's
+// String writes "720h0m0s").
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
