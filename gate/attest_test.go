@@ -1,6 +1,7 @@
 package gate
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -299,4 +300,133 @@ func forBothRegistries(t *testing.T, f func(t *testing.T, referrers bool)) {
 			f(t, referrers)
 		})
 	}
+}
+
+// TestGateStaleGrantAsksOnce: a blob of an allowed image, asked for past
+// the verdict's freshness while the upstream fails but the manifest is
+// still in the upstream client's memory, is served from the stale allow
+// after one attempt to decide again, not by asking again for ever (which
+// hammered the upstream and, without a deadline, overflowed the stack).
+func TestGateStaleGrantAsksOnce(t *testing.T) {
+	var down atomic.Bool
+	var hits atomic.Int64
+	tr := newRegistry(t, true, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if down.Load() {
+				hits.Add(1)
+				http.Error(w, "down", http.StatusServiceUnavailable)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	repo := tr.Repo("acme/app")
+	img := tr.PushImage(repo, "v1")
+	k := testKeys(t)["ecdsa-p256"]
+	tr.PushLegacy(repo, img.Digest, k.LegacyKeyLayer(t, tr.Host+"/acme/app", img.Digest))
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()) }
+	g := newAttestGate(t, tr, signaturePolicy(t, tr.Host, k), nil, WithClock(now))
+	v, err := manifestVerdict(t, g, tr, repo, "v1")
+	wantVerdict(t, v, err, true, "allowed")
+	m, err := tr.Reader.Manifest(context.Background(), repo, img.Digest.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mf, err := v1.ParseManifest(bytes.NewReader(m.Bytes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Add(int64(11 * time.Minute)) // past verdictTTL, within staleIfError
+	down.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	bv, err := g.Blob(ctx, repo, mf.Layers[0].Digest)
+	if err != nil || !bv.Allowed() {
+		t.Fatalf("blob of a stale allow: %v %v", bv, err)
+	}
+	if n := hits.Load(); n > 10 {
+		t.Errorf("%d upstream requests for one blob while the upstream was down", n)
+	}
+}
+
+// TestGateChildEndsWithIndexMaxAge: a platform allowed through an index
+// that rests on maxAge (and its layers) stops being served when the index
+// does, not a verdict TTL later.
+func TestGateChildEndsWithIndexMaxAge(t *testing.T) {
+	tr := newRegistry(t, true, nil)
+	repo := tr.Repo("acme/app")
+	platform := tr.PushImage(repo, "amd64")
+	idx := fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,"manifests":[{"mediaType":%q,"digest":%q,"size":%d,"platform":{"architecture":"amd64","os":"linux"}}]}`,
+		oci.OCIIndex, platform.MediaType, platform.Digest, platform.Size)
+	idxDigest := tr.PutRaw(repo, "multi", []byte(idx), oci.OCIIndex)
+	kl := newKeyless(t)
+	tr.PushReferrer(repo, v1.Descriptor{MediaType: oci.OCIIndex, Digest: idxDigest, Size: int64(len(idx))},
+		kl.Bundle(t, testSubject, verifytest.StatementWith(idxDigest, slsaV1, slsaPredicate), false, true), slsaV1)
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()) }
+	g := newAttestGate(t, tr, maxAgePolicy(t, tr.Host), verify.TrustMap{"virtual": kl.VS}, WithClock(now))
+	v, err := manifestVerdict(t, g, tr, repo, "multi")
+	wantVerdict(t, v, err, true, "allowed")
+	clock.Add(int64(59 * time.Minute))
+	v, err = manifestVerdict(t, g, tr, repo, platform.Digest.String())
+	wantVerdict(t, v, err, true, "listed by an allowed index")
+	m, err := tr.Reader.Manifest(context.Background(), repo, platform.Digest.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mf, _ := v1.ParseManifest(bytes.NewReader(m.Bytes))
+	clock.Add(int64(9 * time.Minute)) // 68 minutes after signing
+	if v, err = manifestVerdict(t, g, tr, repo, platform.Digest.String()); err == nil && v.Allowed() {
+		t.Errorf("platform served past its index's maxAge: %s", v.Message())
+	}
+	if bv, err := g.Blob(context.Background(), repo, mf.Layers[0].Digest); err == nil && bv.Allowed() {
+		t.Errorf("platform layer served past its index's maxAge: %s", bv.Message())
+	}
+}
+
+// signaturePolicy requires a signature by k in the registry's acme/**.
+func signaturePolicy(t testing.TB, host string, k *testKey) *policy.Policy {
+	t.Helper()
+	pemKey, err := cryptoutils.MarshalPublicKeyToPEM(k.Priv.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := policy.Parse([]byte(fmt.Sprintf("policies:\n  - name: p\n    images: [\"%s/acme/**\"]\n    authorities:\n      - name: k\n        key:\n          data: |\n%s\n",
+		host, indent(string(pemKey), "            "))), "policy.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// maxAgePolicy requires SLSA provenance signed by the VirtualSigstore's
+// identity in the registry's acme/**, no older than an hour.
+func maxAgePolicy(t testing.TB, host string) *policy.Policy {
+	t.Helper()
+	src := fmt.Sprintf(`trustRoots:
+  - name: virtual
+    tuf: {}
+policies:
+  - name: fresh-provenance
+    images: ["%s/acme/**"]
+    authorities:
+      - name: ci
+        trustRoot: virtual
+        requireTlog: false
+        keyless:
+          requireSCT: false
+          identities: [{issuer: %q, subject: %q}]
+        attestations:
+          - name: provenance
+            predicateType: slsaprovenance
+            maxAge: 1h
+`, host, testIssuer, testSubject)
+	p, err := policy.Parse([]byte(src), "policy.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -26,6 +26,7 @@ func (g *Gate) decide(ctx context.Context, snap *Snapshot, req *ManifestRequest,
 	start := g.o.now()
 	s := &Stored{Key: key, Repo: req.Repo, Digest: req.Digest, Reference: req.Reference, as: as}
 	v := &Verdict{Image: req.Repo.String(), Digest: req.Digest}
+	var until time.Time       // when an allow stops holding (zero: never)
 	var ev []*policy.Evidence // what verified, for the audit line
 	shape, err := parseShape(req.Bytes)
 	switch {
@@ -33,14 +34,14 @@ func (g *Gate) decide(ctx context.Context, snap *Snapshot, req *ManifestRequest,
 		v.Judgement = &Judgement{Decision: Deny, Cause: CauseMalformed, Revision: snap.Revision,
 			Why: fmt.Sprintf("refused: the manifest is not valid JSON: %v", err)}
 	case as.material():
-		if v.Judgement, err = g.decideMaterial(ctx, snap, req, shape, as); err != nil {
+		if v.Judgement, until, err = g.decideMaterial(ctx, snap, req, shape, as); err != nil {
 			return nil, err
 		}
 		if v.Allowed() {
 			s.Grants = shape.grants(GrantReferrer, GrantMaterialBlob)
 		}
 	default:
-		if v.Judgement, ev, err = g.decideImage(ctx, snap, req); err != nil {
+		if v.Judgement, ev, until, err = g.decideImage(ctx, snap, req); err != nil {
 			return nil, err
 		}
 		if v.Allowed() {
@@ -56,9 +57,10 @@ func (g *Gate) decide(ctx context.Context, snap *Snapshot, req *ManifestRequest,
 		// one more TTL so that a pull that got the manifest from a fresh
 		// verdict can still fetch its layers (they decide it again).
 		s.Expires = s.Fresh.Add(max(g.o.staleIfError, g.o.verdictTTL))
-		if until := v.Outcome.ValidUntil; !until.IsZero() {
-			// It rests on an attestation's maxAge: never cached, nor
-			// served stale, past the age.
+		if !until.IsZero() {
+			// It rests on an attestation's maxAge (its own, or its index's
+			// or subject's): never cached, nor served stale, past the age.
+			s.Until = until
 			s.Fresh, s.Expires = earliest(s.Fresh, until), earliest(s.Expires, until)
 		}
 	} else {
@@ -75,23 +77,24 @@ func (g *Gate) decide(ctx context.Context, snap *Snapshot, req *ManifestRequest,
 
 // decideImage applies the policy to an image (or index) of a repository.
 // The evidence is that of the authorities that passed, for the audit line.
-func (g *Gate) decideImage(ctx context.Context, snap *Snapshot, req *ManifestRequest) (*Judgement, []*policy.Evidence, error) {
+func (g *Gate) decideImage(ctx context.Context, snap *Snapshot, req *ManifestRequest) (*Judgement, []*policy.Evidence, time.Time, error) {
 	byParent, _, err := g.granted(ctx, snap, req.Repo, req.Digest, GrantChild)
 	// With the other replicas unreachable, whether one of them allowed an
 	// index listing this manifest is unknown: its own signatures may
 	// still allow it; a refusal would be no decision.
 	parentUnknown := errors.Is(err, ErrSharedUnavailable)
 	if err != nil && !parentUnknown {
-		return nil, nil, err
+		return nil, nil, time.Time{}, err
 	}
 	if byParent {
-		return &Judgement{Decision: Allow, Cause: CauseParent, Revision: snap.Revision, Why: "allowed: listed by an allowed index"}, nil, nil
+		return &Judgement{Decision: Allow, Cause: CauseParent, Revision: snap.Revision, Why: "allowed: listed by an allowed index"}, nil,
+			g.grantUntil(ctx, req.Repo, req.Digest, GrantChild), nil
 	}
 	image := req.Repo.String()
 	plan := snap.Policy.For(image, req.Digest.String())
 	results, err := g.check(ctx, snap, plan, req)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, time.Time{}, err
 	}
 	var ev []*policy.Evidence // in the plan's order, so the log names the same signature each time
 	for _, a := range plan.Authorities() {
@@ -101,11 +104,11 @@ func (g *Gate) decideImage(ctx context.Context, snap *Snapshot, req *ManifestReq
 	}
 	out := plan.Decide(results)
 	if !out.Allowed && parentUnknown {
-		return nil, nil, fmt.Errorf("refused on its own signatures, and whether an allowed index lists it is unknown: %w", err)
+		return nil, nil, time.Time{}, fmt.Errorf("refused on its own signatures, and whether an allowed index lists it is unknown: %w", err)
 	}
 	if !out.Allowed {
 		if err := trustNotLoaded(plan, out, results); err != nil {
-			return nil, nil, err
+			return nil, nil, time.Time{}, err
 		}
 	}
 	j := policyJudgement(plan, out, snap.Revision)
@@ -114,7 +117,7 @@ func (g *Gate) decideImage(ctx context.Context, snap *Snapshot, req *ManifestReq
 		// the gate cannot know its parent.
 		j.Why += "; if it is one platform of a multi-arch image, pull the image by its tag or its index digest: a platform is served as a child of its allowed index"
 	}
-	return j, ev, nil
+	return j, ev, out.ValidUntil, nil
 }
 
 // trustNotLoaded is the first "trust root not loaded yet" among the
@@ -140,37 +143,37 @@ func trustNotLoaded(plan *policy.Plan, out policy.Outcome, results map[*policy.A
 
 // decideMaterial judges signature material: its subject must be served in
 // this repository, and it must have the shape of its kind.
-func (g *Gate) decideMaterial(ctx context.Context, snap *Snapshot, req *ManifestRequest, shape *manifestShape, as judgeAs) (*Judgement, error) {
+func (g *Gate) decideMaterial(ctx context.Context, snap *Snapshot, req *ManifestRequest, shape *manifestShape, as judgeAs) (*Judgement, time.Time, error) {
 	what := materialName(as)
-	served, why, err := g.subjectServed(ctx, snap, req.Repo, as)
+	served, why, until, err := g.subjectServed(ctx, snap, req.Repo, as)
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	if !served {
 		// Material in a signaturesFrom repository: about an image allowed
 		// in a repository whose matching policy names this one.
 		sourced, _, err := g.granted(ctx, snap, req.Repo, as.subject, GrantSourced)
 		if err != nil {
-			return nil, err
+			return nil, time.Time{}, err
 		}
 		if sourced {
-			served = true
+			served, until = true, g.grantUntil(ctx, req.Repo, as.subject, GrantSourced)
 		}
 	}
 	if !served {
 		return &Judgement{Decision: Deny, Cause: CauseSubjectRefused, Revision: snap.Revision,
-			Why: fmt.Sprintf("refused: %s of %s, which is not served here: %s", what, as.subject, why)}, nil
+			Why: fmt.Sprintf("refused: %s of %s, which is not served here: %s", what, as.subject, why)}, time.Time{}, nil
 	}
 	problem, err := shapeProblem(ctx, g.reader, req.Repo, as.kind, shape, g.o.limits)
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	if problem != "" {
 		return &Judgement{Decision: Deny, Cause: CauseNotMaterial, Revision: snap.Revision,
-			Why: fmt.Sprintf("is not %s of %s: %s", what, as.subject, problem)}, nil
+			Why: fmt.Sprintf("is not %s of %s: %s", what, as.subject, problem)}, time.Time{}, nil
 	}
 	return &Judgement{Decision: Allow, Cause: CauseSignatureArtifact, Revision: snap.Revision,
-		Why: "allowed: " + what + " of an allowed image"}, nil
+		Why: "allowed: " + what + " of an allowed image"}, until, nil
 }
 
 func materialName(as judgeAs) string {
@@ -195,28 +198,28 @@ type depthKey struct{}
 // as an image (allowed, or a child of an allowed index), deciding it now
 // when no verdict is stored: cosign asks for referrers and .sig before any
 // manifest GET. A subject that does not exist is not served.
-func (g *Gate) subjectServed(ctx context.Context, snap *Snapshot, repo verify.Repository, as judgeAs) (bool, string, error) {
+func (g *Gate) subjectServed(ctx context.Context, snap *Snapshot, repo verify.Repository, as judgeAs) (bool, string, time.Time, error) {
 	depth, _ := ctx.Value(depthKey{}).(int)
 	if depth >= maxSubjectDepth {
-		return false, "signature material of signature material, too deep", nil
+		return false, "signature material of signature material, too deep", time.Time{}, nil
 	}
 	ctx = context.WithValue(ctx, depthKey{}, depth+1)
 	if as.subject.Hex == "" {
-		return false, "no subject", nil
+		return false, "no subject", time.Time{}, nil
 	}
 	m, err := g.reader.Manifest(ctx, repo, as.subject.String())
 	if errors.Is(err, verify.ErrNotFound) {
-		return false, "no such manifest", nil
+		return false, "no such manifest", time.Time{}, nil
 	}
 	if err != nil {
-		return false, "", fmt.Errorf("reading subject %s@%s: %w", repo, as.subject, err)
+		return false, "", time.Time{}, fmt.Errorf("reading subject %s@%s: %w", repo, as.subject, err)
 	}
 	req := &ManifestRequest{Repo: repo, Reference: as.subject.String(), Digest: m.Digest, MediaType: m.MediaType, Bytes: m.Bytes}
 	v, err := g.verdict(ctx, snap, req, judgeAs{})
 	if err != nil {
-		return false, "", err
+		return false, "", time.Time{}, err
 	}
-	return v.Allowed(), v.Why, nil
+	return v.Allowed(), v.Why, v.until, nil
 }
 
 // check discovers the image's signatures once per repository they are

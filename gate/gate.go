@@ -369,7 +369,7 @@ type decided struct {
 // verdictOf is the verdict of s for req; decided says this call made the
 // decision (which logged and recorded it), stored that s is in the store.
 func (g *Gate) verdictOf(req *ManifestRequest, s *Stored, decided, stored bool) *Verdict {
-	v := &Verdict{Image: req.Repo.String(), Digest: req.Digest, Judgement: s.Judgement, decided: decided}
+	v := &Verdict{Image: req.Repo.String(), Digest: req.Digest, Judgement: s.Judgement, decided: decided, until: s.Until}
 	if !v.Allowed() && stored {
 		v.CachedFor = s.Fresh.Sub(g.o.now()).Round(time.Second)
 	}
@@ -437,10 +437,37 @@ func (g *Gate) granted(ctx context.Context, snap *Snapshot, repo verify.Reposito
 			continue
 		}
 		if ok {
-			return g.granted(ctx, snap, repo, d, kind)
+			// Allowed again (freshly, or by its stale verdict while the
+			// decision failed: verdict checked staleUntil): the same
+			// manifest makes the same grants. Never asked again here, as
+			// a stale answer would ask for ever.
+			return true, grantSize(p, d, kind), nil
 		}
 	}
 	return false, 0, firstErr
+}
+
+// grantUntil is when the grant of d with kind in repo stops holding: the
+// latest Until of the allows granting it, zero when one has none (or none
+// is found).
+func (g *Gate) grantUntil(ctx context.Context, repo verify.Repository, d v1.Hash, kind GrantKind) time.Time {
+	ps, err := g.store.Granting(ctx, repo, d, kind, g.o.now())
+	if err != nil {
+		return time.Time{}
+	}
+	var latest time.Time
+	for _, p := range ps {
+		if p.Judgement.Decision != Allow {
+			continue
+		}
+		if p.Until.IsZero() {
+			return time.Time{}
+		}
+		if p.Until.After(latest) {
+			latest = p.Until
+		}
+	}
+	return latest
 }
 
 // redecide decides a stored verdict's request again under snap.

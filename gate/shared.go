@@ -92,6 +92,7 @@ type storedWire struct {
 	Fresh     time.Time   `json:"fresh"`
 	Expires   time.Time   `json:"expires"`
 	Decided   time.Time   `json:"decided"`
+	Until     time.Time   `json:"until,omitzero"`
 	Grants    []grantWire `json:"grants,omitempty"`
 }
 
@@ -106,7 +107,7 @@ type grantWire struct {
 // EncodeStored is s as bytes for a shared store.
 func EncodeStored(s *Stored) ([]byte, error) {
 	w := storedWire{Key: s.Key, Registry: s.Repo.Registry, Name: s.Repo.Name, Digest: s.Digest.String(),
-		Reference: s.Reference, Kind: string(s.as.kind), Judgement: s.Judgement, Fresh: s.Fresh, Expires: s.Expires, Decided: s.Decided}
+		Reference: s.Reference, Kind: string(s.as.kind), Judgement: s.Judgement, Fresh: s.Fresh, Expires: s.Expires, Decided: s.Decided, Until: s.Until}
 	if s.as.material() {
 		w.Subject = s.as.subject.String()
 	}
@@ -150,7 +151,7 @@ func DecodeStored(b []byte, key string) (*Stored, error) {
 		return nil, ErrWrongKey
 	}
 	s := &Stored{Key: key, Repo: repo, Digest: d, Reference: w.Reference, as: as, Judgement: w.Judgement,
-		Fresh: w.Fresh, Expires: w.Expires, Decided: w.Decided}
+		Fresh: w.Fresh, Expires: w.Expires, Decided: w.Decided, Until: w.Until}
 	for _, gw := range w.Grants {
 		gd, err := oci.ParseDigest(gw.Digest)
 		if err != nil || gw.Kind < GrantChild || gw.Kind > GrantSourced || (gw.Name != "") != (gw.Kind == GrantSourced) {

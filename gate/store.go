@@ -73,6 +73,10 @@ type Stored struct {
 	// Expires when it is dropped (Fresh plus the stale-if-error window and
 	// the grace a pull in progress needs to fetch its layers).
 	Fresh, Expires time.Time
+	// Until, when not zero, is when an allow stops holding whatever the
+	// freshness: an attestation's maxAge it rests on, or that of the index
+	// or subject it was allowed through. Fresh and Expires never pass it.
+	Until time.Time
 	// Decided is when the verdict was decided (a shared store drops a
 	// verdict decided before a purge that selects it).
 	Decided time.Time

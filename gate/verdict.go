@@ -55,6 +55,9 @@ type Verdict struct {
 	// decided says the call that returned the verdict made the decision
 	// (and so logged and recorded it).
 	decided bool
+	// until is the stored verdict's Until: an allow through this one (a
+	// child of an index, signature material of an image) ends then too.
+	until time.Time
 	// Judgement is what was decided. Allow judgements are shared by every
 	// verdict they apply to (the same policy revision, outcome and signer),
 	// which keeps a cache of a million verdicts small.
