@@ -458,3 +458,28 @@ func TestShortDuration(t *testing.T) {
 		}
 	}
 }
+
+// TestInTotoReferrersShareTheBudget: envelopes of in-toto referrers count
+// toward maxSignatures with everything else (one referrer is one planned
+// candidate; its other envelopes take what is left), and the same envelope
+// listed twice is read once.
+func TestInTotoReferrersShareTheBudget(t *testing.T) {
+	k := testKeys(t)["ecdsa-p256"]
+	sc := newScenario(t, true)
+	for r := range 3 {
+		var layers []layer
+		for i := range 5 {
+			stmt := verifytest.StatementWith(sc.image.Digest, slsaV1, fmt.Sprintf(`{"r":%d,"i":%d}`, r, i))
+			l := k.EnvelopeLayer(t, stmt, slsaV1)
+			layers = append(layers, l, l) // each twice
+		}
+		sc.tr.PushInTotoReferrer(sc.repo, sc.image, layers...)
+	}
+	disc := discover(sc.tr, sc.repo, sc.image.Digest, Limits{MaxSignatures: 6})
+	if n := len(disc.Attestations); n != 6 {
+		t.Errorf("%d attestations read, want the budget of 6", n)
+	}
+	if disc.Skipped != 15-6 {
+		t.Errorf("skipped %d, want %d", disc.Skipped, 15-6)
+	}
+}

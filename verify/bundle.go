@@ -98,6 +98,17 @@ func (c referrerCandidate) envelopes(ctx context.Context, e *examiner, source st
 	if len(cands) == 0 {
 		return nil, nil
 	}
+	// The referrer is one planned candidate: its other envelopes come out
+	// of the shared budget (else 32 referrers of 32 envelopes each are
+	// 1,024 reads of up to a MiB).
+	if extra := int64(len(cands) - 1); extra > 0 {
+		granted := min(extra, max(e.spare.Add(-extra)+extra, 0))
+		if granted < extra {
+			e.spare.Add(extra - granted) // give back what was not used
+			e.overflow.Add(extra - granted)
+		}
+		cands = cands[:1+granted]
+	}
 	if mf.Subject != nil && mf.Subject.Digest != e.digest {
 		return []*Signature{attMalformed(source, fmt.Sprintf("manifest subject is not %s", e.digest))}, nil
 	}

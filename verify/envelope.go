@@ -41,11 +41,13 @@ func envelopeCandidates(m *Manifest, source string, max int) ([]candidate, *Sign
 // envelopeLayers lists the DSSE layers of a manifest, at most max.
 func envelopeLayers(mf *v1.Manifest, source string, max int) []candidate {
 	var cands []candidate
+	seen := map[v1.Hash]bool{}
 	for i, l := range mf.Layers {
 		if len(cands) == max {
 			break
 		}
-		if string(l.MediaType) == oci.DSSEEnvelope {
+		if string(l.MediaType) == oci.DSSEEnvelope && !seen[l.Digest] {
+			seen[l.Digest] = true // the same envelope twice is one
 			cands = append(cands, envelopeCandidate{source: fmt.Sprintf("%s layer %d", source, i), layer: l})
 		}
 	}
@@ -94,7 +96,10 @@ func parseEnvelopeLayer(b []byte, ann map[string]string) (_ *Signature, err erro
 	if err != nil {
 		return nil, err
 	}
-	ent := &legacyEntity{sig: &bundle.Envelope{Envelope: &env}, layer: b}
+	ent := &legacyEntity{sig: &bundle.Envelope{Envelope: &env}}
+	if ann[annTimestamp] != "" {
+		ent.layer = b // kept only for its timestamp (envelopeTimestamp)
+	}
 	if err := ent.parseMaterial(ann); err != nil {
 		return nil, err
 	}

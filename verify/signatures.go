@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -162,6 +163,10 @@ type examiner struct {
 	repo   Repository
 	digest v1.Hash
 	lim    Limits
+	// spare is what is left of MaxSignatures once the candidates are
+	// planned: a referrer holding several envelopes takes the rest of
+	// them from it; overflow counts what it had no budget for.
+	spare, overflow atomic.Int64
 }
 
 // Discover finds the signatures of image digest d in repo, in both formats,
@@ -233,6 +238,7 @@ func (e *examiner) plan(refs *v1.IndexManifest, sigTag, attTag *Manifest, disc *
 		all = all[:n]
 	}
 	disc.Examined = len(all)
+	e.spare.Store(int64(e.lim.MaxSignatures - len(all)))
 	return all
 }
 
@@ -251,6 +257,7 @@ func (e *examiner) examineAll(ctx context.Context, cands []candidate, disc *Disc
 	if err := g.Wait(); err != nil {
 		return err
 	}
+	disc.Skipped += int(e.overflow.Load())
 	for _, s := range slices.Concat(found...) {
 		if s.Attestation {
 			disc.Attestations = append(disc.Attestations, s)
