@@ -392,9 +392,16 @@ func (c *compiler) identityExtensions(ri *rawIdentity, id *Identity) {
 			c.Errorf(yamlfile.Join(ri.path, "github"), "%v", err)
 		}
 		id.github = gh
-		if ri.subject == "" && ri.subjectRegExp == "" && id.GitHub.Repository == "" && id.GitHub.Workflow == "" {
-			c.Warnf(yamlfile.Join(ri.path, "github"), "with no subject, repository or workflow, any GitHub workflow of any repository matches")
+		if ri.issuer != "" && ri.issuer != githubIssuer {
+			c.Warnf(yamlfile.Join(ri.path, "github"), "the issuer is %s, not GitHub Actions' %s: another issuer's certificates may carry these extensions with other meanings", yamlfile.Quote(ri.issuer), githubIssuer)
 		}
+	}
+	if !pinsRepository(ri, id) {
+		where := "github"
+		if id.GitHub == nil {
+			where = "extensions"
+		}
+		c.Warnf(yamlfile.Join(ri.path, where), "pins no repository: with no subject, github.repository or repository extension (sourceRepositoryURI, buildConfigURI, ...), a certificate from any repository of the issuer matches")
 	}
 	if len(id.Extensions) == 0 {
 		return
@@ -475,4 +482,26 @@ func (c *compiler) resolve(name string) (string, error) {
 		return "", fmt.Errorf("leads out of the files given to the policy (to %s)", yamlfile.Quote(p))
 	}
 	return p, nil
+}
+
+// githubIssuer is GitHub Actions' OIDC issuer, which `github:` is about.
+const githubIssuer = "https://token.actions.githubusercontent.com"
+
+// repositoryExtensions name the repository that built or signed.
+var repositoryExtensions = []string{"sourceRepositoryURI", "sourceRepositoryIdentifier", "sourceRepositoryOwnerURI",
+	"sourceRepositoryOwnerIdentifier", "buildConfigURI", "buildSignerURI", "githubWorkflowRepository"}
+
+// pinsRepository reports whether an identity with github: or extensions:
+// constrains which repository its certificates come from (true for one
+// with neither: its subject is required).
+func pinsRepository(ri *rawIdentity, id *Identity) bool {
+	if !id.HasExtensions() || ri.subject != "" || ri.subjectRegExp != "" || (id.GitHub != nil && id.GitHub.Repository != "") {
+		return true
+	}
+	for _, name := range repositoryExtensions {
+		if id.Extensions[name] != "" || id.Extensions[name+"RegExp"] != "" {
+			return true
+		}
+	}
+	return false
 }

@@ -1,8 +1,10 @@
 package policy
 
 import (
+	"fmt"
 	"maps"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -69,7 +71,7 @@ const idPath = "policies[0].authorities[0].keyless.identities[0]"
 // TestLintIdentityExtensions: every mistake in github: and extensions: is
 // reported at its line and path; the subject is optional only with either.
 func TestLintIdentityExtensions(t *testing.T) {
-	const anyWorkflow = ".github: with no subject, repository or workflow, any GitHub workflow of any repository matches"
+	const anyWorkflow = ".github: pins no repository: with no subject, github.repository or repository extension (sourceRepositoryURI, buildConfigURI, ...), a certificate from any repository of the issuer matches"
 	tests := []struct {
 		desc  string
 		lines []string
@@ -233,9 +235,38 @@ func TestLintIdentityExtensions(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
-			checkProblems(t, identityPolicy(tc.lines...), nil, tc.want)
+			want := tc.want
+			if !slices.ContainsFunc(want, func(w string) bool { return strings.Contains(w, "pins no repository") }) {
+				// The cases that are about something else pin no
+				// repository either: expect that warning where it falls.
+				want = withPinWarning(t, identityPolicy(tc.lines...), want)
+			}
+			checkProblems(t, identityPolicy(tc.lines...), nil, want)
 		})
 	}
+}
+
+// withPinWarning adds to want the "pins no repository" warning Lint gives
+// for src, if it gives one, in line order.
+func withPinWarning(t *testing.T, src string, want []string) []string {
+	t.Helper()
+	for _, p := range problemStrings(Lint([]byte(src), "policy.yaml", nil)) {
+		if strings.Contains(p, "pins no repository") {
+			out := append([]string{}, want...)
+			i := 0
+			for i < len(out) && lineOf(out[i]) <= lineOf(p) && !(lineOf(out[i]) == lineOf(p) && strings.Contains(out[i], ": warning: ")) {
+				i++
+			}
+			return slices.Insert(out, i, p)
+		}
+	}
+	return want
+}
+
+func lineOf(problem string) int {
+	var n int
+	fmt.Sscanf(strings.TrimPrefix(problem, "policy.yaml:"), "%d", &n)
+	return n
 }
 
 // TestParseIdentityExtensions: what github: and extensions: say is in the
@@ -545,5 +576,38 @@ func TestFulcioExtensionNames(t *testing.T) {
 				t.Errorf("%s: %v", key, err)
 			}
 		}
+	}
+}
+
+// TestLintPinsRepository: an identity whose github:/extensions: pin no
+// repository (a workflow path alone matches that path in any repository)
+// is warned about; one pinning it by any field is not; github: under
+// another issuer is warned about.
+func TestLintPinsRepository(t *testing.T) {
+	for _, tc := range []struct {
+		lines []string
+		warn  string // "" for none
+	}{
+		{[]string{"github: {workflow: .github/workflows/release.yml}"}, "pins no repository"},
+		{[]string{"extensions: {runnerEnvironment: github-hosted}"}, "pins no repository"},
+		{[]string{"github: {repository: acme/app}"}, ""},
+		{[]string{"extensions: {sourceRepositoryOwnerURI: https://github.com/acme}"}, ""},
+		{[]string{"extensions: {buildConfigURIRegExp: '^https://github\\.com/acme/'}"}, ""},
+		{[]string{"subjectRegExp: ^https://github\\.com/acme/", "github: {ref: refs/tags/v*}"}, ""},
+	} {
+		src := identityPolicy(tc.lines...)
+		var got []string
+		for _, p := range problemStrings(Lint([]byte(src), "policy.yaml", nil)) {
+			if strings.Contains(p, "pins no repository") {
+				got = append(got, p)
+			}
+		}
+		if (tc.warn == "") != (len(got) == 0) {
+			t.Errorf("%q: pin warnings %q, want %q", tc.lines, got, tc.warn)
+		}
+	}
+	other := strings.Replace(identityPolicy("github: {repository: acme/app}"), "https://token.actions.githubusercontent.com", "https://issuer.example", 1)
+	if ps := problemStrings(Lint([]byte(other), "policy.yaml", nil)); !slices.ContainsFunc(ps, func(p string) bool { return strings.Contains(p, "not GitHub Actions'") }) {
+		t.Errorf("github: under another issuer: %q", ps)
 	}
 }
