@@ -352,10 +352,10 @@ func sourcedGrants(snap *Snapshot, req *ManifestRequest) []Grant {
 	var out []Grant
 	for _, a := range snap.Policy.For(req.Repo.String(), req.Digest.String()).Authorities() {
 		src := a.SignaturesFrom
-		if src.Name == "" || src == req.Repo || slices.ContainsFunc(out, func(g Grant) bool { return g.Repo == src }) {
+		if src.Name == "" || src == req.Repo || slices.ContainsFunc(out, func(g Grant) bool { return *g.Repo == src }) {
 			continue
 		}
-		out = append(out, Grant{Kind: GrantSourced, Digest: req.Digest, Repo: src})
+		out = append(out, Grant{Kind: GrantSourced, Digest: req.Digest, Repo: &src})
 	}
 	return out
 }

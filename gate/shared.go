@@ -112,7 +112,11 @@ func EncodeStored(s *Stored) ([]byte, error) {
 		w.Subject = s.as.subject.String()
 	}
 	for _, gr := range s.Grants {
-		w.Grants = append(w.Grants, grantWire{Kind: gr.Kind, Digest: gr.Digest.String(), Size: gr.Size, Registry: gr.Repo.Registry, Name: gr.Repo.Name})
+		gw := grantWire{Kind: gr.Kind, Digest: gr.Digest.String(), Size: gr.Size}
+		if gr.Repo != nil {
+			gw.Registry, gw.Name = gr.Repo.Registry, gr.Repo.Name
+		}
+		w.Grants = append(w.Grants, gw)
 	}
 	return json.Marshal(w)
 }
@@ -157,7 +161,11 @@ func DecodeStored(b []byte, key string) (*Stored, error) {
 		if err != nil || gw.Kind < GrantChild || gw.Kind > GrantSourced || (gw.Name != "") != (gw.Kind == GrantSourced) {
 			return nil, fmt.Errorf("decoding a stored verdict: grant %q of kind %d", gw.Digest, gw.Kind)
 		}
-		s.Grants = append(s.Grants, Grant{Kind: gw.Kind, Digest: gd, Size: gw.Size, Repo: verify.Repository{Registry: gw.Registry, Name: gw.Name}})
+		gr := Grant{Kind: gw.Kind, Digest: gd, Size: gw.Size}
+		if gw.Name != "" {
+			gr.Repo = &verify.Repository{Registry: gw.Registry, Name: gw.Name}
+		}
+		s.Grants = append(s.Grants, gr)
 	}
 	return s, nil
 }

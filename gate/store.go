@@ -42,14 +42,16 @@ type Grant struct {
 	// Size is the descriptor's size (bounds a material blob).
 	Size int64
 	// Repo is the repository the grant holds in, when it is not the
-	// verdict's own (a GrantSourced's signaturesFrom repository).
-	Repo verify.Repository
+	// verdict's own (a GrantSourced's signaturesFrom repository); nil for
+	// the verdict's (a pointer: most grants have none, and a million
+	// cached verdicts hold several grants each).
+	Repo *verify.Repository
 }
 
 // GrantRepo is the repository g holds in: its Repo, else the verdict's.
 func (s *Stored) GrantRepo(g Grant) verify.Repository {
-	if g.Repo.Name != "" {
-		return g.Repo
+	if g.Repo != nil {
+		return *g.Repo
 	}
 	return s.Repo
 }
