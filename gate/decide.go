@@ -78,7 +78,7 @@ func (g *Gate) decide(ctx context.Context, snap *Snapshot, req *ManifestRequest,
 // decideImage applies the policy to an image (or index) of a repository.
 // The evidence is that of the authorities that passed, for the audit line.
 func (g *Gate) decideImage(ctx context.Context, snap *Snapshot, req *ManifestRequest) (*Judgement, []*policy.Evidence, time.Time, error) {
-	byParent, _, err := g.granted(ctx, snap, req.Repo, req.Digest, GrantChild)
+	parent, err := g.granted(ctx, snap, req.Repo, req.Digest, GrantChild)
 	// With the other replicas unreachable, whether one of them allowed an
 	// index listing this manifest is unknown: its own signatures may
 	// still allow it; a refusal would be no decision.
@@ -86,9 +86,8 @@ func (g *Gate) decideImage(ctx context.Context, snap *Snapshot, req *ManifestReq
 	if err != nil && !parentUnknown {
 		return nil, nil, time.Time{}, err
 	}
-	if byParent {
-		return &Judgement{Decision: Allow, Cause: CauseParent, Revision: snap.Revision, Why: "allowed: listed by an allowed index"}, nil,
-			g.grantUntil(ctx, req.Repo, req.Digest, GrantChild), nil
+	if parent.ok {
+		return &Judgement{Decision: Allow, Cause: CauseParent, Revision: snap.Revision, Why: "allowed: listed by an allowed index"}, nil, parent.until, nil
 	}
 	image := req.Repo.String()
 	plan := snap.Policy.For(image, req.Digest.String())
@@ -152,12 +151,12 @@ func (g *Gate) decideMaterial(ctx context.Context, snap *Snapshot, req *Manifest
 	if !served {
 		// Material in a signaturesFrom repository: about an image allowed
 		// in a repository whose matching policy names this one.
-		sourced, _, err := g.granted(ctx, snap, req.Repo, as.subject, GrantSourced)
+		sourced, err := g.granted(ctx, snap, req.Repo, as.subject, GrantSourced)
 		if err != nil {
 			return nil, time.Time{}, err
 		}
-		if sourced {
-			served, until = true, g.grantUntil(ctx, req.Repo, as.subject, GrantSourced)
+		if sourced.ok {
+			served, until = true, sourced.until
 		}
 	}
 	if !served {

@@ -273,17 +273,17 @@ func (g *Gate) Referrers(ctx context.Context, repo verify.Repository, subject v1
 func (g *Gate) Blob(ctx context.Context, repo verify.Repository, d v1.Hash) (*Verdict, error) {
 	snap := g.snap.Load()
 	v := &Verdict{Image: repo.String(), Digest: d}
-	if ok, _, err := g.granted(ctx, snap, repo, d, GrantBlob); err != nil || ok {
+	if held, err := g.granted(ctx, snap, repo, d, GrantBlob); err != nil || held.ok {
 		v.Judgement = &Judgement{Decision: Allow, Cause: CauseParent, Revision: snap.Revision, Why: "allowed: listed by an allowed manifest"}
 		return v, err
 	}
-	ok, size, err := g.granted(ctx, snap, repo, d, GrantMaterialBlob)
+	held, err := g.granted(ctx, snap, repo, d, GrantMaterialBlob)
 	if err != nil {
 		return nil, err
 	}
-	if ok {
+	if held.ok {
 		v.Judgement = &Judgement{Decision: Allow, Cause: CauseSignatureArtifact, Revision: snap.Revision, Why: "allowed: listed by served signature material"}
-		v.MaxBytes = size
+		v.MaxBytes = held.size
 		return v, nil
 	}
 	v.Judgement = &Judgement{Decision: Deny, Cause: CauseNotReferenced, Revision: snap.Revision,
@@ -404,17 +404,31 @@ func (g *Gate) listedSubject(ctx context.Context, repo verify.Repository, d v1.H
 	return v1.Hash{}, false, nil
 }
 
+// grantHeld is what granted found: whether a verdict grants the digest,
+// the largest size it allows, and until when it holds (zero: no limit).
+type grantHeld struct {
+	ok    bool
+	size  int64
+	until time.Time
+}
+
+// heldBy is the grant p holds for d with kind.
+func heldBy(p *Stored, d v1.Hash, kind GrantKind) grantHeld {
+	return grantHeld{ok: true, size: grantSize(p, d, kind), until: p.Until}
+}
+
 // granted reports whether a verdict that serves its manifest in repo under
-// the policy in force grants d with kind, and the largest size it allows.
-// A granting verdict that is no longer fresh, or of an older revision, is
-// decided again first (so a reload neither breaks a pull in flight nor
-// keeps serving what the new policy refuses); while that fails with an
-// error, a granting allow within staleIfError still counts.
-func (g *Gate) granted(ctx context.Context, snap *Snapshot, repo verify.Repository, d v1.Hash, kind GrantKind) (bool, int64, error) {
+// the policy in force grants d with kind, the largest size it allows, and
+// its Until (an allow through it ends then too). A granting verdict that
+// is no longer fresh, or of an older revision, is decided again first (so
+// a reload neither breaks a pull in flight nor keeps serving what the new
+// policy refuses); while that fails with an error, a granting allow within
+// staleIfError still counts.
+func (g *Gate) granted(ctx context.Context, snap *Snapshot, repo verify.Repository, d v1.Hash, kind GrantKind) (grantHeld, error) {
 	now := g.o.now()
 	ps, err := g.store.Granting(ctx, repo, d, kind, now)
 	if err != nil {
-		return false, 0, fmt.Errorf("verdict store: %w", err)
+		return grantHeld{}, fmt.Errorf("verdict store: %w", err)
 	}
 	var again []*Stored
 	for _, p := range ps {
@@ -422,7 +436,7 @@ func (g *Gate) granted(ctx context.Context, snap *Snapshot, repo verify.Reposito
 			continue
 		}
 		if p.Judgement.Revision == snap.Revision && now.Before(p.Fresh) {
-			return true, grantSize(p, d, kind), nil
+			return heldBy(p, d, kind), nil
 		}
 		again = append(again, p)
 	}
@@ -431,7 +445,7 @@ func (g *Gate) granted(ctx context.Context, snap *Snapshot, repo verify.Reposito
 		ok, err := g.redecide(ctx, snap, p)
 		if err != nil {
 			if p.Judgement.Revision == snap.Revision && now.Before(g.staleUntil(p)) {
-				return true, grantSize(p, d, kind), nil
+				return heldBy(p, d, kind), nil
 			}
 			firstErr = cmp.Or(firstErr, err)
 			continue
@@ -440,34 +454,12 @@ func (g *Gate) granted(ctx context.Context, snap *Snapshot, repo verify.Reposito
 			// Allowed again (freshly, or by its stale verdict while the
 			// decision failed: verdict checked staleUntil): the same
 			// manifest makes the same grants. Never asked again here, as
-			// a stale answer would ask for ever.
-			return true, grantSize(p, d, kind), nil
+			// a stale answer would ask for ever. p's Until is at most the
+			// new verdict's, so the earlier end is kept.
+			return heldBy(p, d, kind), nil
 		}
 	}
-	return false, 0, firstErr
-}
-
-// grantUntil is when the grant of d with kind in repo stops holding: the
-// latest Until of the allows granting it, zero when one has none (or none
-// is found).
-func (g *Gate) grantUntil(ctx context.Context, repo verify.Repository, d v1.Hash, kind GrantKind) time.Time {
-	ps, err := g.store.Granting(ctx, repo, d, kind, g.o.now())
-	if err != nil {
-		return time.Time{}
-	}
-	var latest time.Time
-	for _, p := range ps {
-		if p.Judgement.Decision != Allow {
-			continue
-		}
-		if p.Until.IsZero() {
-			return time.Time{}
-		}
-		if p.Until.After(latest) {
-			latest = p.Until
-		}
-	}
-	return latest
+	return grantHeld{}, firstErr
 }
 
 // redecide decides a stored verdict's request again under snap.
