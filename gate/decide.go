@@ -61,7 +61,7 @@ func (g *Gate) decide(ctx context.Context, snap *Snapshot, req *ManifestRequest,
 			// It rests on an attestation's maxAge (its own, or its index's
 			// or subject's): never cached, nor served stale, past the age.
 			s.Until = until
-			s.Fresh, s.Expires = earliest(s.Fresh, until), earliest(s.Expires, until)
+			s.Fresh, s.Expires = policy.Earliest(s.Fresh, until), policy.Earliest(s.Expires, until)
 		}
 	} else {
 		s.Fresh = now.Add(g.o.denyTTL)
@@ -325,14 +325,6 @@ func needsAttestations(plan *policy.Plan) bool {
 		}
 	}
 	return false
-}
-
-// earliest is the earlier of two times.
-func earliest(a, b time.Time) time.Time {
-	if b.Before(a) {
-		return b
-	}
-	return a
 }
 
 // sourceOf is the repository a's signatures are read from for an image of

@@ -500,5 +500,5 @@ func digestOfBytes(b []byte) v1.Hash {
 // (staleIfError): never past its Expires, which an allow resting on an
 // attestation's maxAge has at that age.
 func (g *Gate) staleUntil(s *Stored) time.Time {
-	return earliest(s.Fresh.Add(g.o.staleIfError), s.Expires)
+	return policy.Earliest(s.Fresh.Add(g.o.staleIfError), s.Expires)
 }

@@ -241,8 +241,8 @@ type PolicyResult struct {
 	validUntil time.Time // earliest ValidUntil of the passes counted
 }
 
-// earliest is the earlier of two times, zero being "never".
-func earliest(a, b time.Time) time.Time {
+// Earliest is the earlier of two ends, zero being "never" (so the other).
+func Earliest(a, b time.Time) time.Time {
 	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
 		return b
 	}
@@ -258,7 +258,7 @@ func (pl *Plan) Decide(results map[*Authority]AuthorityResult) Outcome {
 		pr := evaluate(ip, results)
 		o.Policies = append(o.Policies, pr)
 		if pr.Passed {
-			o.ValidUntil = earliest(o.ValidUntil, pr.validUntil)
+			o.ValidUntil = Earliest(o.ValidUntil, pr.validUntil)
 		}
 		signed = signed || !pr.Unsigned
 		switch {
@@ -309,7 +309,7 @@ func evaluate(ip *ImagePolicy, results map[*Authority]AuthorityResult) PolicyRes
 				countedFor[res.Signer] = a.Name
 			}
 			pr.PassedBy = append(pr.PassedBy, a.Name+" ("+res.Identity+")")
-			pr.validUntil = earliest(pr.validUntil, res.ValidUntil)
+			pr.validUntil = Earliest(pr.validUntil, res.ValidUntil)
 		case len(res.Reasons) == 0:
 			pr.Reasons = append(pr.Reasons, a.Name+": did not pass")
 		default:

@@ -59,7 +59,7 @@ func (c *Checker) checkAttestations(au *authority, a *policy.Authority, disc *Di
 			continue
 		}
 		if at.MaxAge > 0 {
-			res.ValidUntil = earliest(res.ValidUntil, st.signedAt.Add(at.MaxAge))
+			res.ValidUntil = policy.Earliest(res.ValidUntil, st.signedAt.Add(at.MaxAge))
 		}
 		if res.Evidence == nil {
 			res.Identity = st.who.identity + ", attestation " + st.sig.Format.String()
@@ -236,14 +236,6 @@ func statementOf(res *sgverify.VerificationResult, who signedBy) *policy.Stateme
 		st.Signer = policy.StatementSigner{Subject: who.signer}
 	}
 	return st
-}
-
-// earliest is the earlier of two times, zero being "never".
-func earliest(a, b time.Time) time.Time {
-	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
-		return b
-	}
-	return a
 }
 
 // shortDuration is d as policies write it: "720h", "1h30m", "2s" (Go's
