@@ -58,7 +58,7 @@ func (d *sharedDecisions) run(ctx context.Context) {
 			}
 			blob := r.Reference == gate.BlobReference
 			k := d.key(blob)
-			wctx, cancel := context.WithTimeout(ctx, Timeout)
+			wctx, cancel := context.WithTimeout(ctx, d.s.timeout)
 			_, err = d.s.rdb.Pipelined(wctx, func(p redis.Pipeliner) error {
 				p.LPush(wctx, k, d.s.seal.Seal(k, b))
 				p.LTrim(wctx, k, 0, d.size(blob)-1)

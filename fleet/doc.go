@@ -17,7 +17,7 @@
 // Redis holds no secrets.
 //
 // Redis failing fails open to the replica alone, never to an allow: every
-// operation has a 50 ms budget, after which the replica uses L1 and its
+// operation has a budget (Options.Timeout, 50 ms by default), after which the replica uses L1 and its
 // own decisions, counts the failure, and reports itself degraded until
 // Redis answers again.
 package fleet

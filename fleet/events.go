@@ -72,7 +72,7 @@ func (s *Store) message(e event) []byte {
 }
 
 func (s *Store) publish(ctx context.Context, e event) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), Timeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
 	defer cancel()
 	if err := s.rdb.Publish(ctx, s.channel(), s.message(e)).Err(); err != nil {
 		s.failed(opPublish, err)

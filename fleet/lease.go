@@ -37,7 +37,7 @@ func (s *Store) Lease(ctx context.Context, key string, ttl time.Duration) (bool,
 	_, _ = rand.Read(tok)
 	lkey := s.leaseKey(key)
 	token := string(s.seal.Seal(lkey, []byte(hex.EncodeToString(tok))))
-	cctx, cancel := context.WithTimeout(ctx, Timeout)
+	cctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	held, err := s.rdb.SetNX(cctx, lkey, token, ttl).Result()
 	if err != nil {
@@ -68,7 +68,7 @@ func (s *Store) Lease(ctx context.Context, key string, ttl time.Duration) (bool,
 			case <-done:
 				return
 			case <-t.C:
-				rctx, cancel := context.WithTimeout(context.Background(), Timeout)
+				rctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 				_ = renewScript.Run(rctx, s.rdb, []string{lkey}, token, ttl.Milliseconds()).Err()
 				cancel()
 			}
@@ -77,7 +77,7 @@ func (s *Store) Lease(ctx context.Context, key string, ttl time.Duration) (bool,
 	release := func() {
 		close(done)
 		<-stopped
-		rctx, cancel := context.WithTimeout(context.Background(), Timeout)
+		rctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 		defer cancel()
 		if err := releaseScript.Run(rctx, s.rdb, []string{lkey}, token).Err(); err != nil && !errors.Is(err, redis.Nil) {
 			s.failed(opLease, err) // it expires by itself
@@ -100,7 +100,7 @@ func (s *Store) leaseOpens(lkey string, v []byte) bool {
 func (s *Store) Await(ctx context.Context, key string, old *gate.Stored, until time.Time) (*gate.Stored, error) {
 	rkey, lkey := s.verdictKey(key), s.leaseKey(key)
 	for {
-		cctx, cancel := context.WithTimeout(ctx, Timeout)
+		cctx, cancel := context.WithTimeout(ctx, s.timeout)
 		var get, lease *redis.StringCmd
 		_, err := s.rdb.Pipelined(cctx, func(p redis.Pipeliner) error {
 			get = p.Get(cctx, rkey)

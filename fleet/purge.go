@@ -124,7 +124,7 @@ func (s *Store) learnPurge(ctx context.Context, r purgeRecord) {
 // catchUp reads the purge list (a purge whose message this replica
 // missed), and tells whether Redis answers.
 func (s *Store) catchUp(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, Timeout)
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	vals, err := s.rdb.LRange(ctx, s.purgesKey(), 0, maxPurges-1).Result()
 	if err != nil {

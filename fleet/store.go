@@ -24,9 +24,9 @@ import (
 	"github.com/portcullis-dev/portcullis/verify"
 )
 
-// Timeout is the budget of one Redis operation on the request path; past
-// it the replica goes on alone.
-const Timeout = 50 * time.Millisecond
+// DefaultTimeout is the budget of one Redis operation on the request path
+// unless Options.Timeout says otherwise; past it the replica goes on alone.
+const DefaultTimeout = 50 * time.Millisecond
 
 // maxGrantMembers bounds the verdicts read for one granted digest (a base
 // layer may be granted by many images; any one fresh allow is enough).
@@ -35,13 +35,14 @@ const maxGrantMembers = 64
 // Store is the verdict store replicas share: L1 in front, Redis behind.
 // Safe for concurrent use.
 type Store struct {
-	rdb    *redis.Client
-	l1     *gate.MemoryStore
-	seal   *Sealer
-	prefix string
-	id     string // this replica, to skip its own messages
-	log    *zap.Logger
-	m      *metrics
+	rdb     *redis.Client
+	l1      *gate.MemoryStore
+	seal    *Sealer
+	prefix  string
+	timeout time.Duration // of one Redis operation on the request path
+	id      string        // this replica, to skip its own messages
+	log     *zap.Logger
+	m       *metrics
 
 	judgements gate.JudgementPool // what decoded allows share
 
@@ -74,8 +75,11 @@ type Options struct {
 	Prefix string
 	// DecisionEntries bounds the shared decision log (0: none shared).
 	DecisionEntries int64
-	Logger          *zap.Logger
-	Registerer      prometheus.Registerer
+	// Timeout bounds one Redis operation on the request path (0:
+	// DefaultTimeout).
+	Timeout    time.Duration
+	Logger     *zap.Logger
+	Registerer prometheus.Registerer
 }
 
 // New returns the Store of o. Run must run for purges and reloads to
@@ -87,7 +91,10 @@ func New(o Options) (*Store, error) {
 	id := make([]byte, 8)
 	_, _ = rand.Read(id)
 	s := &Store{rdb: o.Client, l1: o.L1, seal: NewSealer(o.Key), prefix: o.Prefix, id: hex.EncodeToString(id),
-		log: o.Logger, m: newMetrics(o.Registerer)}
+		timeout: o.Timeout, log: o.Logger, m: newMetrics(o.Registerer)}
+	if s.timeout <= 0 {
+		s.timeout = DefaultTimeout
+	}
 	if s.log == nil {
 		s.log = zap.NewNop()
 	}
@@ -117,14 +124,14 @@ func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
 type redisPipeliner = redis.Pipeliner
 
 // NewClient returns a Redis client whose every command is bounded by its
-// context (no retries: a slow Redis costs one Timeout, then the replica
+// context (no retries: a slow Redis costs one Options.Timeout, then the replica
 // goes on alone), dials included: with TLS, the handshake is bounded by
 // the command's context too (go-redis's own TLS dial is not).
 func NewClient(opt *redis.Options) *redis.Client {
 	opt.ContextTimeoutEnabled = true
 	opt.MaxRetries = -1
 	opt.DialTimeout = max(opt.DialTimeout, time.Second)
-	// The request path bounds each command by its context (Timeout); this
+	// The request path bounds each command by its context (Options.Timeout); this
 	// is the backstop for the admin's longer reads (the shared decision
 	// log, a purge's walk), whose contexts allow seconds.
 	opt.ReadTimeout, opt.WriteTimeout = 3*time.Second, 3*time.Second
@@ -231,7 +238,7 @@ func (s *Store) Get(ctx context.Context, key string, now time.Time) (*gate.Store
 
 // fetch reads key's verdict from Redis alone, into L1.
 func (s *Store) fetch(ctx context.Context, key string, now time.Time, op string) *gate.Stored {
-	ctx, cancel := context.WithTimeout(ctx, Timeout)
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	rkey := s.verdictKey(key)
 	b, err := s.rdb.Get(ctx, rkey).Bytes()
@@ -267,7 +274,7 @@ func (s *Store) Put(ctx context.Context, v *gate.Stored, now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("encoding verdict: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), Timeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
 	defer cancel()
 	rkey := s.verdictKey(v.Key)
 	member := hashed(v.Key)
@@ -303,7 +310,7 @@ func (s *Store) Granting(ctx context.Context, repo verify.Repository, d v1.Hash,
 			return local, nil
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, Timeout)
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	gk := s.grantKey(gate.GrantIndexKey(repo, d, kind))
 	// The verdicts that expire last first: the newest decisions, of the

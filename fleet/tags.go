@@ -26,7 +26,7 @@ func (s *Store) tagKey(key string) string { return s.prefix + "t/" + hashed(key)
 
 // GetTag is upstream.SharedTags's (fleet does not import upstream).
 func (s *Store) GetTag(ctx context.Context, key string) (v1.Hash, time.Time, bool) {
-	ctx, cancel := context.WithTimeout(ctx, Timeout)
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	rkey := s.tagKey(key)
 	b, err := s.rdb.Get(ctx, rkey).Bytes()
@@ -64,7 +64,7 @@ func (s *Store) PutTag(ctx context.Context, key string, d v1.Hash, seen time.Tim
 		return
 	}
 	b, _ := json.Marshal(tagValue{Key: key, Digest: d.String(), Seen: seen.UTC()})
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), Timeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
 	defer cancel()
 	rkey := s.tagKey(key)
 	if err := s.rdb.Set(ctx, rkey, s.seal.Seal(rkey, b), left).Err(); err != nil {

@@ -337,7 +337,7 @@ func newFleet(cfg *config.Config, log *zap.Logger, reg prometheus.Registerer) (*
 	}
 	f, err := fleet.New(fleet.Options{
 		Client: fleet.NewClient(opt), L1: gate.NewMemoryStore(int(cfg.VerdictCacheEntries)),
-		Key: rc.HMACKey(), Prefix: rc.KeyPrefix, DecisionEntries: cfg.DecisionLog.Entries,
+		Key: rc.HMACKey(), Prefix: rc.KeyPrefix, Timeout: rc.Timeout, DecisionEntries: cfg.DecisionLog.Entries,
 		Logger: log.Named("fleet"), Registerer: reg,
 	})
 	if err != nil {

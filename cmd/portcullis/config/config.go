@@ -173,6 +173,11 @@ type Redis struct {
 	// KeyPrefix starts every key and channel name, so that several
 	// proxies may share one server. YAML "keyPrefix"; default "portcullis/".
 	KeyPrefix string
+	// Timeout bounds one Redis operation on the request path (a lookup,
+	// a lease, a publish); past it the replica goes on alone for that
+	// request. Raise it for a Redis further away than the same zone.
+	// YAML "timeout"; default 50ms, from 1ms to 2s.
+	Timeout time.Duration
 	// HMACKeyFile holds the key every shared value is authenticated with
 	// (at least 32 bytes; the same file on every replica). Anyone who can
 	// write to Redis could otherwise allow images.
@@ -201,12 +206,19 @@ func (r *Redis) HMACKey() []byte { return r.hmacKey }
 
 // String describes r without its password and key.
 func (r Redis) String() string {
-	return fmt.Sprintf("{Address:%s Username:%s PasswordFile:%s TLS:%v KeyPrefix:%s HMACKeyFile:%s}",
-		r.Address, r.Username, r.PasswordFile, r.TLS, r.KeyPrefix, r.HMACKeyFile)
+	return fmt.Sprintf("{Address:%s Username:%s PasswordFile:%s TLS:%v KeyPrefix:%s Timeout:%v HMACKeyFile:%s}",
+		r.Address, r.Username, r.PasswordFile, r.TLS, r.KeyPrefix, r.Timeout, r.HMACKeyFile)
 }
 
 // Format prints r as String does, whatever the verb.
 func (r Redis) Format(f fmt.State, verb rune) { _, _ = io.WriteString(f, r.String()) }
+
+// DefaultRedisTimeout and MaxRedisTimeout bound redis.timeout (the
+// maximum stays below the Redis client's 3 s read backstop).
+const (
+	DefaultRedisTimeout = 50 * time.Millisecond
+	MaxRedisTimeout     = 2 * time.Second
+)
 
 // MinHMACKeyBytes is the shortest key hmacKeyFile may hold.
 const MinHMACKeyBytes = 32

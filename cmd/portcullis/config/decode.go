@@ -120,6 +120,21 @@ func positiveDuration(p *time.Duration) yamlfile.DecodeFunc {
 	return yamlfile.DurationAtLeast(p, 1, "must be greater than 0")
 }
 
+// durationBetween decodes a duration from least to most.
+func durationBetween(p *time.Duration, least, most time.Duration) yamlfile.DecodeFunc {
+	return func(d *yamlfile.Decoder, path string, n *yaml.Node) {
+		var v time.Duration
+		yamlfile.DurationAtLeast(&v, least, fmt.Sprintf("must be at least %v", least))(d, path, n)
+		switch {
+		case v == 0: // refused above
+		case v > most:
+			d.ErrorAt(n.Line, path, "must be at most %v, got %s", most, yamlfile.Quote(n.Value))
+		default:
+			*p = v
+		}
+	}
+}
+
 // size decodes a positive size in bytes with a unit: "50GiB", "512MiB",
 // "100B" (B, KiB, MiB, GiB, TiB), or a plain number of bytes.
 func size(p *int64) yamlfile.DecodeFunc {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -179,7 +180,7 @@ func configFields(c *Config) []yamlfile.Field {
 			d.Mapping(path, n, cacheFields(c.Cache))
 		})},
 		{Key: "redis", Decode: section(func(d *yamlfile.Decoder, path string, n *yaml.Node) {
-			c.Redis = &Redis{KeyPrefix: "portcullis/"}
+			c.Redis = &Redis{KeyPrefix: "portcullis/", Timeout: DefaultRedisTimeout}
 			d.Mapping(path, n, redisFields(c.Redis))
 		})},
 		{Key: "decisionLog", Decode: section(func(d *yamlfile.Decoder, path string, n *yaml.Node) {
@@ -214,6 +215,7 @@ func redisFields(r *Redis) []yamlfile.Field {
 			})
 		})},
 		{Key: "keyPrefix", Decode: yamlfile.Text(&r.KeyPrefix)},
+		{Key: "timeout", Decode: durationBetween(&r.Timeout, time.Millisecond, MaxRedisTimeout)},
 		{Key: "hmacKeyFile", Required: true, Decode: yamlfile.NonEmpty(&r.HMACKeyFile)},
 	}
 }

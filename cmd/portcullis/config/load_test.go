@@ -669,7 +669,7 @@ func TestRedis(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := c.Redis
-	if r == nil || r.Address != "127.0.0.1:6379" || r.KeyPrefix != "portcullis/" || r.Password() != "s3cret" || string(r.HMACKey()) != key ||
+	if r == nil || r.Address != "127.0.0.1:6379" || r.KeyPrefix != "portcullis/" || r.Timeout != 50*time.Millisecond || r.Password() != "s3cret" || string(r.HMACKey()) != key ||
 		r.HMACKeyFile != filepath.Join(dir, "hmac") {
 		t.Fatalf("redis %+v password %q key %q", r, r.Password(), r.HMACKey())
 	}
@@ -678,7 +678,14 @@ func TestRedis(t *testing.T) {
 			t.Errorf("%s prints a secret: %s", verb, s)
 		}
 	}
+	c, err = Parse([]byte(base+"redis:\n  address: 127.0.0.1:6379\n  timeout: 250ms\n  hmacKeyFile: hmac\n"), "config.yaml", dir)
+	if err != nil || c.Redis.Timeout != 250*time.Millisecond {
+		t.Errorf("redis.timeout 250ms: %v, %+v", err, c.Redis)
+	}
 	for _, tc := range []struct{ yaml, want string }{
+		{"redis:\n  address: 127.0.0.1:6379\n  hmacKeyFile: hmac\n  timeout: 0s\n", `config.yaml:7: redis.timeout: must be at least 1ms, got "0s"`},
+		{"redis:\n  address: 127.0.0.1:6379\n  hmacKeyFile: hmac\n  timeout: 5s\n", `config.yaml:7: redis.timeout: must be at most 2s, got "5s"`},
+		{"redis:\n  address: 127.0.0.1:6379\n  hmacKeyFile: hmac\n  timeout: fast\n", `config.yaml:7: redis.timeout: invalid duration "fast"`},
 		{"redis:\n  address: 127.0.0.1:6379\n", `config.yaml:5: redis: missing required field "hmacKeyFile"`},
 		{"redis:\n  hmacKeyFile: hmac\n", `config.yaml:5: redis: missing required field "address"`},
 		{"redis:\n  address: localhost\n  hmacKeyFile: hmac\n", `config.yaml:5: redis.address: "localhost" is not a host:port`},
