@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -70,7 +71,12 @@ func startFleet(t *testing.T, e *env) *fleet {
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 	writeFile(t, filepath.Join(shared, "hmac"), hex.EncodeToString(key)+"\n")
-	extra := fmt.Sprintf("policyFile: %s\nlogLevel: debug\nredis:\n  address: %s\n  hmacKeyFile: %s\n",
+	// redis.timeout 500ms, not the default 50 ms: three replicas under
+	// -race beside the rest of the suite on two cores may take longer than
+	// 50 ms for one Redis round trip, and a refused image whose parent
+	// (an allowed index) the replica could not ask Redis about is no
+	// decision (503), not a refusal.
+	extra := fmt.Sprintf("policyFile: %s\nlogLevel: debug\nredis:\n  address: %s\n  timeout: 500ms\n  hmacKeyFile: %s\n",
 		f.policy, f.redis.Addr, filepath.Join(shared, "hmac"))
 	for i := range 3 {
 		p, err := e.launchProxy(fmt.Sprintf("portcullis replica %d (%s)", i, t.Name()), t.TempDir(), extra, "json")
@@ -93,8 +99,11 @@ func startFleet(t *testing.T, e *env) *fleet {
 }
 
 // startHAProxy starts haproxy in front of the replicas: round robin,
-// health checks on /readyz every 200 ms, a connection that fails retried
-// on another replica. It cannot retry a response already mid-stream.
+// health checks on /readyz every 200 ms (two failed checks, or one slow
+// past a second, mark a replica down: a replica busy under -race is not
+// down), a connection that fails retried on another replica. It cannot
+// retry a response already mid-stream. Its log is printed when the test
+// fails.
 func (f *fleet) startHAProxy() string {
 	t := f.t
 	addr, err := proc.FreeAddr()
@@ -113,6 +122,7 @@ func (f *fleet) startHAProxy() string {
 defaults
   mode http
   timeout connect 1s
+  timeout check 1s
   timeout client 60s
   timeout server 60s
   retries 3
@@ -125,13 +135,18 @@ backend replicas
   balance roundrobin
   option httpchk GET /readyz
   http-check expect status 200
-  default-server inter 200ms fall 1 rise 2
+  default-server inter 200ms fall 2 rise 1
 %s`, addr, servers.String()))
 	p, err := startProcess("haproxy", filepath.Join(dir, "haproxy.log"), nil, needTool(t, "haproxy"), "-db", "-f", cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { p.Stop() })
+	t.Cleanup(func() {
+		p.Stop()
+		if t.Failed() {
+			t.Logf("---- haproxy log ----\n%s", p.Log(0, 8000))
+		}
+	})
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		resp, err := http.Get("http://" + addr + "/v2/")
@@ -151,14 +166,22 @@ backend replicas
 // getManifest asks addr for repo's manifest by reference and returns the
 // status.
 func getManifest(addr, repo, ref string) (int, error) {
+	code, _, err := getManifestBody(addr, repo, ref)
+	return code, err
+}
+
+// getManifestBody is getManifest with the start of the body (an error's
+// JSON from a replica, or the balancer's own page).
+func getManifestBody(addr, repo, ref string) (int, string, error) {
 	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/v2/registry.example/"+repo+"/manifests/"+ref, nil)
 	req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
-	resp.Body.Close()
-	return resp.StatusCode, nil
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
+	return resp.StatusCode, string(b), nil
 }
 
 // decisions counts the decisions made on digest d by all replicas (one
@@ -220,22 +243,26 @@ func TestFleetPulls(t *testing.T) {
 		var wg sync.WaitGroup
 		var mu sync.Mutex
 		statuses := map[int]int{}
+		odd := map[int]string{} // a body of each unexpected status
 		for range 64 {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				code, err := getManifest(f.lb, repo, tc.ref.DigestStr())
+				code, body, err := getManifestBody(f.lb, repo, tc.ref.DigestStr())
 				if err != nil {
-					code = -1
+					code, body = -1, err.Error()
 				}
 				mu.Lock()
 				statuses[code]++
+				if code != tc.want {
+					odd[code] = body
+				}
 				mu.Unlock()
 			}()
 		}
 		wg.Wait()
 		if statuses[tc.want] != 64 {
-			t.Errorf("%s: statuses %v, want 64 x %d", repo, statuses, tc.want)
+			t.Errorf("%s: statuses %v, want 64 x %d; bodies: %v", repo, statuses, tc.want, odd)
 		}
 		var n int
 		for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
@@ -335,7 +362,7 @@ func TestFleetFaults(t *testing.T) {
 				t.Fatal(err)
 			}
 			<-f.replicas[1].Done()
-			time.Sleep(300 * time.Millisecond) // haproxy's check sees it down (inter 200ms, fall 1)
+			time.Sleep(500 * time.Millisecond) // haproxy's checks see it down (inter 200ms, fall 2); a connection refused before is retried elsewhere
 		}
 		if r := pullGood(i); r.err != nil {
 			t.Errorf("pull %d through the balancer failed: %v\n%s", i, r.err, r.stderr)
