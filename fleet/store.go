@@ -281,12 +281,12 @@ func (s *Store) Put(ctx context.Context, v *gate.Stored, now time.Time) error {
 	nowMs, ttlMs := now.UnixMilli(), ttl.Milliseconds()
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.Set(ctx, rkey, s.seal.Seal(rkey, b), ttl)
-		for _, gr := range v.Grants {
-			gk := s.grantKey(gate.GrantIndexKey(v.GrantRepo(gr), gr.Digest, gr.Kind))
+		v.EachGrant(func(repo verify.Repository, gr gate.Grant) {
+			gk := s.grantKey(gate.GrantIndexKey(repo, gr.Digest, gr.Kind))
 			p.ZAdd(ctx, gk, redis.Z{Score: float64(v.Expires.UnixMilli()), Member: member})
 			p.ZRemRangeByScore(ctx, gk, "-inf", strconv.FormatInt(nowMs, 10))
 			p.Eval(ctx, extendScript, []string{gk}, ttlMs)
-		}
+		})
 		return nil
 	})
 	if err != nil {
@@ -374,10 +374,5 @@ return redis.call("PEXPIRE", KEYS[1], ARGV[1])`
 // grants reports whether v grants d with kind in repo (an index entry that
 // points at a verdict not granting it grants nothing).
 func grants(v *gate.Stored, repo verify.Repository, d v1.Hash, kind gate.GrantKind) bool {
-	for _, g := range v.Grants {
-		if g.Digest == d && g.Kind == kind && v.GrantRepo(g) == repo {
-			return true
-		}
-	}
-	return false
+	return v.HasGrant(repo, d, kind)
 }

@@ -93,6 +93,44 @@ func TestSharedVerdicts(t *testing.T) {
 	}
 }
 
+// TestSharedRareParts: a verdict's Until (an attestation's maxAge) and
+// its Sources (signaturesFrom repositories, granted GrantSourced of the
+// verdict's own digest) reach another replica, and a sourced grant holds
+// only in its source repository and only for that digest.
+func TestSharedRareParts(t *testing.T) {
+	srv := redistest.Start(t)
+	a, b := replica(t, srv, testKey), replica(t, srv, testKey)
+	ctx, now := context.Background(), time.Now()
+	v := allow("rev1", "img", "layer", now, time.Minute)
+	until := now.Add(90 * time.Second).Round(time.Millisecond)
+	v.SetUntil(until)
+	src := verify.Repository{Registry: "r.example", Name: "signatures/app"}
+	v.AddSource(src)
+	v.AddSource(src)
+	if len(v.Sources()) != 1 {
+		t.Fatalf("sources %v, want one", v.Sources())
+	}
+	if err := a.Put(ctx, v, now); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.Get(ctx, v.Key, now)
+	if err != nil || got == nil || !got.Until().Equal(until) || len(got.Sources()) != 1 || got.Sources()[0] != src {
+		t.Fatalf("the other replica got %+v (until %v, sources %v) %v", got, got.Until(), got.Sources(), err)
+	}
+	c := replica(t, srv, testKey)
+	if ps, err := c.Granting(ctx, src, v.Digest, gate.GrantSourced, now); err != nil || len(ps) != 1 || ps[0].Key != v.Key {
+		t.Errorf("a third replica's sourced grants in %s: %v %v", src, ps, err)
+	}
+	for _, tc := range []struct {
+		repo verify.Repository
+		d    v1.Hash
+	}{{repo, v.Digest}, {src, digest("other")}} {
+		if ps, _ := c.Granting(ctx, tc.repo, tc.d, gate.GrantSourced, now); len(ps) != 0 {
+			t.Errorf("a sourced grant held in %s for %s", tc.repo, tc.d)
+		}
+	}
+}
+
 // TestUntrustedValues: whatever else is written in Redis is ignored and
 // counted: garbage, a value sealed with another key, a verdict copied
 // under another key (another image, another revision), an expired one

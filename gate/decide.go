@@ -45,7 +45,10 @@ func (g *Gate) decide(ctx context.Context, snap *Snapshot, req *ManifestRequest,
 			return nil, err
 		}
 		if v.Allowed() {
-			s.Grants = append(shape.grants(GrantChild, GrantBlob), sourcedGrants(snap, req)...)
+			s.Grants = shape.grants(GrantChild, GrantBlob)
+			for _, src := range sources(snap, req) {
+				s.AddSource(src)
+			}
 		}
 	}
 	now := g.o.now()
@@ -60,7 +63,7 @@ func (g *Gate) decide(ctx context.Context, snap *Snapshot, req *ManifestRequest,
 		if !until.IsZero() {
 			// It rests on an attestation's maxAge (its own, or its index's
 			// or subject's): never cached, nor served stale, past the age.
-			s.Until = until
+			s.SetUntil(until)
 			s.Fresh, s.Expires = policy.Earliest(s.Fresh, until), policy.Earliest(s.Expires, until)
 		}
 	} else {
@@ -336,17 +339,15 @@ func sourceOf(a *policy.Authority, repo verify.Repository) verify.Repository {
 	return repo
 }
 
-// sourcedGrants are the GrantSourced grants of an allowed image: one per
+// sources are where an allowed image is granted GrantSourced: each
 // signaturesFrom repository its matching policies name, so that its
 // signature material is served there.
-func sourcedGrants(snap *Snapshot, req *ManifestRequest) []Grant {
-	var out []Grant
+func sources(snap *Snapshot, req *ManifestRequest) []verify.Repository {
+	var out []verify.Repository
 	for _, a := range snap.Policy.For(req.Repo.String(), req.Digest.String()).Authorities() {
-		src := a.SignaturesFrom
-		if src.Name == "" || src == req.Repo || slices.ContainsFunc(out, func(g Grant) bool { return *g.Repo == src }) {
-			continue
+		if src := a.SignaturesFrom; src.Name != "" && src != req.Repo && !slices.Contains(out, src) {
+			out = append(out, src)
 		}
-		out = append(out, Grant{Kind: GrantSourced, Digest: req.Digest, Repo: &src})
 	}
 	return out
 }

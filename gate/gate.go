@@ -369,7 +369,7 @@ type decided struct {
 // verdictOf is the verdict of s for req; decided says this call made the
 // decision (which logged and recorded it), stored that s is in the store.
 func (g *Gate) verdictOf(req *ManifestRequest, s *Stored, decided, stored bool) *Verdict {
-	v := &Verdict{Image: req.Repo.String(), Digest: req.Digest, Judgement: s.Judgement, decided: decided, until: s.Until}
+	v := &Verdict{Image: req.Repo.String(), Digest: req.Digest, Judgement: s.Judgement, decided: decided, until: s.Until()}
 	if !v.Allowed() && stored {
 		v.CachedFor = s.Fresh.Sub(g.o.now()).Round(time.Second)
 	}
@@ -414,7 +414,7 @@ type grantHeld struct {
 
 // heldBy is the grant p holds for d with kind.
 func heldBy(p *Stored, d v1.Hash, kind GrantKind) grantHeld {
-	return grantHeld{ok: true, size: grantSize(p, d, kind), until: p.Until}
+	return grantHeld{ok: true, size: grantSize(p, d, kind), until: p.Until()}
 }
 
 // granted reports whether a verdict that serves its manifest in repo under

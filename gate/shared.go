@@ -100,23 +100,22 @@ type grantWire struct {
 	Kind     GrantKind `json:"k"`
 	Digest   string    `json:"d"`
 	Size     int64     `json:"s,omitempty"`
-	Registry string    `json:"r,omitempty"` // Grant.Repo, when set
+	Registry string    `json:"r,omitempty"` // a GrantSourced's repository (one of Stored.Sources)
 	Name     string    `json:"n,omitempty"`
 }
 
 // EncodeStored is s as bytes for a shared store.
 func EncodeStored(s *Stored) ([]byte, error) {
 	w := storedWire{Key: s.Key, Registry: s.Repo.Registry, Name: s.Repo.Name, Digest: s.Digest.String(),
-		Reference: s.Reference, Kind: string(s.as.kind), Judgement: s.Judgement, Fresh: s.Fresh, Expires: s.Expires, Decided: s.Decided, Until: s.Until}
+		Reference: s.Reference, Kind: string(s.as.kind), Judgement: s.Judgement, Fresh: s.Fresh, Expires: s.Expires, Decided: s.Decided, Until: s.Until()}
 	if s.as.material() {
 		w.Subject = s.as.subject.String()
 	}
 	for _, gr := range s.Grants {
-		gw := grantWire{Kind: gr.Kind, Digest: gr.Digest.String(), Size: gr.Size}
-		if gr.Repo != nil {
-			gw.Registry, gw.Name = gr.Repo.Registry, gr.Repo.Name
-		}
-		w.Grants = append(w.Grants, gw)
+		w.Grants = append(w.Grants, grantWire{Kind: gr.Kind, Digest: gr.Digest.String(), Size: gr.Size})
+	}
+	for _, r := range s.Sources() {
+		w.Grants = append(w.Grants, grantWire{Kind: GrantSourced, Digest: s.Digest.String(), Registry: r.Registry, Name: r.Name})
 	}
 	return json.Marshal(w)
 }
@@ -155,17 +154,19 @@ func DecodeStored(b []byte, key string) (*Stored, error) {
 		return nil, ErrWrongKey
 	}
 	s := &Stored{Key: key, Repo: repo, Digest: d, Reference: w.Reference, as: as, Judgement: w.Judgement,
-		Fresh: w.Fresh, Expires: w.Expires, Decided: w.Decided, Until: w.Until}
+		Fresh: w.Fresh, Expires: w.Expires, Decided: w.Decided}
+	s.SetUntil(w.Until)
 	for _, gw := range w.Grants {
 		gd, err := oci.ParseDigest(gw.Digest)
-		if err != nil || gw.Kind < GrantChild || gw.Kind > GrantSourced || (gw.Name != "") != (gw.Kind == GrantSourced) {
+		if err != nil || gw.Kind < GrantChild || gw.Kind > GrantSourced || (gw.Name != "") != (gw.Kind == GrantSourced) ||
+			(gw.Kind == GrantSourced && gd != d) {
 			return nil, fmt.Errorf("decoding a stored verdict: grant %q of kind %d", gw.Digest, gw.Kind)
 		}
-		gr := Grant{Kind: gw.Kind, Digest: gd, Size: gw.Size}
-		if gw.Name != "" {
-			gr.Repo = &verify.Repository{Registry: gw.Registry, Name: gw.Name}
+		if gw.Kind == GrantSourced {
+			s.AddSource(verify.Repository{Registry: gw.Registry, Name: gw.Name})
+			continue
 		}
-		s.Grants = append(s.Grants, gr)
+		s.Grants = append(s.Grants, Grant{Kind: gw.Kind, Digest: gd, Size: gw.Size})
 	}
 	return s, nil
 }

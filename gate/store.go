@@ -3,6 +3,7 @@ package gate
 import (
 	"container/list"
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -41,19 +42,6 @@ type Grant struct {
 	Digest v1.Hash
 	// Size is the descriptor's size (bounds a material blob).
 	Size int64
-	// Repo is the repository the grant holds in, when it is not the
-	// verdict's own (a GrantSourced's signaturesFrom repository); nil for
-	// the verdict's (a pointer: most grants have none, and a million
-	// cached verdicts hold several grants each).
-	Repo *verify.Repository
-}
-
-// GrantRepo is the repository g holds in: its Repo, else the verdict's.
-func (s *Stored) GrantRepo(g Grant) verify.Repository {
-	if g.Repo != nil {
-		return *g.Repo
-	}
-	return s.Repo
 }
 
 // Stored is a verdict as the store keeps it: the judgement, the request it
@@ -75,18 +63,85 @@ type Stored struct {
 	// Expires when it is dropped (Fresh plus the stale-if-error window and
 	// the grace a pull in progress needs to fetch its layers).
 	Fresh, Expires time.Time
-	// Until, when not zero, is when an allow stops holding whatever the
-	// freshness: an attestation's maxAge it rests on, or that of the index
-	// or subject it was allowed through. Fresh and Expires never pass it.
-	Until time.Time
 	// Decided is when the verdict was decided (a shared store drops a
 	// verdict decided before a purge that selects it).
 	Decided time.Time
-	Grants  []Grant
+	// Grants hold in Repo.
+	Grants []Grant
+	// rare is what few verdicts carry (see Until and Sources); nil for the
+	// rest. A pointer keeps a cached verdict in the allocator's 256-byte
+	// class: a million of them are cached.
+	rare *storedRare
+}
+
+type storedRare struct {
+	until   time.Time
+	sources []verify.Repository
+}
+
+func (s *Stored) rarePart() *storedRare {
+	if s.rare == nil {
+		s.rare = &storedRare{}
+	}
+	return s.rare
+}
+
+// Until, when not zero, is when an allow stops holding whatever the
+// freshness: an attestation's maxAge it rests on, or that of the index or
+// subject it was allowed through. Fresh and Expires never pass it.
+func (s *Stored) Until() time.Time {
+	if s.rare == nil {
+		return time.Time{}
+	}
+	return s.rare.until
+}
+
+// SetUntil sets Until (a zero t clears it).
+func (s *Stored) SetUntil(t time.Time) {
+	if t.IsZero() && s.rare == nil {
+		return
+	}
+	s.rarePart().until = t
+}
+
+// Sources are the signaturesFrom repositories of an allowed image's
+// policies: the verdict grants its own Digest there with GrantSourced, so
+// that the signature material kept there is served about it.
+func (s *Stored) Sources() []verify.Repository {
+	if s.rare == nil {
+		return nil
+	}
+	return s.rare.sources
+}
+
+// AddSource adds r to Sources (once).
+func (s *Stored) AddSource(r verify.Repository) {
+	if !slices.Contains(s.Sources(), r) {
+		s.rarePart().sources = append(s.rarePart().sources, r)
+	}
+}
+
+// EachGrant calls fn with every grant of s and the repository it holds in:
+// Grants in Repo, then GrantSourced of Digest in each of Sources.
+func (s *Stored) EachGrant(fn func(repo verify.Repository, g Grant)) {
+	for _, g := range s.Grants {
+		fn(s.Repo, g)
+	}
+	for _, r := range s.Sources() {
+		fn(r, Grant{Kind: GrantSourced, Digest: s.Digest})
+	}
+}
+
+// HasGrant reports whether s grants d with kind in repo.
+func (s *Stored) HasGrant(repo verify.Repository, d v1.Hash, kind GrantKind) bool {
+	if kind == GrantSourced {
+		return d == s.Digest && slices.Contains(s.Sources(), repo)
+	}
+	return repo == s.Repo && slices.ContainsFunc(s.Grants, func(g Grant) bool { return g.Digest == d && g.Kind == kind })
 }
 
 // cost is the verdict plus its grants.
-func (s *Stored) cost() int { return 1 + len(s.Grants) }
+func (s *Stored) cost() int { return 1 + len(s.Grants) + len(s.Sources()) }
 
 // VerdictStore keeps verdicts with their grants. A grant is found through
 // the verdicts that made it and is gone when they are. Implementations are
@@ -167,10 +222,10 @@ func (m *MemoryStore) Put(_ context.Context, v *Stored, now time.Time) error {
 	el := m.lru.PushFront(v)
 	m.byKey[v.Key] = el
 	m.cost += v.cost()
-	for _, g := range v.Grants {
-		k := grantKey{v.GrantRepo(g), g.Digest, g.Kind}
+	v.EachGrant(func(repo verify.Repository, g Grant) {
+		k := grantKey{repo, g.Digest, g.Kind}
 		m.index[k] = append(m.index[k], el)
-	}
+	})
 	for m.cost > m.maxCost {
 		m.remove(m.lru.Back())
 	}
@@ -236,8 +291,8 @@ func (m *MemoryStore) remove(el *list.Element) {
 	m.lru.Remove(el)
 	delete(m.byKey, s.Key)
 	m.cost -= s.cost()
-	for _, g := range s.Grants {
-		k := grantKey{s.GrantRepo(g), g.Digest, g.Kind}
+	s.EachGrant(func(repo verify.Repository, g Grant) {
+		k := grantKey{repo, g.Digest, g.Kind}
 		els := m.index[k]
 		for i, e := range els {
 			if e == el {
@@ -250,5 +305,5 @@ func (m *MemoryStore) remove(el *list.Element) {
 		} else {
 			m.index[k] = els
 		}
-	}
+	})
 }
