@@ -25,8 +25,35 @@ import (
 // that a reload of an unrelated edit fetches nothing. The zero Loader is
 // ready; a Reloader and the first Load share one.
 type Loader struct {
+	// Configured, when set, reports whether a registry is an upstream of
+	// this proxy: a policy whose signaturesFrom names another is refused
+	// (see SourceProblems).
+	Configured func(registry string) bool
+
 	tuf    *tuftrust.Provider
 	tufKey string
+}
+
+// SourceProblems lists the authorities of p whose signaturesFrom names a
+// registry that configured does not report: their signatures could never
+// be read, so every image they guard would be refused for want of them.
+// file names the policy file in the problems.
+func SourceProblems(p *policy.Policy, file string, configured func(registry string) bool) []policy.Problem {
+	var out []policy.Problem
+	seen := map[*policy.Authority]bool{}
+	for _, ip := range p.Policies {
+		for _, a := range ip.Authorities {
+			src := a.SignaturesFrom
+			if src.Name == "" || seen[a] || configured(src.Registry) {
+				continue
+			}
+			seen[a] = true
+			out = append(out, policy.Problem{File: file, Line: a.Line, Path: "signaturesFrom", Severity: policy.Error,
+				Message: fmt.Sprintf("authority %q (policy %q) reads signatures from %s, but %q is not an upstream registry of this proxy: they could never be read",
+					a.Name, ip.Name, src, src.Registry)})
+		}
+	}
+	return out
 }
 
 // Load reads and compiles the policy file at path and its trust roots.
@@ -40,6 +67,11 @@ func (b *Loader) Load(path string) (*Snapshot, error) {
 
 // Build compiles a parsed policy and its trust roots into a Snapshot.
 func (b *Loader) Build(p *policy.Policy) (*Snapshot, error) {
+	if b.Configured != nil {
+		if ps := SourceProblems(p, "policy file", b.Configured); len(ps) > 0 {
+			return nil, &policy.LoadError{Problems: ps}
+		}
+	}
 	sources, key := tufSources(p)
 	switch {
 	case len(sources) == 0:

@@ -98,3 +98,31 @@ func TestParseSignaturesFrom(t *testing.T) {
 		}
 	}
 }
+
+// TestLoaderRefusesUnknownSource: with Configured set (serve sets the
+// upstream client's Has), a policy whose signaturesFrom names a registry
+// the proxy has no upstream for does not build (at start-up: exit 2; on
+// reload: the last good policy stays); without it, it builds.
+func TestLoaderRefusesUnknownSource(t *testing.T) {
+	const src = "policies:\n  - name: p\n    images: [\"registry.example/**\"]\n    authorities:\n      - name: a\n        signaturesFrom: %s\n        key: {data: %q}\n"
+	pem, _ := cryptoutils.MarshalPublicKeyToPEM(testKeys(t)["ecdsa-p256"].Priv.Public())
+	configured := func(r string) bool { return r == "registry.example" }
+	for _, tc := range []struct {
+		source, want string
+	}{
+		{"registry.example/signatures/app", ""},
+		{"mirror.example/signatures/app", `policy file:5: signaturesFrom: authority "a" (policy "p") reads signatures from mirror.example/signatures/app, but "mirror.example" is not an upstream registry of this proxy`},
+	} {
+		p, err := policy.Parse([]byte(fmt.Sprintf(src, tc.source, pem)), "policy.yaml", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := (&Loader{}).Build(p); err != nil {
+			t.Errorf("%s without Configured: %v", tc.source, err)
+		}
+		_, err = (&Loader{Configured: configured}).Build(p)
+		if got := fmt.Sprint(err); tc.want == "" && err != nil || tc.want != "" && !strings.Contains(got, tc.want) {
+			t.Errorf("%s: %v, want %q", tc.source, err, tc.want)
+		}
+	}
+}

@@ -270,6 +270,7 @@ func (c *compiler) authority(ra *rawAuthority) *Authority {
 	if _, ok := ra.set["requireTlog"]; ok {
 		a.RequireTlog = ra.requireTlog
 	}
+	a.Line = c.Line(ra.path)
 	c.resolveTrustRoot(ra, a)
 	c.attestations(ra, a)
 	if ra.sigsFrom != "" {

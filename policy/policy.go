@@ -94,6 +94,8 @@ type Authority struct {
 	// (cosign's COSIGN_REPOSITORY): `signaturesFrom:
 	// registry.example/signatures/app`.
 	SignaturesFrom oci.Repository
+	// Line is where the authority starts in the file, for messages.
+	Line int
 	// Attestations, when set, are what the authority requires instead of
 	// an image signature: each must be satisfied by a verified in-toto
 	// statement the authority signed whose subject names the served

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
@@ -145,6 +146,35 @@ func TestConfigLint(t *testing.T) {
 	}
 	if code != 1 || !strings.Contains(stderr, bad+": 2 error(s)") {
 		t.Errorf("config lint (bad): exit %d, want 1 and 2 errors\n%s", code, stderr)
+	}
+}
+
+// TestConfigLintSources: a policy whose signaturesFrom names a registry
+// the config has no upstream for is an error of config lint, on the
+// authority's line (its signatures could never be read); one naming a
+// configured registry, in any of Docker Hub's spellings, is not.
+func TestConfigLintSources(t *testing.T) {
+	dir := t.TempDir()
+	writePublicKey(t, dir, "cosign.pub")
+	const sourced = `policies:
+  - name: app
+    images: ["registry.example/**"]
+    authorities:
+      - name: ci
+        signaturesFrom: %s
+        key: {path: cosign.pub}
+`
+	for _, tc := range []struct {
+		source string
+		errs   bool
+	}{{"mirror.example/signatures/app", true}, {"registry.example/signatures/app", false}, {"index.docker.io/acme/sigs", false}} {
+		writeFile(t, dir, "policy.yaml", fmt.Sprintf(sourced, tc.source))
+		cfg := writeFile(t, dir, "config.yaml", "upstreams: [{registry: registry.example}, {registry: docker.io}]\npolicyFile: policy.yaml\n")
+		code, stdout, stderr := cli(t, "config", "lint", cfg)
+		want := filepath.Join(dir, "policy.yaml") + `:5: signaturesFrom: authority "ci" (policy "app") reads signatures from mirror.example/signatures/app, but "mirror.example" is not an upstream registry of this proxy`
+		if got := strings.Contains(stdout, "is not an upstream registry"); got != tc.errs || tc.errs && (code != 1 || !strings.Contains(stdout, want)) {
+			t.Errorf("config lint with signaturesFrom %s: exit %d\n%s%s", tc.source, code, stdout, stderr)
+		}
 	}
 }
 

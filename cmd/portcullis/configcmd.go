@@ -1,13 +1,16 @@
 package main
 
 import (
+	"slices"
 	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
 	"github.com/portcullis-dev/portcullis/cmd/portcullis/config"
+	"github.com/portcullis-dev/portcullis/gate"
 	"github.com/portcullis-dev/portcullis/internal/policyfile"
+	"github.com/portcullis-dev/portcullis/oci"
 	"github.com/portcullis-dev/portcullis/policy"
 )
 
@@ -56,7 +59,19 @@ func lintConfig(path string, strict bool) []policy.Problem {
 		}
 		problems = append(problems, p)
 	}
+	if p, err := policyfile.Load(cfg.PolicyFile); err == nil {
+		problems = append(problems, gate.SourceProblems(p, cfg.PolicyFile, configured(cfg))...)
+	}
 	return problems
+}
+
+// configured reports whether a registry is among cfg's upstreams.
+func configured(cfg *config.Config) func(registry string) bool {
+	return func(registry string) bool {
+		return slices.ContainsFunc(cfg.Upstreams, func(u config.Upstream) bool {
+			return oci.NormalizeRegistry(u.Registry) == oci.NormalizeRegistry(registry)
+		})
+	}
 }
 
 // isAbsentFile reports whether p is package policy's problem with a named

@@ -250,6 +250,7 @@ func wire(cfg *config.Config, builder *gate.Loader, log *zap.Logger, reg *promet
 		return nil, usageError(err)
 	}
 	w.up = up
+	builder.Configured = up.Has // a policy naming another registry's signatures is refused
 	opts := []proxy.Option{
 		proxy.WithDefaultRegistry(cfg.DefaultRegistry),
 		proxy.WithClientIdleTimeout(cfg.ClientIdleTimeout),

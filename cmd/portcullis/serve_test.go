@@ -34,6 +34,7 @@ import (
 
 	"github.com/portcullis-dev/portcullis/cmd/portcullis/config"
 	"github.com/portcullis-dev/portcullis/gate"
+	"github.com/portcullis-dev/portcullis/verify/signing"
 )
 
 func freeAddr(t *testing.T) string {
@@ -44,6 +45,18 @@ func freeAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// writePublicKey writes the public key of a new signer as name in dir:
+// a key a policy can name whose signatures the test never needs.
+func writePublicKey(t *testing.T, dir, name string) string {
+	t.Helper()
+	signer, err := signing.NewSigner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pem, _ := signer.PublicKeyPEM()
+	return writeFile(t, dir, name, string(pem))
 }
 
 func writeFile(t *testing.T, dir, name, content string) string {

@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/portcullis-dev/portcullis/gate"
-	"github.com/portcullis-dev/portcullis/verify/signing"
 )
 
 // whyCmd runs "portcullis why args..." and returns its output and error.
@@ -27,12 +26,7 @@ func TestWhy(t *testing.T) {
 	up.push("acme/app", "v1")
 	up.push("acme/rollout", "v1")
 	dir := t.TempDir()
-	signer, err := signing.NewSigner()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pem, _ := signer.PublicKeyPEM()
-	writeFile(t, dir, "cosign.pub", string(pem))
+	writePublicKey(t, dir, "cosign.pub")
 	policyFile := writeFile(t, dir, "policy.yaml", `policies:
   - name: release
     images: ["registry.example/acme/app"]
