@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/portcullis-dev/portcullis/internal/policyfile"
+	"github.com/portcullis-dev/portcullis/internal/yamlfile"
 	"github.com/portcullis-dev/portcullis/policy"
 	"github.com/portcullis-dev/portcullis/verify"
 	"github.com/portcullis-dev/portcullis/verify/tuftrust"
@@ -27,18 +28,23 @@ import (
 type Loader struct {
 	// Configured, when set, reports whether a registry is an upstream of
 	// this proxy: a policy whose signaturesFrom names another is refused
-	// (see SourceProblems).
+	// (see SourceCheck).
 	Configured func(registry string) bool
 
 	tuf    *tuftrust.Provider
 	tufKey string
 }
 
-// SourceProblems lists the authorities of p whose signaturesFrom names a
-// registry that configured does not report: their signatures could never
-// be read, so every image they guard would be refused for want of them.
-// file names the policy file in the problems.
-func SourceProblems(p *policy.Policy, file string, configured func(registry string) bool) []policy.Problem {
+// SourceCheck is the policy check that refuses an authority whose
+// signaturesFrom names a registry that configured does not report: its
+// signatures could never be read, so every image it guards would be
+// refused for want of them. config lint runs it with policy.Lint, and
+// Build on every policy it is given.
+func SourceCheck(configured func(registry string) bool) policy.Check {
+	return func(p *policy.Policy) []policy.Problem { return sourceProblems(p, configured) }
+}
+
+func sourceProblems(p *policy.Policy, configured func(registry string) bool) []policy.Problem {
 	var out []policy.Problem
 	seen := map[*policy.Authority]bool{}
 	for _, ip := range p.Policies {
@@ -48,7 +54,7 @@ func SourceProblems(p *policy.Policy, file string, configured func(registry stri
 				continue
 			}
 			seen[a] = true
-			out = append(out, policy.Problem{File: file, Line: a.Line, Path: "signaturesFrom", Severity: policy.Error,
+			out = append(out, policy.Problem{File: p.File, Line: a.Line, Path: yamlfile.Join(a.Path, "signaturesFrom"), Severity: policy.Error,
 				Message: fmt.Sprintf("authority %q (policy %q) reads signatures from %s, but %q is not an upstream registry of this proxy: they could never be read",
 					a.Name, ip.Name, src, src.Registry)})
 		}
@@ -68,7 +74,7 @@ func (b *Loader) Load(path string) (*Snapshot, error) {
 // Build compiles a parsed policy and its trust roots into a Snapshot.
 func (b *Loader) Build(p *policy.Policy) (*Snapshot, error) {
 	if b.Configured != nil {
-		if ps := SourceProblems(p, "policy file", b.Configured); len(ps) > 0 {
+		if ps := sourceProblems(p, b.Configured); len(ps) > 0 {
 			return nil, &policy.LoadError{Problems: ps}
 		}
 	}

@@ -112,6 +112,9 @@ func EncodeStored(s *Stored) ([]byte, error) {
 		w.Subject = s.as.subject.String()
 	}
 	for _, gr := range s.Grants {
+		if gr.Kind == GrantSourced {
+			return nil, fmt.Errorf("encoding the verdict of %s: a GrantSourced of %s among its Grants (it belongs in Sources)", s.Digest, gr.Digest)
+		}
 		w.Grants = append(w.Grants, grantWire{Kind: gr.Kind, Digest: gr.Digest.String(), Size: gr.Size})
 	}
 	for _, r := range s.Sources() {

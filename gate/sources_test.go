@@ -111,7 +111,7 @@ func TestLoaderRefusesUnknownSource(t *testing.T) {
 		source, want string
 	}{
 		{"registry.example/signatures/app", ""},
-		{"mirror.example/signatures/app", `policy file:5: signaturesFrom: authority "a" (policy "p") reads signatures from mirror.example/signatures/app, but "mirror.example" is not an upstream registry of this proxy`},
+		{"mirror.example/signatures/app", `policy.yaml:5: policies[0].authorities[0].signaturesFrom: authority "a" (policy "p") reads signatures from mirror.example/signatures/app, but "mirror.example" is not an upstream registry of this proxy`},
 	} {
 		p, err := policy.Parse([]byte(fmt.Sprintf(src, tc.source, pem)), "policy.yaml", nil)
 		if err != nil {

@@ -32,7 +32,9 @@ const (
 	GrantReferrer
 	// GrantSourced is an allowed image whose matching policy reads
 	// signatures from another repository (an authority's signaturesFrom,
-	// the Grant's Repo): signature material about it may be served there.
+	// one of the verdict's Sources): signature material about it may be
+	// served there. It is never among a verdict's Grants, which hold in
+	// its own repository: Stored.AddSource records it.
 	GrantSourced
 )
 
@@ -66,7 +68,7 @@ type Stored struct {
 	// Decided is when the verdict was decided (a shared store drops a
 	// verdict decided before a purge that selects it).
 	Decided time.Time
-	// Grants hold in Repo.
+	// Grants hold in Repo; none is GrantSourced (see Sources).
 	Grants []Grant
 	// rare is what few verdicts carry (see Until and Sources); nil for the
 	// rest. A pointer keeps a cached verdict in the allocator's 256-byte

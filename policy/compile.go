@@ -32,8 +32,10 @@ import (
 // A file with errors gives a *LoadError listing them all, sorted by line,
 // one per line, each "FILE:LINE: PATH: MESSAGE" (FILE being filename).
 // Warnings do not stop it; they are in the Policy's Warnings.
-func Parse(data []byte, filename string, files fs.FS) (*Policy, error) {
-	p, problems := build(data, filename, files)
+//
+// checks are the caller's own rules, run as if they were the package's.
+func Parse(data []byte, filename string, files fs.FS, checks ...Check) (*Policy, error) {
+	p, problems := build(data, filename, files, checks)
 	if err := loadError(problems); err != nil {
 		return nil, err
 	}
@@ -52,9 +54,10 @@ type compiler struct {
 	publicGood bool // an authority uses the implicit public-good root
 }
 
-// build parses and compiles data, returning every problem, sorted by
-// line. The Policy is nil when one of them is an Error.
-func build(data []byte, filename string, files fs.FS) (*Policy, []Problem) {
+// build parses and compiles data, then runs checks over what it compiled,
+// returning every problem, sorted by line. The Policy is nil when one of
+// them is an Error.
+func build(data []byte, filename string, files fs.FS, checks []Check) (*Policy, []Problem) {
 	if filename == "" {
 		filename = "policy"
 	}
@@ -66,6 +69,12 @@ func build(data []byte, filename string, files fs.FS) (*Policy, []Problem) {
 	c := &compiler{Report: r, fsys: files, dir: path.Dir(strings.TrimPrefix(filename, "/")),
 		files: make(map[string][]byte), rootPaths: make(map[string]string), usedRoots: make(map[string]bool)}
 	c.compile(f)
+	c.p.File = filename
+	for _, check := range checks {
+		for _, p := range check(c.p) {
+			r.Add(p)
+		}
+	}
 	problems := r.Problems()
 	if loadError(problems) != nil {
 		return nil, problems
@@ -270,7 +279,7 @@ func (c *compiler) authority(ra *rawAuthority) *Authority {
 	if _, ok := ra.set["requireTlog"]; ok {
 		a.RequireTlog = ra.requireTlog
 	}
-	a.Line = c.Line(ra.path)
+	a.Line, a.Path = c.Line(ra.path), ra.path
 	c.resolveTrustRoot(ra, a)
 	c.attestations(ra, a)
 	if ra.sigsFrom != "" {

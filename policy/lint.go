@@ -39,12 +39,21 @@ func (e *LoadError) Error() string {
 }
 
 // Lint returns every problem of a policy file, errors and warnings, sorted
-// by line; data, filename and files are as for [Parse], which fails iff one
-// of them is an Error.
-func Lint(data []byte, filename string, files fs.FS) []Problem {
-	_, problems := build(data, filename, files)
+// by line; data, filename, files and checks are as for [Parse], which
+// fails iff one of them is an Error.
+func Lint(data []byte, filename string, files fs.FS, checks ...Check) []Problem {
+	_, problems := build(data, filename, files, checks)
 	return problems
 }
+
+// A Check is a rule of the caller's over a policy, one that needs what
+// this package does not know (such as which registries the proxy reads).
+// [Parse] and [Lint] run it over the policy as compiled, even when the file
+// has other errors (a key missing here hides nothing), and add the
+// problems it returns to the file's: it sets their Line and Path (from
+// [Authority.Line] and [Authority.Path], say); their File is the policy's.
+// It must only read the Policy.
+type Check func(*Policy) []Problem
 
 // maxProblems bounds how many problems one file reports (aliases can
 // repeat one mistake many times).

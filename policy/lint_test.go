@@ -2,8 +2,10 @@ package policy
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -93,5 +95,52 @@ func TestAliasBudget(t *testing.T) {
 	}
 	if err == nil || !strings.Contains(err.Error(), "file is too complex") || !strings.Contains(err.Error(), "more problems not shown") {
 		t.Errorf("err = %.500v", err)
+	}
+}
+
+// TestCheck: a caller's Check runs over the policy as compiled even when
+// the file has an error of its own (a key file missing), sees every
+// authority with its Line and Path, and its problems join the file's:
+// sorted by line, named by the file, failing Parse when one is an Error.
+func TestCheck(t *testing.T) {
+	const src = `policies:
+  - name: app
+    images: ["registry.example/**"]
+    authorities:
+      - name: missing
+        key: {path: missing.pub}
+      - name: other
+        key: {path: other.pub}
+`
+	var seen []string
+	check := func(p *Policy) []Problem {
+		var out []Problem
+		for _, a := range p.Policies[0].Authorities {
+			seen = append(seen, fmt.Sprintf("%s@%d:%s", a.Name, a.Line, a.Path))
+			out = append(out, Problem{Line: a.Line, Path: a.Path, Severity: Warning, Message: "seen " + a.Name})
+		}
+		out[1].Severity = Error
+		return out
+	}
+	var got []string
+	files := mapFS(map[string]string{"other.pub": newKey(t, "p256")})
+	for _, p := range Lint([]byte(src), "p.yaml", files, check) {
+		got = append(got, p.String())
+	}
+	want := []string{
+		"p.yaml:5: warning: policies[0].authorities[0]: seen missing",
+		`p.yaml:6: policies[0].authorities[0].key.path: cannot read "missing.pub": file does not exist`,
+		"p.yaml:7: policies[0].authorities[1]: seen other",
+	}
+	wantSeen := []string{"missing@5:policies[0].authorities[0]", "other@7:policies[0].authorities[1]"}
+	if !slices.Equal(seen, wantSeen) || len(got) != 3 || got[0] != want[0] || !strings.HasPrefix(got[1], "p.yaml:6: ") || got[2] != want[2] {
+		t.Errorf("Lint with a check:\nseen %q\ngot  %q\nwant %q (seen %q)", seen, got, want, wantSeen)
+	}
+	noKey := strings.Replace(src, "missing.pub", "other.pub", 1)
+	if _, err := Parse([]byte(noKey), "p.yaml", files, check); err == nil || !strings.Contains(err.Error(), "p.yaml:7: policies[0].authorities[1]: seen other") || strings.Contains(err.Error(), "seen missing") {
+		t.Errorf("Parse with a check's error: %v", err)
+	}
+	if _, err := Parse([]byte(noKey), "p.yaml", files); err != nil {
+		t.Errorf("Parse without the check: %v", err)
 	}
 }

@@ -28,6 +28,8 @@ type Policy struct {
 	// Warnings are the file's warnings (see [Lint]), for the caller to log
 	// on load and reload.
 	Warnings []Problem
+	// File is the filename given to [Parse], as its problems name it.
+	File string
 }
 
 // Mode says what a failing policy does.
@@ -94,8 +96,10 @@ type Authority struct {
 	// (cosign's COSIGN_REPOSITORY): `signaturesFrom:
 	// registry.example/signatures/app`.
 	SignaturesFrom oci.Repository
-	// Line is where the authority starts in the file, for messages.
+	// Line is where the authority starts in the file, and Path its place
+	// in the YAML ("policies[0].authorities[1]"), for messages.
 	Line int
+	Path string
 	// Attestations, when set, are what the authority requires instead of
 	// an image signature: each must be satisfied by a verified in-toto
 	// statement the authority signed whose subject names the served

@@ -151,8 +151,10 @@ func TestConfigLint(t *testing.T) {
 
 // TestConfigLintSources: a policy whose signaturesFrom names a registry
 // the config has no upstream for is an error of config lint, on the
-// authority's line (its signatures could never be read); one naming a
-// configured registry, in any of Docker Hub's spellings, is not.
+// authority's line (its signatures could never be read), even when a key
+// the policy names is missing here (a warning, which must not hide it);
+// one naming a configured registry, in any of Docker Hub's spellings, is
+// not.
 func TestConfigLintSources(t *testing.T) {
 	dir := t.TempDir()
 	writePublicKey(t, dir, "cosign.pub")
@@ -162,18 +164,23 @@ func TestConfigLintSources(t *testing.T) {
     authorities:
       - name: ci
         signaturesFrom: %s
-        key: {path: cosign.pub}
+        key: {path: %s}
 `
 	for _, tc := range []struct {
-		source string
-		errs   bool
-	}{{"mirror.example/signatures/app", true}, {"registry.example/signatures/app", false}, {"index.docker.io/acme/sigs", false}} {
-		writeFile(t, dir, "policy.yaml", fmt.Sprintf(sourced, tc.source))
+		source, key string
+		errs        bool
+	}{
+		{"mirror.example/signatures/app", "cosign.pub", true},
+		{"mirror.example/signatures/app", "elsewhere.pub", true},
+		{"registry.example/signatures/app", "cosign.pub", false},
+		{"index.docker.io/acme/sigs", "cosign.pub", false},
+	} {
+		writeFile(t, dir, "policy.yaml", fmt.Sprintf(sourced, tc.source, tc.key))
 		cfg := writeFile(t, dir, "config.yaml", "upstreams: [{registry: registry.example}, {registry: docker.io}]\npolicyFile: policy.yaml\n")
 		code, stdout, stderr := cli(t, "config", "lint", cfg)
-		want := filepath.Join(dir, "policy.yaml") + `:5: signaturesFrom: authority "ci" (policy "app") reads signatures from mirror.example/signatures/app, but "mirror.example" is not an upstream registry of this proxy`
+		want := filepath.Join(dir, "policy.yaml") + `:5: policies[0].authorities[0].signaturesFrom: authority "ci" (policy "app") reads signatures from mirror.example/signatures/app, but "mirror.example" is not an upstream registry of this proxy`
 		if got := strings.Contains(stdout, "is not an upstream registry"); got != tc.errs || tc.errs && (code != 1 || !strings.Contains(stdout, want)) {
-			t.Errorf("config lint with signaturesFrom %s: exit %d\n%s%s", tc.source, code, stdout, stderr)
+			t.Errorf("config lint with signaturesFrom %s and key %s: exit %d\n%s%s", tc.source, tc.key, code, stdout, stderr)
 		}
 	}
 }

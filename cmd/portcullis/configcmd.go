@@ -52,15 +52,12 @@ func lintConfig(path string, strict bool) []policy.Problem {
 	if cfg == nil || cfg.PolicyFile == "" || !isRegular(cfg.PolicyFile) {
 		return problems // a missing policy file is among problems
 	}
-	for _, p := range policyfile.Lint(cfg.PolicyFile) {
+	for _, p := range policyfile.Lint(cfg.PolicyFile, gate.SourceCheck(configured(cfg))) {
 		if !strict && p.Severity == policy.Error && isAbsentFile(p) {
 			p.Severity = policy.Warning
 			p.Message += " (not checked here: it must be readable where portcullis runs)"
 		}
 		problems = append(problems, p)
-	}
-	if p, err := policyfile.Load(cfg.PolicyFile); err == nil {
-		problems = append(problems, gate.SourceProblems(p, cfg.PolicyFile, configured(cfg))...)
 	}
 	return problems
 }

@@ -18,16 +18,17 @@ import (
 	"github.com/portcullis-dev/portcullis/policy"
 )
 
-// Load reads the policy file at path and compiles it with [policy.Parse].
+// Load reads the policy file at path and compiles it with [policy.Parse],
+// with checks.
 // The Policy's TUF cache directories are paths on disk. A file that cannot
 // be read gives an error wrapping the os error; a file with errors gives a
 // *policy.LoadError.
-func Load(path string) (*policy.Policy, error) {
+func Load(path string, checks ...policy.Check) (*policy.Policy, error) {
 	name, data, err := read(path)
 	if err != nil {
 		return nil, err
 	}
-	p, err := policy.Parse(data, name, root)
+	p, err := policy.Parse(data, name, root, checks...)
 	if err != nil {
 		return nil, err
 	}
@@ -39,14 +40,14 @@ func Load(path string) (*policy.Policy, error) {
 	return p, nil
 }
 
-// Lint returns every problem of the policy file at path, as [policy.Lint];
-// a file that cannot be read is one Error with Line 0.
-func Lint(path string) []policy.Problem {
+// Lint returns every problem of the policy file at path, as [policy.Lint]
+// with checks; a file that cannot be read is one Error with Line 0.
+func Lint(path string, checks ...policy.Check) []policy.Problem {
 	name, data, err := read(path)
 	if err != nil {
 		return []policy.Problem{{File: path, Message: err.Error(), Severity: policy.Error}}
 	}
-	return policy.Lint(data, name, root)
+	return policy.Lint(data, name, root, checks...)
 }
 
 // root is the disk, as the files a policy names are read from.

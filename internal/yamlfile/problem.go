@@ -110,6 +110,11 @@ func (r *Report) add(sev Severity, line int, path, format string, args ...any) {
 	})
 }
 
+// Add records p as a problem of the report's file (its File is replaced).
+func (r *Report) Add(p Problem) {
+	r.add(p.Severity, p.Line, p.Path, "%s", p.Message)
+}
+
 // ErrorAt records an error with the setting at path, found on line.
 func (r *Report) ErrorAt(line int, path, format string, args ...any) {
 	r.add(Error, line, path, format, args...)

@@ -99,9 +99,9 @@ func startFleet(t *testing.T, e *env) *fleet {
 }
 
 // startHAProxy starts haproxy in front of the replicas: round robin,
-// health checks on /readyz every 200 ms (two failed checks, or one slow
-// past a second, mark a replica down: a replica busy under -race is not
-// down), a connection that fails retried on another replica. It cannot
+// health checks on /readyz every 200 ms (two failed checks in a row mark a
+// replica down, a check failing when it takes over a second: a replica
+// busy under -race is not down), a connection that fails retried on another replica. It cannot
 // retry a response already mid-stream. Its log is printed when the test
 // fails.
 func (f *fleet) startHAProxy() string {

@@ -9,9 +9,9 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
-// sourcesPolicy reads the signatures of srcs/app and srcs/other from
-// srcs/signatures (cosign's COSIGN_REPOSITORY), and those of srcs/own from
-// the image's own repository.
+// sourcesPolicy reads the signatures of srcs/app, srcs/other and
+// srcs/unsourced from srcs/signatures (cosign's COSIGN_REPOSITORY) only,
+// never from the image's own repository.
 const sourcesPolicy = `policies:
   - name: sourced
     images: ["registry.example/srcs/app", "registry.example/srcs/other", "registry.example/srcs/unsourced"]
@@ -29,8 +29,10 @@ default: deny
 // COSIGN_REPOSITORY pointed at the proxy verifies it through the proxy. An
 // attacker's tries are refused: a signature by another key in the source,
 // a signature by the trusted key in the image's own repository (the policy
-// reads the source only), and the source's material about a refused
-// image, asked for directly.
+// reads the source only, so neither the image nor that signature is
+// served, and cosign verify through the proxy fails where it succeeds
+// against the upstream), and the source's material about a refused image,
+// asked for directly.
 func TestSignaturesFrom(t *testing.T) {
 	e := setup(t)
 	e.needProxy(t)
@@ -52,8 +54,8 @@ func TestSignaturesFrom(t *testing.T) {
 	sign(trusted, "srcs/app", app, "srcs/signatures")
 	bad := cosignImage(t, upstream, "registry.example/srcs/other", "v1")
 	sign(other, "srcs/other", bad, "srcs/signatures")
-	own := cosignImage(t, upstream, "registry.example/srcs/unsourced", "v1")
-	sign(trusted, "srcs/unsourced", own, "")
+	unsourced := cosignImage(t, upstream, "registry.example/srcs/unsourced", "v1")
+	sign(trusted, "srcs/unsourced", unsourced, "")
 
 	if r := cosignGetManifest(t, p.addr, "registry.example/srcs/app", "v1"); r.status != 200 {
 		t.Errorf("srcs/app signed into srcs/signatures: %d, want 200\n%s", r.status, r.body)
@@ -69,9 +71,13 @@ func TestSignaturesFrom(t *testing.T) {
 	root := c.emptyTrustedRoot(t)
 	c.run(t, "", proxied, "verify", "--key", trusted.pub, "--insecure-ignore-tlog=true", "--allow-http-registry", "--trusted-root", root,
 		p.addr+"/registry.example/srcs/app@"+app.String())
-	if r := c.exec(t, "", proxied, "verify", "--key", trusted.pub, "--insecure-ignore-tlog=true", "--allow-http-registry", "--trusted-root", root,
-		p.addr+"/registry.example/srcs/other@"+bad.String()); r.err == nil {
-		t.Errorf("cosign verify of the refused srcs/other through the proxy succeeded:\n%s", r.stderr)
+	// srcs/unsourced's own signature verifies against the upstream
+	// directly, but not through the proxy, which refuses the image and so
+	// serves none of its material.
+	own := []string{"verify", "--key", trusted.pub, "--insecure-ignore-tlog=true", "--allow-http-registry", "--trusted-root", root}
+	c.run(t, "", nil, append(own, upstream+"/srcs/unsourced@"+unsourced.String())...)
+	if r := c.exec(t, "", nil, append(own, p.addr+"/registry.example/srcs/unsourced@"+unsourced.String())...); r.err == nil {
+		t.Errorf("cosign verify of the refused srcs/unsourced through the proxy succeeded:\n%s", r.stderr)
 	}
 
 	// The source's material, asked for directly: served about the allowed

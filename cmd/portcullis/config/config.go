@@ -176,7 +176,8 @@ type Redis struct {
 	// Timeout bounds one Redis operation on the request path (a lookup,
 	// a lease, a publish); past it the replica goes on alone for that
 	// request. Raise it for a Redis further away than the same zone.
-	// YAML "timeout"; default 50ms, from 1ms to 2s.
+	// YAML "timeout"; default 50ms, from 1ms to 2s, under a third of
+	// DecisionTimeout (the renewal period of a decision's lease).
 	Timeout time.Duration
 	// HMACKeyFile holds the key every shared value is authenticated with
 	// (at least 32 bytes; the same file on every replica). Anyone who can

@@ -686,6 +686,7 @@ func TestRedis(t *testing.T) {
 		{"redis:\n  address: 127.0.0.1:6379\n  hmacKeyFile: hmac\n  timeout: 0s\n", `config.yaml:7: redis.timeout: must be at least 1ms, got "0s"`},
 		{"redis:\n  address: 127.0.0.1:6379\n  hmacKeyFile: hmac\n  timeout: 5s\n", `config.yaml:7: redis.timeout: must be at most 2s, got "5s"`},
 		{"redis:\n  address: 127.0.0.1:6379\n  hmacKeyFile: hmac\n  timeout: fast\n", `config.yaml:7: redis.timeout: invalid duration "fast"`},
+		{"decisionTimeout: 3s\nredis:\n  address: 127.0.0.1:6379\n  hmacKeyFile: hmac\n  timeout: 1s\n", `config.yaml:8: redis.timeout: 1s must be under a third of decisionTimeout (3s)`},
 		{"redis:\n  address: 127.0.0.1:6379\n", `config.yaml:5: redis: missing required field "hmacKeyFile"`},
 		{"redis:\n  hmacKeyFile: hmac\n", `config.yaml:5: redis: missing required field "address"`},
 		{"redis:\n  address: localhost\n  hmacKeyFile: hmac\n", `config.yaml:5: redis.address: "localhost" is not a host:port`},

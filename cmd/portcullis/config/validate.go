@@ -48,8 +48,13 @@ func validate(c *Config, dir string, r *yamlfile.Report, absent yamlfile.Severit
 	checkFiles(c, dir, r, absent)
 }
 
-// checkRedis rejects half a client certificate.
+// checkRedis rejects half a client certificate, and a Redis budget the
+// decision's lease cannot be renewed in: a replica deciding renews it every
+// decisionTimeout/3 (fleet/lease.go), each renewal taking up to timeout.
 func checkRedis(c *Config, r *yamlfile.Report) {
+	if c.Redis != nil && c.Redis.Timeout >= c.DecisionTimeout/3 {
+		r.Errorf("redis.timeout", "%s must be under a third of decisionTimeout (%s): a decision's lease in Redis is renewed every decisionTimeout/3", c.Redis.Timeout, c.DecisionTimeout)
+	}
 	if c.Redis == nil || c.Redis.TLS == nil {
 		return
 	}

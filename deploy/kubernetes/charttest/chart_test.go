@@ -515,6 +515,7 @@ type portcullisConfig struct {
 		PasswordFile string `json:"passwordFile"`
 		HMACKeyFile  string `json:"hmacKeyFile"`
 		KeyPrefix    string `json:"keyPrefix"`
+		Timeout      string `json:"timeout"`
 	} `json:"redis"`
 }
 
@@ -1151,8 +1152,8 @@ func checkRedis(t *testing.T, r *rendered) {
 	if rd == nil {
 		t.Fatalf("config has no redis section:\n%s", w.configText)
 	}
-	if rd.Address != name+":6379" || rd.HMACKeyFile == "" || rd.PasswordFile == "" || rd.KeyPrefix != "portcullis/" {
-		t.Errorf("config redis %+v: want address %s:6379, a password and an HMAC key file, keyPrefix portcullis/", rd, name)
+	if rd.Address != name+":6379" || rd.HMACKeyFile == "" || rd.PasswordFile == "" || rd.KeyPrefix != "portcullis/" || rd.Timeout != "200ms" {
+		t.Errorf("config redis %+v: want address %s:6379, a password and an HMAC key file, keyPrefix portcullis/, timeout 200ms", rd, name)
 	}
 	secret := get[corev1.Secret](t, r, "Secret", name)
 	if k := secret.Data["hmac-key"]; len(k) < 32 {

@@ -300,6 +300,7 @@ start.
 {{- $_ := set $r "address" .Values.redis.address -}}
 {{- end -}}
 {{- with .Values.redis.username -}}{{- $_ := set $r "username" . -}}{{- end -}}
+{{- with .Values.redis.timeout -}}{{- $_ := set $r "timeout" . -}}{{- end -}}
 {{- if include "portcullis.redis.hasPassword" . -}}
 {{- $_ := set $r "passwordFile" (printf "%s/password" $dir) -}}
 {{- end -}}
