@@ -38,46 +38,46 @@ type Loader struct {
 // SourceCheck is the policy check that refuses an authority whose
 // signaturesFrom names a registry that configured does not report: its
 // signatures could never be read, so every image it guards would be
-// refused for want of them. config lint runs it with policy.Lint, and
-// Build on every policy it is given.
+// refused for want of them. config lint runs it with policy.Lint, and a
+// Loader with Configured on every policy file it loads.
 func SourceCheck(configured func(registry string) bool) policy.Check {
-	return func(p *policy.Policy) []policy.Problem { return sourceProblems(p, configured) }
-}
-
-func sourceProblems(p *policy.Policy, configured func(registry string) bool) []policy.Problem {
-	var out []policy.Problem
-	seen := map[*policy.Authority]bool{}
-	for _, ip := range p.Policies {
-		for _, a := range ip.Authorities {
-			src := a.SignaturesFrom
-			if src.Name == "" || seen[a] || configured(src.Registry) {
-				continue
+	return func(p *policy.Policy) []policy.Problem {
+		var out []policy.Problem
+		for _, ip := range p.Policies {
+			for _, a := range ip.Authorities {
+				src := a.SignaturesFrom
+				if src.Name == "" || configured(src.Registry) {
+					continue
+				}
+				out = append(out, policy.Problem{Line: a.Line, Path: yamlfile.Join(a.Path, "signaturesFrom"), Severity: policy.Error,
+					Message: fmt.Sprintf("authority %q (policy %q) reads signatures from %s, but %q is not an upstream registry of this proxy: they could never be read",
+						a.Name, ip.Name, src, src.Registry)})
 			}
-			seen[a] = true
-			out = append(out, policy.Problem{File: p.File, Line: a.Line, Path: yamlfile.Join(a.Path, "signaturesFrom"), Severity: policy.Error,
-				Message: fmt.Sprintf("authority %q (policy %q) reads signatures from %s, but %q is not an upstream registry of this proxy: they could never be read",
-					a.Name, ip.Name, src, src.Registry)})
 		}
+		return out
 	}
-	return out
 }
 
 // Load reads and compiles the policy file at path and its trust roots.
 func (b *Loader) Load(path string) (*Snapshot, error) {
-	p, err := policyfile.Load(path)
+	p, err := b.parse(path)
 	if err != nil {
 		return nil, err
 	}
 	return b.Build(p)
 }
 
+// parse reads and compiles the policy file at path with the Loader's
+// checks.
+func (b *Loader) parse(path string) (*policy.Policy, error) {
+	if b.Configured == nil {
+		return policyfile.Load(path)
+	}
+	return policyfile.Load(path, SourceCheck(b.Configured))
+}
+
 // Build compiles a parsed policy and its trust roots into a Snapshot.
 func (b *Loader) Build(p *policy.Policy) (*Snapshot, error) {
-	if b.Configured != nil {
-		if ps := sourceProblems(p, b.Configured); len(ps) > 0 {
-			return nil, &policy.LoadError{Problems: ps}
-		}
-	}
 	sources, key := tufSources(p)
 	switch {
 	case len(sources) == 0:
@@ -167,7 +167,7 @@ func NewReloader(path string, builder *Loader, g *Gate, log *zap.Logger, reg pro
 // changed; a policy that does not load leaves the last good one in force.
 func (r *Reloader) Reload() {
 	defer r.notePending()
-	p, err := policyfile.Load(r.path)
+	p, err := r.builder.parse(r.path)
 	if err == nil && p.Revision == r.gate.Snapshot().Policy.Revision {
 		r.healthy()
 		return

@@ -5,7 +5,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
+	"go.uber.org/zap"
 
 	"github.com/portcullis-dev/portcullis/policy"
 	"github.com/portcullis-dev/portcullis/verify/verifytest"
@@ -100,29 +102,39 @@ func TestParseSignaturesFrom(t *testing.T) {
 }
 
 // TestLoaderRefusesUnknownSource: with Configured set (serve sets the
-// upstream client's Has), a policy whose signaturesFrom names a registry
-// the proxy has no upstream for does not build (at start-up: exit 2; on
-// reload: the last good policy stays); without it, it builds.
+// upstream client's Has), a policy file whose signaturesFrom names a
+// registry the proxy has no upstream for does not load (at start-up: exit
+// 2), and a reload to one keeps the last good policy; without Configured,
+// it loads.
 func TestLoaderRefusesUnknownSource(t *testing.T) {
 	const src = "policies:\n  - name: p\n    images: [\"registry.example/**\"]\n    authorities:\n      - name: a\n        signaturesFrom: %s\n        key: {data: %q}\n"
 	pem, _ := cryptoutils.MarshalPublicKeyToPEM(testKeys(t)["ecdsa-p256"].Priv.Public())
 	configured := func(r string) bool { return r == "registry.example" }
-	for _, tc := range []struct {
-		source, want string
-	}{
-		{"registry.example/signatures/app", ""},
-		{"mirror.example/signatures/app", `policy.yaml:5: policies[0].authorities[0].signaturesFrom: authority "a" (policy "p") reads signatures from mirror.example/signatures/app, but "mirror.example" is not an upstream registry of this proxy`},
-	} {
-		p, err := policy.Parse([]byte(fmt.Sprintf(src, tc.source, pem)), "policy.yaml", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := (&Loader{}).Build(p); err != nil {
-			t.Errorf("%s without Configured: %v", tc.source, err)
-		}
-		_, err = (&Loader{Configured: configured}).Build(p)
-		if got := fmt.Sprint(err); tc.want == "" && err != nil || tc.want != "" && !strings.Contains(got, tc.want) {
-			t.Errorf("%s: %v, want %q", tc.source, err, tc.want)
-		}
+	dir := t.TempDir()
+	write := func(source string) string { return writeTestFile(t, dir, "policy.yaml", fmt.Sprintf(src, source, pem)) }
+	const want = `policy.yaml:5: policies[0].authorities[0].signaturesFrom: authority "a" (policy "p") reads signatures from mirror.example/signatures/app, but "mirror.example" is not an upstream registry of this proxy`
+	path := write("mirror.example/signatures/app")
+	if _, err := (&Loader{}).Load(path); err != nil {
+		t.Errorf("without Configured: %v", err)
+	}
+	if _, err := (&Loader{Configured: configured}).Load(path); !strings.Contains(fmt.Sprint(err), want) {
+		t.Errorf("Load: %v, want %q", err, want)
+	}
+
+	builder := &Loader{Configured: configured}
+	snap, err := builder.Load(write("registry.example/signatures/app"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := New(unusedUpstream(t), snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := NewReloader(path, builder, g, zap.NewNop(), prometheus.NewRegistry())
+	good := g.Snapshot().Revision
+	write("mirror.example/signatures/app")
+	r.Reload()
+	if g.Snapshot().Revision != good || !strings.Contains(r.Degraded(), want) {
+		t.Errorf("a reload to an unknown source: revision %s (was %s), degraded %q", g.Snapshot().Revision, good, r.Degraded())
 	}
 }

@@ -69,7 +69,6 @@ func build(data []byte, filename string, files fs.FS, checks []Check) (*Policy, 
 	c := &compiler{Report: r, fsys: files, dir: path.Dir(strings.TrimPrefix(filename, "/")),
 		files: make(map[string][]byte), rootPaths: make(map[string]string), usedRoots: make(map[string]bool)}
 	c.compile(f)
-	c.p.File = filename
 	for _, check := range checks {
 		for _, p := range check(c.p) {
 			r.Add(p)

@@ -28,8 +28,6 @@ type Policy struct {
 	// Warnings are the file's warnings (see [Lint]), for the caller to log
 	// on load and reload.
 	Warnings []Problem
-	// File is the filename given to [Parse], as its problems name it.
-	File string
 }
 
 // Mode says what a failing policy does.
