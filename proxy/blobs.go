@@ -157,7 +157,16 @@ func (p *Proxy) streamChecked(w http.ResponseWriter, rt *route, d v1.Hash, b *up
 	bufs := getBuffers()
 	defer putBuffers(bufs)
 	out := &clientWriter{w: w}
-	if n, err := io.CopyBuffer(out, b.Body, bufs[0]); err != nil {
+	var n int64
+	var err error
+	if wt, ok := b.Body.(io.WriterTo); ok {
+		// The body sends itself (the store's file as it fills), through
+		// the ResponseWriter's ReadFrom: over TCP, sendfile.
+		n, err = wt.WriteTo(fileSender{out})
+	} else {
+		n, err = io.CopyBuffer(out, b.Body, bufs[0])
+	}
+	if err != nil {
 		if out.err != nil {
 			abort() // the client went away or stopped reading
 		}
@@ -356,6 +365,25 @@ func (c *clientWriter) Write(b []byte) (int, error) {
 	n, err := c.w.Write(b)
 	if err != nil {
 		c.err = err
+	}
+	return n, err
+}
+
+// fileSender is a clientWriter with the ResponseWriter's ReadFrom, for a
+// body that sends a file itself (io.WriterTo): net/http sends a limited
+// *os.File over TCP with sendfile. A failed ReadFrom counts as the
+// client's failure (sendfile cannot say which side failed; reading a
+// local file seldom does).
+type fileSender struct{ *clientWriter }
+
+func (f fileSender) ReadFrom(src io.Reader) (int64, error) {
+	rf, ok := f.w.(io.ReaderFrom)
+	if !ok {
+		return io.Copy(f.clientWriter, src)
+	}
+	n, err := rf.ReadFrom(src)
+	if err != nil {
+		f.err = err
 	}
 	return n, err
 }

@@ -3,12 +3,10 @@ package store
 import (
 	"context"
 	"errors"
-	"io"
 	"strings"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/portcullis-dev/portcullis/oci"
@@ -298,7 +296,7 @@ func (c *Client) OpenKeptBlob(ctx context.Context, repo oci.Repository, d v1.Has
 	if err != nil {
 		return nil, notStored(err, "blob "+d.String())
 	}
-	return &upstream.Blob{Body: countingBody{body, c.store.metrics.served.WithLabelValues("upstream")}, Size: size, Verified: true}, nil
+	return &upstream.Blob{Body: body, Size: size, Verified: true}, nil
 }
 
 // reachable checks that repo may read blob d from the store, whose blobs
@@ -331,17 +329,3 @@ func (c *Client) stored(d v1.Hash) (*upstream.Blob, bool) {
 	c.store.metrics.served.WithLabelValues("store").Add(float64(size))
 	return &upstream.Blob{Body: f, Size: size, Verified: true, Content: f}, true
 }
-
-// countingBody counts the bytes read through it.
-type countingBody struct {
-	rc io.ReadCloser
-	n  prometheus.Counter
-}
-
-func (b countingBody) Read(p []byte) (int, error) {
-	n, err := b.rc.Read(p)
-	b.n.Add(float64(n))
-	return n, err
-}
-
-func (b countingBody) Close() error { return b.rc.Close() }

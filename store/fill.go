@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/portcullis-dev/portcullis/oci"
@@ -121,7 +122,7 @@ func (s *Store) fetch(ctx context.Context, repo oci.Repository, d v1.Hash, open 
 			}
 			continue // stored (or the disk failed: bypassed): look again
 		}
-		r, err := f.reader(ctx, open)
+		r, err := f.reader(ctx, open, s.metrics.served.WithLabelValues("upstream"))
 		s.mu.Unlock()
 		if err != nil {
 			return nil, 0, err
@@ -171,7 +172,7 @@ func (s *Store) start(ctx context.Context, repo oci.Repository, d v1.Hash, open 
 		return giveUp(errBypassed)
 	}
 	s.mu.Lock()
-	r, rerr := f.reader(ctx, open)
+	r, rerr := f.reader(ctx, open, s.metrics.served.WithLabelValues("upstream"))
 	s.mu.Unlock()
 	close(f.ready)
 	if !s.track() { // closing
@@ -198,14 +199,14 @@ type opener func(ctx context.Context, rng *upstream.Range) (*upstream.Blob, erro
 
 // reader opens a new reader on f's file for a request whose context is
 // ctx; open is how it resumes from the upstream if the store's disk fails
-// mid-fetch. The caller holds s.mu (so the temporary file is still there:
+// mid-fetch; served counts the bytes it returns. The caller holds s.mu (so the temporary file is still there:
 // it is renamed or removed under s.mu).
-func (f *fill) reader(ctx context.Context, open opener) (io.ReadCloser, error) {
+func (f *fill) reader(ctx context.Context, open opener, served prometheus.Counter) (io.ReadCloser, error) {
 	file, err := os.Open(f.tmp)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errFillFailed, err)
 	}
-	r := &fillReader{f: f, file: file, ctx: ctx, open: open}
+	r := &fillReader{f: f, file: file, ctx: ctx, open: open, served: served}
 	// A reader waiting for bytes wakes when its request ends (the client
 	// went away), instead of when the fill next makes progress.
 	r.stop = context.AfterFunc(ctx, func() {
@@ -349,38 +350,31 @@ var errDisk = errors.New("content store write failed")
 
 // fillReader reads a fill's file as it grows.
 type fillReader struct {
-	f    *fill
-	file *os.File
-	pos  int64
-	ctx  context.Context // the request's
-	stop func() bool     // stops the wake-up at the request's end
-	open opener
+	f *fill
+	// file is the reader's own descriptor of the fill's file; its offset
+	// is pos (reads are sequential), which sendfile reads from and moves.
+	file   *os.File
+	pos    int64
+	ctx    context.Context // the request's
+	stop   func() bool     // stops the wake-up at the request's end
+	open   opener
+	served prometheus.Counter // bytes returned to the request
 	// rest, once the fill failed for want of disk, is the rest of the blob
 	// from the upstream, checked against the digest with what was read.
 	rest io.ReadCloser
 }
 
-func (r *fillReader) Read(p []byte) (int, error) {
-	if r.rest != nil {
-		return r.rest.Read(p)
-	}
+// next waits until there are bytes past r.pos that r may return, and says
+// how far it may read; io.EOF once everything was returned. Once the fill
+// failed for want of disk it sets r.rest (the rest from the upstream) and
+// returns 0, nil.
+func (r *fillReader) next() (int64, error) {
 	f := r.f
 	f.mu.Lock()
-	var avail int64
-	for {
-		if f.err != nil {
-			err := f.err
+	for f.err == nil {
+		if avail := f.readable(); r.pos < avail {
 			f.mu.Unlock()
-			if errors.Is(err, errDisk) && r.open != nil {
-				if r.rest, err = r.resume(); err == nil {
-					return r.rest.Read(p)
-				}
-			}
-			return 0, err
-		}
-		avail = f.readable()
-		if r.pos < avail {
-			break
+			return avail, nil
 		}
 		if f.done {
 			f.mu.Unlock()
@@ -392,16 +386,74 @@ func (r *fillReader) Read(p []byte) (int, error) {
 		}
 		f.cond.Wait()
 	}
+	err := f.err
 	f.mu.Unlock()
-	if int64(len(p)) > avail-r.pos {
-		p = p[:avail-r.pos]
+	if !errors.Is(err, errDisk) || r.open == nil {
+		return 0, err
 	}
-	n, err := r.file.ReadAt(p, r.pos)
-	r.pos += int64(n)
-	if errors.Is(err, io.EOF) && n > 0 {
-		err = nil
+	if r.rest, err = r.resume(); err != nil {
+		return 0, err
 	}
+	return 0, nil
+}
+
+func (r *fillReader) Read(p []byte) (int, error) {
+	if r.rest == nil {
+		avail, err := r.next()
+		if err != nil {
+			return 0, err
+		}
+		if r.rest == nil {
+			if int64(len(p)) > avail-r.pos {
+				p = p[:avail-r.pos]
+			}
+			n, err := r.file.Read(p)
+			r.pos += int64(n)
+			r.served.Add(float64(n))
+			if errors.Is(err, io.EOF) && n > 0 {
+				err = nil
+			}
+			return n, err
+		}
+	}
+	n, err := r.rest.Read(p)
+	r.served.Add(float64(n))
 	return n, err
+}
+
+// WriteTo sends each part of the file that may be read as a limited
+// *os.File, so a writer with ReadFrom (net/http's, over TCP) sends it
+// with sendfile, never copying it through this process.
+func (r *fillReader) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for r.rest == nil {
+		avail, err := r.next()
+		if errors.Is(err, io.EOF) {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+		if r.rest != nil {
+			break
+		}
+		want := avail - r.pos
+		n, err := io.Copy(w, &io.LimitedReader{R: r.file, N: want})
+		r.pos += n
+		total += n
+		r.served.Add(float64(n))
+		if err != nil {
+			return total, err
+		}
+		if n < want { // cannot happen: the bytes were written before counted
+			return total, fmt.Errorf("%w: %s ended %d bytes short of %d", errFillFailed, r.f.tmp, want-n, avail)
+		}
+	}
+	// The rest from the upstream, through w's Write (a failure of w's
+	// ReadFrom would read as the writer's).
+	n, err := io.Copy(struct{ io.Writer }{w}, struct{ io.Reader }{r.rest})
+	r.served.Add(float64(n))
+	return total + n, err
 }
 
 func (r *fillReader) Close() error {

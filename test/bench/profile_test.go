@@ -18,10 +18,16 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/portcullis-dev/portcullis/proxy"
+	"github.com/portcullis-dev/portcullis/store"
 	"github.com/portcullis-dev/portcullis/upstream"
 )
 
@@ -82,4 +88,50 @@ func BenchmarkBlobReverseProxy(b *testing.B) {
 
 func newReverseProxy(up *url.URL) http.Handler {
 	return &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(up) }}
+}
+
+// BenchmarkBlobStoreCold is the cold GET through the content store: each
+// round a new store in a new directory, so the blob is fetched, hashed,
+// written to disk and streamed from the file as it lands (the store-cold
+// CPU goal of make bench).
+//
+//	go test ./test/bench -run '^$' -bench BlobStoreCold -benchtime 20x -cpuprofile /tmp/cpu.out
+func BenchmarkBlobStoreCold(b *testing.B) {
+	up, digest := blobUpstream(b)
+	u, _ := url.Parse(up.URL)
+	client, err := upstream.New([]upstream.Config{{Registry: "registry.example", Endpoint: u}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := &swapHandler{}
+	front := httptest.NewServer(h)
+	b.Cleanup(front.Close)
+	c := noProxyClient()
+	target := front.URL + "/v2/acme/big/blobs/" + digest
+	b.SetBytes(profileBlobSize)
+	for i := 0; b.Loop(); i++ {
+		s, err := store.Open(filepath.Join(b.TempDir(), strconv.Itoa(i)), store.WithMaxSize(1<<40))
+		if err != nil {
+			b.Fatal(err)
+		}
+		p, err := proxy.New(store.NewClient(client, s, time.Minute, 0, zap.NewNop()),
+			proxy.WithDefaultRegistry("registry.example"), proxy.WithGate(proxy.AllowAllUnsafe{}))
+		if err != nil {
+			b.Fatal(err)
+		}
+		h.h.Store(&p)
+		if _, err := getBlob(b.Context(), c, target, digest, profileBlobSize, false); err != nil {
+			b.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// swapHandler serves with the handler last stored in h.
+type swapHandler struct{ h atomic.Pointer[*proxy.Proxy] }
+
+func (s *swapHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	(*s.h.Load()).ServeHTTP(w, r)
 }
