@@ -58,6 +58,15 @@ func TestUpstreamFaults(t *testing.T) {
 				}
 				return false
 			}, Code: 429, ErrCode: "TOOMANYREQUESTS", Header: map[string]string{"Retry-After": "17"}},
+		{Description: "429 on the first ping passes Retry-After", Path: "/v2/registry.example/acme/app/manifests/v1",
+			Fault: func(w http.ResponseWriter, r *http.Request) bool {
+				if r.URL.Path == "/v2/" {
+					w.Header().Set("Retry-After", "23")
+					w.WriteHeader(429)
+					return true
+				}
+				return false
+			}, Code: 429, ErrCode: "TOOMANYREQUESTS", Header: map[string]string{"Retry-After": "23"}},
 		{Description: "403 from upstream refuses the proxy's credentials: an upstream error, not a policy refusal", Path: "/v2/registry.example/acme/app/manifests/v1",
 			Fault: func(w http.ResponseWriter, r *http.Request) bool {
 				if strings.Contains(r.URL.Path, "/manifests/") {

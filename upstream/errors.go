@@ -180,7 +180,12 @@ func transportFailure(registry string, err error) *Error {
 		case http.StatusUnauthorized, http.StatusForbidden:
 			return newError(Unauthorized, registry, "upstream %s refused the proxy's credentials (%d)", registry, te.StatusCode)
 		case http.StatusTooManyRequests:
-			return newError(RateLimited, registry, "upstream %s is rate limiting the proxy (%d)", registry, te.StatusCode)
+			e := newError(RateLimited, registry, "upstream %s is rate limiting the proxy (%d)", registry, te.StatusCode)
+			var ra *retryAfterError
+			if errors.As(err, &ra) {
+				e.RetryAfter = ra.retryAfter
+			}
+			return e
 		}
 		return newError(BadResponse, registry, "upstream %s: authenticating the proxy failed (%d)", registry, te.StatusCode)
 	}

@@ -207,7 +207,11 @@ func (g *hostGuard) RoundTrip(r *http.Request) (*http.Response, error) {
 		}
 		r = r.WithContext(context.WithValue(r.Context(), dialCheckKey{}, net.JoinHostPort(host, port)))
 	}
-	return g.inner.RoundTrip(r)
+	resp, err := g.inner.RoundTrip(r)
+	if err == nil {
+		noteRetryAfter(r, resp)
+	}
+	return resp, err
 }
 
 // check applies the host rules to a request URL. checkDial reports that the

@@ -141,16 +141,17 @@ func (u *registry) transportFor(ctx context.Context, repo string) (http.RoundTri
 	ch := u.creating.DoChan(repo, func() (any, error) {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), u.timeout)
 		defer cancel()
+		cctx, note := withRetryNote(cctx)
 		ch, err := u.challengeFor(cctx)
 		if err != nil {
-			return nil, err
+			return nil, note.wrap(err)
 		}
 		var tok *transport.Token
 		if strings.EqualFold(ch.Scheme, "bearer") {
 			scope := u.reg.Repo(repo).Scope(transport.PullScope)
 			if tok, err = transport.Exchange(cctx, u.reg, u.auth, u.base, []string{scope}, ch); err != nil {
 				u.forgetChallenge(ch)
-				return nil, err
+				return nil, note.wrap(err)
 			}
 			if tok.Token == "" { // some token services answer access_token only
 				tok.Token = tok.AccessToken
@@ -224,6 +225,9 @@ func (u *registry) do(ctx context.Context, method, repo, path string, query url.
 	if query != nil {
 		target.RawQuery = query.Encode()
 	}
+	// A token refresh ggcr's transport makes on the way notes a 429's
+	// Retry-After here (its error keeps only the status).
+	ctx, note := withRetryNote(ctx)
 	req, err := http.NewRequestWithContext(ctx, method, target.String(), nil)
 	if err != nil {
 		return nil, err
@@ -232,7 +236,8 @@ func (u *registry) do(ctx context.Context, method, repo, path string, query url.
 		req.Header[k] = vs
 	}
 	client := http.Client{Transport: t, CheckRedirect: checkRedirect}
-	return client.Do(req)
+	resp, err := client.Do(req)
+	return resp, note.wrap(err)
 }
 
 // checkRedirect stops after 10 redirects, and refuses one from https to
