@@ -13,7 +13,7 @@
 // a crash never leaves a partial object in place):
 //
 //	LOCK                                       the holder (flock'ed while open)
-//	tmp/                                       fetches in progress; emptied on Open
+//	tmp/                                       fetches in progress (their sizes count against the limit); emptied on Open
 //	blobs/<alg>/<hex>                          blobs, shared by every repository
 //	repos/<registry>/<name>/_manifests/<alg>/<hex>   media type, newline, the bytes
 //	repos/<registry>/<name>/_tags/<tag>@<accept>     a tag's resolution (JSON)

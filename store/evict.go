@@ -39,7 +39,7 @@ func (s *Store) evictLoop() {
 // stored manifest lists, and tags whose manifest is gone, are collected.
 func (s *Store) evict() {
 	s.mu.Lock()
-	if s.total <= s.maxSize {
+	if s.total+s.filling <= s.maxSize {
 		s.mu.Unlock()
 		return
 	}
@@ -55,7 +55,7 @@ func (s *Store) evict() {
 		}
 		cands = append(cands, cand{rel, o.used, o.size})
 	}
-	total := s.total
+	total := s.total + s.filling // the fills in progress need their room too
 	s.mu.Unlock()
 	slices.SortFunc(cands, func(a, b cand) int { return a.used.Compare(b.used) })
 	target := s.maxSize / 10 * 9

@@ -38,6 +38,9 @@ type fill struct {
 	openErr error
 	size    int64
 	joins   atomic.Int32 // requests that found it in progress
+	// reserved is what the fill counts against the store's limit while it
+	// runs (its size, or maxBlob when unknown), and the most it may write.
+	reserved int64
 
 	mu   sync.Mutex
 	cond *sync.Cond
@@ -165,15 +168,36 @@ func (s *Store) start(ctx context.Context, repo oci.Repository, d v1.Hash, open 
 		return giveUp(err)
 	}
 	f.size = b.Size
-	if b.Size > s.maxSize/10 {
+	if b.Size > s.maxBlob() {
 		// Too large to keep (it would evict most of the store): served
 		// straight from the upstream, by everyone.
 		_ = b.Body.Close()
 		return giveUp(errBypassed)
 	}
+	// The fill reserves its size (the most a blob of unknown size may
+	// reach) against maxSize, so the files in tmp/ count as the store's
+	// and eviction makes room for them.
+	f.reserved = b.Size
+	if f.reserved < 0 {
+		f.reserved = s.maxBlob()
+	}
 	s.mu.Lock()
+	if s.filling+f.reserved > s.maxSize/2 {
+		// Fills in progress already hold half the store: this blob is
+		// served from the upstream, not kept (it is on a later pull).
+		s.mu.Unlock()
+		_ = b.Body.Close()
+		s.metrics.discarded.WithLabelValues(causeBusy).Inc()
+		return giveUp(errBypassed)
+	}
+	s.filling += f.reserved
+	s.metrics.filling.Set(float64(s.filling))
+	over := s.total+s.filling > s.maxSize
 	r, rerr := f.reader(ctx, open, s.metrics.served.WithLabelValues("upstream"))
 	s.mu.Unlock()
+	if over {
+		s.kick()
+	}
 	close(f.ready)
 	if !s.track() { // closing
 		s.abandon(f, tmp, fmt.Errorf("%w: the store is closing", errFillFailed), causeUpstream)
@@ -238,8 +262,8 @@ func (s *Store) run(f *fill, tmp tempFile, b *upstream.Blob) {
 			n := f.n
 			f.cond.Broadcast()
 			f.mu.Unlock()
-			if (f.size >= 0 && n > f.size) || n > s.maxSize {
-				failure, cause = fmt.Errorf("%w: upstream sent more than the %d bytes of blob %s", errFillFailed, max(f.size, s.maxSize), f.d), causeTooLarge
+			if n > f.reserved {
+				failure, cause = fmt.Errorf("%w: upstream sent more than the %d bytes of blob %s", errFillFailed, f.reserved, f.d), causeTooLarge
 			}
 		}
 		if errors.Is(rerr, io.EOF) {
@@ -295,7 +319,7 @@ func (s *Store) run(f *fill, tmp tempFile, b *upstream.Blob) {
 			total = s.addLocked(linkRel, kindLink, 0, nil)
 		}
 	}
-	delete(s.fills, f.d.String())
+	s.endLocked(f)
 	s.mu.Unlock()
 	if err != nil {
 		_ = os.Remove(f.tmp)
@@ -323,13 +347,27 @@ func (s *Store) abandon(f *fill, tmp tempFile, failure error, cause string) {
 	f.mu.Unlock()
 	_ = tmp.Close()
 	s.mu.Lock()
-	delete(s.fills, f.d.String())
+	s.endLocked(f)
 	_ = os.Remove(f.tmp)
 	s.mu.Unlock()
 	s.metrics.discarded.WithLabelValues(cause).Inc()
 	s.log.Warn("content store: blob fetch discarded", zap.String("digest", f.d.String()),
 		zap.String("cause", cause), zap.Error(failure))
 }
+
+// endLocked ends fill f (s.mu is held): new requests no longer find it,
+// and its reservation is released (a committed blob is counted in total
+// instead).
+func (s *Store) endLocked(f *fill) {
+	delete(s.fills, f.d.String())
+	s.filling -= f.reserved
+	f.reserved = 0
+	s.metrics.filling.Set(float64(s.filling))
+}
+
+// maxBlob is the largest blob the store keeps: a tenth of its limit.
+// Larger ones are served from the upstream, never kept.
+func (s *Store) maxBlob() int64 { return s.maxSize / 10 }
 
 // fillChunk is how much the fill reads from the upstream before writing
 // it and waking the readers.
@@ -342,6 +380,9 @@ const (
 	causeMismatch  = "digest_mismatch"
 	causeTooLarge  = "too_large"
 	causeDisk      = "disk_error"
+	// causeBusy: fills in progress held half of maxSize; the blob was
+	// served from the upstream without being kept.
+	causeBusy = "in_flight_limit"
 )
 
 // errDisk marks a fill that failed because the store could not write:

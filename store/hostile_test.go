@@ -22,6 +22,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/portcullis-dev/portcullis/proxy"
 	"github.com/portcullis-dev/portcullis/upstream"
@@ -117,8 +118,31 @@ func (h *hostile) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// hostileWorld is a proxy with a store over a hostile upstream.
-func hostileWorld(t *testing.T, h *hostile, dir string) (*Store, *httptest.Server) {
+// hostiles is an upstream of several hostile blobs.
+type hostiles []*hostile
+
+func (hs hostiles) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	for _, h := range hs {
+		if r.URL.Path == "/v2/" || strings.HasSuffix(r.URL.Path, "/blobs/"+h.d.String()) {
+			h.ServeHTTP(w, r)
+			return
+		}
+	}
+	http.NotFound(w, r)
+}
+
+func (hs hostiles) release() {
+	for _, h := range hs {
+		h.release()
+	}
+}
+
+// hostileWorld is a proxy with a store (opened with opts) over a hostile
+// upstream.
+func hostileWorld(t *testing.T, h interface {
+	http.Handler
+	release()
+}, dir string, opts ...Option) (*Store, *httptest.Server) {
 	t.Helper()
 	up := httptest.NewServer(h)
 	t.Cleanup(up.Close)
@@ -128,7 +152,7 @@ func hostileWorld(t *testing.T, h *hostile, dir string) (*Store, *httptest.Serve
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := Open(dir)
+	s, err := Open(dir, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -459,4 +483,81 @@ func TestReaderLeavesWhenItsRequestEnds(t *testing.T) {
 	}
 	h.release() // the fetch goes on, and is kept
 	waitFor(t, func() bool { _, ok := s.HasBlob(h.d); return ok })
+}
+
+// TestFetchesCountAgainstTheLimit: blobs being fetched count against
+// maxSize at their full size from the start, so eviction makes room for
+// them; they may hold at most half of it, and a blob past that is served
+// whole from the upstream but not kept. Once they are committed, nothing
+// stays reserved.
+func TestFetchesCountAgainstTheLimit(t *testing.T) {
+	const limit = 2 << 20 // keeps blobs up to 204 KiB; fetches may reserve 1 MiB
+	const size = 200 << 10
+	var stored, held hostiles
+	for range 8 {
+		stored = append(stored, newHostile(t, "good-norange", size))
+	}
+	for range 5 {
+		h := newHostile(t, "good-norange", size)
+		h.hold = make(chan struct{})
+		held = append(held, h)
+	}
+	extra := newHostile(t, "good-norange", size)
+	all := append(append(append(hostiles{}, stored...), held...), extra)
+	s, srv := hostileWorld(t, all, t.TempDir(), WithMaxSize(limit))
+	get := func(h *hostile) error {
+		resp, err := http.Get(srv.URL + "/v2/acme/app/blobs/" + h.d.String())
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != http.StatusOK || !bytes.Equal(b, h.blob) {
+			return fmt.Errorf("status %d, %d bytes, %v", resp.StatusCode, len(b), err)
+		}
+		return nil
+	}
+	for _, h := range stored {
+		if err := get(h); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, func() bool { _, ok := s.HasBlob(h.d); return ok })
+	}
+	filling := func() (int64, int64) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.filling, s.total
+	}
+	errs := make(chan error, len(held))
+	for _, h := range held {
+		go func() { errs <- get(h) }()
+	}
+	waitFor(t, func() bool { f, _ := filling(); return f == int64(len(held))*size })
+	// 1.6 MiB stored and 1 MiB being fetched: over the limit, so an
+	// eviction pass makes room for what is being fetched.
+	waitFor(t, func() bool { f, total := filling(); return f+total <= limit })
+	if testutilEvictions(s) == 0 {
+		t.Error("no eviction pass ran for the fetches in progress")
+	}
+	if err := get(extra); err != nil {
+		t.Fatalf("a blob past the in-flight limit: %v", err)
+	}
+	if n := testutil.ToFloat64(s.metrics.discarded.WithLabelValues(causeBusy)); n != 1 {
+		t.Errorf("%v fetches counted as past the in-flight limit, want 1", n)
+	}
+	if _, ok := s.HasBlob(extra.d); ok {
+		t.Error("a blob past the in-flight limit was kept")
+	}
+	held.release()
+	for range held {
+		if err := <-errs; err != nil {
+			t.Errorf("a held fetch: %v", err)
+		}
+	}
+	for _, h := range held {
+		waitFor(t, func() bool { _, ok := s.HasBlob(h.d); return ok })
+	}
+	if f, _ := filling(); f != 0 || testutil.ToFloat64(s.metrics.filling) != 0 {
+		t.Errorf("%d bytes still reserved after every fetch ended (gauge %v)", f, testutil.ToFloat64(s.metrics.filling))
+	}
 }

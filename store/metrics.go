@@ -20,6 +20,7 @@ type metrics struct {
 	evictions  prometheus.Counter
 	diskErrors prometheus.Counter
 	usage      prometheus.Gauge
+	filling    prometheus.Gauge
 	limit      prometheus.Gauge
 }
 
@@ -35,7 +36,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"kind"}),
 		discarded: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "portcullis", Name: "store_discarded_fetches_total",
-			Help: "Blob fetches into the content store that were discarded, by cause (upstream_error, truncated, digest_mismatch, too_large, disk_error).",
+			Help: "Blob fetches into the content store that were discarded, by cause (upstream_error, truncated, digest_mismatch, too_large, disk_error, in_flight_limit: fetches in progress held half the limit, the blob was served without being kept).",
 		}, []string{"cause"}),
 		served: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "portcullis", Name: "store_blob_bytes_total",
@@ -57,6 +58,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "portcullis", Name: "store_bytes",
 			Help: "Bytes stored in the content store.",
 		}),
+		filling: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "portcullis", Name: "store_filling_bytes",
+			Help: "Bytes reserved in the content store's tmp/ by blob fetches in progress (their sizes); counted with store_bytes against the limit.",
+		}),
 		limit: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "portcullis", Name: "store_limit_bytes",
 			Help: "The content store's size limit (cache.maxSize).",
@@ -72,7 +77,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, k := range []kind{kindBlob, kindManifest, kindTag, kindMaterial, kindLink} {
 		m.commits.WithLabelValues(k.String())
 	}
-	for _, c := range []string{causeUpstream, causeTruncated, causeMismatch, causeTooLarge, causeDisk} {
+	for _, c := range []string{causeUpstream, causeTruncated, causeMismatch, causeTooLarge, causeDisk, causeBusy} {
 		m.discarded.WithLabelValues(c)
 	}
 	for _, src := range []string{"store", "upstream"} {
@@ -82,7 +87,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.stale.WithLabelValues(k)
 	}
 	if reg != nil {
-		reg.MustRegister(m.lookups, m.commits, m.discarded, m.served, m.stale, m.evictions, m.diskErrors, m.usage, m.limit)
+		reg.MustRegister(m.lookups, m.commits, m.discarded, m.served, m.stale, m.evictions, m.diskErrors, m.usage, m.filling, m.limit)
 	}
 	return m
 }

@@ -34,6 +34,9 @@ type Store struct {
 	objects map[string]*object // by path relative to dir
 	total   int64              // bytes of every object
 	fills   map[string]*fill   // blobs being fetched, by digest string
+	// filling is what the fills in progress reserved (see fill.reserved):
+	// counted with total against maxSize, at most half of it.
+	filling int64
 	// material finds a material manifest by "<repo dir>|<digest>".
 	material map[string]string
 	// tagSets finds a tag's resolutions (one per Accept set) by
