@@ -3,10 +3,13 @@ package store
 import (
 	"context"
 	"errors"
+	"io"
+	"os"
 	"strings"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/portcullis-dev/portcullis/oci"
@@ -326,6 +329,40 @@ func (c *Client) stored(d v1.Hash) (*upstream.Blob, bool) {
 	if !ok {
 		return nil, false
 	}
-	c.store.metrics.served.WithLabelValues("store").Add(float64(size))
-	return &upstream.Blob{Body: f, Size: size, Verified: true, Content: f}, true
+	sf := &storedFile{File: f, served: c.store.metrics.served.WithLabelValues("store")}
+	return &upstream.Blob{Body: sf, Size: size, Verified: true, Content: sf}, true
+}
+
+// storedFile is a stored blob's file that counts the bytes read from it:
+// those between each Seek and the next (or Close), from the file's
+// offset, which sendfile moves too. http.ServeContent seeks to what it
+// sends, so a Range counts its bytes, and a HEAD or a 304 nothing. The
+// embedded *os.File's SyscallConn lets net/http still send it with
+// sendfile.
+type storedFile struct {
+	*os.File
+	from   int64 // the offset of the last Seek
+	served prometheus.Counter
+}
+
+func (f *storedFile) Seek(offset int64, whence int) (int64, error) {
+	f.count()
+	n, err := f.File.Seek(offset, whence)
+	if err == nil {
+		f.from = n
+	}
+	return n, err
+}
+
+func (f *storedFile) Close() error {
+	f.count()
+	return f.File.Close()
+}
+
+// count adds what was read since the last Seek.
+func (f *storedFile) count() {
+	if pos, err := f.File.Seek(0, io.SeekCurrent); err == nil && pos > f.from {
+		f.served.Add(float64(pos - f.from))
+		f.from = pos
+	}
 }

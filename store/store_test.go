@@ -16,6 +16,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 )
 
@@ -420,6 +421,15 @@ func TestStoredBlobsAnswerRangesAndConditions(t *testing.T) {
 	_ = rc.Close()
 	layer := layerDigests(t, img)[1]
 	w.counter.reset()
+	served := w.store.metrics.served.WithLabelValues("store")
+	before := testutil.ToFloat64(served)
+	sent := func(what string, want int) {
+		t.Helper()
+		// The proxy closes the file after the response's last byte
+		// reached the client's connection; give it that moment.
+		waitFor(t, func() bool { return testutil.ToFloat64(served)-before == float64(want) })
+		before = testutil.ToFloat64(served)
+	}
 	do := func(method string, hdr map[string]string) (*http.Response, []byte) {
 		req, _ := http.NewRequest(method, w.proxy.URL+"/v2/acme/app/blobs/"+layer.String(), nil)
 		for k, v := range hdr {
@@ -436,12 +446,17 @@ func TestStoredBlobsAnswerRangesAndConditions(t *testing.T) {
 	if resp, b := do(http.MethodGet, map[string]string{"Range": "bytes=10-19"}); resp.StatusCode != http.StatusPartialContent || !bytes.Equal(b, want[10:20]) {
 		t.Fatalf("Range: %d, %d bytes", resp.StatusCode, len(b))
 	}
+	sent("a Range of 10 bytes", 10)
 	if resp, _ := do(http.MethodGet, map[string]string{"If-None-Match": `"` + layer.String() + `"`}); resp.StatusCode != http.StatusNotModified {
 		t.Fatalf("If-None-Match: %d", resp.StatusCode)
 	}
 	if resp, _ := do(http.MethodHead, nil); resp.StatusCode != http.StatusOK || resp.ContentLength != int64(len(want)) {
 		t.Fatalf("HEAD: %d, length %d", resp.StatusCode, resp.ContentLength)
 	}
+	if resp, b := do(http.MethodGet, nil); resp.StatusCode != http.StatusOK || !bytes.Equal(b, want) {
+		t.Fatalf("GET: %d, %d bytes", resp.StatusCode, len(b))
+	}
+	sent("a 304, a HEAD and a whole GET", len(want))
 	if n := w.counter.total(); n != 0 {
 		t.Fatalf("%d upstream requests for a stored blob: %s", n, describe(w.counter))
 	}
