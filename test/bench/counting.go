@@ -49,6 +49,7 @@ func classify(path string) string {
 // it arrived and when its response had been copied back.
 type call struct {
 	kind       string
+	head       bool // a HEAD
 	start, end time.Time
 }
 
@@ -98,7 +99,7 @@ func startCountingProxy(upstream string, trace bool) (*countingProxy, error) {
 			c.mu.Lock()
 			c.inflight--
 			c.lastEnd = t1
-			c.calls = append(c.calls, call{kind: classify(r.URL.Path), start: t0, end: t1})
+			c.calls = append(c.calls, call{kind: classify(r.URL.Path), head: r.Method == http.MethodHead, start: t0, end: t1})
 			c.mu.Unlock()
 			if c.trace {
 				logf("upstream: %s %s %s %.2f ms", t0.Format("15:04:05.000000"), r.Method, r.URL.Path, ms(t1.Sub(t0)))

@@ -176,6 +176,9 @@ var goals = []goalSpec{
 	{"store: peak RSS (blob phase: cold, warm, 4 concurrent warm GETs of 1 GiB)", false, 128, 0, mebibyte, metricGoal("blob", "process", "peak_rss", targetPortcullisStore), nil},
 	{"store herd: upstream GETs of a blob 64 clients ask for at once", false, 1, 0, count, storeHerdGoal("upstream_blob_gets_cold"), nil},
 	{"store herd: slowest client / (one cold GET + 64 concurrent warm GETs)", false, 1.5, 0, times, storeHerdGoal("slowest_cold_over_cold_plus_warm"), nil},
+	{"store: upstream requests of 100 GETs by tag within tagTTL", false, 0, 0, count, storeHerdGoal("upstream_requests_100_within_ttl"), nil},
+	{"store: upstream requests of a GET by tag after tagTTL", false, 1, 0, count, storeHerdGoal("upstream_requests_one_after_ttl"), nil},
+	{"store: of those, other than a HEAD", false, 0, 0, count, storeHerdGoal("upstream_non_head_one_after_ttl"), nil},
 	{"store herd: peak RSS (64 concurrent GETs, cold then warm)", false, 128, 0, mebibyte, metricGoal("store-herd", "process", "peak_rss", targetPortcullisStore), nil},
 	// Issue 11's, replicas through Redis.
 	{"replicas: signature discoveries per cold digest asked of 3 replicas, with redis", false, 1, 0, count, metricGoal("replicas", replicasCold, "discoveries_per_digest", targetRedis), nil},

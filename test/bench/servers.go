@@ -313,11 +313,12 @@ upstreams:
     endpoint: %s
     insecure: true
 defaultRegistry: %s
-tagTTL: 30s
 policyFile: policy.yaml
 `, addr, admin, benchRegistry, endpoint, benchRegistry)
 	if store {
-		cfg += fmt.Sprintf("cache: {dir: %s, maxSize: 64GiB}\n", b.path("store-"+phase))
+		cfg += fmt.Sprintf("tagTTL: %s\ncache: {dir: %s, maxSize: 64GiB}\n", storeTagTTL, b.path("store-"+phase))
+	} else {
+		cfg += "tagTTL: 30s\n"
 	}
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return nil, fmt.Errorf("write portcullis config: %w", err)

@@ -15,6 +15,14 @@ import (
 // proxy.
 var storeHerdFleet = fleetSpec{proxies: []string{targetPortcullisStore}, counting: true}
 
+// storeTagTTL is the tagTTL of Portcullis with a content store: short, so
+// that the store-herd phase sees a tag re-checked after it.
+const storeTagTTL = 2 * time.Second
+
+// warmTagGets is how many GETs by tag the store-herd phase makes within
+// tagTTL.
+const warmTagGets = 100
+
 // runStoreHerdPhase: -herd concurrent first GETs of one new blob (256 MiB)
 // through Portcullis with a content store make one upstream GET, and the
 // slowest client's time to the last byte is compared with one cold GET of
@@ -28,9 +36,25 @@ func runStoreHerdPhase(ctx context.Context, b *bench, f *fleet) ([]Metric, error
 	n := b.cfg.herd
 	c := noProxyClient()
 	defer c.CloseIdleConnections()
-	if _, err := manifestGetter(c, t.base, fix.HerdBlobRepo, fix.HerdBlobTag, fix.HerdBlobManifest)(ctx); err != nil {
+	getTag := manifestGetter(c, t.base, fix.HerdBlobRepo, fix.HerdBlobTag, fix.HerdBlobManifest)
+	if _, err := getTag(ctx); err != nil {
 		return nil, fmt.Errorf("manifest of the herd blob image: %w", err)
 	}
+	// Warm tag pulls: within tagTTL, none reaches the upstream.
+	resolved := time.Now()
+	if err := f.counter.settle(ctx, 100*time.Millisecond); err != nil {
+		return nil, err
+	}
+	f.counter.takeCalls()
+	for range warmTagGets {
+		if _, err := getTag(ctx); err != nil {
+			return nil, fmt.Errorf("warm GET by tag: %w", err)
+		}
+	}
+	if d := time.Since(resolved); d >= storeTagTTL {
+		return nil, fmt.Errorf("%d warm GETs by tag took %s, past tagTTL (%s)", warmTagGets, d, storeTagTTL)
+	}
+	warmTag := len(f.counter.takeCalls())
 	url := func(d string) string { return t.base + "/v2/" + fix.HerdBlobRepo + "/blobs/" + d }
 	herdBlob, otherBlob := fix.HerdBlobs[0], fix.HerdBlobs[1]
 	f.counter.take()
@@ -58,6 +82,26 @@ func runStoreHerdPhase(ctx context.Context, b *bench, f *fleet) ([]Metric, error
 		return nil, fmt.Errorf("%d concurrent warm GETs: %w", n, err)
 	}
 	warmGets := f.counter.take()[reqBlob]
+
+	// After tagTTL: one GET by tag re-checks the tag with one HEAD, and
+	// nothing else.
+	time.Sleep(time.Until(resolved.Add(storeTagTTL + 100*time.Millisecond)))
+	if _, err := getTag(ctx); err != nil {
+		return nil, fmt.Errorf("GET by tag after tagTTL: %w", err)
+	}
+	if err := f.counter.settle(ctx, 100*time.Millisecond); err != nil {
+		return nil, err
+	}
+	after := f.counter.takeCalls()
+	afterGets := 0
+	for _, c := range after {
+		if !c.head {
+			afterGets++
+		}
+	}
+	logf("store tags: %d warm GETs by tag within tagTTL -> %d upstream requests; one after tagTTL -> %d (%d not HEADs)",
+		warmTagGets, warmTag, len(after), afterGets)
+
 	slowCold, slowWarm := slices.Max(cold), slices.Max(warm)
 	logf("store herd: %d concurrent cold GETs of %s -> %d upstream blob GETs, slowest %.0f ms; one cold GET %.0f ms; %d warm, slowest %.0f ms (%d upstream GETs)",
 		n, formatSize(fix.HerdBlobSize), gets, slowCold, ms(oneCold), n, slowWarm, warmGets)
@@ -65,7 +109,14 @@ func runStoreHerdPhase(ctx context.Context, b *bench, f *fleet) ([]Metric, error
 	metric := func(name, unit string, v float64) Metric {
 		return Metric{Phase: "store-herd", Case: caseName, Target: targetPortcullisStore, Name: name, Unit: unit, Value: v}
 	}
+	tagCase := fmt.Sprintf("GETs by tag, tagTTL %s", storeTagTTL)
+	tagMetric := func(name string, v int) Metric {
+		return Metric{Phase: "store-herd", Case: tagCase, Target: targetPortcullisStore, Name: name, Unit: "req", Value: float64(v)}
+	}
 	return []Metric{
+		tagMetric(fmt.Sprintf("upstream_requests_%d_within_ttl", warmTagGets), warmTag),
+		tagMetric("upstream_requests_one_after_ttl", len(after)),
+		tagMetric("upstream_non_head_one_after_ttl", afterGets),
 		metric("upstream_blob_gets_cold", "req", float64(gets)),
 		metric("upstream_blob_gets_warm", "req", float64(warmGets)),
 		metric("slowest_cold_ttlb", "ms", slowCold),
