@@ -19,6 +19,7 @@
 //	repos/<registry>/<name>/_tags/<tag>@<accept>     a tag's resolution (JSON)
 //	repos/<registry>/<name>/_blobs/<alg>/<hex>       this repository may read that blob
 //	repos/<registry>/<name>/_material/<alg>/<hex>/   an allowed image's signature material
+//	    .../from/<registry>/<name>/                  the same, read from a signaturesFrom source
 //
 // A blob is stored once for every repository, but served from the store in
 // a repository only if it was fetched for it, or its upstream says it has

@@ -180,3 +180,95 @@ func TestDecidesOfflineFromStoredMaterial(t *testing.T) {
 		t.Fatal("a refused image's signature material is still stored")
 	}
 }
+
+const sourcedPolicy = `policies:
+  - name: acme-release
+    images: ["registry.example/acme/**"]
+    authorities:
+      - name: release-key
+        signaturesFrom: registry.example/sigs/acme
+        key: {path: KEY}
+`
+
+// TestDecidesOfflineFromSourcedMaterial: signatures read from another
+// repository (an authority's signaturesFrom) are kept with the image they
+// are about, under its material; with the upstream failing after a
+// restart, the image is decided again from them; a policy that revokes it
+// refuses it and drops them.
+func TestDecidesOfflineFromSourcedMaterial(t *testing.T) {
+	gw := newGated(t)
+	write := func(key string) {
+		p := strings.ReplaceAll(sourcedPolicy, "KEY", key)
+		if err := os.WriteFile(filepath.Join(gw.dir, "policy.yaml"), []byte(p), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		gw.g.SetSnapshot(gw.snapshot(t))
+	}
+	write("cosign.pub")
+	sigs, err := name.NewRepository(strings.TrimPrefix(gw.up.URL, "http://")+"/sigs/acme", name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	legacyImg := gw.push("acme/app", "legacy", 2, 4<<10)
+	legacy := mustDigest(t, legacyImg)
+	if err := gw.signer.SignLegacy(sigs, legacy); err != nil {
+		t.Fatal(err)
+	}
+	bundledImg := gw.push("acme/app", "bundled", 2, 4<<10)
+	bundled := mustDigest(t, bundledImg)
+	desc, err := remote.Get(sigs.Registry.Repo("acme/app").Tag("bundled"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.signer.SignBundle(sigs, desc.Descriptor); err != nil {
+		t.Fatal(err)
+	}
+	// Signed in its own repository only: not what the policy reads.
+	ownImg := gw.push("acme/app", "own", 2, 4<<10)
+	own := mustDigest(t, ownImg)
+	appRepo, _ := name.NewRepository(sigs.Registry.Name()+"/acme/app", name.Insecure)
+	if err := gw.signer.SignLegacy(appRepo, own); err != nil {
+		t.Fatal(err)
+	}
+	gw.mustPull("acme/app:legacy")
+	gw.mustPull("acme/app:bundled")
+	if _, err := gw.pull("acme/app:own"); err == nil {
+		t.Fatal("an image signed only in its own repository was served")
+	}
+	gw.settle()
+	for _, d := range []v1.Hash{legacy, bundled} {
+		rec := filepath.Join(gw.world.dir, "repos", registryName, "acme/app", "_material", d.Algorithm, d.Hex,
+			"from", registryName, "sigs/acme", recordFile)
+		if _, err := os.Stat(rec); err != nil {
+			t.Fatalf("the material read from sigs/acme about %s is not kept with it: %v", d, err)
+		}
+	}
+
+	gw.restart()
+	gw.counter.setDown(true)
+	later := time.Now().Add(2 * gw.tagTTL)
+	gw.now = func() time.Time { return later }
+	for _, ref := range []string{"acme/app@" + legacy.String(), "acme/app@" + bundled.String(), "acme/app:legacy"} {
+		if _, err := gw.pull(ref); err != nil {
+			t.Fatalf("with the upstream failing, %s: %v", ref, err)
+		}
+	}
+	if _, err := gw.pull("acme/app@" + own.String()); err == nil {
+		t.Fatal("with the upstream failing, an image signed only in its own repository was served")
+	}
+
+	write("other.pub")
+	resp, body, err := gw.get("/v2/acme/app/manifests/" + legacy.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("a stored image the new policy revokes, upstream failing: %d %s", resp.StatusCode, body)
+	}
+	if _, ok := gw.store.record(repoOf("sigs/acme"), legacy); ok {
+		t.Fatal("a refused image's material from sigs/acme is still stored")
+	}
+	if _, ok := gw.store.record(repoOf("sigs/acme"), bundled); !ok {
+		t.Fatal("the material of an image not asked for since is gone")
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -30,6 +31,8 @@ import (
 //
 //	repos/<registry>/<name>/_material/<alg>/<subject hex>/record.json   the answers (JSON)
 //	repos/<registry>/<name>/_material/<alg>/<subject hex>/<alg>-<hex>   the manifests those list
+//	repos/<registry>/<name>/_material/<alg>/<subject hex>/from/<registry>/<name>/...
+//	    the same, read from another repository (an authority's signaturesFrom)
 //
 // and the blobs those manifests list go to blobs/. The material of a
 // subject is dropped with it, never before it. Content-addressed material
@@ -55,6 +58,15 @@ func materialDir(repo oci.Repository, subject v1.Hash) (string, bool) {
 	return path.Join(dir, "_material", subject.Algorithm, subject.Hex), ok
 }
 
+// sourcedDir is where material about subject, an image of repo, read from
+// another repository src (an authority's signaturesFrom) is kept: under
+// the subject's own, so that it goes with the subject.
+func sourcedDir(repo, src oci.Repository, subject v1.Hash) (string, bool) {
+	dir, ok := materialDir(repo, subject)
+	srcDir, srcOK := repoDir(src)
+	return path.Join(dir, "from", strings.TrimPrefix(srcDir, "repos/")), ok && srcOK
+}
+
 func materialManifestName(d v1.Hash) string { return d.Algorithm + "-" + d.Hex }
 
 // recent remembers what the gate read lately, bounded in bytes, oldest
@@ -77,13 +89,19 @@ type read struct {
 	referrers []byte
 	manifest  *oci.Manifest
 	blob      []byte
-	at        time.Time
+	// repos are the repositories material about a subject was read from
+	// (its own, and signaturesFrom sources).
+	repos []oci.Repository
+	at    time.Time
 }
 
 func (r *read) size() int {
 	n := len(r.key) + len(r.referrers) + len(r.blob) + 64
 	if r.manifest != nil {
 		n += len(r.manifest.Bytes)
+	}
+	for _, repo := range r.repos {
+		n += len(repo.Registry) + len(repo.Name) + 32
 	}
 	return n
 }
@@ -98,6 +116,28 @@ func newRecent(max int) *recent {
 func (c *recent) put(r *read) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.putLocked(r)
+}
+
+// maxSources bounds the repositories remembered for one subject.
+const maxSources = 8
+
+// addRepo adds repo to the repositories remembered under key.
+func (c *recent) addRepo(key string, repo oci.Repository, at time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := &read{key: key, at: at, repos: []oci.Repository{repo}}
+	if e, ok := c.by[key]; ok {
+		old := e.Value.(*read).repos
+		if slices.Contains(old, repo) || len(old) >= maxSources {
+			return
+		}
+		r.repos = append(slices.Clone(old), repo)
+	}
+	c.putLocked(r)
+}
+
+func (c *recent) putLocked(r *read) {
 	if e, ok := c.by[r.key]; ok {
 		c.bytes -= e.Value.(*read).size()
 		c.order.Remove(e)
@@ -147,7 +187,15 @@ func referrersReadKey(repo oci.Repository, subject v1.Hash) string {
 func manifestReadKey(repo oci.Repository, d v1.Hash) string {
 	return "manifest|" + repo.String() + "|" + d.String()
 }
-func blobReadKey(d v1.Hash) string { return "blob|" + d.String() }
+func blobReadKey(d v1.Hash) string          { return "blob|" + d.String() }
+func sourcesReadKey(subject v1.Hash) string { return "sources|" + subject.String() }
+
+// readAbout notes that the gate read material about subject from repo
+// (the subject's own repository, or a signaturesFrom source): keepMaterial
+// keeps what was read from each.
+func (c *Client) readAbout(repo oci.Repository, subject v1.Hash) {
+	c.recent.addRepo(sourcesReadKey(subject), repo, c.now())
+}
 
 // Reader is what the gate reads signature material through (it implements
 // verify.Reader): the upstream client with the store in front.
@@ -179,16 +227,22 @@ func (r *Reader) Manifest(ctx context.Context, repo oci.Repository, ref string) 
 		return m, err
 	}
 	m, err := c.Client.Manifest(ctx, repo, ref)
+	subject, ok := subjectOfTag(ref)
 	switch {
 	case err == nil:
 		c.recent.put(&read{key: tagReadKey(repo, ref), digest: m.DigestString(), at: c.now()})
 		c.recent.put(&read{key: manifestReadKey(repo, m.Digest), manifest: m, at: c.now()})
+		if ok {
+			c.readAbout(repo, subject)
+		}
 		return m, nil
 	case errors.Is(err, oci.ErrNotFound):
 		c.recent.put(&read{key: tagReadKey(repo, ref), notFound: true, at: c.now()})
+		if ok {
+			c.readAbout(repo, subject)
+		}
 		return nil, err
 	}
-	subject, ok := subjectOfTag(ref)
 	if !ok {
 		return nil, err
 	}
@@ -222,6 +276,7 @@ func (r *Reader) Referrers(ctx context.Context, repo oci.Repository, subject v1.
 	if err == nil {
 		if b, merr := json.Marshal(idx); merr == nil {
 			c.recent.put(&read{key: referrersReadKey(repo, subject), referrers: b, at: c.now()})
+			c.readAbout(repo, subject)
 		}
 		return idx, nil
 	}
@@ -291,24 +346,45 @@ func (c *Client) staleMaterial(repo oci.Repository, subject v1.Hash, err error) 
 	c.store.metrics.stale.WithLabelValues("material").Inc()
 }
 
-// keepMaterial commits what the gate read about subject in repo (which
-// the gate allowed as an image): the record of the answers, the manifests
-// they name and the blobs those list, written in the background. Nothing
-// is written when nothing was read about it since the last time (it was
-// decided from a cached verdict, or is a child of an index): a warm
-// request costs a few map lookups here.
+// keepMaterial commits what the gate read about subject (which it allowed
+// as an image of repo), in repo and in each other repository it read
+// signatures from (an authority's signaturesFrom): the record of the
+// answers, the manifests they name and the blobs those list, written in
+// the background. Nothing is written when nothing was read about it since
+// the last time (it was decided from a cached verdict, or is a child of an
+// index): a warm request costs a few map lookups here.
 func (c *Client) keepMaterial(repo oci.Repository, subject v1.Hash) {
+	c.keepMaterialFrom(repo, repo, subject)
+	if r, ok := c.recent.get(sourcesReadKey(subject)); ok {
+		for _, src := range r.repos {
+			if src != repo {
+				c.keepMaterialFrom(repo, src, subject)
+			}
+		}
+	}
+}
+
+// keepMaterialFrom commits what the gate read about subject, an allowed
+// image of repo, from src (repo itself, or a signaturesFrom source).
+func (c *Client) keepMaterialFrom(repo, src oci.Repository, subject v1.Hash) {
+	dir, ok := materialDir(repo, subject)
+	if src != repo {
+		dir, ok = sourcedDir(repo, src, subject)
+	}
+	if !ok {
+		return
+	}
 	rec := &materialRecord{Subject: subject.String(), Tags: map[string]string{}}
 	var manifests []*oci.Manifest
 	var latest time.Time
 	addManifest := func(d v1.Hash) {
-		if r, ok := c.recent.get(manifestReadKey(repo, d)); ok && r.manifest != nil {
+		if r, ok := c.recent.get(manifestReadKey(src, d)); ok && r.manifest != nil {
 			manifests = append(manifests, r.manifest)
 		}
 	}
 	for _, suffix := range []string{".sig", ".att", ".sbom"} {
 		tag := subject.Algorithm + "-" + subject.Hex + suffix
-		r, ok := c.recent.take(tagReadKey(repo, tag))
+		r, ok := c.recent.take(tagReadKey(src, tag))
 		if !ok {
 			continue
 		}
@@ -318,7 +394,7 @@ func (c *Client) keepMaterial(repo oci.Repository, subject v1.Hash) {
 			addManifest(d)
 		}
 	}
-	if r, ok := c.recent.take(referrersReadKey(repo, subject)); ok {
+	if r, ok := c.recent.take(referrersReadKey(src, subject)); ok {
 		rec.Referrers = r.referrers
 		latest = maxTime(latest, r.at)
 		var idx v1.IndexManifest
@@ -346,9 +422,9 @@ func (c *Client) keepMaterial(repo oci.Repository, subject v1.Hash) {
 		}
 	}
 	c.store.background(func() {
-		if err := c.store.putMaterial(repo, subject, rec, manifests, blobs); err != nil {
+		if err := c.store.putMaterial(dir, src, rec, manifests, blobs); err != nil {
 			c.log.Warn("content store: cannot keep signature material", zap.String("repo", repo.String()),
-				zap.String("subject", subject.String()), zap.Error(err))
+				zap.String("from", src.String()), zap.String("subject", subject.String()), zap.Error(err))
 		}
 	})
 }
@@ -360,13 +436,10 @@ func maxTime(a, b time.Time) time.Time {
 	return a
 }
 
-// putMaterial writes subject's material: manifests and blobs first, the
-// record last, so that a record only ever names what is there.
-func (s *Store) putMaterial(repo oci.Repository, subject v1.Hash, rec *materialRecord, manifests []*oci.Manifest, blobs map[v1.Hash][]byte) error {
-	dir, ok := materialDir(repo, subject)
-	if !ok {
-		return fmt.Errorf("cannot store material of %s", repo)
-	}
+// putMaterial writes a subject's material, read from src, into dir:
+// manifests and blobs first, the record last, so that a record only ever
+// names what is there.
+func (s *Store) putMaterial(dir string, src oci.Repository, rec *materialRecord, manifests []*oci.Manifest, blobs map[v1.Hash][]byte) error {
 	for _, m := range manifests {
 		rel := path.Join(dir, materialManifestName(m.Digest))
 		if _, ok := s.lookup(rel); !ok && !strings.ContainsAny(m.MediaType, "\r\n") {
@@ -379,7 +452,7 @@ func (s *Store) putMaterial(repo oci.Repository, subject v1.Hash, rec *materialR
 		for _, d := range listedBlobs(m.Bytes) {
 			rel := blobPath(d)
 			if _, ok := s.lookup(rel); ok {
-				s.link(repo, d)
+				s.link(src, d)
 				continue
 			}
 			b, ok := blobs[d]
@@ -390,7 +463,7 @@ func (s *Store) putMaterial(repo oci.Repository, subject v1.Hash, rec *materialR
 				return err
 			}
 			s.added(rel, kindBlob, int64(len(b)), nil)
-			s.link(repo, d)
+			s.link(src, d)
 		}
 	}
 	b, err := json.Marshal(rec)
@@ -405,7 +478,9 @@ func (s *Store) putMaterial(repo oci.Repository, subject v1.Hash, rec *materialR
 	return nil
 }
 
-// record returns subject's stored material record in repo.
+// record returns the stored record of material about subject read from
+// repo: kept under subject in repo, or, repo being a signaturesFrom
+// source, under subject in another repository.
 func (s *Store) record(repo oci.Repository, subject v1.Hash) (*materialRecord, bool) {
 	dir, ok := materialDir(repo, subject)
 	if !ok {
@@ -413,7 +488,16 @@ func (s *Store) record(repo oci.Repository, subject v1.Hash) (*materialRecord, b
 	}
 	rel := path.Join(dir, recordFile)
 	if _, ok := s.lookup(rel); !ok {
-		return nil, false
+		src, _ := repoDir(repo)
+		s.mu.Lock()
+		rel, ok = s.material[recordKey(src, subject)]
+		s.mu.Unlock()
+		if !ok {
+			return nil, false
+		}
+		if _, ok := s.lookup(rel); !ok {
+			return nil, false
+		}
 	}
 	b, err := os.ReadFile(filepath.Join(s.dir, rel))
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
@@ -37,7 +38,10 @@ type Store struct {
 	// filling is what the fills in progress reserved (see fill.reserved):
 	// counted with total against maxSize, at most half of it.
 	filling int64
-	// material finds a material manifest by "<repo dir>|<digest>".
+	// material finds a material manifest by "<repo dir>|<digest>" (the
+	// repository it was read from), and a record kept under another
+	// repository's image by recordKey. When two images hold the same,
+	// it names one of them.
 	material map[string]string
 	// tagSets finds a tag's resolutions (one per Accept set) by
 	// "<repo dir>|<tag>": their paths.
@@ -323,34 +327,87 @@ func kindOf(rel string) (kind, bool) {
 	case len(parts) >= 6 && parts[0] == "repos" && parts[len(parts)-3] == "_blobs" &&
 		validHex(parts[len(parts)-2], parts[len(parts)-1]):
 		return kindLink, true
-	case len(parts) >= 7 && parts[0] == "repos" && parts[len(parts)-4] == "_material" &&
-		validHex(parts[len(parts)-3], parts[len(parts)-2]):
-		if parts[len(parts)-1] == recordFile {
-			return kindMaterial, true
-		}
-		if _, ok := materialKey(rel); ok {
+	case parts[0] == "repos" && strings.Contains(rel, "/_material/"):
+		if _, ok := parseMaterial(rel); ok {
 			return kindMaterial, true
 		}
 	}
 	return 0, false
 }
 
-// materialKey is the key of s.material for a material manifest at rel
-// ("<repo dir>|<digest>"), or false for anything else.
-func materialKey(rel string) (string, bool) {
+// materialAt is where a material file is: about subject, an image of the
+// repository at dir ("repos/<registry>/<name>"), read from the repository
+// at src (dir itself, or an authority's signaturesFrom, kept under
+// from/<registry>/<name>/); file is record.json or <alg>-<hex>.
+type materialAt struct {
+	dir, src string
+	subject  v1.Hash
+	file     string
+}
+
+// parseMaterial reads a material path:
+//
+//	<dir>/_material/<alg>/<hex>/<file>
+//	<dir>/_material/<alg>/<hex>/from/<registry>/<name>/<file>
+func parseMaterial(rel string) (materialAt, bool) {
 	dir, rest, ok := strings.Cut(rel, "/_material/")
-	if !ok {
-		return "", false
+	if !ok || !strings.HasPrefix(dir, "repos/") {
+		return materialAt{}, false
 	}
 	parts := strings.Split(rest, "/")
-	if len(parts) != 3 {
+	if len(parts) < 3 || !validHex(parts[0], parts[1]) {
+		return materialAt{}, false
+	}
+	at := materialAt{dir: dir, src: dir, subject: v1.Hash{Algorithm: parts[0], Hex: parts[1]}, file: parts[len(parts)-1]}
+	switch {
+	case len(parts) == 3:
+	case len(parts) >= 6 && parts[2] == "from" && !strings.ContainsAny(parts[3], `\`) && !strings.HasPrefix(parts[3], ".") &&
+		oci.ValidRepositoryName(strings.Join(parts[4:len(parts)-1], "/")):
+		at.src = "repos/" + strings.Join(parts[3:len(parts)-1], "/")
+	default:
+		return materialAt{}, false
+	}
+	if at.file != recordFile {
+		alg, hex, ok := strings.Cut(at.file, "-")
+		if !ok || !validHex(alg, hex) {
+			return materialAt{}, false
+		}
+	}
+	return at, true
+}
+
+// materialKey is the key of s.material for a material manifest at rel
+// ("<source dir>|<digest>": found by the repository it was read from), or
+// false for anything else.
+func materialKey(rel string) (string, bool) {
+	at, ok := parseMaterial(rel)
+	if !ok || at.file == recordFile {
 		return "", false
 	}
-	alg, hex, ok := strings.Cut(parts[2], "-")
-	if !ok || !validHex(alg, hex) {
+	alg, hex, _ := strings.Cut(at.file, "-")
+	return at.src + "|" + alg + ":" + hex, true
+}
+
+// sourcedRecordKey is the key of s.material for a record of material read
+// from another repository than its subject's (see recordKey), or false.
+func sourcedRecordKey(rel string) (string, bool) {
+	at, ok := parseMaterial(rel)
+	if !ok || at.file != recordFile || at.src == at.dir {
 		return "", false
 	}
-	return dir + "|" + alg + ":" + hex, true
+	return recordKey(at.src, at.subject), true
+}
+
+// recordKey finds the record of material about subject read from the
+// repository at src, kept under an image of another repository.
+func recordKey(src string, subject v1.Hash) string { return "record|" + src + "|" + subject.String() }
+
+// materialIndexKey is rel's key in s.material, if it has one.
+func materialIndexKey(rel string) (string, bool) {
+	if key, ok := materialKey(rel); ok {
+		return key, true
+	}
+	return sourcedRecordKey(rel)
 }
 
 // indexMaterial adds a material manifest to s.material, and a tag to
@@ -358,7 +415,7 @@ func materialKey(rel string) (string, bool) {
 func (s *Store) indexMaterial(rel string, k kind) {
 	switch k {
 	case kindMaterial:
-		if key, ok := materialKey(rel); ok {
+		if key, ok := materialIndexKey(rel); ok {
 			s.material[key] = rel
 		}
 	case kindTag:
@@ -467,7 +524,7 @@ func (s *Store) forgetLocked(rel string) error {
 	if o, ok := s.objects[rel]; ok {
 		s.total -= o.size
 		delete(s.objects, rel)
-		if key, ok := materialKey(rel); ok && o.kind == kindMaterial {
+		if key, ok := materialIndexKey(rel); ok && o.kind == kindMaterial && s.material[key] == rel {
 			delete(s.material, key)
 		}
 		if o.kind == kindTag {
