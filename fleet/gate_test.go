@@ -153,3 +153,73 @@ func TestOneDecisionForTheFleet(t *testing.T) {
 		t.Errorf("an unsigned image with Redis down: %v, want no decision", v)
 	}
 }
+
+// lateLeaser is a replica's store whose first Lease waits until another
+// replica has decided (before runs first): its lookup missed, and by the
+// time it asks for the lease the other's verdict is published and the
+// lease released.
+type lateLeaser struct {
+	*Store
+	once   sync.Once
+	before func()
+}
+
+func (l *lateLeaser) Lease(ctx context.Context, key string, ttl time.Duration) (bool, func(), error) {
+	l.once.Do(l.before)
+	return l.Store.Lease(ctx, key, ttl)
+}
+
+// TestLeaseAfterAnotherDecided: a replica that gets a decision's lease
+// after another replica decided and released it uses the verdict now in
+// Redis rather than decide again.
+func TestLeaseAfterAnotherDecided(t *testing.T) {
+	srv := redistest.Start(t)
+	tr := verifytest.NewRegistry(t, true, nil)
+	key := verifytest.Keys()["ecdsa-p256"]
+	repo := tr.Repo("acme/app")
+	signed := tr.PushImage(repo, "signed")
+	tr.PushLegacy(repo, signed.Digest, key.LegacyKeyLayer(t, tr.Host+"/acme/app", signed.Digest))
+	pem, _ := cryptoutils.MarshalPublicKeyToPEM(key.Priv.Public())
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "cosign.pub"), pem, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pol := "policies:\n  - name: release\n    images: [\"" + tr.Host + "/acme/**\"]\n    authorities:\n      - name: release-key\n        key: {path: cosign.pub}\n"
+	if err := os.WriteFile(filepath.Join(dir, "policy.yaml"), []byte(pol), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p, err := policyfile.Load(filepath.Join(dir, "policy.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := gate.NewSnapshot(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := tr.Reader.Manifest(context.Background(), repo, signed.Digest.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &gate.ManifestRequest{Repo: repo, Reference: signed.Digest.String(), Digest: m.Digest, MediaType: m.MediaType, Bytes: m.Bytes}
+	first := &countingReader{Reader: tr.Reader}
+	a, err := gate.New(first, snap, gate.WithVerdictStore(replica(t, srv, testKey)), gate.WithRegisterer(prometheus.NewRegistry()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	late := &lateLeaser{Store: replica(t, srv, testKey), before: func() {
+		if v, err := a.Manifest(context.Background(), req); err != nil || !v.Allowed() {
+			t.Errorf("the first replica: %v %v", v, err)
+		}
+	}}
+	second := &countingReader{Reader: tr.Reader}
+	c, err := gate.New(second, snap, gate.WithVerdictStore(late), gate.WithRegisterer(prometheus.NewRegistry()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := c.Manifest(context.Background(), req); err != nil || !v.Allowed() {
+		t.Fatalf("the late replica: %v %v", v, err)
+	}
+	if n := first.discoveries.Load() + second.discoveries.Load(); n != 1 {
+		t.Fatalf("%d signature discoveries, want 1 (the late replica decided again)", n)
+	}
+}

@@ -46,7 +46,8 @@ type PurgeCounter interface {
 }
 
 // fleetTurn waits for the fleet's decision of key when another replica
-// holds its lease: it returns that verdict (never old, the stored verdict
+// holds its lease, and looks for one published just before this replica
+// took the lease: it returns that verdict (never old, the stored verdict
 // this decision is to replace), or nil and the release of a lease this
 // replica now holds (a no-op when the store has no leases, the lease
 // cannot be had, or the wait outlasted decisionTimeout: this replica then
@@ -63,6 +64,13 @@ func (g *Gate) fleetTurn(ctx context.Context, key string, old *Stored) (*Stored,
 			return nil, func() {} // the store said why (logged, counted); decide here
 		}
 		if held {
+			// Its last holder may have published a verdict and released
+			// the lease between this replica's lookup and now: use that
+			// rather than decide again.
+			if s, err := g.store.Get(ctx, key, g.o.now()); err == nil && s != nil && s != old && g.o.now().Before(s.Fresh) {
+				release()
+				return s, func() {}
+			}
 			return nil, release
 		}
 		s, err := l.Await(ctx, key, old, deadline)

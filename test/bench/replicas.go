@@ -4,9 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"maps"
 	"net/url"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -90,6 +93,7 @@ func runReplicasPhase(ctx context.Context, b *bench, _ *fleet) ([]Metric, error)
 	if err != nil {
 		return nil, err
 	}
+	var fleetRegs []*prometheus.Registry // the shared replicas' fleet metrics
 	newReplica := func(shared bool) (*gate.Gate, *countingReader, error) {
 		up, err := upstream.New([]upstream.Config{{Registry: benchRegistry, Endpoint: &url.URL{Scheme: "http", Host: b.upAddr}}})
 		if err != nil {
@@ -102,8 +106,10 @@ func runReplicasPhase(ctx context.Context, b *bench, _ *fleet) ([]Metric, error)
 		r := &countingReader{Reader: up}
 		opts := []gate.Option{gate.WithRegisterer(prometheus.NewRegistry())}
 		if shared {
+			reg := prometheus.NewRegistry()
+			fleetRegs = append(fleetRegs, reg)
 			st, err := pfleet.New(pfleet.Options{Client: pfleet.NewClient(&redis.Options{Addr: srv.Addr}), L1: gate.NewMemoryStore(1_000_000),
-				Key: key, Prefix: "bench/", Registerer: prometheus.NewRegistry()})
+				Key: key, Prefix: "bench/", Registerer: reg})
 			if err != nil {
 				return nil, nil, err
 			}
@@ -175,6 +181,12 @@ func runReplicasPhase(ctx context.Context, b *bench, _ *fleet) ([]Metric, error)
 			target = targetRedis
 		}
 		logf("phase replicas: %s: %d discoveries for %d digests in %.1f s", target, total, n, time.Since(start).Seconds())
+		if shared {
+			// Why a digest was discovered more than once: a replica decides
+			// itself when Redis fails or times out (errors), or when what it
+			// reads there is not trusted (rejected).
+			logf("phase replicas: %s: redis counters summed over the replicas: %s", target, fleetCounters(fleetRegs))
+		}
 		ms = append(ms,
 			Metric{Phase: "replicas", Case: replicasCold, Target: target, Name: "discoveries", Unit: "count", Value: float64(total)},
 			Metric{Phase: "replicas", Case: replicasCold, Target: target, Name: "discoveries_per_digest", Unit: "count", Value: float64(total) / float64(n)})
@@ -234,4 +246,38 @@ func runReplicasPhase(ctx context.Context, b *bench, _ *fleet) ([]Metric, error)
 		Metric{Phase: "replicas", Case: replicasRedis, Target: targetRedis, Name: "p99", Unit: "µs", Value: percentileOf(lat, 99)},
 		Metric{Phase: "replicas", Case: replicasRedis, Target: targetRedis, Name: "discoveries", Unit: "count", Value: float64(r.discoveries.Load())})
 	return ms, nil
+}
+
+// fleetCounters sums the fleet stores' Redis counters (errors by op,
+// rejected values by reason, decisions awaited) over regs, for the log.
+func fleetCounters(regs []*prometheus.Registry) string {
+	sums := map[string]float64{}
+	for _, reg := range regs {
+		mfs, err := reg.Gather()
+		if err != nil {
+			return err.Error()
+		}
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				if m.GetCounter() == nil {
+					continue
+				}
+				name := strings.TrimPrefix(mf.GetName(), "portcullis_redis_")
+				for _, l := range m.GetLabel() {
+					name += "{" + l.GetValue() + "}"
+				}
+				sums[name] += m.GetCounter().GetValue()
+			}
+		}
+	}
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(sums)) {
+		if sums[k] != 0 {
+			out = append(out, fmt.Sprintf("%s=%g", k, sums[k]))
+		}
+	}
+	if len(out) == 0 {
+		return "all zero"
+	}
+	return strings.Join(out, " ")
 }
