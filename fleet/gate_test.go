@@ -33,6 +33,43 @@ func (c *countingReader) Referrers(ctx context.Context, repo verify.Repository, 
 	return c.Reader.Referrers(ctx, repo, d)
 }
 
+// signedRegistry is a registry with acme/app:signed, signed with
+// verifytest's ecdsa-p256 key, and the PEM of that key.
+func signedRegistry(t *testing.T) (*verifytest.Registry, verify.Repository, v1.Descriptor, []byte) {
+	t.Helper()
+	tr := verifytest.NewRegistry(t, true, nil)
+	key := verifytest.Keys()["ecdsa-p256"]
+	repo := tr.Repo("acme/app")
+	signed := tr.PushImage(repo, "signed")
+	tr.PushLegacy(repo, signed.Digest, key.LegacyKeyLayer(t, tr.Host+"/acme/app", signed.Digest))
+	pem, _ := cryptoutils.MarshalPublicKeyToPEM(key.Priv.Public())
+	return tr, repo, signed, pem
+}
+
+// keySnapshot is the policy of a replica that trusts the key pem for
+// tr's acme/ images, loaded from a directory of its own.
+func keySnapshot(t *testing.T, tr *verifytest.Registry, pem []byte) *gate.Snapshot {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "cosign.pub"), pem, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "policy.yaml")
+	pol := "policies:\n  - name: release\n    images: [\"" + tr.Host + "/acme/**\"]\n    authorities:\n      - name: release-key\n        key: {path: cosign.pub}\n"
+	if err := os.WriteFile(path, []byte(pol), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p, err := policyfile.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := gate.NewSnapshot(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return snap
+}
+
 // TestOneDecisionForTheFleet: three gates, each with its own reader and
 // L1, share one Redis. Concurrent first requests for one digest on all
 // three make one signature discovery, and all get the same verdict; the
@@ -42,34 +79,13 @@ func (c *countingReader) Referrers(ctx context.Context, repo verify.Repository, 
 // contents: the replicas agree on the revision.
 func TestOneDecisionForTheFleet(t *testing.T) {
 	srv := redistest.Start(t)
-	tr := verifytest.NewRegistry(t, true, nil)
-	key := verifytest.Keys()["ecdsa-p256"]
-	repo := tr.Repo("acme/app")
-	signed := tr.PushImage(repo, "signed")
-	tr.PushLegacy(repo, signed.Digest, key.LegacyKeyLayer(t, tr.Host+"/acme/app", signed.Digest))
+	tr, repo, signed, pem := signedRegistry(t)
 	unsigned := tr.PushImage(repo, "unsigned")
-	pem, _ := cryptoutils.MarshalPublicKeyToPEM(key.Priv.Public())
 
 	var gates []*gate.Gate
 	var readers []*countingReader
 	for i := range 3 {
-		dir := t.TempDir()
-		if err := os.WriteFile(filepath.Join(dir, "cosign.pub"), pem, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		path := filepath.Join(dir, "policy.yaml")
-		pol := "policies:\n  - name: release\n    images: [\"" + tr.Host + "/acme/**\"]\n    authorities:\n      - name: release-key\n        key: {path: cosign.pub}\n"
-		if err := os.WriteFile(path, []byte(pol), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		p, err := policyfile.Load(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		snap, err := gate.NewSnapshot(p, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		snap := keySnapshot(t, tr, pem)
 		r := &countingReader{Reader: tr.Reader}
 		st := replica(t, srv, testKey)
 		g, err := gate.New(r, snap, gate.WithVerdictStore(st), gate.WithRegisterer(prometheus.NewRegistry()))
@@ -143,7 +159,7 @@ func TestOneDecisionForTheFleet(t *testing.T) {
 	// signatures; an unsigned one is no decision (an allowed index listing
 	// it elsewhere cannot be ruled out), never served.
 	alone := tr.PushImage(repo, "alone")
-	tr.PushLegacy(repo, alone.Digest, key.LegacyKeyLayer(t, tr.Host+"/acme/app", alone.Digest))
+	tr.PushLegacy(repo, alone.Digest, verifytest.Keys()["ecdsa-p256"].LegacyKeyLayer(t, tr.Host+"/acme/app", alone.Digest))
 	lonely := tr.PushImage(repo, "lonely")
 	srv.Stop()
 	if v, err := ask(g, alone); err != nil || !v.Allowed() {
@@ -174,28 +190,8 @@ func (l *lateLeaser) Lease(ctx context.Context, key string, ttl time.Duration) (
 // Redis rather than decide again.
 func TestLeaseAfterAnotherDecided(t *testing.T) {
 	srv := redistest.Start(t)
-	tr := verifytest.NewRegistry(t, true, nil)
-	key := verifytest.Keys()["ecdsa-p256"]
-	repo := tr.Repo("acme/app")
-	signed := tr.PushImage(repo, "signed")
-	tr.PushLegacy(repo, signed.Digest, key.LegacyKeyLayer(t, tr.Host+"/acme/app", signed.Digest))
-	pem, _ := cryptoutils.MarshalPublicKeyToPEM(key.Priv.Public())
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "cosign.pub"), pem, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	pol := "policies:\n  - name: release\n    images: [\"" + tr.Host + "/acme/**\"]\n    authorities:\n      - name: release-key\n        key: {path: cosign.pub}\n"
-	if err := os.WriteFile(filepath.Join(dir, "policy.yaml"), []byte(pol), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	p, err := policyfile.Load(filepath.Join(dir, "policy.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap, err := gate.NewSnapshot(p, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr, repo, signed, pem := signedRegistry(t)
+	snap := keySnapshot(t, tr, pem)
 	m, err := tr.Reader.Manifest(context.Background(), repo, signed.Digest.String())
 	if err != nil {
 		t.Fatal(err)
