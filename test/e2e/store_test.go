@@ -3,12 +3,19 @@
 package e2e
 
 import (
+	"math/rand"
 	"net/http"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/portcullis-dev/portcullis/verify/signing"
 )
@@ -20,7 +27,9 @@ import (
 // storage, both clients pull every stored image again, every layer from
 // the store; a refused image stays refused and one never seen gets 503;
 // a policy reload that revokes a stored image refuses it, the upstream
-// still down.
+// still down. One of the images is signed in another repository (its
+// policy's signaturesFrom): it is decided offline from what the store
+// kept of that repository's signature too.
 func TestStoreOffline(t *testing.T) {
 	e := setup(t)
 	e.needProxy(t)
@@ -43,10 +52,13 @@ func TestStoreOffline(t *testing.T) {
 	other, _ := signing.NewSigner()
 	otherPub, _ := other.PublicKeyPEM()
 	writeFile(t, filepath.Join(dir, "other.pub"), string(otherPub))
-	writeFile(t, filepath.Join(dir, "policy.yaml"), gatedPolicy)
+	mirrorPub, mirrored := pushSignedElsewhere(t, up.addr, "mirrored/app:v1", "mirrored/signatures")
+	writeFile(t, filepath.Join(dir, "mirror.pub"), string(mirrorPub))
+	policy := strings.Replace(gatedPolicy, "default: deny", mirroredPolicy+"default: deny", 1)
+	writeFile(t, filepath.Join(dir, "policy.yaml"), policy)
 	p := own.startProxyIn(t, dir, gatedConfig+"cache: {dir: store, maxSize: 1GiB, maxStale: 0s}\n")
 
-	pulls := []string{legacySignedImage, signedIndexImage}
+	pulls := []string{legacySignedImage, signedIndexImage, mirroredImage}
 	podmanPull := func(ref string) cmdResult {
 		env, global, pull := podmanSetup(t, p.addr)
 		return runCmd(t.Context(), env, podman, append(append(append(slices.Clone(global), "pull", "--quiet"), pull...), ref)...)
@@ -96,7 +108,7 @@ func TestStoreOffline(t *testing.T) {
 		t.Errorf("an image never seen, with the upstream down: %d %s, want 503 saying it is not stored", never.status, never.body)
 	}
 
-	writeAtomic(t, filepath.Join(dir, "policy.yaml"), strings.Replace(gatedPolicy, "cosign.pub", "other.pub", 1))
+	writeAtomic(t, filepath.Join(dir, "policy.yaml"), strings.Replace(policy, "cosign.pub", "other.pub", 1))
 	deadline := time.Now().Add(20 * time.Second)
 	for !p.logContains("policy reloaded") && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
@@ -105,4 +117,55 @@ func TestStoreOffline(t *testing.T) {
 	if r.status != http.StatusForbidden {
 		t.Errorf("a stored image the new policy revokes, upstream down: %d %s, want 403", r.status, r.body)
 	}
+	// The new policy is a new revision: the image signed elsewhere is
+	// decided again, offline, from the signature kept from the other
+	// repository.
+	if r := registryGet(t, http.MethodGet, p.addr, manifestPath(mirroredImage, mirrored.String())); r.status != http.StatusOK {
+		t.Errorf("%s, signed in another repository, decided again with the upstream down: %d %s, want 200", mirroredImage, r.status, r.body)
+	}
+}
+
+// mirroredImage's policy reads its signatures from another repository.
+const mirroredImage = "registry.example/mirrored/app:v1"
+
+const mirroredPolicy = `  - name: mirrored
+    images: ["registry.example/mirrored/app"]
+    authorities:
+      - name: mirror-key
+        key: {path: mirror.pub}
+        signaturesFrom: registry.example/mirrored/signatures
+`
+
+// pushSignedElsewhere pushes an image to repoAndTag of the registry at
+// addr and signs it (legacy .sig) into the repository sigs, with a new
+// key: it returns the key's public PEM and the image's digest.
+func pushSignedElsewhere(t *testing.T, addr, repoAndTag, sigs string) ([]byte, v1.Hash) {
+	t.Helper()
+	signer, err := signing.NewSigner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := ociImageOf("linux", runtime.GOARCH, random.WithSource(rand.NewSource(signedSeed+7)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pushTo(t.Context(), addr, repoAndTag, img); err != nil {
+		t.Fatal(err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, err := name.NewRepository(addr+"/"+sigs, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := signer.SignLegacy(repo, d, remote.WithContext(t.Context())); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := signer.PublicKeyPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pub, d
 }
