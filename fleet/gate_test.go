@@ -170,25 +170,34 @@ func TestOneDecisionForTheFleet(t *testing.T) {
 	}
 }
 
-// lateLeaser is a replica's store whose first Lease waits until another
-// replica has decided (before runs first): its lookup missed, and by the
-// time it asks for the lease the other's verdict is published and the
-// lease released.
+// lateLeaser is a replica's store whose next Lease, once before is set,
+// first runs before (another replica decides): this replica's lookup
+// missed, and by the time it asks for the lease the other's verdict is
+// published and the lease released.
 type lateLeaser struct {
 	*Store
-	once   sync.Once
 	before func()
 }
 
 func (l *lateLeaser) Lease(ctx context.Context, key string, ttl time.Duration) (bool, func(), error) {
-	l.once.Do(l.before)
+	if f := l.before; f != nil {
+		l.before = nil
+		f()
+	}
 	return l.Store.Lease(ctx, key, ttl)
 }
 
-// TestLeaseAfterAnotherDecided: a replica that gets a decision's lease
-// after another replica decided and released it uses the verdict now in
-// Redis rather than decide again.
-func TestLeaseAfterAnotherDecided(t *testing.T) {
+// leaseRace is two replicas over one Redis: a, and c whose store is late
+// to take leases; first and second count their discoveries.
+type leaseRace struct {
+	req           *gate.ManifestRequest
+	first, second *countingReader
+	a, c          *gate.Gate
+	late          *lateLeaser
+}
+
+func newLeaseRace(t *testing.T, opts ...gate.Option) *leaseRace {
+	t.Helper()
 	srv := redistest.Start(t)
 	tr, repo, signed, pem := signedRegistry(t)
 	snap := keySnapshot(t, tr, pem)
@@ -196,26 +205,61 @@ func TestLeaseAfterAnotherDecided(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req := &gate.ManifestRequest{Repo: repo, Reference: signed.Digest.String(), Digest: m.Digest, MediaType: m.MediaType, Bytes: m.Bytes}
-	first := &countingReader{Reader: tr.Reader}
-	a, err := gate.New(first, snap, gate.WithVerdictStore(replica(t, srv, testKey)), gate.WithRegisterer(prometheus.NewRegistry()))
-	if err != nil {
+	f := &leaseRace{
+		req:   &gate.ManifestRequest{Repo: repo, Reference: signed.Digest.String(), Digest: m.Digest, MediaType: m.MediaType, Bytes: m.Bytes},
+		first: &countingReader{Reader: tr.Reader}, second: &countingReader{Reader: tr.Reader},
+		late: &lateLeaser{Store: replica(t, srv, testKey)},
+	}
+	if f.a, err = gate.New(f.first, snap, append([]gate.Option{gate.WithVerdictStore(replica(t, srv, testKey)), gate.WithRegisterer(prometheus.NewRegistry())}, opts...)...); err != nil {
 		t.Fatal(err)
 	}
-	late := &lateLeaser{Store: replica(t, srv, testKey), before: func() {
-		if v, err := a.Manifest(context.Background(), req); err != nil || !v.Allowed() {
+	if f.c, err = gate.New(f.second, snap, append([]gate.Option{gate.WithVerdictStore(f.late), gate.WithRegisterer(prometheus.NewRegistry())}, opts...)...); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// firstDecides is a lateLeaser's before: replica a decides.
+func (f *leaseRace) firstDecides(t *testing.T) func() {
+	return func() {
+		if v, err := f.a.Manifest(context.Background(), f.req); err != nil || !v.Allowed() {
 			t.Errorf("the first replica: %v %v", v, err)
 		}
-	}}
-	second := &countingReader{Reader: tr.Reader}
-	c, err := gate.New(second, snap, gate.WithVerdictStore(late), gate.WithRegisterer(prometheus.NewRegistry()))
-	if err != nil {
-		t.Fatal(err)
 	}
-	if v, err := c.Manifest(context.Background(), req); err != nil || !v.Allowed() {
+}
+
+// TestLeaseAfterAnotherDecided: a replica that gets a decision's lease
+// after another replica decided and released it uses the verdict now in
+// Redis rather than decide again.
+func TestLeaseAfterAnotherDecided(t *testing.T) {
+	f := newLeaseRace(t)
+	f.late.before = f.firstDecides(t)
+	if v, err := f.c.Manifest(context.Background(), f.req); err != nil || !v.Allowed() {
 		t.Fatalf("the late replica: %v %v", v, err)
 	}
-	if n := first.discoveries.Load() + second.discoveries.Load(); n != 1 {
+	if n := f.first.discoveries.Load() + f.second.discoveries.Load(); n != 1 {
 		t.Fatalf("%d signature discoveries, want 1 (the late replica decided again)", n)
+	}
+}
+
+// TestLeaseAfterAnotherRefreshed: the same race on a refresh, both
+// replicas holding the stale verdict in memory: the late replica asks
+// Redis, not its memory, for a verdict published meanwhile.
+func TestLeaseAfterAnotherRefreshed(t *testing.T) {
+	f := newLeaseRace(t, gate.WithVerdictTTL(300*time.Millisecond))
+	for _, g := range []*gate.Gate{f.a, f.c} {
+		if v, err := g.Manifest(context.Background(), f.req); err != nil || !v.Allowed() {
+			t.Fatalf("warm-up: %v %v", v, err)
+		}
+	}
+	time.Sleep(400 * time.Millisecond) // stale in both memories, not expired
+	f.first.discoveries.Store(0)
+	f.second.discoveries.Store(0)
+	f.late.before = f.firstDecides(t)
+	if v, err := f.c.Manifest(context.Background(), f.req); err != nil || !v.Allowed() {
+		t.Fatalf("the late replica: %v %v", v, err)
+	}
+	if n := f.first.discoveries.Load() + f.second.discoveries.Load(); n != 1 {
+		t.Fatalf("%d signature discoveries on the refresh, want 1 (the late replica decided again: its memory still held the old verdict)", n)
 	}
 }

@@ -66,8 +66,9 @@ func (g *Gate) fleetTurn(ctx context.Context, key string, old *Stored) (*Stored,
 		if held {
 			// Its last holder may have published a verdict and released
 			// the lease between this replica's lookup and now: use that
-			// rather than decide again.
-			if s, err := g.store.Get(ctx, key, g.o.now()); err == nil && s != nil && s != old && g.o.now().Before(s.Fresh) {
+			// rather than decide again (asked of the shared store itself,
+			// not of this replica's memory, which may hold old).
+			if s, err := l.Await(ctx, key, old, g.o.now()); err == nil && s != nil {
 				release()
 				return s, func() {}
 			}
