@@ -67,6 +67,15 @@ func TestUpstreamFaults(t *testing.T) {
 				}
 				return false
 			}, Code: 429, ErrCode: "TOOMANYREQUESTS", Header: map[string]string{"Retry-After": "23"}},
+		{Description: "429 with a Retry-After that is no number is passed on without it", Path: "/v2/registry.example/acme/app/manifests/v1",
+			Fault: func(w http.ResponseWriter, r *http.Request) bool {
+				if r.URL.Path == "/v2/" {
+					w.Header().Set("Retry-After", strings.Repeat("x", 64<<10))
+					w.WriteHeader(429)
+					return true
+				}
+				return false
+			}, Code: 429, ErrCode: "TOOMANYREQUESTS", Header: map[string]string{"Retry-After": ""}},
 		{Description: "403 from upstream refuses the proxy's credentials: an upstream error, not a policy refusal", Path: "/v2/registry.example/acme/app/manifests/v1",
 			Fault: func(w http.ResponseWriter, r *http.Request) bool {
 				if strings.Contains(r.URL.Path, "/manifests/") {

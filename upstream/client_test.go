@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
@@ -247,5 +248,30 @@ func TestReferrersLookups(t *testing.T) {
 				t.Fatalf("a repository known to lack the API was asked at the API %d times", a)
 			}
 		})
+	}
+}
+
+// TestRetryAfter: an upstream's Retry-After is passed on as whole seconds,
+// at most an hour, from seconds or an HTTP date; anything else is dropped,
+// never copied.
+func TestRetryAfter(t *testing.T) {
+	now := time.Date(2026, 12, 3, 8, 0, 0, 0, time.UTC)
+	for in, want := range map[string]string{
+		"17":                            "17",
+		" 0 ":                           "0",
+		"3601":                          "3600",
+		strings.Repeat("9", 1<<10):      "3600",
+		"Thu, 03 Dec 2026 08:00:30 GMT": "30",
+		"Thu, 03 Dec 2026 07:00:00 GMT": "0",
+		"Fri, 04 Dec 2026 08:00:00 GMT": "3600",
+		"":                              "",
+		"-5":                            "",
+		"1.5":                           "",
+		"soon\r\nX-Injected: 1":         "",
+		"<script>":                      "",
+	} {
+		if got := retryAfter(in, now); got != want {
+			t.Errorf("retryAfter(%.40q) = %q, want %q", in, got, want)
+		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
@@ -123,7 +124,7 @@ func fromResponse(registry string, resp *http.Response) *Error {
 		return e
 	case http.StatusTooManyRequests:
 		e := newError(RateLimited, registry, "upstream %s is rate limiting the proxy%s", registry, errorSuffix(resp))
-		e.RetryAfter = resp.Header.Get("Retry-After")
+		e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), time.Now())
 		return e
 	case http.StatusUnauthorized, http.StatusForbidden:
 		return newError(Unauthorized, registry, "upstream %s refused the proxy's credentials (%d)%s", registry, resp.StatusCode, errorSuffix(resp))

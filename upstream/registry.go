@@ -187,9 +187,12 @@ func (u *registry) challengeFor(ctx context.Context) (*transport.Challenge, erro
 	}
 	// The key cannot be a repository name (those never start with NUL).
 	v, err, _ := u.creating.Do("\x00ping", func() (any, error) {
+		// The error goes to every caller sharing the ping: it carries the
+		// Retry-After of a 429 itself.
+		ctx, note := withRetryNote(ctx)
 		ch, err := transport.Ping(ctx, u.reg, u.base)
 		if err != nil {
-			return nil, err
+			return nil, note.wrap(err)
 		}
 		u.challengeMu.Lock()
 		u.challenge, u.challenged = ch, time.Now()

@@ -2,8 +2,12 @@ package upstream
 
 import (
 	"context"
+	"errors"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
+	"time"
 )
 
 // A 429 answered to the ping or the token exchange that ggcr sends for the
@@ -36,9 +40,32 @@ func noteRetryAfter(r *http.Request, resp *http.Response) {
 	}
 	if n, ok := r.Context().Value(retryNoteKey{}).(*retryNote); ok {
 		n.mu.Lock()
-		n.v = resp.Header.Get("Retry-After")
+		n.v = retryAfter(resp.Header.Get("Retry-After"), time.Now())
 		n.mu.Unlock()
 	}
+}
+
+// maxRetryAfter caps the wait the proxy passes on to its clients.
+const maxRetryAfter = time.Hour
+
+// retryAfter is an upstream's (or its token realm's) Retry-After as the
+// proxy passes it on: whole seconds, from seconds or an HTTP date, at most
+// maxRetryAfter, or "" for anything else. What was sent is never copied
+// (a realm may be any host the upstream pointed the proxy at).
+func retryAfter(v string, now time.Time) string {
+	v = strings.TrimSpace(v)
+	var d time.Duration
+	if n, err := strconv.ParseUint(v, 10, 64); err == nil || errors.Is(err, strconv.ErrRange) {
+		d = maxRetryAfter
+		if err == nil && n < uint64(maxRetryAfter/time.Second) {
+			d = time.Duration(n) * time.Second
+		}
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = min(max(t.Sub(now), 0), maxRetryAfter)
+	} else {
+		return ""
+	}
+	return strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10)
 }
 
 // wrap attaches the noted Retry-After, if any, to err.
