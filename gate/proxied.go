@@ -56,14 +56,19 @@ func (r *Refusal) Refused() (detail any, notFound bool) {
 
 // CheckManifest decides on the manifest m that the proxy is about to serve
 // for reference (a tag or a digest) in repo.
-func (g *Gate) CheckManifest(ctx context.Context, repo verify.Repository, reference string, m *oci.Manifest) (image bool, err error) {
+// sources are the signaturesFrom repositories of an allowed image's
+// policies (see Verdict.Sources).
+func (g *Gate) CheckManifest(ctx context.Context, repo verify.Repository, reference string, m *oci.Manifest) (image bool, sources []verify.Repository, err error) {
 	v, err := g.Manifest(ctx, &ManifestRequest{
 		Repo: repo, Reference: reference, Digest: m.Digest, MediaType: m.MediaType, Bytes: m.Bytes,
 	})
 	if err := g.refusal(v, err); err != nil {
-		return false, err
+		return false, nil, err
 	}
-	return v.Cause != CauseSignatureArtifact, nil
+	if v.Cause == CauseSignatureArtifact {
+		return false, nil, nil
+	}
+	return true, v.Sources(), nil
 }
 
 // CheckBlob decides on blob d of repo; maxBytes bounds a blob allowed only

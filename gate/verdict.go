@@ -8,6 +8,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/portcullis-dev/portcullis/policy"
+	"github.com/portcullis-dev/portcullis/verify"
 )
 
 // Decision is what a verdict says: serve, or refuse.
@@ -58,6 +59,8 @@ type Verdict struct {
 	// until is the stored verdict's Until: an allow through this one (a
 	// child of an index, signature material of an image) ends then too.
 	until time.Time
+	// sources are the stored verdict's Sources.
+	sources []verify.Repository
 	// Judgement is what was decided. Allow judgements are shared by every
 	// verdict they apply to (the same policy revision, outcome and signer),
 	// which keeps a cache of a million verdicts small.
@@ -66,6 +69,11 @@ type Verdict struct {
 
 // Judgement is the part of a verdict that does not depend on which image
 // it is about.
+// Sources are, for an allowed image, the signaturesFrom repositories of
+// its policies: where its signatures were read from besides its own
+// repository (and where its signature material is served).
+func (v *Verdict) Sources() []verify.Repository { return v.sources }
+
 type Judgement struct {
 	Decision Decision
 	Cause    Cause

@@ -24,8 +24,10 @@ type Gate interface {
 	// a digest string), m the exact bytes about to be served. image
 	// reports an allow as an image (or a child of an allowed index), not
 	// as signature material: only such a manifest is kept by a content
-	// store.
-	CheckManifest(ctx context.Context, repo Repository, reference string, m *oci.Manifest) (image bool, err error)
+	// store. sources are the other repositories its signatures were read
+	// from (its policies' signaturesFrom): a content store keeps what was
+	// read there with it.
+	CheckManifest(ctx context.Context, repo Repository, reference string, m *oci.Manifest) (image bool, sources []Repository, err error)
 	// CheckBlob is asked about every blob response, GET or HEAD, full or
 	// ranged. maxBytes, when positive, is the most the blob may have (a
 	// blob allowed only as signature material is served only up to the
@@ -55,8 +57,8 @@ type AllowAllUnsafe struct{}
 var _ Gate = AllowAllUnsafe{}
 
 // CheckManifest allows every manifest, as an image.
-func (AllowAllUnsafe) CheckManifest(context.Context, Repository, string, *oci.Manifest) (bool, error) {
-	return true, nil
+func (AllowAllUnsafe) CheckManifest(context.Context, Repository, string, *oci.Manifest) (bool, []Repository, error) {
+	return true, nil, nil
 }
 
 // CheckBlob allows every blob.

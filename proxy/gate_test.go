@@ -22,7 +22,7 @@ type recordingGate struct {
 	digests map[string][]byte
 }
 
-func (g *recordingGate) CheckManifest(_ context.Context, repo Repository, _ string, m *oci.Manifest) (bool, error) {
+func (g *recordingGate) CheckManifest(_ context.Context, repo Repository, _ string, m *oci.Manifest) (bool, []Repository, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.asked = append(g.asked, "manifest "+repo.String()+"@"+m.Digest.String())
@@ -31,7 +31,7 @@ func (g *recordingGate) CheckManifest(_ context.Context, repo Repository, _ stri
 	}
 	g.digests[m.Digest.String()] = m.Bytes
 	err := g.verdict(m.Digest)
-	return err == nil, err
+	return err == nil, nil, err
 }
 
 func (g *recordingGate) CheckBlob(_ context.Context, repo Repository, d v1.Hash) (int64, error) {

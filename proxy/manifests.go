@@ -27,7 +27,7 @@ func (p *Proxy) serveManifest(w http.ResponseWriter, r *http.Request, rt *route)
 		return err
 	}
 	noteDigest(ctx, m.DigestString())
-	image, err := p.gate.CheckManifest(ctx, rt.repo, rt.ref, m)
+	image, sources, err := p.gate.CheckManifest(ctx, rt.repo, rt.ref, m)
 	if err != nil {
 		var refusal Refusal
 		if p.keep != nil && errors.As(err, &refusal) {
@@ -38,7 +38,7 @@ func (p *Proxy) serveManifest(w http.ResponseWriter, r *http.Request, rt *route)
 		return err
 	}
 	if image && p.keep != nil {
-		p.keep.KeepManifest(ctx, rt.repo, rt.ref, r.Header.Values("Accept"), m)
+		p.keep.KeepManifest(ctx, rt.repo, rt.ref, r.Header.Values("Accept"), m, sources)
 	}
 	h := w.Header()
 	h.Set("Content-Type", m.MediaType)

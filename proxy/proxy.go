@@ -34,8 +34,9 @@ type Upstream interface {
 // store): the proxy tells it what the Gate allowed as an image.
 type Keeper interface {
 	// KeepManifest is told of every manifest the Gate allowed as an image,
-	// with the reference and Accept set it was asked for with.
-	KeepManifest(ctx context.Context, repo oci.Repository, reference string, accept []string, m *oci.Manifest)
+	// with the reference and Accept set it was asked for with, and the
+	// other repositories its signatures were read from (sources).
+	KeepManifest(ctx context.Context, repo oci.Repository, reference string, accept []string, m *oci.Manifest, sources []oci.Repository)
 	// OpenKeptBlob opens a blob the Gate granted as a config or layer of an
 	// allowed image, keeping it as it is fetched.
 	OpenKeptBlob(ctx context.Context, repo oci.Repository, d v1.Hash, rng *upstream.Range) (*upstream.Blob, error)

@@ -190,17 +190,18 @@ func (c *Client) usableStale(err error, seen, now time.Time) bool {
 }
 
 // KeepManifest records that the gate allowed m as an image of repo, asked
-// for as reference by a client that sent accept: the manifest is stored,
-// with the signature material the gate read to allow it, and a tag's
-// resolution. Failures are logged (the manifest was served; it is just
-// not kept).
-func (c *Client) KeepManifest(ctx context.Context, repo oci.Repository, reference string, accept []string, m *oci.Manifest) {
+// for as reference by a client that sent accept, its signatures read from
+// repo and from sources (its policies' signaturesFrom): the manifest is
+// stored, with the signature material the gate read to allow it there,
+// and a tag's resolution. Failures are logged (the manifest was served;
+// it is just not kept).
+func (c *Client) KeepManifest(ctx context.Context, repo oci.Repository, reference string, accept []string, m *oci.Manifest, sources []oci.Repository) {
 	if err := c.store.PutManifest(repo, m); err != nil {
 		c.log.Warn("content store: cannot keep a manifest", zap.String("repo", repo.String()),
 			zap.String("digest", m.DigestString()), zap.Error(err))
 		return
 	}
-	c.keepMaterial(repo, m.Digest)
+	c.keepMaterial(repo, m.Digest, sources)
 	if oci.IsDigest(reference) {
 		return
 	}

@@ -38,9 +38,11 @@ type fill struct {
 	openErr error
 	size    int64
 	joins   atomic.Int32 // requests that found it in progress
-	// reserved is what the fill counts against the store's limit while it
-	// runs (its size, or maxBlob when unknown), and the most it may write.
-	reserved int64
+	// limit is the most the fill may write: its size, or maxBlob when
+	// unknown. reserved (under the store's mu) is what it counts against
+	// the store's limit while it runs: its size, or when unknown what has
+	// arrived.
+	limit, reserved int64
 
 	mu   sync.Mutex
 	cond *sync.Cond
@@ -174,14 +176,15 @@ func (s *Store) start(ctx context.Context, repo oci.Repository, d v1.Hash, open 
 		_ = b.Body.Close()
 		return giveUp(errBypassed)
 	}
-	// The fill reserves its size (the most a blob of unknown size may
-	// reach) against maxSize, so the files in tmp/ count as the store's
-	// and eviction makes room for them.
-	f.reserved = b.Size
-	if f.reserved < 0 {
-		f.reserved = s.maxBlob()
+	// The fill reserves its size against maxSize (one of unknown size
+	// what has arrived, as it arrives), so the files in tmp/ count as the
+	// store's and eviction makes room for them.
+	f.limit = b.Size
+	if f.limit < 0 {
+		f.limit = s.maxBlob()
 	}
 	s.mu.Lock()
+	f.reserved = max(b.Size, 0)
 	if s.filling+f.reserved > s.maxSize/2 {
 		// Fills in progress already hold half the store: this blob is
 		// served from the upstream, not kept (it is on a later pull).
@@ -262,8 +265,10 @@ func (s *Store) run(f *fill, tmp tempFile, b *upstream.Blob) {
 			n := f.n
 			f.cond.Broadcast()
 			f.mu.Unlock()
-			if n > f.reserved {
-				failure, cause = fmt.Errorf("%w: upstream sent more than the %d bytes of blob %s", errFillFailed, f.reserved, f.d), causeTooLarge
+			if n > f.limit {
+				failure, cause = fmt.Errorf("%w: upstream sent more than the %d bytes of blob %s", errFillFailed, f.limit, f.d), causeTooLarge
+			} else if f.size < 0 {
+				s.reserve(f, int64(m))
 			}
 		}
 		if errors.Is(rerr, io.EOF) {
@@ -363,6 +368,21 @@ func (s *Store) endLocked(f *fill) {
 	s.filling -= f.reserved
 	f.reserved = 0
 	s.metrics.filling.Set(float64(s.filling))
+}
+
+// reserve adds n bytes that arrived for fill f, of unknown size, to its
+// reservation, and starts an eviction pass when the store is over its
+// limit.
+func (s *Store) reserve(f *fill, n int64) {
+	s.mu.Lock()
+	f.reserved += n
+	s.filling += n
+	s.metrics.filling.Set(float64(s.filling))
+	over := s.total+s.filling > s.maxSize
+	s.mu.Unlock()
+	if over {
+		s.kick()
+	}
 }
 
 // maxBlob is the largest blob the store keeps: a tenth of its limit.

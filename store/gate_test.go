@@ -272,3 +272,97 @@ func TestDecidesOfflineFromSourcedMaterial(t *testing.T) {
 		t.Fatal("the material of an image not asked for since is gone")
 	}
 }
+
+// oneImageTwice puts policy in force, pushes one image as acme/app:v1 and
+// as other:v1, and signs it into sigs/acme; it returns its digest.
+func (gw *gated) oneImageTwice(t *testing.T, policy, other string) v1.Hash {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(gw.dir, "policy.yaml"), []byte(policy), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	gw.g.SetSnapshot(gw.snapshot(t))
+	host := strings.TrimPrefix(gw.up.URL, "http://")
+	img := gw.push("acme/app", "v1", 2, 4<<10)
+	d := mustDigest(t, img)
+	tag, err := name.NewTag(host+"/"+other+":v1", name.Insecure)
+	if err == nil {
+		err = remote.Write(tag, img)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	sigs, _ := name.NewRepository(host+"/sigs/acme", name.Insecure)
+	if err := gw.signer.SignLegacy(sigs, d); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// TestSourcedIndexSurvivesOneHolder: two images of one digest in two
+// repositories, both reading signatures from sigs/acme, each keep a copy
+// of what was read there; dropping the one found first leaves the other
+// found.
+func TestSourcedIndexSurvivesOneHolder(t *testing.T) {
+	gw := newGated(t)
+	d := gw.oneImageTwice(t, strings.ReplaceAll(sourcedPolicy, "KEY", "cosign.pub"), "acme/mirror")
+	gw.mustPull("acme/app:v1")
+	gw.settle()
+	gw.mustPull("acme/mirror:v1")
+	gw.settle()
+	for _, r := range []string{"acme/app", "acme/mirror"} {
+		rec := filepath.Join(gw.world.dir, "repos", registryName, r, "_material", d.Algorithm, d.Hex, "from", registryName, "sigs/acme", recordFile)
+		if _, err := os.Stat(rec); err != nil {
+			t.Fatalf("%s holds no sigs/acme record: %v", r, err)
+		}
+	}
+	if _, ok := gw.store.record(repoOf("sigs/acme"), d); !ok {
+		t.Fatal("no record before any drop")
+	}
+	holder, _ := gw.store.indexed(recordKey("repos/"+registryName+"/sigs/acme", d))
+	victim := "acme/mirror"
+	if strings.Contains(holder, "/acme/app/") {
+		victim = "acme/app"
+	}
+	gw.store.drop(repoOf(victim), d)
+	gw.settle()
+	if _, ok := gw.store.record(repoOf("sigs/acme"), d); !ok {
+		t.Fatalf("after dropping %s@%s, the other image's sigs/acme record is on disk but record() no longer finds it", victim, d)
+	}
+}
+
+const twoPolicies = `policies:
+  - name: acme-release
+    images: ["registry.example/acme/**"]
+    authorities:
+      - name: release-key
+        signaturesFrom: registry.example/sigs/acme
+        key: {path: cosign.pub}
+  - name: team
+    images: ["registry.example/team/**"]
+    authorities:
+      - name: team-key
+        key: {path: cosign.pub}
+`
+
+// TestRefusedRepositorysMaterialIsNotKept: one digest is refused in
+// team/app (no signature there) and then allowed in acme/app (signed in
+// sigs/acme, its policy's signaturesFrom): what the gate read in team/app
+// for the refusal is kept nowhere; only what was read in sigs/acme is.
+func TestRefusedRepositorysMaterialIsNotKept(t *testing.T) {
+	gw := newGated(t)
+	d := gw.oneImageTwice(t, twoPolicies, "team/app")
+	if _, err := gw.pull("team/app:v1"); err == nil {
+		t.Fatal("team/app served without a signature in team/app")
+	}
+	gw.mustPull("acme/app:v1")
+	gw.settle()
+	_ = filepath.WalkDir(gw.world.dir, func(path string, e fs.DirEntry, err error) error {
+		if err == nil && strings.Contains(filepath.ToSlash(path), "/team/") {
+			t.Errorf("something of team/app, where %s was refused, is stored: %s", d, path)
+		}
+		return err
+	})
+	if _, ok := gw.store.record(repoOf("sigs/acme"), d); !ok {
+		t.Error("what was read in sigs/acme about the allowed image is not kept")
+	}
+}

@@ -28,6 +28,11 @@ import (
 	"github.com/portcullis-dev/portcullis/upstream"
 )
 
+// The proxy finds the store's side by asserting its Upstream is a
+// Keeper: a changed method set would silently stop the store keeping
+// anything.
+var _ proxy.Keeper = (*Client)(nil)
+
 // hostile is an upstream that serves one blob as a mode says: "good"
 // (with Range), "good-norange" (always the whole blob),
 // "wrong" (bytes that do not hash to the digest, with the right length),
@@ -206,6 +211,12 @@ func TestBadBlobsAbortEveryReaderAndLeaveNothing(t *testing.T) {
 				}
 			}
 			waitFor(t, func() bool { s.mu.Lock(); defer s.mu.Unlock(); return len(s.fills) == 0 })
+			s.mu.Lock()
+			filling := s.filling
+			s.mu.Unlock()
+			if filling != 0 {
+				t.Errorf("%d bytes still reserved after the fetch was discarded", filling)
+			}
 			if h.gets != 1 {
 				t.Errorf("%d upstream GETs, want 1", h.gets)
 			}

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -89,19 +88,13 @@ type read struct {
 	referrers []byte
 	manifest  *oci.Manifest
 	blob      []byte
-	// repos are the repositories material about a subject was read from
-	// (its own, and signaturesFrom sources).
-	repos []oci.Repository
-	at    time.Time
+	at        time.Time
 }
 
 func (r *read) size() int {
 	n := len(r.key) + len(r.referrers) + len(r.blob) + 64
 	if r.manifest != nil {
 		n += len(r.manifest.Bytes)
-	}
-	for _, repo := range r.repos {
-		n += len(repo.Registry) + len(repo.Name) + 32
 	}
 	return n
 }
@@ -116,28 +109,6 @@ func newRecent(max int) *recent {
 func (c *recent) put(r *read) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.putLocked(r)
-}
-
-// maxSources bounds the repositories remembered for one subject.
-const maxSources = 8
-
-// addRepo adds repo to the repositories remembered under key.
-func (c *recent) addRepo(key string, repo oci.Repository, at time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	r := &read{key: key, at: at, repos: []oci.Repository{repo}}
-	if e, ok := c.by[key]; ok {
-		old := e.Value.(*read).repos
-		if slices.Contains(old, repo) || len(old) >= maxSources {
-			return
-		}
-		r.repos = append(slices.Clone(old), repo)
-	}
-	c.putLocked(r)
-}
-
-func (c *recent) putLocked(r *read) {
 	if e, ok := c.by[r.key]; ok {
 		c.bytes -= e.Value.(*read).size()
 		c.order.Remove(e)
@@ -187,15 +158,7 @@ func referrersReadKey(repo oci.Repository, subject v1.Hash) string {
 func manifestReadKey(repo oci.Repository, d v1.Hash) string {
 	return "manifest|" + repo.String() + "|" + d.String()
 }
-func blobReadKey(d v1.Hash) string          { return "blob|" + d.String() }
-func sourcesReadKey(subject v1.Hash) string { return "sources|" + subject.String() }
-
-// readAbout notes that the gate read material about subject from repo
-// (the subject's own repository, or a signaturesFrom source): keepMaterial
-// keeps what was read from each.
-func (c *Client) readAbout(repo oci.Repository, subject v1.Hash) {
-	c.recent.addRepo(sourcesReadKey(subject), repo, c.now())
-}
+func blobReadKey(d v1.Hash) string { return "blob|" + d.String() }
 
 // Reader is what the gate reads signature material through (it implements
 // verify.Reader): the upstream client with the store in front.
@@ -227,22 +190,16 @@ func (r *Reader) Manifest(ctx context.Context, repo oci.Repository, ref string) 
 		return m, err
 	}
 	m, err := c.Client.Manifest(ctx, repo, ref)
-	subject, ok := subjectOfTag(ref)
 	switch {
 	case err == nil:
 		c.recent.put(&read{key: tagReadKey(repo, ref), digest: m.DigestString(), at: c.now()})
 		c.recent.put(&read{key: manifestReadKey(repo, m.Digest), manifest: m, at: c.now()})
-		if ok {
-			c.readAbout(repo, subject)
-		}
 		return m, nil
 	case errors.Is(err, oci.ErrNotFound):
 		c.recent.put(&read{key: tagReadKey(repo, ref), notFound: true, at: c.now()})
-		if ok {
-			c.readAbout(repo, subject)
-		}
 		return nil, err
 	}
+	subject, ok := subjectOfTag(ref)
 	if !ok {
 		return nil, err
 	}
@@ -276,7 +233,6 @@ func (r *Reader) Referrers(ctx context.Context, repo oci.Repository, subject v1.
 	if err == nil {
 		if b, merr := json.Marshal(idx); merr == nil {
 			c.recent.put(&read{key: referrersReadKey(repo, subject), referrers: b, at: c.now()})
-			c.readAbout(repo, subject)
 		}
 		return idx, nil
 	}
@@ -347,19 +303,18 @@ func (c *Client) staleMaterial(repo oci.Repository, subject v1.Hash, err error) 
 }
 
 // keepMaterial commits what the gate read about subject (which it allowed
-// as an image of repo), in repo and in each other repository it read
-// signatures from (an authority's signaturesFrom): the record of the
-// answers, the manifests they name and the blobs those list, written in
-// the background. Nothing is written when nothing was read about it since
-// the last time (it was decided from a cached verdict, or is a child of an
-// index): a warm request costs a few map lookups here.
-func (c *Client) keepMaterial(repo oci.Repository, subject v1.Hash) {
+// as an image of repo), in repo and in each of sources, the other
+// repositories the allowing verdict read signatures from (its policies'
+// signaturesFrom; never any other repository that holds the same digest):
+// the record of the answers, the manifests they name and the blobs those
+// list, written in the background. Nothing is written when nothing was
+// read about it since the last time (it was decided from a cached verdict,
+// or is a child of an index): a warm request costs a few map lookups here.
+func (c *Client) keepMaterial(repo oci.Repository, subject v1.Hash, sources []oci.Repository) {
 	c.keepMaterialFrom(repo, repo, subject)
-	if r, ok := c.recent.get(sourcesReadKey(subject)); ok {
-		for _, src := range r.repos {
-			if src != repo {
-				c.keepMaterialFrom(repo, src, subject)
-			}
+	for _, src := range sources {
+		if src != repo {
+			c.keepMaterialFrom(repo, src, subject)
 		}
 	}
 }
@@ -489,13 +444,7 @@ func (s *Store) record(repo oci.Repository, subject v1.Hash) (*materialRecord, b
 	rel := path.Join(dir, recordFile)
 	if _, ok := s.lookup(rel); !ok {
 		src, _ := repoDir(repo)
-		s.mu.Lock()
-		rel, ok = s.material[recordKey(src, subject)]
-		s.mu.Unlock()
-		if !ok {
-			return nil, false
-		}
-		if _, ok := s.lookup(rel); !ok {
+		if rel, ok = s.indexed(recordKey(src, subject)); !ok {
 			return nil, false
 		}
 	}
@@ -523,16 +472,28 @@ func (s *Store) materialManifest(repo oci.Repository, d v1.Hash) (*oci.Manifest,
 	if !ok {
 		return nil, false
 	}
-	s.mu.Lock()
-	rel, ok := s.material[dir+"|"+d.String()]
-	s.mu.Unlock()
+	rel, ok := s.indexed(dir + "|" + d.String())
 	if !ok {
 		return nil, false
 	}
-	if _, ok := s.lookup(rel); !ok {
-		return nil, false
-	}
 	return s.readManifest(rel, d)
+}
+
+// indexed returns a stored object that s.material holds under key (the
+// first of them: any serves), counting it as used.
+func (s *Store) indexed(key string) (string, bool) {
+	s.mu.Lock()
+	paths := s.material[key]
+	var rel string
+	if len(paths) > 0 {
+		rel = paths[0]
+	}
+	s.mu.Unlock()
+	if rel == "" {
+		return "", false
+	}
+	_, ok := s.lookup(rel)
+	return rel, ok
 }
 
 // withinMaxStale reports whether something seen at seen may still stand

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,9 +41,9 @@ type Store struct {
 	filling int64
 	// material finds a material manifest by "<repo dir>|<digest>" (the
 	// repository it was read from), and a record kept under another
-	// repository's image by recordKey. When two images hold the same,
-	// it names one of them.
-	material map[string]string
+	// repository's image by recordKey: every path that holds it (two
+	// images of one digest in two repositories may each keep a copy).
+	material map[string][]string
 	// tagSets finds a tag's resolutions (one per Accept set) by
 	// "<repo dir>|<tag>": their paths.
 	tagSets map[string]map[string]bool
@@ -167,7 +168,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	s := &Store{
 		dir: dir, maxSize: o.maxSize, log: o.logger, now: o.now, lock: lock,
 		metrics: newMetrics(o.registerer),
-		objects: map[string]*object{}, fills: map[string]*fill{}, material: map[string]string{},
+		objects: map[string]*object{}, fills: map[string]*fill{}, material: map[string][]string{},
 		tagSets: map[string]map[string]bool{},
 		evictCh: make(chan struct{}, 1), closed: make(chan struct{}),
 	}
@@ -416,7 +417,9 @@ func (s *Store) indexMaterial(rel string, k kind) {
 	switch k {
 	case kindMaterial:
 		if key, ok := materialIndexKey(rel); ok {
-			s.material[key] = rel
+			if !slices.Contains(s.material[key], rel) {
+				s.material[key] = append(s.material[key], rel)
+			}
 		}
 	case kindTag:
 		key := tagSetKey(rel)
@@ -503,7 +506,10 @@ func (s *Store) addLocked(rel string, k kind, size int64, tag *TagEntry) int64 {
 func (s *Store) afterAdd(k kind, total int64) {
 	s.metrics.usage.Set(float64(total))
 	s.metrics.commits.WithLabelValues(k.String()).Inc()
-	if total > s.maxSize {
+	s.mu.Lock()
+	over := s.total+s.filling > s.maxSize // the fills in progress need their room too
+	s.mu.Unlock()
+	if over {
 		s.kick()
 	}
 }
@@ -524,8 +530,12 @@ func (s *Store) forgetLocked(rel string) error {
 	if o, ok := s.objects[rel]; ok {
 		s.total -= o.size
 		delete(s.objects, rel)
-		if key, ok := materialIndexKey(rel); ok && o.kind == kindMaterial && s.material[key] == rel {
-			delete(s.material, key)
+		if key, ok := materialIndexKey(rel); ok && o.kind == kindMaterial {
+			if paths := slices.DeleteFunc(s.material[key], func(p string) bool { return p == rel }); len(paths) > 0 {
+				s.material[key] = paths
+			} else {
+				delete(s.material, key)
+			}
 		}
 		if o.kind == kindTag {
 			key := tagSetKey(rel)
