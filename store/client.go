@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -342,11 +343,16 @@ func (c *Client) stored(d v1.Hash) (*upstream.Blob, bool) {
 // sendfile.
 type storedFile struct {
 	*os.File
-	from   int64 // the offset of the last Seek
 	served prometheus.Counter
+	// mu guards from: a multi-range answer seeks from a goroutine of
+	// net/http's that may still run when the handler closes the file.
+	mu   sync.Mutex
+	from int64 // the offset of the last Seek
 }
 
 func (f *storedFile) Seek(offset int64, whence int) (int64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.count()
 	n, err := f.File.Seek(offset, whence)
 	if err == nil {
@@ -356,11 +362,13 @@ func (f *storedFile) Seek(offset int64, whence int) (int64, error) {
 }
 
 func (f *storedFile) Close() error {
+	f.mu.Lock()
 	f.count()
+	f.mu.Unlock()
 	return f.File.Close()
 }
 
-// count adds what was read since the last Seek.
+// count adds what was read since the last Seek (f.mu is held).
 func (f *storedFile) count() {
 	if pos, err := f.File.Seek(0, io.SeekCurrent); err == nil && pos > f.from {
 		f.served.Add(float64(pos - f.from))
