@@ -46,9 +46,12 @@ func (s *Store) Lease(ctx context.Context, key string, ttl time.Duration) (bool,
 	}
 	s.ok()
 	if !held {
-		cur, err := s.rdb.Get(cctx, lkey).Bytes()
+		cur, err := boundedValue(getBounded(cctx, s.rdb, lkey))
 		switch {
 		case errors.Is(err, redis.Nil): // released meanwhile: the caller waits once, then tries again
+		case errors.Is(err, errOversize):
+			s.m.rejected.WithLabelValues(rejectLease).Inc()
+			return false, nil, errForgedLease
 		case err != nil:
 			s.failed(opLease, err)
 			return false, nil, err
@@ -103,8 +106,8 @@ func (s *Store) Await(ctx context.Context, key string, old *gate.Stored, until t
 		cctx, cancel := context.WithTimeout(ctx, s.timeout)
 		var get, lease *redis.StringCmd
 		_, err := s.rdb.Pipelined(cctx, func(p redis.Pipeliner) error {
-			get = p.Get(cctx, rkey)
-			lease = p.Get(cctx, lkey)
+			get = getBounded(cctx, p, rkey)
+			lease = getBounded(cctx, p, lkey)
 			return nil
 		})
 		cancel()
@@ -114,15 +117,18 @@ func (s *Store) Await(ctx context.Context, key string, old *gate.Stored, until t
 		}
 		s.ok()
 		now := time.Now()
-		if b, err := get.Bytes(); err == nil {
+		if b, err := s.checked(boundedValue(get)); err == nil {
 			if v := s.open(rkey, key, b, now); v != nil && now.Before(v.Fresh) && (old == nil || !v.Decided.Equal(old.Decided)) {
 				s.m.waited.Inc()
 				_ = s.l1.Put(ctx, v, now)
 				return v, nil
 			}
 		}
-		lv, lerr := lease.Bytes()
-		if lerr == nil && !s.leaseOpens(lkey, lv) {
+		lv, lerr := boundedValue(lease)
+		if errors.Is(lerr, errOversize) || (lerr == nil && !s.leaseOpens(lkey, lv)) {
+			if lerr != nil {
+				s.m.rejected.WithLabelValues(rejectLease).Inc()
+			}
 			return nil, errForgedLease
 		}
 		if lerr != nil || !now.Before(until) {

@@ -23,11 +23,12 @@ const (
 	rejectExpired = "expired"   // past its own expiry (a replayed value)
 	rejectPurged  = "purged"    // decided before a purge that selects it
 	rejectLease   = "lease"     // a lease this replica did not seal
+	rejectSize    = "oversize"  // larger than any value a replica writes (maxValue)
 )
 
 var (
 	ops     = []string{opGet, opPut, opGrants, opLease, opAwait, opPurge, opPublish, opPing, opRecord, opQuery, opTag}
-	rejects = []string{rejectSeal, rejectKey, rejectDecode, rejectExpired, rejectPurged, rejectLease}
+	rejects = []string{rejectSeal, rejectKey, rejectDecode, rejectExpired, rejectPurged, rejectLease, rejectSize}
 )
 
 type metrics struct {
@@ -46,7 +47,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"op"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "portcullis", Subsystem: "redis", Name: "rejected_total",
-			Help: "Values read from Redis and ignored, never trusted, by reason (hmac, wrong-key, malformed, expired, purged, lease).",
+			Help: "Values read from Redis and ignored, never trusted, by reason (hmac, wrong-key, malformed, expired, purged, lease, oversize).",
 		}, []string{"reason"}),
 		hits: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "portcullis", Subsystem: "redis", Name: "verdict_hits_total",

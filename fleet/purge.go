@@ -202,17 +202,16 @@ func (s *Store) dropMatching(ctx context.Context, p gate.PurgeSpec) (int, error)
 		if len(batch) == 0 {
 			return nil
 		}
-		vals, err := s.rdb.MGet(ctx, batch...).Result()
+		vals, err := s.getValues(ctx, batch)
 		if err != nil {
 			return err
 		}
 		var drop []string
 		for i, val := range vals {
-			str, ok := val.(string)
-			if !ok {
+			if val == nil {
 				continue
 			}
-			if v := s.decode(batch[i], "", []byte(str), now); v == nil || match(v) {
+			if v := s.decode(batch[i], "", val, now); v == nil || match(v) {
 				drop = append(drop, batch[i])
 			}
 		}

@@ -241,7 +241,7 @@ func (s *Store) fetch(ctx context.Context, key string, now time.Time, op string)
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	rkey := s.verdictKey(key)
-	b, err := s.rdb.Get(ctx, rkey).Bytes()
+	b, err := s.getValue(ctx, rkey)
 	if errors.Is(err, redis.Nil) {
 		s.ok()
 		return nil
@@ -329,7 +329,7 @@ func (s *Store) Granting(ctx context.Context, repo verify.Repository, d v1.Hash,
 	for i, m := range members {
 		rkeys[i] = s.verdictOfHash(m)
 	}
-	vals, err := s.rdb.MGet(ctx, rkeys...).Result()
+	vals, err := s.getValues(ctx, rkeys)
 	if err != nil {
 		s.failed(opGrants, err)
 		return local, fmt.Errorf("%w: %v", gate.ErrSharedUnavailable, err)
@@ -341,12 +341,11 @@ func (s *Store) Granting(ctx context.Context, repo verify.Repository, d v1.Hash,
 	out := local
 	var junk []any // members that name no verdict granting d: dropped
 	for i, val := range vals {
-		str, ok := val.(string)
-		if !ok {
+		if val == nil {
 			junk = append(junk, members[i]) // expired or purged since it was listed
 			continue
 		}
-		v := s.open(rkeys[i], "", []byte(str), now)
+		v := s.open(rkeys[i], "", val, now)
 		if v == nil || !grants(v, repo, d, kind) {
 			junk = append(junk, members[i])
 			continue

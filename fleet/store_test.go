@@ -156,6 +156,9 @@ func TestUntrustedValues(t *testing.T) {
 		{"another key's seal", refused, rejectSeal, func(string) { _ = evil.Put(ctx, allow("rev1", "refused", "x", now, time.Minute), now) }},
 		{"copied to another image", refused, rejectSeal, func(rkey string) { a.rdb.Set(ctx, rkey, sealed, time.Minute) }},
 		{"copied to another revision", otherRev, rejectSeal, func(rkey string) { a.rdb.Set(ctx, rkey, sealed, time.Minute) }},
+		{"larger than any replica writes", refused, rejectSize, func(rkey string) {
+			a.rdb.Set(ctx, rkey, strings.Repeat("x", maxValue+1), time.Minute)
+		}},
 		{"resealed for another image", refused, rejectKey, func(rkey string) {
 			payload, _ := a.seal.Open(a.verdictKey(good.Key), []byte(sealed))
 			a.rdb.Set(ctx, rkey, a.seal.Seal(rkey, payload), time.Minute) // only a key holder could do this
@@ -178,6 +181,27 @@ func TestUntrustedValues(t *testing.T) {
 	a.rdb.ZAdd(ctx, a.grantKey(gate.GrantIndexKey(repo, digest("refused-layer"), gate.GrantBlob)), redis.Z{Score: 1e15, Member: hashed(good.Key)})
 	if ps, _ := b.Granting(ctx, repo, digest("refused-layer"), gate.GrantBlob, now); len(ps) != 0 {
 		t.Errorf("a forged index entry granted a layer: %v", ps)
+	}
+	// An oversized value among a grant's verdicts is read no further than
+	// maxValue, counted, and grants nothing; a good one beside it still
+	// does.
+	huge := hashed(gate.ImageKey("rev1", repo, digest("huge")))
+	a.rdb.Set(ctx, a.prefix+"v/"+huge, strings.Repeat("x", 4*maxValue), time.Minute)
+	layerIndex := a.grantKey(gate.GrantIndexKey(repo, digest("good-layer"), gate.GrantBlob))
+	a.rdb.ZAdd(ctx, layerIndex, redis.Z{Score: 1e15, Member: huge})
+	before := testutil.ToFloat64(b.m.rejected.WithLabelValues(rejectSize))
+	fresh := replica(t, srv, testKey)
+	if ps, err := fresh.Granting(ctx, repo, digest("good-layer"), gate.GrantBlob, now); err != nil || len(ps) != 1 || ps[0].Key != good.Key {
+		t.Errorf("a grant beside an oversized value: %v %v", ps, err)
+	}
+	if testutil.ToFloat64(fresh.m.rejected.WithLabelValues(rejectSize)) != 1 {
+		t.Errorf("the oversized value among a grant's verdicts is not counted (%v before on another replica)", before)
+	}
+	// A lease holding an oversized value is forged: not waited for.
+	lkey := gate.ImageKey("rev1", repo, digest("leased"))
+	a.rdb.Set(ctx, a.leaseKey(lkey), strings.Repeat("x", 2*maxValue), time.Minute)
+	if held, _, err := b.Lease(ctx, lkey, time.Minute); held || !errors.Is(err, errForgedLease) {
+		t.Errorf("an oversized lease: held %v, err %v; want errForgedLease", held, err)
 	}
 	// A verdict replayed after its expiry.
 	if got, _ := replica(t, srv, testKey).Get(ctx, good.Key, now.Add(3*time.Minute)); got != nil {

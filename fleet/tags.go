@@ -29,7 +29,7 @@ func (s *Store) GetTag(ctx context.Context, key string) (v1.Hash, time.Time, boo
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	rkey := s.tagKey(key)
-	b, err := s.rdb.Get(ctx, rkey).Bytes()
+	b, err := s.getValue(ctx, rkey)
 	if errors.Is(err, redis.Nil) {
 		s.ok()
 		return v1.Hash{}, time.Time{}, false
