@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -98,7 +99,7 @@ func (p *Proxy) getBlob(w http.ResponseWriter, r *http.Request, rt *route, d v1.
 		http.ServeContent(w, r, "", time.Time{}, b.Content)
 		return nil
 	case b.Verified && rng == nil:
-		return p.streamChecked(w, rt, d, b)
+		return p.streamChecked(r.Context(), w, rt, d, b)
 	case b.Partial:
 		return p.sendPartial(w, rt, d, b.ContentRange, b.Last-b.First+1, b.Body)
 	case rng != nil:
@@ -147,8 +148,8 @@ func (p *Proxy) streamVerified(w http.ResponseWriter, rt *route, d v1.Hash, b *u
 
 // streamChecked sends a whole blob whose source checks it against its
 // digest (a read fails before the last byte when it does not match): no
-// hashing here; a failed read aborts the response.
-func (p *Proxy) streamChecked(w http.ResponseWriter, rt *route, d v1.Hash, b *upstream.Blob) error {
+// hashing here; a failed read aborts the response. ctx is the request's.
+func (p *Proxy) streamChecked(ctx context.Context, w http.ResponseWriter, rt *route, d v1.Hash, b *upstream.Blob) error {
 	setBlobHeaders(w.Header(), d)
 	if b.Size >= 0 {
 		w.Header().Set("Content-Length", strconv.FormatInt(b.Size, 10))
@@ -167,8 +168,11 @@ func (p *Proxy) streamChecked(w http.ResponseWriter, rt *route, d v1.Hash, b *up
 		n, err = io.CopyBuffer(out, b.Body, bufs[0])
 	}
 	if err != nil {
-		if out.err != nil {
-			abort() // the client went away or stopped reading
+		if out.err != nil || (errors.Is(err, context.Canceled) && ctx.Err() != nil) {
+			// The client went away or stopped reading (or went away
+			// while waiting for bytes of a fetch in progress): not a
+			// failed fetch.
+			abort()
 		}
 		p.blobFailure(rt, d, fmt.Sprintf("blob fetch failed after %d bytes: %v", n, err))
 	}

@@ -23,6 +23,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/portcullis-dev/portcullis/proxy"
 	"github.com/portcullis-dev/portcullis/upstream"
@@ -571,4 +573,51 @@ func TestFetchesCountAgainstTheLimit(t *testing.T) {
 	if f, _ := filling(); f != 0 || testutil.ToFloat64(s.metrics.filling) != 0 {
 		t.Errorf("%d bytes still reserved after every fetch ended (gauge %v)", f, testutil.ToFloat64(s.metrics.filling))
 	}
+}
+
+// TestClientLeavingMidFetchIsNoFailure: a client that goes away while it
+// waits for bytes of a fetch still in progress ends its request quietly:
+// no "blob response aborted" error (the fetch did not fail), and the fetch
+// goes on and is kept.
+func TestClientLeavingMidFetchIsNoFailure(t *testing.T) {
+	h := newHostile(t, "trickle", 1<<20)
+	h.more = make(chan struct{})
+	up := httptest.NewServer(h)
+	t.Cleanup(up.Close)
+	t.Cleanup(h.release)
+	u, _ := url.Parse(up.URL)
+	c, err := upstream.New([]upstream.Config{{Registry: registryName, Endpoint: u}}, upstream.WithTimeout(30*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	core, logs := observer.New(zap.DebugLevel)
+	p, err := proxy.New(NewClient(c, s, time.Minute, time.Hour, nil), proxy.WithGate(proxy.AllowAllUnsafe{}),
+		proxy.WithDefaultRegistry(registryName), proxy.WithLogger(zap.New(core)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(p)
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/v2/acme/app/blobs/"+h.d.String(), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(resp.Body, make([]byte, len(h.blob)/4)); err != nil {
+		t.Fatal(err)
+	}
+	cancel() // the client goes away; the upstream holds the second half
+	_ = resp.Body.Close()
+	waitFor(t, func() bool { return logs.FilterMessageSnippet("request").Len() > 0 })
+	if n := logs.FilterMessage("blob response aborted").Len(); n != 0 {
+		t.Errorf("a client leaving mid-fetch was logged as %d failed blob responses: %v", n, logs.FilterMessage("blob response aborted").All()[0].ContextMap())
+	}
+	h.release()
+	waitFor(t, func() bool { _, ok := s.HasBlob(h.d); return ok })
 }
