@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -375,9 +376,9 @@ func (c *clientWriter) Write(b []byte) (int, error) {
 
 // fileSender is a clientWriter with the ResponseWriter's ReadFrom, for a
 // body that sends a file itself (io.WriterTo): net/http sends a limited
-// *os.File over TCP with sendfile. A failed ReadFrom counts as the
-// client's failure (sendfile cannot say which side failed; reading a
-// local file seldom does).
+// *os.File over TCP with sendfile. sendfile fails with one error for
+// either side: EIO is the file's (the disk failed: logged as a failed
+// fetch); anything else counts as the client's.
 type fileSender struct{ *clientWriter }
 
 func (f fileSender) ReadFrom(src io.Reader) (int64, error) {
@@ -386,7 +387,7 @@ func (f fileSender) ReadFrom(src io.Reader) (int64, error) {
 		return io.Copy(f.clientWriter, src)
 	}
 	n, err := rf.ReadFrom(src)
-	if err != nil {
+	if err != nil && !errors.Is(err, syscall.EIO) {
 		f.err = err
 	}
 	return n, err
