@@ -330,14 +330,8 @@ func TestSourcedIndexSurvivesOneHolder(t *testing.T) {
 	}
 }
 
-const twoPolicies = `policies:
-  - name: acme-release
-    images: ["registry.example/acme/**"]
-    authorities:
-      - name: release-key
-        signaturesFrom: registry.example/sigs/acme
-        key: {path: cosign.pub}
-  - name: team
+// twoPolicies is sourcedPolicy beside a policy of its own for team/.
+var twoPolicies = strings.ReplaceAll(sourcedPolicy, "KEY", "cosign.pub") + `  - name: team
     images: ["registry.example/team/**"]
     authorities:
       - name: team-key

@@ -151,6 +151,36 @@ func hostileWorld(t *testing.T, h interface {
 	release()
 }, dir string, opts ...Option) (*Store, *httptest.Server) {
 	t.Helper()
+	return hostileProxy(t, h, dir, nil, opts...)
+}
+
+// hostileProxy is hostileWorld with the proxy's logger given (nil: none).
+func hostileProxy(t *testing.T, h interface {
+	http.Handler
+	release()
+}, dir string, log *zap.Logger, opts ...Option) (*Store, *httptest.Server) {
+	t.Helper()
+	s, sc := hostileClient(t, h, dir, opts...)
+	popts := []proxy.Option{proxy.WithGate(proxy.AllowAllUnsafe{}), proxy.WithDefaultRegistry(registryName)}
+	if log != nil {
+		popts = append(popts, proxy.WithLogger(log))
+	}
+	p, err := proxy.New(sc, popts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(p)
+	t.Cleanup(srv.Close)
+	return s, srv
+}
+
+// hostileClient is a store (opened with opts) and its client over a
+// hostile upstream.
+func hostileClient(t *testing.T, h interface {
+	http.Handler
+	release()
+}, dir string, opts ...Option) (*Store, *Client) {
+	t.Helper()
 	up := httptest.NewServer(h)
 	t.Cleanup(up.Close)
 	t.Cleanup(h.release) // before up.Close: a failed test must not leave handlers waiting
@@ -164,14 +194,7 @@ func hostileWorld(t *testing.T, h interface {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Close() })
-	p, err := proxy.New(NewClient(c, s, time.Minute, time.Hour, nil), proxy.WithGate(proxy.AllowAllUnsafe{}),
-		proxy.WithDefaultRegistry(registryName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(p)
-	t.Cleanup(srv.Close)
-	return s, srv
+	return s, NewClient(c, s, time.Minute, time.Hour, nil)
 }
 
 // TestBadBlobsAbortEveryReaderAndLeaveNothing: an upstream that sends
@@ -458,20 +481,7 @@ func TestFullDiskServesFromTheUpstream(t *testing.T) {
 func TestReaderLeavesWhenItsRequestEnds(t *testing.T) {
 	h := newHostile(t, "trickle", 1<<20)
 	h.more = make(chan struct{})
-	up := httptest.NewServer(h)
-	t.Cleanup(up.Close)
-	t.Cleanup(h.release)
-	u, _ := url.Parse(up.URL)
-	c, err := upstream.New([]upstream.Config{{Registry: registryName, Endpoint: u}}, upstream.WithTimeout(30*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	sc := NewClient(c, s, time.Minute, time.Hour, nil)
+	s, sc := hostileClient(t, h, t.TempDir())
 	repo := proxy.Repository{Registry: registryName, Name: "acme/app"}
 	ctx, cancel := context.WithCancel(context.Background())
 	b, err := sc.OpenKeptBlob(ctx, repo, h.d, nil)
@@ -582,27 +592,8 @@ func TestFetchesCountAgainstTheLimit(t *testing.T) {
 func TestClientLeavingMidFetchIsNoFailure(t *testing.T) {
 	h := newHostile(t, "trickle", 1<<20)
 	h.more = make(chan struct{})
-	up := httptest.NewServer(h)
-	t.Cleanup(up.Close)
-	t.Cleanup(h.release)
-	u, _ := url.Parse(up.URL)
-	c, err := upstream.New([]upstream.Config{{Registry: registryName, Endpoint: u}}, upstream.WithTimeout(30*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
 	core, logs := observer.New(zap.DebugLevel)
-	p, err := proxy.New(NewClient(c, s, time.Minute, time.Hour, nil), proxy.WithGate(proxy.AllowAllUnsafe{}),
-		proxy.WithDefaultRegistry(registryName), proxy.WithLogger(zap.New(core)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(p)
-	t.Cleanup(srv.Close)
+	s, srv := hostileProxy(t, h, t.TempDir(), zap.New(core))
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/v2/acme/app/blobs/"+h.d.String(), nil)
 	resp, err := http.DefaultClient.Do(req)
