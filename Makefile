@@ -152,19 +152,24 @@ clean:
 # policy, against its upstream, a distribution pull-through proxy, a plain
 # reverse proxy and `cosign verify` (.tools/bin/cosign, if installed), plus
 # in-process verification-cost and verdict-cache figures. `make bench`
-# (about 5 minutes) writes docs/benchmarks.md and docs/benchmarks.png and
-# prints a headline block for README.md; run it on a quiet machine.
+# (about 20 minutes) writes docs/benchmarks.md and docs/benchmarks.png and
+# prints a headline block for README.md; run it on a quiet machine. It
+# also builds BENCH_BASELINE (a git revision; default c5cd3cb, the last
+# commit before the house redesign moved the code) and runs it beside
+# this tree in the manifest, cold and blob phases (BENCH_BASELINE= skips
+# it).
 # bench-smoke is the quick CI check (tiny sizes, no cosign, no timing
 # asserted; fails only if a target does not serve or verify). Extra flags
 # via BENCH_FLAGS, e.g. BENCH_FLAGS='-json bench.json' or
 # BENCH_FLAGS='-phases cold,herd -keep'; BENCH_OUT= keeps docs/ untouched.
 BENCH_FLAGS ?=
 BENCH_OUT ?= -md docs/benchmarks.md -png docs/benchmarks.png
+BENCH_BASELINE ?= c5cd3cb
 
 .PHONY: bench bench-smoke
 
 bench: tools
-	PATH="$(TOOLS_BIN):$$PATH" $(GO) run ./test/bench $(BENCH_OUT) $(BENCH_FLAGS)
+	PATH="$(TOOLS_BIN):$$PATH" $(GO) run ./test/bench $(BENCH_OUT) $(if $(BENCH_BASELINE),-baseline $(BENCH_BASELINE)) $(BENCH_FLAGS)
 
 bench-smoke: tools
 	PATH="$(TOOLS_BIN):$$PATH" $(GO) run ./test/bench -smoke $(BENCH_FLAGS)

@@ -26,10 +26,14 @@ type bench struct {
 	// signer holds the key of the policy (b.dir/policy.yaml), for phases
 	// that push signed images of their own.
 	signer *signer
+	// baselineCommit is -baseline's commit, when one was given.
+	baselineCommit string
 }
 
 type binaries struct {
 	registry, portcullis, revproxy string
+	// baseline is Portcullis built from -baseline; "" without one.
+	baseline string
 	// cosign is the cosign CLI the cold phase compares with; "" when it
 	// is not measured, and cosignMissing then says why.
 	cosign, cosignMissing string
@@ -72,6 +76,11 @@ func (b *bench) setup(ctx context.Context) error {
 	if b.bins.revproxy, err = b.build(ctx, "revproxy", "./test/bench/revproxy"); err != nil {
 		return err
 	}
+	if b.cfg.baseline != "" {
+		if b.bins.baseline, b.baselineCommit, err = buildBaseline(ctx, b.root, b.dir, b.cfg.baseline); err != nil {
+			return err
+		}
+	}
 	b.bins.cosign, b.bins.cosignMissing = findCosign(b.cfg.cosignBin, b.root)
 	if b.bins.cosign != "" {
 		logf("cosign: %s", b.bins.cosign)
@@ -82,6 +91,9 @@ func (b *bench) setup(ctx context.Context) error {
 		return err
 	}
 	b.tools = toolVersions(ctx, b.bins, b.root)
+	if b.bins.baseline != "" {
+		b.tools[targetBaseline] = commandOutput(ctx, b.bins.baseline, "version") + " (git " + b.baselineCommit + ", -baseline " + b.cfg.baseline + ")"
+	}
 	return nil
 }
 

@@ -19,7 +19,7 @@ const targetCosign = "cosign-verify"
 
 // coldFleet is Portcullis straight on the upstream, for timing, and its
 // twin behind the counting proxy, for counting.
-var coldFleet = fleetSpec{proxies: []string{targetPortcullis}, countedTwin: true}
+var coldFleet = fleetSpec{proxies: []string{targetPortcullis}, countedTwin: true, baseline: true}
 
 // Reference kinds of a first GET.
 const (
@@ -68,15 +68,15 @@ func coldPlan(ims []signedImage) []coldGet {
 	return out
 }
 
-// baselineGets is how many upstream manifest GETs are timed before each
+// upstreamGets is how many upstream manifest GETs are timed before each
 // first GET through Portcullis.
-const baselineGets = 3
+const upstreamGets = 3
 
 // runColdPhase GETs, through a freshly started Portcullis, the manifest of
 // every cold image once, by tag or by digest (coldPlan), one at a time:
 // each is a first request, so Portcullis fetches the manifest, discovers
 // the signatures (referrers and .sig tag), verifies them and evaluates the
-// policy before answering. Before each, it times baselineGets manifest
+// policy before answering. Before each, it times upstreamGets manifest
 // GETs of the same kind straight from the upstream, by the same client
 // (the upstream row: what one upstream round trip costs at that moment).
 // Then it runs `cosign verify` on the same references, straight against
@@ -84,7 +84,7 @@ const baselineGets = 3
 // through Portcullis's counted twin (countCold).
 func runColdPhase(ctx context.Context, b *bench, f *fleet) ([]Metric, error) {
 	plan := coldPlan(b.fix.Cold)
-	out, err := timeCold(ctx, b, f.target(targetPortcullis), plan)
+	out, err := timeCold(ctx, b, f.target(targetPortcullis), f.target(targetBaseline), plan)
 	if err != nil {
 		return nil, err
 	}
@@ -117,19 +117,28 @@ func warmUp(ctx context.Context, gets ...getter) error {
 }
 
 // timeCold times the first GETs of plan through pc, each after
-// baselineGets upstream manifest GETs of the same reference kind, with
+// upstreamGets upstream manifest GETs of the same reference kind, with
 // Portcullis's CPU and its own timings of its upstream requests around
-// them.
-func timeCold(ctx context.Context, b *bench, pc *target, plan []coldGet) ([]Metric, error) {
+// them. With prior (the -baseline Portcullis; nil without one), each
+// image's first GET goes through both, pc first for every other image
+// (the upstream answers the second faster, from its own caches).
+func timeCold(ctx context.Context, b *bench, pc, prior *target, plan []coldGet) ([]Metric, error) {
 	client := noProxyClient()
 	defer client.CloseIdleConnections()
 	up := "http://" + b.upAddr
-	baseline := map[string]getter{
+	upstream := map[string]getter{
 		byTag:    manifestGetter(client, up, b.fix.Repo, b.fix.Tag, b.fix.ManifestDigest),
 		byDigest: manifestGetter(client, up, b.fix.Repo, b.fix.ManifestDigest, b.fix.ManifestDigest),
 	}
-	warm := manifestGetter(client, pc.base, b.fix.Repo, b.fix.ManifestDigest, b.fix.ManifestDigest)
-	if err := warmUp(ctx, warm, baseline[byTag], baseline[byDigest]); err != nil {
+	pcs := []*target{pc}
+	gets := []getter{upstream[byTag], upstream[byDigest]}
+	if prior != nil {
+		pcs = append(pcs, prior)
+	}
+	for _, t := range pcs {
+		gets = append(gets, manifestGetter(client, t.base, b.fix.Repo, b.fix.ManifestDigest, b.fix.ManifestDigest))
+	}
+	if err := warmUp(ctx, gets...); err != nil {
 		return nil, err
 	}
 	before, err := scrapeUpstreamTimes(ctx, client, pc.admin)
@@ -140,7 +149,7 @@ func timeCold(ctx context.Context, b *bench, pc *target, plan []coldGet) ([]Metr
 	if err != nil {
 		return nil, err
 	}
-	lat, base, err := timeColdGets(ctx, client, pc, baseline, plan)
+	lat, base, err := timeColdGets(ctx, client, pcs, upstream, plan)
 	if err != nil {
 		return nil, err
 	}
@@ -159,41 +168,54 @@ func timeCold(ctx context.Context, b *bench, pc *target, plan []coldGet) ([]Metr
 	return append(out, upstreamTimeMetrics(before, after, len(plan))...), nil
 }
 
-// timeColdGets runs plan through pc and returns the latencies (ms) by
-// case, and those of the baseline GETs by reference kind.
-func timeColdGets(ctx context.Context, client *http.Client, pc *target, baseline map[string]getter, plan []coldGet) (lat, base map[string][]float64, err error) {
-	lat, base = map[string][]float64{}, map[string][]float64{}
-	for _, g := range plan {
-		for range baselineGets {
-			d, err := baseline[g.by](ctx)
+// timeColdGets runs plan through each of pcs and returns the latencies
+// (ms) by target and case, and those of the upstream GETs by reference
+// kind.
+func timeColdGets(ctx context.Context, client *http.Client, pcs []*target, upstream map[string]getter, plan []coldGet) (lat map[string]map[string][]float64, base map[string][]float64, err error) {
+	lat, base = map[string]map[string][]float64{}, map[string][]float64{}
+	for _, t := range pcs {
+		lat[t.name] = map[string][]float64{}
+	}
+	for i, g := range plan {
+		for range upstreamGets {
+			d, err := upstream[g.by](ctx)
 			if err != nil {
 				return nil, nil, fmt.Errorf("upstream manifest GET by %s: %w", g.by, err)
 			}
 			base[g.by] = append(base[g.by], ms(d))
 		}
-		d, err := manifestGetter(client, pc.base, g.im.Repo, g.ref(), g.im.Digest)(ctx)
-		if err != nil {
-			return nil, nil, fmt.Errorf("cold GET of %s by %s (%s): %w", g.im.Repo, g.by, g.im.Format, err)
+		for j := range pcs {
+			t := pcs[(i+j)%len(pcs)]
+			d, err := manifestGetter(client, t.base, g.im.Repo, g.ref(), g.im.Digest)(ctx)
+			if err != nil {
+				return nil, nil, fmt.Errorf("%s: cold GET of %s by %s (%s): %w", t.name, g.im.Repo, g.by, g.im.Format, err)
+			}
+			lat[t.name][g.caseName()] = append(lat[t.name][g.caseName()], ms(d))
 		}
-		lat[g.caseName()] = append(lat[g.caseName()], ms(d))
 	}
 	return lat, base, nil
 }
 
-// coldLatencyMetrics are, per case, the portcullis row and the upstream
-// row (the baseline GETs of the case's reference kind).
-func coldLatencyMetrics(lat, base map[string][]float64) []Metric {
+// coldLatencyMetrics are, per case, a row for each Portcullis (the one
+// built here, and the baseline) and the upstream row (the upstream GETs
+// of the case's reference kind).
+func coldLatencyMetrics(lat map[string]map[string][]float64, base map[string][]float64) []Metric {
 	var out []Metric
 	for _, by := range coldRefs {
 		for _, format := range []string{formatLegacy, formatBundle} {
-			xs, bs := lat[coldCase(by, format)], base[by]
-			if len(xs) == 0 {
-				continue
+			bs := base[by]
+			for _, t := range []string{targetPortcullis, targetBaseline} {
+				xs := lat[t][coldCase(by, format)]
+				if len(xs) == 0 {
+					continue
+				}
+				logf("cold by %s, %s: %s p50 %.2f ms, p99 %.2f ms over %d images; upstream manifest GET by %s p50 %.2f ms (%.2fx)",
+					by, format, t, median(xs), percentileOf(xs, 99), len(xs), by, median(bs), median(xs)/median(bs))
+				out = append(out, latencyMetrics("cold", coldCase(by, format), t, xs)...)
 			}
-			logf("cold by %s, %s: portcullis p50 %.2f ms, p99 %.2f ms over %d images; upstream manifest GET by %s p50 %.2f ms (%.2fx)",
-				by, format, median(xs), percentileOf(xs, 99), len(xs), by, median(bs), median(xs)/median(bs))
-			out = append(out, latencyMetrics("cold", coldCase(by, format), targetPortcullis, xs)...)
-			out = append(out, latencyMetrics("cold", coldCase(by, format), targetUpstream, bs)...)
+			if len(bs) > 0 {
+				out = append(out, latencyMetrics("cold", coldCase(by, format), targetUpstream, bs)...)
+			}
 		}
 	}
 	return out

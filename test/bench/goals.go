@@ -189,6 +189,29 @@ var goals = []goalSpec{
 	{"attestations: signature+attestation / signature-only cold decision (first GET through Portcullis, p50)", false, 1.5, 0, times, ratioGoal("attest-cold: signature+attestation/signature-only first GET p50"), nil},
 	{"attestations: signature+attestation / signature-only Discover+Check, in process", false, 1.5, 0, times, ratioGoal("signature+attestation/signature-only first decision (Discover+Check)"), nil},
 	{"attestations: CEL condition p99 per evaluation", false, 1000, 0, micros, metricGoal("verify-cost", celCase, "p99", "in-process"), nil},
+	// Issue 8's: the house moves cost nothing (-baseline, the commit
+	// before them; make bench passes it).
+	{"house: warm by tag req/s, now / before", true, 0.95, 0, times, beforeGoal("manifest req/s by tag"), nil},
+	{"house: warm by digest req/s, now / before", true, 0.95, 0, times, beforeGoal("manifest req/s by digest"), nil},
+	{"house: cold p50 by tag, legacy .sig, now / before", false, 1.05, 0, times, beforeGoal(coldCase(byTag, formatLegacy) + " p50"), nil},
+	{"house: cold p50 by tag, sigstore bundle, now / before", false, 1.05, 0, times, beforeGoal(coldCase(byTag, formatBundle) + " p50"), nil},
+	{"house: cold p50 by digest, legacy .sig, now / before", false, 1.05, 0, times, beforeGoal(coldCase(byDigest, formatLegacy) + " p50"), nil},
+	{"house: cold p50 by digest, sigstore bundle, now / before", false, 1.05, 0, times, beforeGoal(coldCase(byDigest, formatBundle) + " p50"), nil},
+	{"house: blob throughput, now / before", true, 0.95, 0, times, beforeGoal("blob throughput"), nil},
+}
+
+// beforeGoal is a ratio of this Portcullis to the -baseline one, or why
+// it is missing.
+func beforeGoal(what string) func(r *Report) (float64, string, bool) {
+	return func(r *Report) (float64, string, bool) {
+		if v, ok := r.ratio(beforeRatio(what)); ok {
+			return v, "", true
+		}
+		if r.Tools[targetBaseline] == "" {
+			return 0, "no -baseline in this run", false
+		}
+		return 0, "", false
+	}
 }
 
 func (g goalSpec) want() string {

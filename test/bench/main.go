@@ -26,6 +26,12 @@
 //   - verdict-cache: in process, gate latency and heap per entry with many
 //     cached verdicts.
 //
+// With -baseline REV it also builds Portcullis at git revision REV and
+// runs it beside this tree (target portcullis-before) in the manifest,
+// cold and blob phases, so that a change is measured against what it
+// changed in one run (make bench passes the commit before the house
+// redesign; see Makefile).
+//
 // Every process it starts listens on 127.0.0.1 only and is stopped on exit.
 //
 // make bench-smoke runs it with -smoke (tiny sizes, short runs, no cosign:
@@ -78,6 +84,7 @@ type config struct {
 	cacheProbes   int
 	verifyTime    time.Duration
 	trace         bool
+	baseline      string          // -baseline: a git revision to run beside this one
 	only          map[string]bool // -phases; nil runs them all
 	args          []string        // the command line, for the report
 }
@@ -147,6 +154,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&cfg.cacheProbes, "cache-probes", 200000, "timed gate lookups per verdict cache fill")
 	fs.DurationVar(&cfg.verifyTime, "verify-benchtime", 500*time.Millisecond, "time per verify-cost benchmark (as go test -benchtime)")
 	fs.BoolVar(&cfg.trace, "trace", false, "log every upstream request of the herd phase and of the cold phase's counted pass (method, path, duration)")
+	fs.StringVar(&cfg.baseline, "baseline", "", "git `revision` of Portcullis to build and run beside this one (target "+targetBaseline+") in the manifest, cold and blob phases, with before/now goals")
 	fs.StringVar(&only, "phases", "", "comma-separated phases to run (default all: "+phaseNames()+")")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err

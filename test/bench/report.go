@@ -72,7 +72,25 @@ var ratioSpecs = slices.Concat([]ratioSpec{
 	{"attest-cold: signature+attestation/signature-only first GET p50", "attest-cold", attestColdCase, "p50", attestCase, attestPlainCase},
 	{"verdict cache p99, 1M/10k verdicts", "verdict-cache", cacheCase, "p99", "1M verdicts", "10k verdicts"},
 	{"verdict cache bytes per entry, 1M/10k verdicts", "verdict-cache", cacheCase, "bytes_per_entry", "1M verdicts", "10k verdicts"},
-})
+}, beforeRatioSpecs())
+
+// beforeRatioSpecs compare this Portcullis with the -baseline one, in the
+// figures issue 8 asks to stay within 5%: warm by tag and by digest,
+// cold, blob.
+func beforeRatioSpecs() []ratioSpec {
+	out := []ratioSpec{
+		{beforeRatio("manifest req/s by tag"), "manifest", "by tag", "req_per_s", targetPortcullis, targetBaseline},
+		{beforeRatio("manifest req/s by digest"), "manifest", "by digest", "req_per_s", targetPortcullis, targetBaseline},
+	}
+	for _, by := range coldRefs {
+		for _, f := range []string{formatLegacy, formatBundle} {
+			out = append(out, ratioSpec{beforeRatio(coldCase(by, f) + " p50"), "cold", coldCase(by, f), "p50", targetPortcullis, targetBaseline})
+		}
+	}
+	return append(out, ratioSpec{beforeRatio("blob throughput"), "blob", "full GET", "throughput", targetPortcullis, targetBaseline})
+}
+
+func beforeRatio(what string) string { return "portcullis/" + targetBaseline + " " + what }
 
 // coldRatioSpecs compare each cold case's first GET with one upstream
 // manifest GET of the same kind (tag or digest), and cosign verify with it.

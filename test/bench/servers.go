@@ -134,12 +134,15 @@ type fleetSpec struct {
 	// behind the counting proxy, so that the first, straight on the
 	// upstream, is timed without the extra hop.
 	countedTwin bool
+	// baseline adds, after targetPortcullis, the Portcullis of -baseline
+	// (targetBaseline) straight on the upstream, when one was given.
+	baseline bool
 }
 
-var allTargets = fleetSpec{proxies: []string{targetDistProxy, targetRevProxy, targetPortcullis}}
+var allTargets = fleetSpec{proxies: []string{targetDistProxy, targetRevProxy, targetPortcullis}, baseline: true}
 
 // blobFleet adds Portcullis with a content store to allTargets.
-var blobFleet = fleetSpec{proxies: []string{targetDistProxy, targetRevProxy, targetPortcullis, targetPortcullisStore}}
+var blobFleet = fleetSpec{proxies: []string{targetDistProxy, targetRevProxy, targetPortcullis, targetPortcullisStore}, baseline: true}
 
 // startFleet starts the upstream and the proxies of spec in front of it.
 func (b *bench) startFleet(ctx context.Context, phase string, spec fleetSpec) (_ *fleet, err error) {
@@ -171,6 +174,10 @@ func (b *bench) startFleet(ctx context.Context, phase string, spec fleetSpec) (_
 			t, err = b.startRevProxy(ctx, phase)
 		case targetPortcullis:
 			t, err = b.startPortcullis(ctx, phase, portcullisUpstream, false)
+			if err == nil && spec.baseline && b.bins.baseline != "" {
+				f.targets = append(f.targets, t)
+				t, err = b.startBaseline(ctx, phase)
+			}
 		case targetPortcullisStore:
 			t, err = b.startPortcullis(ctx, phase+"-store", portcullisUpstream, true)
 		default:
@@ -296,6 +303,26 @@ func (b *bench) startRevProxy(ctx context.Context, phase string) (*target, error
 // enforcing policy.yaml (written by fill, beside the config); with store,
 // with a content store in a directory of its own.
 func (b *bench) startPortcullis(ctx context.Context, phase, endpoint string, store bool) (*target, error) {
+	run := portcullisRun{name: targetPortcullis, phase: phase, bin: b.bins.portcullis, endpoint: endpoint, policyFile: "policy.yaml"}
+	if store {
+		run.name, run.store = targetPortcullisStore, b.path("store-"+phase)
+	}
+	return b.startPortcullisBin(ctx, run)
+}
+
+// portcullisRun is one Portcullis process of a phase.
+type portcullisRun struct {
+	name, phase string // target name; phase (names its config and log)
+	bin         string
+	endpoint    string // the upstream it fronts
+	policyFile  string // relative to the run's directory
+	store       string // content store directory; "" for none
+	// noDrainDelay leaves shutdownDelay out, for a baseline that
+	// predates it.
+	noDrainDelay bool
+}
+
+func (b *bench) startPortcullisBin(ctx context.Context, run portcullisRun) (*target, error) {
 	addr, err := proc.FreeAddr()
 	if err != nil {
 		return nil, err
@@ -304,27 +331,28 @@ func (b *bench) startPortcullis(ctx context.Context, phase, endpoint string, sto
 	if err != nil {
 		return nil, err
 	}
-	cfgPath := b.path("portcullis-" + phase + ".yml")
-	cfg := fmt.Sprintf(`listen: %s
-adminListen: %s
-shutdownDelay: 0s
-upstreams:
+	cfgPath := b.path("portcullis-" + run.phase + ".yml")
+	cfg := fmt.Sprintf("listen: %s\nadminListen: %s\n", addr, admin)
+	if !run.noDrainDelay {
+		cfg += "shutdownDelay: 0s\n"
+	}
+	cfg += fmt.Sprintf(`upstreams:
   - registry: %s
     endpoint: %s
     insecure: true
 defaultRegistry: %s
-policyFile: policy.yaml
-`, addr, admin, benchRegistry, endpoint, benchRegistry)
-	if store {
-		cfg += fmt.Sprintf("tagTTL: %s\ncache: {dir: %s, maxSize: 64GiB}\n", storeTagTTL, b.path("store-"+phase))
+policyFile: %s
+`, benchRegistry, run.endpoint, benchRegistry, run.policyFile)
+	if run.store != "" {
+		cfg += fmt.Sprintf("tagTTL: %s\ncache: {dir: %s, maxSize: 64GiB}\n", storeTagTTL, run.store)
 	} else {
 		cfg += "tagTTL: 30s\n"
 	}
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return nil, fmt.Errorf("write portcullis config: %w", err)
 	}
-	name := targetPortcullis + "-" + phase
-	p, err := b.procs.start(name, b.path("logs", name+".log"), nil, b.bins.portcullis, "serve", "--config", cfgPath)
+	name := targetPortcullis + "-" + run.phase
+	p, err := b.procs.start(name, b.path("logs", name+".log"), nil, run.bin, "serve", "--config", cfgPath)
 	if err != nil {
 		return nil, err
 	}
@@ -336,9 +364,5 @@ policyFile: policy.yaml
 		_ = p.Stop()
 		return nil, err
 	}
-	name = targetPortcullis
-	if store {
-		name = targetPortcullisStore
-	}
-	return &target{name: name, base: "http://" + addr, proc: p, admin: "http://" + admin}, nil
+	return &target{name: run.name, base: "http://" + addr, proc: p, admin: "http://" + admin}, nil
 }

@@ -28,13 +28,7 @@ const benchRegistry = "registry.example"
 // a signature by the bench key (either format), nothing else is served.
 // The attest-cold phase's repository must also carry SLSA provenance (the
 // verify-cost phase's condition).
-const benchPolicy = `policies:
-  - name: bench
-    images: ["` + benchRegistry + `/**"]
-    authorities:
-      - name: bench-key
-        key: {path: cosign.pub}
-  - name: bench-provenance
+const benchPolicy = benchKeyPolicy + `  - name: bench-provenance
     images: ["` + benchRegistry + `/` + attestRepo + `"]
     authorities:
       - name: bench-provenance
@@ -44,6 +38,15 @@ const benchPolicy = `policies:
             predicateType: slsaprovenance
             condition: '` + benchCondition + `'
 default: deny
+`
+
+// benchKeyPolicy is the policies list with the bench policy alone.
+const benchKeyPolicy = `policies:
+  - name: bench
+    images: ["` + benchRegistry + `/**"]
+    authorities:
+      - name: bench-key
+        key: {path: cosign.pub}
 `
 
 // signedImage is one image pushed to the upstream and signed there.
