@@ -17,20 +17,37 @@ import (
 // the registry could not be read.
 var ErrNotFound = errors.New("not found")
 
-// digestHexLen is the hex length of each algorithm registries use.
-var digestHexLen = map[string]int{"sha256": 64, "sha512": 128}
+// digestHexLen is the hex length of each algorithm registries use (0
+// for any other).
+func digestHexLen(alg string) int {
+	switch alg {
+	case "sha256":
+		return 64
+	case "sha512":
+		return 128
+	}
+	return 0
+}
 
 // ParseDigest accepts "sha256:<64 hex>" and "sha512:<128 hex>", lower-case.
 func ParseDigest(s string) (v1.Hash, error) {
 	alg, hx, ok := strings.Cut(s, ":")
-	want := digestHexLen[alg]
-	if !ok || want == 0 || len(hx) != want || strings.ToLower(hx) != hx {
-		return v1.Hash{}, fmt.Errorf("invalid digest %q", s)
-	}
-	if _, err := hex.DecodeString(hx); err != nil {
+	want := digestHexLen(alg)
+	if !ok || want == 0 || len(hx) != want || !lowerHex(hx) {
 		return v1.Hash{}, fmt.Errorf("invalid digest %q", s)
 	}
 	return v1.Hash{Algorithm: alg, Hex: hx}, nil
+}
+
+// lowerHex reports whether s is lower-case hexadecimal (without
+// allocating, as hex.DecodeString would: every request parses a digest).
+func lowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // IsDigest reports whether a manifest reference is a digest ("alg:hex")
@@ -47,7 +64,7 @@ func NewHasher(alg string) hash.Hash {
 
 // Digest digests b with alg ("sha256" or "sha512").
 func Digest(alg string, b []byte) (v1.Hash, error) {
-	if digestHexLen[alg] == 0 {
+	if digestHexLen(alg) == 0 {
 		return v1.Hash{}, fmt.Errorf("unsupported digest algorithm %q", alg)
 	}
 	h := NewHasher(alg)

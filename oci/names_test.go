@@ -1,6 +1,7 @@
 package oci
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -53,5 +54,45 @@ func TestValidReference(t *testing.T) {
 		if ValidReference(ref) != want {
 			t.Errorf("ValidReference(%q) = %v", ref, !want)
 		}
+	}
+}
+
+// The distribution spec's grammars, as regexps: what the hand-written
+// checks must agree with.
+var (
+	specName = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$`)
+	specTag  = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
+	specHex  = regexp.MustCompile(`^[0-9a-f]*$`)
+)
+
+func TestNamesAgreeWithTheGrammar(t *testing.T) {
+	long := strings.Repeat("a", 250)
+	for _, s := range []string{
+		"", "a", "acme/app", "a/b/c", "library/nginx", "a.b", "a_b", "a__b", "a___b", "a-b", "a---b",
+		"a.-b", "a-.b", "a._b", ".a", "a.", "-a", "a-", "_a", "a_", "a//b", "/a", "a/", "A", "aB",
+		"a b", "a\x00b", "ä", "a/.b", "a/b-", "0", "0/0", long + "/abcd", long + "/abcde", long + "/abcdef",
+		strings.Repeat("v", 128), strings.Repeat("v", 129), "V1.0_rc-1", "_x", ".x", "x..y", "x--y",
+		"sha256-" + strings.Repeat("a", 64) + ".sig",
+	} {
+		checkGrammar(t, s)
+	}
+}
+
+func FuzzNameGrammar(f *testing.F) {
+	for _, s := range []string{"acme/app", "a__b", "a-.b", "v1.0", "x/y_z", strings.Repeat("a", 256), "DEADbeef"} {
+		f.Add(s)
+	}
+	f.Fuzz(checkGrammar)
+}
+
+func checkGrammar(t *testing.T, s string) {
+	if got, want := ValidRepositoryName(s), len(s) <= MaxRepositoryName && specName.MatchString(s); got != want {
+		t.Errorf("ValidRepositoryName(%q) = %v, the grammar says %v", s, got, want)
+	}
+	if got, want := ValidTag(s), specTag.MatchString(s); got != want {
+		t.Errorf("ValidTag(%q) = %v, the grammar says %v", s, got, want)
+	}
+	if got, want := lowerHex(s), specHex.MatchString(s); got != want {
+		t.Errorf("lowerHex(%q) = %v, the grammar says %v", s, got, want)
 	}
 }

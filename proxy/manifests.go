@@ -40,14 +40,18 @@ func (p *Proxy) serveManifest(w http.ResponseWriter, r *http.Request, rt *route)
 	if image && p.keep != nil {
 		p.keep.KeepManifest(ctx, rt.repo, rt.ref, r.Header.Values("Accept"), m, sources)
 	}
-	h := w.Header()
-	h.Set("Content-Type", m.MediaType)
-	h.Set("Content-Length", m.Size())
-	h.Set("Docker-Content-Digest", m.DigestString())
-	h.Set("Etag", `"`+m.DigestString()+`"`)
+	setManifestHeaders(w.Header(), m)
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodGet {
 		_, _ = w.Write(m.Bytes)
 	}
 	return nil
+}
+
+// setManifestHeaders describes m in h, with one allocation for the four
+// values (every warm pull writes them).
+func setManifestHeaders(h http.Header, m *oci.Manifest) {
+	v := []string{m.MediaType, m.Size(), m.DigestString(), `"` + m.DigestString() + `"`}
+	h["Content-Type"], h["Content-Length"] = v[0:1:1], v[1:2:2]
+	h["Docker-Content-Digest"], h["Etag"] = v[2:3:3], v[3:4:4]
 }

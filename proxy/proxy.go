@@ -171,14 +171,20 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rec.lastWrite() // net/http flushes what is buffered after we return
 	}()
 
-	rec.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
-	rec.Header().Set(requestIDHeader, id)
+	h := rec.Header()
+	h["Docker-Distribution-Api-Version"] = apiVersion
+	h[requestIDHeader] = []string{id}
 	if err := p.dispatch(rec, r, info); err != nil {
 		re := asRegError(err, info.route)
 		info.err = re
 		writeError(rec, r, re)
 	}
 }
+
+// apiVersion is the Docker-Distribution-API-Version of every answer, one
+// slice for all of them (net/http only reads it; its capacity makes an
+// Add copy it).
+var apiVersion = []string{"registry/2.0"}[:1:1]
 
 // dispatch routes one request and runs its handler.
 func (p *Proxy) dispatch(w http.ResponseWriter, r *http.Request, info *requestInfo) error {
