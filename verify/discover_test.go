@@ -40,7 +40,11 @@ func TestDiscoverUpstreamErrors(t *testing.T) {
 					h.ServeHTTP(w, r)
 				})
 			})
-			repo, img := signedBothWays(t, tr)
+			repo := tr.Repo("acme/app")
+			img := tr.PushImage(repo, "v1")
+			k := testKeys(t)["ecdsa-p256"]
+			tr.PushLegacy(repo, img.Digest, k.LegacyKeyLayer(t, "r/x", img.Digest))
+			tr.PushReferrer(repo, img, k.KeyBundle(t, statementFor(img.Digest, SignPredicateType)), SignPredicateType)
 			failing.Store(true)
 			disc, err := Discover(context.Background(), tr.Reader, repo, img.Digest, Limits{})
 			if err == nil || errors.Is(err, ErrNotFound) {
@@ -49,17 +53,6 @@ func TestDiscoverUpstreamErrors(t *testing.T) {
 			t.Log(err)
 		})
 	}
-}
-
-// signedBothWays pushes acme/app:v1 with one legacy signature and one
-// bundle referrer, both by the same key.
-func signedBothWays(t *testing.T, tr *testRegistry) (Repository, v1.Descriptor) {
-	repo := tr.Repo("acme/app")
-	img := tr.PushImage(repo, "v1")
-	k := testKeys(t)["ecdsa-p256"]
-	tr.PushLegacy(repo, img.Digest, k.LegacyKeyLayer(t, "r/x", img.Digest))
-	tr.PushReferrer(repo, img, k.KeyBundle(t, statementFor(img.Digest, SignPredicateType)), SignPredicateType)
-	return repo, img
 }
 
 func TestDiscoverFindsBothFormats(t *testing.T) {

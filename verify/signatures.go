@@ -159,8 +159,7 @@ type candidate interface {
 
 // examiner carries what every candidate needs.
 type examiner struct {
-	r      Reader      // pf, as every candidate reads through it
-	pf     *prefetcher // starts the first candidates' reads as the lists arrive
+	r      Reader
 	repo   Repository
 	digest v1.Hash
 	lim    Limits
@@ -173,9 +172,7 @@ type examiner struct {
 // Discover finds the signatures of image digest d in repo, in both formats,
 // every time. It returns an error only when the upstream could not be read.
 func Discover(ctx context.Context, r Reader, repo Repository, d v1.Hash, lim Limits) (*Discovery, error) {
-	pf := newPrefetcher(ctx, r)
-	defer pf.stop()
-	e := &examiner{r: pf, pf: pf, repo: repo, digest: d, lim: lim.WithDefaults()}
+	e := &examiner{r: r, repo: repo, digest: d, lim: lim.WithDefaults()}
 	disc := &Discovery{Digest: d, Looked: []string{"referrers of " + d.String(), "tag " + legacyTag(d)}}
 	if e.lim.Attestations {
 		disc.Looked = append(disc.Looked, "tag "+attestationTag(d))
@@ -192,8 +189,7 @@ func Discover(ctx context.Context, r Reader, repo Repository, d v1.Hash, lim Lim
 }
 
 // list fetches the referrers index and the legacy signature tag (and the
-// attestation tag, when asked for) together; as each arrives, the first
-// reads of its candidates start (prefetcher).
+// attestation tag, when asked for) together.
 func (e *examiner) list(ctx context.Context) (*v1.IndexManifest, *Manifest, *Manifest, error) {
 	var refs *v1.IndexManifest
 	var sigTag, attTag *Manifest
@@ -203,14 +199,11 @@ func (e *examiner) list(ctx context.Context) (*v1.IndexManifest, *Manifest, *Man
 		if refs, err = e.r.Referrers(gctx, e.repo, e.digest); err != nil {
 			return fmt.Errorf("referrers of %s in %s: %w", e.digest, e.repo, err)
 		}
-		e.referrersAhead(refs)
 		return nil
 	})
 	g.Go(func() error {
 		var err error
-		if sigTag, err = e.tagManifest(gctx, legacyTag(e.digest)); err == nil {
-			e.legacyAhead(sigTag)
-		}
+		sigTag, err = e.tagManifest(gctx, legacyTag(e.digest))
 		return err
 	})
 	if e.lim.Attestations {
