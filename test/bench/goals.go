@@ -335,6 +335,10 @@ func coldNote(by, format string) func(r *Report) string {
 			parts = append(parts, fmt.Sprintf("as Portcullis timed its upstream requests, a manifest took %.2f ms and a blob %.2f ms on average "+
 				"(one manifest GET by %s from the client: %.2f ms), so those in sequence alone ((%.0f-1) manifests + 1 blob) take about %.2f ms, %.1fx",
 				m, bl, by, up, seq, floor, floor/up))
+			if bl > 1.5*m {
+				parts = append(parts, "distribution answers a blob more slowly than a manifest because it allocates a 4 MiB bufio.Reader for every blob read "+
+					"(registry/storage/filereader.go, fileReaderBufferSize): the sequence floor above is the upstream's, not Portcullis's")
+			}
 		}
 		busy, ok1 := r.value("cold", c, "upstream_busy", targetPortcullis)
 		lat, ok2 := r.value("cold", c, "counted_p50", targetPortcullis)
