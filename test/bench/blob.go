@@ -14,6 +14,8 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -218,6 +220,7 @@ func runBlobPhase(ctx context.Context, b *bench, f *fleet) ([]Metric, error) {
 		if _, err := manifestGetter(clients[t.name], t.base, fix.BlobRepo, fix.BlobTag, fix.BlobManifest)(ctx); err != nil {
 			return nil, fmt.Errorf("%s: manifest of the blob image: %w", t.name, err)
 		}
+		reported, reporting := reportedKiB()
 		m, err := startCPU(t.proc.Pid())
 		if err != nil {
 			return nil, err
@@ -233,6 +236,9 @@ func runBlobPhase(ctx context.Context, b *bench, f *fleet) ([]Metric, error) {
 		logf("blob: %s first GET (verified) %.0f MiB/s, %.2f CPU s", t.name, mibPerSec(fix.BlobSize, d), cpu[0])
 		ms = append(ms, blobMetric(t.name, "first_get_verified", "MiB/s", mibPerSec(fix.BlobSize, d), nil),
 			blobMetric(t.name, "first_get_cpu_per_gib", "CPU s/GiB", cpu[0]/(float64(fix.BlobSize)/gib), nil))
+		if after, ok := reportedKiB(); ok && reporting && t.name == targetPortcullisStore {
+			ms = append(ms, blobMetric(t.name, "first_get_reported_mib", "MiB", float64(after-reported)/1024, nil))
+		}
 		if t.name == targetPortcullisStore {
 			// The first GET filled the store; the timed GETs read it.
 			if err := waitStored(ctx, t, 1); err != nil {
@@ -269,6 +275,22 @@ func runBlobPhase(ctx context.Context, b *bench, f *fleet) ([]Metric, error) {
 // writes and removes before it times anything (more than its targets then
 // write: the distribution proxy's copy, the store's, the write-cost file).
 const recycleBlobs = 4
+
+// reportedKiB is how much freed memory this VM has handed back to its
+// host so far (free page reporting: virtio-balloon's, as Firecracker and
+// QEMU offer it), where the kernel counts it
+// (/sys/module/page_reporting/parameters/reported_kib; not every kernel
+// does). Memory handed back is backed again on its next use, at the cost
+// of a first touch: a page-cache write into it costs several times a
+// steady-state one, which the blob phase's recycling cannot prevent.
+func reportedKiB() (int64, bool) {
+	b, err := os.ReadFile("/sys/module/page_reporting/parameters/reported_kib")
+	if err != nil {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	return n, err == nil
+}
 
 // fileWriteCost is the CPU time (this process's, user and system) of
 // writing n bytes (a multiple of 256 KiB) to a new file at path, in

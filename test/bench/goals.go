@@ -127,6 +127,10 @@ func storeColdCPUNote(r *Report) string {
 	if w, ok := r.value("blob", "file write, first pass", "cpu_per_gib", "in-process"); ok {
 		note += fmt.Sprintf("; into memory this VM had never touched a write cost %.2f CPU s/GiB (the hypervisor backs each page on first touch), so the phase writes and removes %d blobs' worth of page cache before timing, as a host that has run a while recycles its page cache", w, recycleBlobs)
 	}
+	if mib, ok := r.value("blob", "full GET", "first_get_reported_mib", targetPortcullisStore); ok && mib > 0 {
+		note += fmt.Sprintf("; but this VM hands freed memory back to its host (free page reporting, /sys/module/page_reporting: %.0f MiB during the store's first GET), "+
+			"which the host must back again on next use, so the store's writes can land on untouched memory despite the recycling and this figure is partly the VM's", mib)
+	}
 	return note
 }
 
