@@ -28,10 +28,16 @@ const (
 	attestPlainCase = "bundle signature only"
 )
 
+// attestColdImages caps the images of each kind the attest-cold phase
+// pushes (half of -cold-images, at most this over two): its goal is a
+// ratio of two cold decisions of the same process, not a comparison of
+// two processes.
+const attestColdImages = 100
+
 var attestFleet = fleetSpec{proxies: []string{targetPortcullis}}
 
 func runAttestColdPhase(ctx context.Context, b *bench, f *fleet) ([]Metric, error) {
-	n := max(4, b.cfg.coldImages/2)
+	n := max(4, min(b.cfg.coldImages, attestColdImages)/2)
 	logf("phase attest-cold: pushing %d signed and %d signed and attested images", n, n)
 	var plain, attested []signedImage
 	for i := range n {
