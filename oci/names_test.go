@@ -63,6 +63,9 @@ var (
 	specName = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$`)
 	specTag  = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
 	specHex  = regexp.MustCompile(`^[0-9a-f]*$`)
+	// The two algorithms registries use, with their encoded lengths
+	// (the OCI image spec's registered algorithms).
+	specDigest = regexp.MustCompile(`^(?:sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})$`)
 )
 
 func TestNamesAgreeWithTheGrammar(t *testing.T) {
@@ -73,13 +76,17 @@ func TestNamesAgreeWithTheGrammar(t *testing.T) {
 		"a b", "a\x00b", "ä", "a/.b", "a/b-", "0", "0/0", long + "/abcd", long + "/abcde", long + "/abcdef",
 		strings.Repeat("v", 128), strings.Repeat("v", 129), "V1.0_rc-1", "_x", ".x", "x..y", "x--y",
 		"sha256-" + strings.Repeat("a", 64) + ".sig",
+		"sha256:" + strings.Repeat("a", 64), "sha256:" + strings.Repeat("a", 63), "sha256:" + strings.Repeat("a", 65),
+		"sha256:" + strings.Repeat("A", 64), "SHA256:" + strings.Repeat("a", 64), "sha512:" + strings.Repeat("0", 128),
+		"sha512:" + strings.Repeat("0", 64), "sha384:" + strings.Repeat("0", 96), "sha256:", ":", "sha256:" + strings.Repeat("a", 63) + "g",
+		"sha256:" + strings.Repeat("a", 32) + ":" + strings.Repeat("a", 31),
 	} {
 		checkGrammar(t, s)
 	}
 }
 
 func FuzzNameGrammar(f *testing.F) {
-	for _, s := range []string{"acme/app", "a__b", "a-.b", "v1.0", "x/y_z", strings.Repeat("a", 256), "DEADbeef"} {
+	for _, s := range []string{"acme/app", "a__b", "a-.b", "v1.0", "x/y_z", strings.Repeat("a", 256), "DEADbeef", "sha256:" + strings.Repeat("a", 64)} {
 		f.Add(s)
 	}
 	f.Fuzz(checkGrammar)
@@ -94,5 +101,11 @@ func checkGrammar(t *testing.T, s string) {
 	}
 	if got, want := lowerHex(s), specHex.MatchString(s); got != want {
 		t.Errorf("lowerHex(%q) = %v, the grammar says %v", s, got, want)
+	}
+	if _, err := ParseDigest(s); (err == nil) != specDigest.MatchString(s) {
+		t.Errorf("ParseDigest(%q) = %v, the grammar says %v", s, err, specDigest.MatchString(s))
+	}
+	if got, want := ValidReference(s), specTag.MatchString(s) || specDigest.MatchString(s); got != want {
+		t.Errorf("ValidReference(%q) = %v, the grammar says %v", s, got, want)
 	}
 }
