@@ -5,7 +5,7 @@ package main
 // in front of go-containerregistry's in-memory registry holding b.N fresh
 // signed images, each GET by tag once.
 //
-//	go test ./test/bench -run '^$' -bench Cold -benchtime 300x -cpuprofile /tmp/cpu.out
+//	go test ./test/bench -run '^$' -bench '^BenchmarkCold$' -benchtime 300x -cpuprofile /tmp/cpu.out
 //	go tool pprof -top -nodecount 40 -focus 'portcullis|net/http.\(\*conn\).serve' /tmp/cpu.out
 //
 // Pushing and signing the images runs in the same process before the
