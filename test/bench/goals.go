@@ -368,7 +368,8 @@ func coldNote(by, format string) func(r *Report) string {
 				m, bl, by, up, seq, floor, floor/up))
 			if bl > 1.5*m {
 				parts = append(parts, "distribution answers a blob more slowly than a manifest because it allocates a 4 MiB bufio.Reader for every blob read "+
-					"(registry/storage/filereader.go, fileReaderBufferSize): the sequence floor above is the upstream's, not Portcullis's")
+					"(registry/storage/filereader.go, fileReaderBufferSize; its pprof during serial GETs of a 233-byte blob, 2.4 ms each against 0.7 ms for a manifest: "+
+					"24% of its CPU in bufio.NewReaderSize, 36% in GC): the sequence floor above is the upstream's, not Portcullis's")
 			}
 		}
 		busy, ok1 := r.value("cold", c, "upstream_busy", targetPortcullis)
