@@ -28,10 +28,10 @@ const (
 	attestPlainCase = "bundle signature only"
 )
 
-// attestColdImages caps the images of each kind the attest-cold phase
-// pushes (half of -cold-images, at most this over two): its goal is a
-// ratio of two cold decisions of the same process, not a comparison of
-// two processes.
+// attestColdImages caps -cold-images for the attest-cold phase, which
+// pushes half of it of each kind (50 signed, 50 signed and attested): its
+// goal is a ratio of two kinds of decision in one process, which needs
+// fewer samples than a comparison of two processes.
 const attestColdImages = 100
 
 var attestFleet = fleetSpec{proxies: []string{targetPortcullis}}

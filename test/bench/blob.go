@@ -220,7 +220,10 @@ func runBlobPhase(ctx context.Context, b *bench, f *fleet) ([]Metric, error) {
 		if _, err := manifestGetter(clients[t.name], t.base, fix.BlobRepo, fix.BlobTag, fix.BlobManifest)(ctx); err != nil {
 			return nil, fmt.Errorf("%s: manifest of the blob image: %w", t.name, err)
 		}
-		reported, reporting := reportedKiB()
+		reported, reporting := int64(0), false
+		if t.name == targetPortcullisStore {
+			reported, reporting = reportedKiB()
+		}
 		m, err := startCPU(t.proc.Pid())
 		if err != nil {
 			return nil, err
@@ -236,7 +239,7 @@ func runBlobPhase(ctx context.Context, b *bench, f *fleet) ([]Metric, error) {
 		logf("blob: %s first GET (verified) %.0f MiB/s, %.2f CPU s", t.name, mibPerSec(fix.BlobSize, d), cpu[0])
 		ms = append(ms, blobMetric(t.name, "first_get_verified", "MiB/s", mibPerSec(fix.BlobSize, d), nil),
 			blobMetric(t.name, "first_get_cpu_per_gib", "CPU s/GiB", cpu[0]/(float64(fix.BlobSize)/gib), nil))
-		if after, ok := reportedKiB(); ok && reporting && t.name == targetPortcullisStore {
+		if after, ok := reportedKiB(); reporting && ok {
 			ms = append(ms, blobMetric(t.name, "first_get_reported_mib", "MiB", float64(after-reported)/1024, nil))
 		}
 		if t.name == targetPortcullisStore {

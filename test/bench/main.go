@@ -145,7 +145,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&cfg.jsonPath, "json", "", "write all figures as JSON to `FILE`")
 	fs.StringVar(&cfg.mdPath, "md", "", "write the report (figures, goals, headline) as Markdown to `FILE`")
 	fs.StringVar(&cfg.pngPath, "png", "", "draw the chart to `FILE` (PNG); the Markdown report links it")
-	fs.IntVar(&cfg.coldImages, "cold-images", 400, "fresh signed images of the cold phase (half legacy, half bundle; each half alternately by tag and by digest: 100 per case, so that a p50 compared with -baseline's is good to a few percent)")
+	fs.IntVar(&cfg.coldImages, "cold-images", 400, "fresh signed images of the cold phase (half legacy, half bundle; each half alternately by tag and by digest: 100 a case; one case's p50 still moves up to 20% between runs, so -baseline is also compared over all of them pooled)")
 	fs.IntVar(&cfg.replicaImages, "replica-images", 1000, "fresh signed images of the replicas phase, each requested on three replicas at once")
 	fs.StringVar(&cfg.cosignBin, "cosign", "", "cosign `binary` the cold phase compares with (default .tools/bin/cosign; \"none\" skips it; -smoke skips it unless given)")
 	fs.IntVar(&cfg.herd, "herd", 64, "concurrent first GETs of one fresh digest in the herd phase")
