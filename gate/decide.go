@@ -241,7 +241,7 @@ func (g *Gate) check(ctx context.Context, snap *Snapshot, plan *policy.Plan, req
 		if discs[src] != nil {
 			continue
 		}
-		disc, err := verify.Discover(ctx, g.reader, src, req.Digest, lim)
+		disc, err := g.discover(ctx, req, src, lim)
 		if err != nil {
 			g.metrics.step("discovery", time.Since(t0))
 			return nil, fmt.Errorf("finding the signatures of %s@%s in %s: %w", req.Repo, req.Digest, src, err)
@@ -264,6 +264,15 @@ func (g *Gate) check(ctx context.Context, snap *Snapshot, plan *policy.Plan, req
 	}
 	g.metrics.step("crypto", time.Since(t1))
 	return results, nil
+}
+
+// discover finds the signatures of req's digest in src: those found
+// ahead (PrepareManifest) while its bytes were fetched, else afresh.
+func (g *Gate) discover(ctx context.Context, req *ManifestRequest, src verify.Repository, lim verify.Limits) (*verify.Discovery, error) {
+	if disc, ok, err := g.takePrepared(ctx, req, src, lim); ok || err != nil {
+		return disc, err
+	}
+	return verify.Discover(ctx, g.reader, src, req.Digest, lim)
 }
 
 // audit writes the decision's log line and metrics; ev is what verified

@@ -41,6 +41,7 @@ type Gate struct {
 	store      VerdictStore
 	judgements judgementPool
 	flight     singleflight.Group
+	prep       preparer // discoveries started ahead (PrepareManifest)
 	metrics    *gateMetrics
 	// purges counts Purge calls: a verdict decided across one is not
 	// stored, whatever it says (it may have read what the purge was for:
@@ -177,7 +178,7 @@ func New(r verify.Reader, snap *Snapshot, opts ...Option) (*Gate, error) {
 	if o.store == nil {
 		o.store = NewMemoryStore(int(o.cacheEntries))
 	}
-	g := &Gate{reader: r, o: o, store: o.store, metrics: newGateMetrics(o.registerer)}
+	g := &Gate{reader: r, o: o, store: o.store, metrics: newGateMetrics(o.registerer), prep: preparer{m: map[prepKey]*prepared{}}}
 	g.snap.Store(snap)
 	return g, nil
 }

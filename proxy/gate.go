@@ -38,6 +38,15 @@ type Gate interface {
 	CheckReferrers(ctx context.Context, repo Repository, subject v1.Hash, body []byte) error
 }
 
+// Preparer is a Gate that can start, for a manifest asked for by digest,
+// the part of its decision that needs only the digest (finding its
+// signatures) while the proxy fetches its bytes. It changes no decision:
+// CheckManifest still decides on the bytes. release is called when the
+// request is done.
+type Preparer interface {
+	PrepareManifest(ctx context.Context, repo Repository, digest v1.Hash) (release func())
+}
+
 // Refusal is how a Gate refuses: an error with a Refused method. Its
 // Error() is the message the client reads; detail (any JSON-marshalable
 // value, may be nil) goes in the error body; notFound answers 404

@@ -13,15 +13,21 @@ import (
 // A tag is resolved to a digest once, the manifest is fetched by that digest
 // and hashed (by the upstream client), the Gate decides on exactly those
 // bytes, and exactly those bytes are served with the digest they hash to.
+// Asked for by digest, the Gate (a Preparer) starts finding the image's
+// signatures while the bytes are fetched.
 func (p *Proxy) serveManifest(w http.ResponseWriter, r *http.Request, rt *route) error {
+	ctx := r.Context()
 	if oci.IsDigest(rt.ref) {
-		if _, rerr := parseDigest(rt.ref); rerr != nil {
+		d, rerr := parseDigest(rt.ref)
+		if rerr != nil {
 			return rerr
+		}
+		if prep, ok := p.gate.(Preparer); ok {
+			defer prep.PrepareManifest(ctx, rt.repo, d)()
 		}
 	} else if !oci.ValidTag(rt.ref) {
 		return newError(codeTagInvalid, "invalid tag %q", rt.ref)
 	}
-	ctx := r.Context()
 	m, err := p.up.ManifestFor(ctx, rt.repo, rt.ref, r.Header.Values("Accept"))
 	if err != nil {
 		return err

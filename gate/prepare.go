@@ -1,0 +1,161 @@
+package gate
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/portcullis-dev/portcullis/verify"
+)
+
+// maxPrepared bounds the discoveries started ahead at once; past it a
+// manifest is decided as if none had been started.
+const maxPrepared = 1024
+
+// A manifest asked for by digest has a known digest before its bytes
+// arrive, and finding its signatures needs only the digest. So while the
+// proxy fetches the bytes, PrepareManifest starts that discovery, and the
+// decision on the bytes takes its result instead of starting it then: a
+// cold decision by digest waits for the longer of the two, not their sum.
+//
+// Only discovery is done ahead: reading claims, which grants nothing. The
+// decision still checks them under the snapshot in force when it runs, on
+// the bytes fetched (hashed to the same digest).
+
+// prepKey names a discovery started ahead: an image's digest in the
+// repository the client asked in.
+type prepKey struct {
+	repo verify.Repository
+	d    v1.Hash
+}
+
+// prepared is one discovery started ahead, shared by the requests for
+// the same manifest that are waiting for its bytes.
+type prepared struct {
+	done   chan struct{}
+	cancel context.CancelFunc
+	refs   int  // requests holding it (under preparer.mu)
+	taken  bool // a decision took it: no other may, and no request cancels it
+	purges uint64
+
+	// Set before done is closed.
+	src  verify.Repository // where it looked (its policies' source)
+	lim  verify.Limits
+	disc *verify.Discovery
+	err  error
+}
+
+// preparer holds the discoveries started ahead.
+type preparer struct {
+	mu sync.Mutex
+	m  map[prepKey]*prepared
+}
+
+// PrepareManifest starts finding the signatures of manifest d of repo, a
+// digest a client asked for, while the caller fetches its bytes; the
+// caller calls release when it is done with the request (a discovery no
+// decision took is then stopped and dropped). It starts nothing when an
+// allow for d is fresh, when too many are started already, or (found in
+// the background, off the caller's path) when d is served through an
+// allowed index or a served referrers listing, or its policies need no
+// signatures.
+func (g *Gate) PrepareManifest(ctx context.Context, repo verify.Repository, d v1.Hash) (release func()) {
+	snap := g.snap.Load()
+	if s, err := g.store.Get(ctx, judgeAs{}.key(snap.Revision, repo, d), g.o.now()); err != nil ||
+		(s != nil && s.Judgement.Decision == Allow && g.o.now().Before(s.Fresh)) {
+		return func() {}
+	}
+	k := prepKey{repo, d}
+	g.prep.mu.Lock()
+	p := g.prep.m[k]
+	switch {
+	case p != nil:
+		p.refs++
+	case len(g.prep.m) >= maxPrepared:
+		g.prep.mu.Unlock()
+		return func() {}
+	default:
+		var pctx context.Context
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.o.decisionTimeout)
+		p = &prepared{done: make(chan struct{}), cancel: cancel, refs: 1, purges: g.purgeCount()}
+		g.prep.m[k] = p
+		go g.prepare(pctx, snap, k, p)
+	}
+	g.prep.mu.Unlock()
+	var once sync.Once
+	return func() { once.Do(func() { g.unprepare(k, p) }) }
+}
+
+// unprepare is a request's release of p: the last one stops and drops a
+// discovery no decision took.
+func (g *Gate) unprepare(k prepKey, p *prepared) {
+	g.prep.mu.Lock()
+	defer g.prep.mu.Unlock()
+	if p.refs--; p.refs > 0 {
+		return
+	}
+	if !p.taken {
+		p.cancel()
+	}
+	if g.prep.m[k] == p {
+		delete(g.prep.m, k)
+	}
+}
+
+// prepare runs p's discovery, unless nothing will need it.
+func (g *Gate) prepare(ctx context.Context, snap *Snapshot, k prepKey, p *prepared) {
+	defer close(p.done)
+	defer p.cancel()
+	for _, kind := range []GrantKind{GrantChild, GrantReferrer} {
+		if ps, err := g.store.Granting(ctx, k.repo, k.d, kind, g.o.now()); err != nil || len(ps) > 0 {
+			p.err = errNotPrepared
+			return
+		}
+	}
+	plan := snap.Policy.For(k.repo.String(), k.d.String())
+	as := plan.Authorities()
+	if plan.BreakGlass || len(as) == 0 {
+		p.err = errNotPrepared
+		return
+	}
+	p.src = sourceOf(as[0], k.repo)
+	p.lim = g.o.limits
+	p.lim.Attestations = needsAttestations(plan)
+	p.disc, p.err = verify.Discover(ctx, g.reader, p.src, k.d, p.lim)
+}
+
+// errNotPrepared: the discovery started ahead found it was not needed.
+var errNotPrepared = errors.New("not prepared")
+
+// takePrepared is the discovery started ahead for req's digest in src
+// with lim, if there is one and it still holds; ok is false when the
+// caller must discover itself. A discovery is taken once: a later decision
+// on the same manifest reads afresh.
+func (g *Gate) takePrepared(ctx context.Context, req *ManifestRequest, src verify.Repository, lim verify.Limits) (disc *verify.Discovery, ok bool, err error) {
+	k := prepKey{req.Repo, req.Digest}
+	g.prep.mu.Lock()
+	p := g.prep.m[k]
+	if p == nil || p.taken {
+		g.prep.mu.Unlock()
+		return nil, false, nil
+	}
+	p.taken = true // it stays until released, so that a request arriving now starts no second one
+	g.prep.mu.Unlock()
+	select {
+	case <-ctx.Done():
+		p.cancel()
+		return nil, false, ctx.Err()
+	case <-p.done:
+	}
+	switch {
+	case p.src != src || p.lim != lim:
+		return nil, false, nil // its policies changed: not what this decision reads
+	case p.purges != g.purgeCount():
+		return nil, false, nil // it may have read what a purge since was for
+	case errors.Is(p.err, errNotPrepared), errors.Is(p.err, context.Canceled), errors.Is(p.err, context.DeadlineExceeded):
+		return nil, false, nil
+	}
+	return p.disc, true, p.err
+}
