@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -358,5 +360,45 @@ func TestRefusedRepositorysMaterialIsNotKept(t *testing.T) {
 	})
 	if _, ok := gw.store.record(repoOf("sigs/acme"), d); !ok {
 		t.Error("what was read in sigs/acme about the allowed image is not kept")
+	}
+}
+
+// TestByDigestFindsSignaturesWhileFetching: on a first GET by digest the
+// gate looks for the image's signatures while the proxy fetches its
+// manifest. The upstream holds the manifest GET until the .sig lookup for
+// that digest arrives, which happens before the manifest is answered only
+// if discovery started ahead (else the hold times out and the GET is
+// answered late).
+func TestByDigestFindsSignaturesWhileFetching(t *testing.T) {
+	gw := newGated(t)
+	d := gw.pushSigned("acme/app", "v1", "legacy")
+	sigTag := "sha256-" + strings.TrimPrefix(d, "sha256:") + ".sig"
+	seen := make(chan struct{})
+	var once sync.Once
+	var overlapped atomic.Bool
+	gw.counter.mu.Lock()
+	gw.counter.before = func(r *http.Request) {
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/manifests/"+sigTag):
+			once.Do(func() { close(seen) })
+		case strings.HasSuffix(r.URL.Path, "/manifests/"+d):
+			select {
+			case <-seen:
+				overlapped.Store(true)
+			case <-time.After(5 * time.Second):
+			}
+		}
+	}
+	gw.counter.mu.Unlock()
+	resp, body, err := gw.get("/v2/acme/app/manifests/" + d)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET by digest: %v %v %s", resp, err, body)
+	}
+	if !overlapped.Load() {
+		t.Fatal("the manifest was fetched before the signatures were looked for: discovery did not start ahead")
+	}
+	resp, body, err = gw.get("/v2/acme/app/manifests/" + gw.pushSigned("acme/app", "unsigned", ""))
+	if err != nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("unsigned by digest: %v %v %s", resp, err, body)
 	}
 }

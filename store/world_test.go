@@ -50,6 +50,9 @@ type counter struct {
 	// hide, when set, answers 404 to the requests it matches (a blob a
 	// repository does not have).
 	hide func(*http.Request) bool
+	// before, when set, runs before each request is served (a test's way
+	// to order requests).
+	before func(*http.Request)
 }
 
 func (c *counter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -67,8 +70,11 @@ func (c *counter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if kind == "blob" && r.Method == http.MethodGet {
 		c.blobGets[r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:]]++
 	}
-	hold, down, hide, limited := c.hold, c.down, c.hide, c.limited
+	hold, down, hide, limited, before := c.hold, c.down, c.hide, c.limited, c.before
 	c.mu.Unlock()
+	if before != nil {
+		before(r)
+	}
 	if limited {
 		w.Header().Set("Retry-After", "120")
 		http.Error(w, `{"errors":[{"code":"TOOMANYREQUESTS","message":"pull rate limit"}]}`, http.StatusTooManyRequests)
