@@ -107,28 +107,24 @@ func (r *Report) writeChart(path string) error {
 
 	var cold []series
 	var groups []string
-	for _, by := range coldRefs {
-		for _, f := range []string{formatLegacy, formatBundle} {
-			groups = append(groups, formatName(f)+"\nby "+by)
-		}
+	for by, f := range coldCases() {
+		groups = append(groups, formatName(f)+"\nby "+by)
 	}
 	for _, t := range []string{targetPortcullis, targetCosign} {
 		s := series{name: t}
-		for _, by := range coldRefs {
-			for _, f := range []string{formatLegacy, formatBundle} {
-				m, ok := r.find("cold", coldCase(by, f), "p50", t)
-				switch {
-				case !ok:
-					s.values, s.labels = append(s.values, 0), append(s.labels, "")
-				case m.Missing != "":
-					s.values, s.labels = append(s.values, 0), append(s.labels, "not measured")
-				default:
-					label := fmt.Sprintf("%.1f ms", m.Value)
-					if x, ok := r.ratio(upstreamRatio(by, f)); ok && t == targetPortcullis {
-						label += fmt.Sprintf("\n(%.1fx)", x)
-					}
-					s.values, s.labels = append(s.values, m.Value), append(s.labels, label)
+		for by, f := range coldCases() {
+			m, ok := r.find("cold", coldCase(by, f), "p50", t)
+			switch {
+			case !ok:
+				s.values, s.labels = append(s.values, 0), append(s.labels, "")
+			case m.Missing != "":
+				s.values, s.labels = append(s.values, 0), append(s.labels, "not measured")
+			default:
+				label := fmt.Sprintf("%.1f ms", m.Value)
+				if x, ok := r.ratio(upstreamRatio(by, f)); ok && t == targetPortcullis {
+					label += fmt.Sprintf("\n(%.1fx)", x)
 				}
+				s.values, s.labels = append(s.values, m.Value), append(s.labels, label)
 			}
 		}
 		cold = append(cold, s)

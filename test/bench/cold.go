@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"iter"
 	"net/http"
 	"os"
 	"os/exec"
@@ -29,6 +30,23 @@ const (
 
 // coldRefs are the reference kinds, in report order.
 var coldRefs = []string{byTag, byDigest}
+
+// signedFormats are the signature formats of the fixtures, in report order.
+var signedFormats = []string{formatLegacy, formatBundle}
+
+// coldCases yields the cold phase's cases, as reference kind and format,
+// in report order.
+func coldCases() iter.Seq2[string, string] {
+	return func(yield func(by, format string) bool) {
+		for _, by := range coldRefs {
+			for _, format := range signedFormats {
+				if !yield(by, format) {
+					return
+				}
+			}
+		}
+	}
+}
 
 // coldCase is the case name of one reference kind and signature format in
 // the cold phase.
@@ -219,21 +237,19 @@ func coldFirsts(plan []coldGet) []int {
 // of the case's reference kind).
 func coldLatencyMetrics(lat map[string]map[string][]float64, base map[string][]float64) []Metric {
 	var out []Metric
-	for _, by := range coldRefs {
-		for _, format := range []string{formatLegacy, formatBundle} {
-			bs := base[by]
-			for _, t := range []string{targetPortcullis, targetBaseline} {
-				xs := lat[t][coldCase(by, format)]
-				if len(xs) == 0 {
-					continue
-				}
-				logf("cold by %s, %s: %s p50 %.2f ms, p99 %.2f ms over %d images; upstream manifest GET by %s p50 %.2f ms (%.2fx)",
-					by, format, t, median(xs), percentileOf(xs, 99), len(xs), by, median(bs), median(xs)/median(bs))
-				out = append(out, latencyMetrics("cold", coldCase(by, format), t, xs)...)
+	for by, format := range coldCases() {
+		bs := base[by]
+		for _, t := range []string{targetPortcullis, targetBaseline} {
+			xs := lat[t][coldCase(by, format)]
+			if len(xs) == 0 {
+				continue
 			}
-			if len(bs) > 0 {
-				out = append(out, latencyMetrics("cold", coldCase(by, format), targetUpstream, bs)...)
-			}
+			logf("cold by %s, %s: %s p50 %.2f ms, p99 %.2f ms over %d images; upstream manifest GET by %s p50 %.2f ms (%.2fx)",
+				by, format, t, median(xs), percentileOf(xs, 99), len(xs), by, median(bs), median(xs)/median(bs))
+			out = append(out, latencyMetrics("cold", coldCase(by, format), t, xs)...)
+		}
+		if len(bs) > 0 {
+			out = append(out, latencyMetrics("cold", coldCase(by, format), targetUpstream, bs)...)
 		}
 	}
 	return out
@@ -279,11 +295,9 @@ func manifestGetter(c *http.Client, base, repo, ref, wantDigest string) func(con
 func runCosign(ctx context.Context, b *bench, plan []coldGet) ([]Metric, error) {
 	notMeasured := func(why string) []Metric {
 		var out []Metric
-		for _, by := range coldRefs {
-			for _, format := range []string{formatLegacy, formatBundle} {
-				out = append(out, Metric{Phase: "cold", Case: coldCase(by, format), Target: targetCosign,
-					Name: "p50", Unit: "ms", Missing: "not measured: " + why})
-			}
+		for by, format := range coldCases() {
+			out = append(out, Metric{Phase: "cold", Case: coldCase(by, format), Target: targetCosign,
+				Name: "p50", Unit: "ms", Missing: "not measured: " + why})
 		}
 		return out
 	}
@@ -307,12 +321,10 @@ func runCosign(ctx context.Context, b *bench, plan []coldGet) ([]Metric, error) 
 		lat[g.caseName()] = append(lat[g.caseName()], ms(d))
 	}
 	var out []Metric
-	for _, by := range coldRefs {
-		for _, format := range []string{formatLegacy, formatBundle} {
-			if xs := lat[coldCase(by, format)]; len(xs) > 0 {
-				logf("cold by %s, %s: cosign verify p50 %.1f ms, p99 %.1f ms over %d images", by, format, median(xs), percentileOf(xs, 99), len(xs))
-				out = append(out, latencyMetrics("cold", coldCase(by, format), targetCosign, xs)...)
-			}
+	for by, format := range coldCases() {
+		if xs := lat[coldCase(by, format)]; len(xs) > 0 {
+			logf("cold by %s, %s: cosign verify p50 %.1f ms, p99 %.1f ms over %d images", by, format, median(xs), percentileOf(xs, 99), len(xs))
+			out = append(out, latencyMetrics("cold", coldCase(by, format), targetCosign, xs)...)
 		}
 	}
 	return out, nil

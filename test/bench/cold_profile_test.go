@@ -25,7 +25,7 @@ import (
 )
 
 func BenchmarkCold(b *testing.B) {
-	for _, format := range []string{formatLegacy, formatBundle} {
+	for _, format := range signedFormats {
 		b.Run(format, func(b *testing.B) { benchCold(b, format) })
 	}
 }

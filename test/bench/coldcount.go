@@ -59,13 +59,11 @@ func countCold(ctx context.Context, b *bench, f *fleet, plan []coldGet) ([]Metri
 		c.add(f.counter.takeCalls(), answered, d, f.counter.takeConns())
 	}
 	var out []Metric
-	for _, by := range coldRefs {
-		for _, format := range []string{formatLegacy, formatBundle} {
-			if c := counts[coldCase(by, format)]; c != nil {
-				logf("cold by %s, %s: %.0f upstream requests per first GET (max %.0f), %.0f sequential (max %.0f), %.1f new connections (mean); counted p50 %.2f ms, upstream busy %.2f ms",
-					by, format, median(c.total), slices.Max(c.total), median(c.seq), slices.Max(c.seq), mean(c.conns), median(c.lat), median(c.busy))
-				out = append(out, c.metrics(coldCase(by, format))...)
-			}
+	for by, format := range coldCases() {
+		if c := counts[coldCase(by, format)]; c != nil {
+			logf("cold by %s, %s: %.0f upstream requests per first GET (max %.0f), %.0f sequential (max %.0f), %.1f new connections (mean); counted p50 %.2f ms, upstream busy %.2f ms",
+				by, format, median(c.total), slices.Max(c.total), median(c.seq), slices.Max(c.seq), mean(c.conns), median(c.lat), median(c.busy))
+			out = append(out, c.metrics(coldCase(by, format))...)
 		}
 	}
 	return out, nil

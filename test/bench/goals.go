@@ -215,15 +215,13 @@ func coldPooledBeforeGoal(r *Report) (float64, string, bool) {
 		return 0, "no -baseline in this run", false
 	}
 	var now, before []float64
-	for _, by := range coldRefs {
-		for _, f := range []string{formatLegacy, formatBundle} {
-			n, ok1 := r.find("cold", coldCase(by, f), "p50", targetPortcullis)
-			b, ok2 := r.find("cold", coldCase(by, f), "p50", targetBaseline)
-			if !ok1 || !ok2 || n.Missing != "" || b.Missing != "" {
-				return 0, "", false
-			}
-			now, before = append(now, n.Samples...), append(before, b.Samples...)
+	for by, f := range coldCases() {
+		n, ok1 := r.find("cold", coldCase(by, f), "p50", targetPortcullis)
+		b, ok2 := r.find("cold", coldCase(by, f), "p50", targetBaseline)
+		if !ok1 || !ok2 || n.Missing != "" || b.Missing != "" {
+			return 0, "", false
 		}
+		now, before = append(now, n.Samples...), append(before, b.Samples...)
 	}
 	if len(now) == 0 || len(before) == 0 {
 		return 0, "", false
@@ -460,7 +458,7 @@ func (r *Report) headline() string {
 // multiple of one upstream manifest GET, and against cosign verify.
 func (r *Report) coldHeadline() (string, bool) {
 	var each []string
-	for _, f := range []string{formatLegacy, formatBundle} {
+	for _, f := range signedFormats {
 		v, ok := r.value("cold", coldCase(byTag, f), "p50", targetPortcullis)
 		if !ok {
 			return "", false

@@ -67,7 +67,7 @@ func runHerdPhase(ctx context.Context, b *bench, f *fleet) ([]Metric, error) {
 		a.lats = append(a.lats, ds...)
 	}
 	var out []Metric
-	for _, format := range []string{formatLegacy, formatBundle} {
+	for _, format := range signedFormats {
 		a := byFormat[format]
 		if a == nil {
 			continue

@@ -82,10 +82,8 @@ func beforeRatioSpecs() []ratioSpec {
 		{beforeRatio("manifest req/s by tag"), "manifest", "by tag", "req_per_s", targetPortcullis, targetBaseline},
 		{beforeRatio("manifest req/s by digest"), "manifest", "by digest", "req_per_s", targetPortcullis, targetBaseline},
 	}
-	for _, by := range coldRefs {
-		for _, f := range []string{formatLegacy, formatBundle} {
-			out = append(out, ratioSpec{beforeRatio(coldCase(by, f) + " p50"), "cold", coldCase(by, f), "p50", targetPortcullis, targetBaseline})
-		}
+	for by, f := range coldCases() {
+		out = append(out, ratioSpec{beforeRatio(coldCase(by, f) + " p50"), "cold", coldCase(by, f), "p50", targetPortcullis, targetBaseline})
 	}
 	return append(out, ratioSpec{beforeRatio("blob throughput"), "blob", "full GET", "throughput", targetPortcullis, targetBaseline})
 }
@@ -96,13 +94,11 @@ func beforeRatio(what string) string { return "portcullis/" + targetBaseline + "
 // manifest GET of the same kind (tag or digest), and cosign verify with it.
 func coldRatioSpecs() []ratioSpec {
 	var out []ratioSpec
-	for _, by := range coldRefs {
-		for _, f := range []string{formatLegacy, formatBundle} {
-			c := coldCase(by, f)
-			out = append(out,
-				ratioSpec{upstreamRatio(by, f), "cold", c, "p50", targetPortcullis, targetUpstream},
-				ratioSpec{cosignRatio(by, f), "cold", c, "p50", targetCosign, targetPortcullis})
-		}
+	for by, f := range coldCases() {
+		c := coldCase(by, f)
+		out = append(out,
+			ratioSpec{upstreamRatio(by, f), "cold", c, "p50", targetPortcullis, targetUpstream},
+			ratioSpec{cosignRatio(by, f), "cold", c, "p50", targetCosign, targetPortcullis})
 	}
 	return out
 }
