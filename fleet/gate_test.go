@@ -75,8 +75,9 @@ func keySnapshot(t *testing.T, tr *verifytest.Registry, pem []byte) *gate.Snapsh
 // three make one signature discovery, and all get the same verdict; the
 // layers of a manifest one replica allowed are served by another (a
 // non-sticky load balancer); a refused image is refused everywhere, also
-// decided once. The policy files sit at different paths with the same
-// contents: the replicas agree on the revision.
+// decided once (each request asked as the proxy asks by digest, with
+// PrepareManifest first). The policy files sit at different paths with
+// the same contents: the replicas agree on the revision.
 func TestOneDecisionForTheFleet(t *testing.T) {
 	srv := redistest.Start(t)
 	tr, repo, signed, pem := signedRegistry(t)
@@ -105,6 +106,8 @@ func TestOneDecisionForTheFleet(t *testing.T) {
 		return n
 	}
 	ask := func(g *gate.Gate, d v1.Descriptor) (*gate.Verdict, error) {
+		// As the proxy asks for a manifest by digest: prepared, then decided.
+		defer g.PrepareManifest(context.Background(), repo, d.Digest)()
 		m, err := tr.Reader.Manifest(context.Background(), repo, d.Digest.String())
 		if err != nil {
 			t.Fatal(err)

@@ -56,12 +56,19 @@ type preparer struct {
 // PrepareManifest starts finding the signatures of manifest d of repo, a
 // digest a client asked for, while the caller fetches its bytes; the
 // caller calls release when it is done with the request (a discovery no
-// decision took is then stopped and dropped). It starts nothing when an
-// allow for d is fresh, when too many are started already, or (found in
+// decision took is then stopped and dropped). It starts nothing with a
+// verdict store shared between replicas (a Leaser), when an allow for d
+// is fresh, when too many are started already, or (found in
 // the background, off the caller's path) when d is served through an
 // allowed index or a served referrers listing, or its policies need no
 // signatures.
 func (g *Gate) PrepareManifest(ctx context.Context, repo verify.Repository, d v1.Hash) (release func()) {
+	if _, shared := g.store.(Leaser); shared {
+		// Replicas take turns at a decision (fleetTurn) only once they
+		// have the bytes: a discovery started ahead would run on every
+		// replica asked, where the fleet makes one.
+		return func() {}
+	}
 	snap := g.snap.Load()
 	if s, err := g.store.Get(ctx, judgeAs{}.key(snap.Revision, repo, d), g.o.now()); err != nil ||
 		(s != nil && s.Judgement.Decision == Allow && g.o.now().Before(s.Fresh)) {
