@@ -241,7 +241,7 @@ func (g *Gate) check(ctx context.Context, snap *Snapshot, plan *policy.Plan, req
 		if discs[src] != nil {
 			continue
 		}
-		disc, err := g.discover(ctx, req, src, lim)
+		disc, err := g.discover(ctx, snap, req, src, lim)
 		if err != nil {
 			g.metrics.step("discovery", time.Since(t0))
 			return nil, fmt.Errorf("finding the signatures of %s@%s in %s: %w", req.Repo, req.Digest, src, err)
@@ -268,8 +268,8 @@ func (g *Gate) check(ctx context.Context, snap *Snapshot, plan *policy.Plan, req
 
 // discover finds the signatures of req's digest in src: those found
 // ahead (PrepareManifest) while its bytes were fetched, else afresh.
-func (g *Gate) discover(ctx context.Context, req *ManifestRequest, src verify.Repository, lim verify.Limits) (*verify.Discovery, error) {
-	if disc, ok, err := g.takePrepared(ctx, req, src, lim); ok || err != nil {
+func (g *Gate) discover(ctx context.Context, snap *Snapshot, req *ManifestRequest, src verify.Repository, lim verify.Limits) (*verify.Discovery, error) {
+	if disc, ok, err := g.takePrepared(ctx, snap, req, src, lim); ok || err != nil {
 		return disc, err
 	}
 	return verify.Discover(ctx, g.reader, src, req.Digest, lim)

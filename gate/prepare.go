@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/portcullis-dev/portcullis/oci"
 	"github.com/portcullis-dev/portcullis/verify"
 )
 
@@ -22,7 +24,9 @@ const maxPrepared = 1024
 //
 // Only discovery is done ahead: reading claims, which grants nothing. The
 // decision still checks them under the snapshot in force when it runs, on
-// the bytes fetched (hashed to the same digest).
+// the bytes fetched (hashed to the same digest), and takes them only when
+// they are what it would read itself now: the same source and limits, the
+// same revision, no purge since, and started within decisionTimeout.
 
 // prepKey names a discovery started ahead: an image's digest in the
 // repository the client asked in.
@@ -34,17 +38,29 @@ type prepKey struct {
 // prepared is one discovery started ahead, shared by the requests for
 // the same manifest that are waiting for its bytes.
 type prepared struct {
-	done   chan struct{}
-	cancel context.CancelFunc
-	refs   int  // requests holding it (under preparer.mu)
-	taken  bool // a decision took it: no other may, and no request cancels it
-	purges uint64
+	done    chan struct{}
+	cancel  context.CancelFunc
+	refs    int  // requests holding it (under preparer.mu)
+	taken   bool // a decision took it: no other may, and no request cancels it
+	purges  uint64
+	rev     string    // the revision it was started under
+	started time.Time // by the gate's clock
 
 	// Set before done is closed.
 	src  verify.Repository // where it looked (its policies' source)
 	lim  verify.Limits
 	disc *verify.Discovery
 	err  error
+}
+
+// finished reports whether p's discovery has ended.
+func (p *prepared) finished() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // preparer holds the discoveries started ahead.
@@ -56,12 +72,15 @@ type preparer struct {
 // PrepareManifest starts finding the signatures of manifest d of repo, a
 // digest a client asked for, while the caller fetches its bytes; the
 // caller calls release when it is done with the request (a discovery no
-// decision took is then stopped and dropped). It starts nothing with a
-// verdict store shared between replicas (a Leaser), when an allow for d
-// is fresh, when too many are started already, or (found in
-// the background, off the caller's path) when d is served through an
-// allowed index or a served referrers listing, or its policies need no
-// signatures.
+// decision took is then stopped and dropped). A request that comes while
+// one is running (or taken by a decision) shares it; one that comes after
+// it ended untaken starts another. It starts nothing with a verdict store
+// shared between replicas (a Leaser), when a verdict on d is fresh, when
+// too many are started already, or (found in the background, off the
+// caller's path) when d is served through an allowed index or a served
+// referrers listing, or its policies need no signatures. Its lookups
+// teach the upstream client nothing (oci.WithAhead): the manifest may not
+// exist.
 func (g *Gate) PrepareManifest(ctx context.Context, repo verify.Repository, d v1.Hash) (release func()) {
 	if _, shared := g.store.(Leaser); shared {
 		// Replicas take turns at a decision (fleetTurn) only once they
@@ -70,24 +89,23 @@ func (g *Gate) PrepareManifest(ctx context.Context, repo verify.Repository, d v1
 		return func() {}
 	}
 	snap := g.snap.Load()
-	if s, err := g.store.Get(ctx, judgeAs{}.key(snap.Revision, repo, d), g.o.now()); err != nil ||
-		(s != nil && s.Judgement.Decision == Allow && g.o.now().Before(s.Fresh)) {
-		return func() {}
+	now := g.o.now()
+	if s, err := g.store.Get(ctx, judgeAs{}.key(snap.Revision, repo, d), now); err != nil || (s != nil && now.Before(s.Fresh)) {
+		return func() {} // decided already (an allow or a denial): nothing to read
 	}
 	k := prepKey{repo, d}
 	g.prep.mu.Lock()
 	p := g.prep.m[k]
 	switch {
-	case p != nil:
+	case p != nil && (p.taken || !p.finished()):
 		p.refs++
-	case len(g.prep.m) >= maxPrepared:
+	case p == nil && len(g.prep.m) >= maxPrepared:
 		g.prep.mu.Unlock()
 		return func() {}
-	default:
-		var pctx context.Context
-		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.o.decisionTimeout)
-		p = &prepared{done: make(chan struct{}), cancel: cancel, refs: 1, purges: g.purgeCount()}
-		g.prep.m[k] = p
+	default: // none, or one that ended untaken: it may be old, read afresh
+		pctx, cancel := context.WithTimeout(oci.WithAhead(context.WithoutCancel(ctx)), 2*g.o.decisionTimeout)
+		p = &prepared{done: make(chan struct{}), cancel: cancel, refs: 1, purges: g.purgeCount(), rev: snap.Revision, started: now}
+		g.prep.m[k] = p // the one it replaces is its holders' until they release it
 		go g.prepare(pctx, snap, k, p)
 	}
 	g.prep.mu.Unlock()
@@ -136,15 +154,17 @@ func (g *Gate) prepare(ctx context.Context, snap *Snapshot, k prepKey, p *prepar
 // errNotPrepared: the discovery started ahead found it was not needed.
 var errNotPrepared = errors.New("not prepared")
 
-// takePrepared is the discovery started ahead for req's digest in src
-// with lim, if there is one and it still holds; ok is false when the
-// caller must discover itself. A discovery is taken once: a later decision
-// on the same manifest reads afresh.
-func (g *Gate) takePrepared(ctx context.Context, req *ManifestRequest, src verify.Repository, lim verify.Limits) (disc *verify.Discovery, ok bool, err error) {
+// takePrepared is the discovery started ahead for req's digest, if there
+// is one and it is what a decision under snap reading src with lim would
+// read now; ok is false when the caller must discover itself (also when
+// it ended in errNotPrepared or a context error: the decision's own
+// context may have time left). A discovery is taken once: a later
+// decision on the same manifest reads afresh.
+func (g *Gate) takePrepared(ctx context.Context, snap *Snapshot, req *ManifestRequest, src verify.Repository, lim verify.Limits) (disc *verify.Discovery, ok bool, err error) {
 	k := prepKey{req.Repo, req.Digest}
 	g.prep.mu.Lock()
 	p := g.prep.m[k]
-	if p == nil || p.taken {
+	if p == nil || p.taken || p.rev != snap.Revision || g.o.now().Sub(p.started) > g.o.decisionTimeout {
 		g.prep.mu.Unlock()
 		return nil, false, nil
 	}

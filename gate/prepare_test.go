@@ -2,10 +2,15 @@ package gate
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/portcullis-dev/portcullis/verify"
 )
@@ -192,5 +197,173 @@ func TestPrepareFollowsTheSource(t *testing.T) {
 	v := f.decide(t, f.legacy.digest.String(), f.legacy)
 	if v.Allowed() || !strings.Contains(v.Message(), "no signatures found") {
 		t.Fatalf("signatures found ahead in acme/app, read from signatures/app since the reload: %s", v.Message())
+	}
+}
+
+// TestPrepareAcrossReload (found in review): requests that overlap keep a
+// discovery held; one that ended before a reload and an upstream deletion
+// of the signature is not what the decision after them reads. The image
+// is signed by a key the first policy does not trust (denied, cached);
+// its .sig is deleted upstream and the policy reloaded to trust that key:
+// the decision reads afresh and finds no signature.
+func TestPrepareAcrossReload(t *testing.T) {
+	f := newGateFixture(t, true)
+	signedWith, _ := f.signer.PublicKeyPEM()
+	pem, err := newSignerPEM(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeTestFile(t, f.dir, "cosign.pub", pem)
+	f.gate.SetSnapshot(f.snapshot(t))
+	if f.decide(t, f.legacy.digest.String(), f.legacy).Allowed() {
+		t.Fatal("allowed under a policy trusting another key")
+	}
+	k := prepKey{f.repo, f.legacy.digest}
+	held := func() *prepared { f.gate.prep.mu.Lock(); defer f.gate.prep.mu.Unlock(); return f.gate.prep.m[k] }
+	// The denial is fresh: nothing is read ahead.
+	before := f.reader.referrers.Load()
+	relA := f.gate.PrepareManifest(context.Background(), f.repo, f.legacy.digest)
+	if held() != nil || f.reader.referrers.Load() != before {
+		t.Fatal("read ahead for a manifest whose denial is fresh")
+	}
+	relA()
+	if _, err := f.gate.Purge(context.Background(), nil, true); err != nil { // the denial goes
+		t.Fatal(err)
+	}
+	relA = f.prepared(t, f.legacy)
+	waitFor(t, "the discovery ahead to end", func() bool { return held().finished() })
+	relB := f.gate.PrepareManifest(context.Background(), f.repo, f.legacy.digest) // overlaps A
+	relA()
+	defer relB()
+	req, _ := http.NewRequest(http.MethodDelete, "http://"+f.host+"/v2/acme/app/manifests/"+legacyTag(f.legacy.digest), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode/100 != 2 {
+		t.Fatalf("deleting the .sig upstream: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	writeTestFile(t, f.dir, "cosign.pub", string(signedWith))
+	f.gate.SetSnapshot(f.snapshot(t))
+	if v := f.decide(t, f.legacy.digest.String(), f.legacy); v.Allowed() {
+		t.Fatalf("allowed on a signature deleted upstream before the reload: %s", v.Message())
+	}
+}
+
+// TestPrepareTakes: a discovery ahead is taken only when it is what the
+// decision would read now; each other case discovers afresh.
+func TestPrepareTakes(t *testing.T) {
+	f := newGateFixture(t, true)
+	g := f.gate
+	snap := g.Snapshot()
+	req := &ManifestRequest{Repo: f.repo, Reference: f.unsigned.digest.String(), Digest: f.unsigned.digest, Bytes: f.unsigned.bytes}
+	lim := g.o.limits
+	attest := lim
+	attest.Attestations = true
+	other := f.repo
+	other.Name = "signatures/app"
+	for _, tc := range []struct {
+		name string
+		p    prepared
+		want bool
+	}{
+		{"what it reads", prepared{src: f.repo, lim: lim}, true},
+		{"another source", prepared{src: other, lim: lim}, false},
+		{"other limits", prepared{src: f.repo, lim: attest}, false},
+		{"another revision", prepared{src: f.repo, lim: lim, rev: "older"}, false},
+		{"started too long ago", prepared{src: f.repo, lim: lim, started: g.o.now().Add(-2 * g.o.decisionTimeout)}, false},
+		{"a purge since", prepared{src: f.repo, lim: lim, purges: g.purgeCount() + 1}, false},
+		{"not needed", prepared{src: f.repo, lim: lim, err: errNotPrepared}, false},
+		{"cancelled", prepared{src: f.repo, lim: lim, err: context.Canceled}, false},
+		{"taken already", prepared{src: f.repo, lim: lim, taken: true}, false},
+	} {
+		p := tc.p
+		p.done, p.cancel, p.refs, p.disc = make(chan struct{}), func() {}, 1, &verify.Discovery{}
+		close(p.done)
+		if p.rev == "" {
+			p.rev = snap.Revision
+		}
+		if p.started.IsZero() {
+			p.started = g.o.now()
+		}
+		if tc.name != "a purge since" {
+			p.purges = g.purgeCount()
+		}
+		g.prep.mu.Lock()
+		g.prep.m[prepKey{f.repo, f.unsigned.digest}] = &p
+		g.prep.mu.Unlock()
+		disc, ok, err := g.takePrepared(context.Background(), snap, req, f.repo, lim)
+		if ok != tc.want || err != nil || (ok && disc != p.disc) {
+			t.Errorf("%s: ok %v err %v, want ok %v", tc.name, ok, err, tc.want)
+		}
+		g.prep.mu.Lock()
+		delete(g.prep.m, prepKey{f.repo, f.unsigned.digest})
+		g.prep.mu.Unlock()
+	}
+}
+
+// TestPrepareNotNeeded: a manifest a served referrers listing names is
+// not read ahead (it may be signature material); judged as an image, its
+// decision then reads for itself: a decision, not an error.
+func TestPrepareNotNeeded(t *testing.T) {
+	f := newGateFixture(t, true)
+	ctx := context.Background()
+	if !f.decide(t, "bundled", f.bundled).Allowed() {
+		t.Fatal("bundled refused")
+	}
+	listing, _ := json.Marshal(map[string]any{"schemaVersion": 2, "mediaType": ociIndexType,
+		"manifests": []v1.Descriptor{{MediaType: types.MediaType(ociManifestType), Digest: f.unsigned.digest, Size: int64(len(f.unsigned.bytes))}}})
+	if v, err := f.gate.Referrers(ctx, f.repo, f.bundled.digest, listing); err != nil || !v.Allowed() {
+		t.Fatalf("the listing: %v %v", v, err)
+	}
+	release := f.gate.PrepareManifest(ctx, f.repo, f.unsigned.digest)
+	defer release()
+	k := prepKey{f.repo, f.unsigned.digest}
+	waitFor(t, "the discovery ahead to end", func() bool {
+		f.gate.prep.mu.Lock()
+		defer f.gate.prep.mu.Unlock()
+		return f.gate.prep.m[k].finished()
+	})
+	before := f.reader.referrers.Load()
+	v, err := f.decideErr(ctx, f.unsigned.digest.String(), f.unsigned)
+	if err != nil || v.Allowed() {
+		t.Fatalf("want a refusal of an unsigned image a listing names: %v %v", v, err)
+	}
+	if f.reader.referrers.Load() == before {
+		t.Error("judged as an image, it was not looked up")
+	}
+}
+
+// TestPrepareOutlivesItsRequest: the request that started a discovery
+// may end while the decision waits for it (its client left): the
+// decision still uses it, and nothing is looked up twice.
+func TestPrepareOutlivesItsRequest(t *testing.T) {
+	f := newGateFixture(t, true)
+	unblock := make(chan struct{})
+	hold := func() { <-unblock }
+	f.reader.during.Store(&hold)
+	release := f.gate.PrepareManifest(context.Background(), f.repo, f.legacy.digest)
+	type result struct {
+		v   *Verdict
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := f.decideErr(context.Background(), f.legacy.digest.String(), f.legacy)
+		done <- result{v, err}
+	}()
+	k := prepKey{f.repo, f.legacy.digest}
+	waitFor(t, "the decision to take the discovery", func() bool {
+		f.gate.prep.mu.Lock()
+		defer f.gate.prep.mu.Unlock()
+		return f.gate.prep.m[k] != nil && f.gate.prep.m[k].taken
+	})
+	release()
+	f.reader.during.Store(nil)
+	close(unblock)
+	r := <-done
+	if r.err != nil || !r.v.Allowed() {
+		t.Fatalf("decided after its request ended: %v %v", r.v, r.err)
+	}
+	if n := f.reader.referrers.Load(); n != 1 {
+		t.Errorf("%d referrers lookups, want 1", n)
 	}
 }

@@ -24,3 +24,20 @@ func RequestFrom(ctx context.Context) Request {
 	r, _ := ctx.Value(requestKey{}).(Request)
 	return r
 }
+
+type aheadKey struct{}
+
+// WithAhead returns ctx marked as a lookup made ahead of knowing that what
+// it is for exists (the gate finding an image's signatures while the
+// proxy fetches its manifest, which may be a 404): its answers may be
+// used, but must teach nothing shared (a repository's lack of the
+// referrers API), as a client's own requests must not.
+func WithAhead(ctx context.Context) context.Context {
+	return context.WithValue(ctx, aheadKey{}, true)
+}
+
+// Ahead reports whether ctx is marked by WithAhead.
+func Ahead(ctx context.Context) bool {
+	ahead, _ := ctx.Value(aheadKey{}).(bool)
+	return ahead
+}

@@ -275,3 +275,38 @@ func TestRetryAfter(t *testing.T) {
 		}
 	}
 }
+
+// TestReferrersAheadTeachesNothing: a gate lookup made ahead of the
+// manifest's fetch (oci.WithAhead: the repository may not exist) asks as
+// the gate's does, the API and the fallback tag at once, but does not
+// teach that the repository lacks the API; the gate's own lookup does.
+func TestReferrersAheadTeachesNothing(t *testing.T) {
+	r := newTestRegistry(t, ggcrregistry.WithReferrersSupport(false))
+	img, err := random.Image(100, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := r.push(t, "acme/one", "v1", img)
+	c := newTestClient(t, r, WithTagTTL(0))
+	repo := oci.Repository{Registry: "registry.example", Name: "acme/one"}
+	lookup := func(ctx context.Context) (apiGets, tagGets int) {
+		t.Helper()
+		a0, f0 := r.count("GET", "/v2/acme/one/referrers/"+d.String()), r.count("GET", "/v2/acme/one/manifests/sha256-"+d.Hex)
+		if _, err := c.Referrers(ctx, repo, d); err != nil {
+			t.Fatal(err)
+		}
+		return r.count("GET", "/v2/acme/one/referrers/"+d.String()) - a0, r.count("GET", "/v2/acme/one/manifests/sha256-"+d.Hex) - f0
+	}
+	ahead := oci.WithAhead(context.Background())
+	for i := range 2 {
+		if a, f := lookup(ahead); a != 1 || f != 1 {
+			t.Fatalf("lookup ahead %d: %d API GETs, %d fallback GETs; want 1 and 1 (nothing learned)", i, a, f)
+		}
+	}
+	if a, f := lookup(context.Background()); a != 1 || f != 1 {
+		t.Fatalf("the gate's lookup: %d API GETs, %d fallback GETs; want 1 and 1", a, f)
+	}
+	if a, f := lookup(ahead); a != 0 || f != 1 {
+		t.Fatalf("after the gate's lookup: %d API GETs, %d fallback GETs; want 0 and 1 (learned)", a, f)
+	}
+}

@@ -58,7 +58,8 @@ func (c *Client) Referrers(ctx context.Context, repo oci.Repository, subject v1.
 
 // referrers returns the referrers index of d, filtered by artifactType if
 // not empty. learn says whether the answer may teach the registry's handle
-// (see referrersMemory): only the gate's own lookups may. Each exchange,
+// (see referrersMemory): only the gate's own lookups may, and not those it
+// makes ahead of a manifest's fetch (oci.Ahead). Each exchange,
 // body included, completes within the upstream timeout.
 //
 // A gate lookup on a registry not yet known to have the API asks the API
@@ -66,6 +67,9 @@ func (c *Client) Referrers(ctx context.Context, repo oci.Repository, subject v1.
 // without the API costs one round trip here, not two; once the registry
 // has answered with the API, only the API is asked.
 func (c *Client) referrers(ctx context.Context, t target, d v1.Hash, artifactType string, learn bool) (*ReferrersAnswer, error) {
+	// A gate lookup made ahead (oci.Ahead) may be for a repository that
+	// does not exist: it asks as the gate does, and teaches nothing.
+	teach := learn && !oci.Ahead(ctx)
 	if t.reg.noReferrers.absent(t.repo.Name, time.Now()) {
 		return c.fallbackReferrers(ctx, t, d, artifactType)
 	}
@@ -74,7 +78,7 @@ func (c *Client) referrers(ctx context.Context, t target, d v1.Hash, artifactTyp
 		if err != nil || ok {
 			return a, err
 		}
-		if learn {
+		if teach {
 			t.reg.noReferrers.note(t.repo.Name, time.Now())
 		}
 		return c.fallbackReferrers(ctx, t, d, artifactType)
@@ -94,7 +98,9 @@ func (c *Client) referrers(ctx context.Context, t target, d v1.Hash, artifactTyp
 	if err != nil || ok {
 		return a, err
 	}
-	t.reg.noReferrers.note(t.repo.Name, time.Now())
+	if teach {
+		t.reg.noReferrers.note(t.repo.Name, time.Now())
+	}
 	f := <-fallback
 	return f.a, f.err
 }
