@@ -78,9 +78,9 @@ type preparer struct {
 // shared between replicas (a Leaser), when a verdict on d is fresh, when
 // too many are started already, or (found in the background, off the
 // caller's path) when d is served through an allowed index or a served
-// referrers listing, or its policies need no signatures. Its lookups
-// teach the upstream client nothing (oci.WithAhead): the manifest may not
-// exist.
+// referrers listing, or its policies need no signatures. Its lookups do
+// not teach the upstream client that a repository lacks the referrers
+// API (oci.WithAhead): the manifest may not exist.
 func (g *Gate) PrepareManifest(ctx context.Context, repo verify.Repository, d v1.Hash) (release func()) {
 	if _, shared := g.store.(Leaser); shared {
 		// Replicas take turns at a decision (fleetTurn) only once they

@@ -53,7 +53,8 @@ type registry struct {
 	challenged  time.Time
 
 	// noReferrers remembers the repositories whose referrers API is
-	// absent (learned only from the gate's own lookups); referrersAPI is
+	// absent (learned only from the gate's own lookups, not from those
+	// made ahead, oci.Ahead); referrersAPI is
 	// set once the registry has answered with the API.
 	noReferrers  *referrersMemory
 	referrersAPI atomic.Bool
