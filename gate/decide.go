@@ -229,18 +229,13 @@ func (g *Gate) subjectServed(ctx context.Context, snap *Snapshot, repo verify.Re
 // checks every authority the plan needs. Errors mean no decision (never an
 // allow).
 func (g *Gate) check(ctx context.Context, snap *Snapshot, plan *policy.Plan, req *ManifestRequest) (map[*policy.Authority]policy.AuthorityResult, error) {
-	if plan.BreakGlass || len(plan.Authorities()) == 0 {
+	srcs, lim := g.reads(plan, req.Repo)
+	if len(srcs) == 0 {
 		return nil, nil
 	}
 	t0 := time.Now()
-	lim := g.o.limits
-	lim.Attestations = needsAttestations(plan)
 	discs := map[verify.Repository]*verify.Discovery{}
-	for _, a := range plan.Authorities() {
-		src := sourceOf(a, req.Repo)
-		if discs[src] != nil {
-			continue
-		}
+	for _, src := range srcs {
 		disc, err := g.discover(ctx, snap, req, src, lim)
 		if err != nil {
 			g.metrics.step("discovery", time.Since(t0))
@@ -264,6 +259,25 @@ func (g *Gate) check(ctx context.Context, snap *Snapshot, plan *policy.Plan, req
 	}
 	g.metrics.step("crypto", time.Since(t1))
 	return results, nil
+}
+
+// reads are where a decision under plan reads the signatures of an image
+// of repo (each source once, in the plan's order: the image's own
+// repository, or an authority's signaturesFrom) and with what limits;
+// none when the plan checks no signature (break-glass, or no authority).
+func (g *Gate) reads(plan *policy.Plan, repo verify.Repository) ([]verify.Repository, verify.Limits) {
+	lim := g.o.limits
+	if plan.BreakGlass {
+		return nil, lim
+	}
+	var srcs []verify.Repository
+	for _, a := range plan.Authorities() {
+		if src := sourceOf(a, repo); !slices.Contains(srcs, src) {
+			srcs = append(srcs, src)
+		}
+	}
+	lim.Attestations = needsAttestations(plan)
+	return srcs, lim
 }
 
 // discover finds the signatures of req's digest in src: those found

@@ -139,15 +139,12 @@ func (g *Gate) prepare(ctx context.Context, snap *Snapshot, k prepKey, p *prepar
 			return
 		}
 	}
-	plan := snap.Policy.For(k.repo.String(), k.d.String())
-	as := plan.Authorities()
-	if plan.BreakGlass || len(as) == 0 {
+	srcs, lim := g.reads(snap.Policy.For(k.repo.String(), k.d.String()), k.repo)
+	if len(srcs) == 0 {
 		p.err = errNotPrepared
 		return
 	}
-	p.src = sourceOf(as[0], k.repo)
-	p.lim = g.o.limits
-	p.lim.Attestations = needsAttestations(plan)
+	p.src, p.lim = srcs[0], lim // the first a decision reads; the others it reads itself
 	p.disc, p.err = verify.Discover(ctx, g.reader, p.src, k.d, p.lim)
 }
 
