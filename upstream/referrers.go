@@ -57,23 +57,22 @@ func (c *Client) Referrers(ctx context.Context, repo oci.Repository, subject v1.
 }
 
 // referrers returns the referrers index of d, filtered by artifactType if
-// not empty. learn says whether the answer may teach the registry's handle
-// (see referrersMemory): only the gate's own lookups may, and not those it
-// makes ahead of a manifest's fetch (oci.Ahead). Each exchange,
-// body included, completes within the upstream timeout.
+// not empty. byGate says the lookup is the gate's, not a client's. Each
+// exchange, body included, completes within the upstream timeout.
 //
 // A gate lookup on a registry not yet known to have the API asks the API
 // and the fallback tag at once, so that a cold decision on a registry
 // without the API costs one round trip here, not two; once the registry
-// has answered with the API, only the API is asked.
-func (c *Client) referrers(ctx context.Context, t target, d v1.Hash, artifactType string, learn bool) (*ReferrersAnswer, error) {
-	// A gate lookup made ahead (oci.Ahead) may be for a repository that
-	// does not exist: it asks as the gate does, and teaches nothing.
-	teach := learn && !oci.Ahead(ctx)
+// has answered with the API, only the API is asked. Only a gate lookup
+// may teach the registry's handle that a repository lacks the API (see
+// referrersMemory), and not one made ahead of the manifest's fetch
+// (oci.Ahead): that repository may not exist.
+func (c *Client) referrers(ctx context.Context, t target, d v1.Hash, artifactType string, byGate bool) (*ReferrersAnswer, error) {
+	teach := byGate && !oci.Ahead(ctx)
 	if t.reg.noReferrers.absent(t.repo.Name, time.Now()) {
 		return c.fallbackReferrers(ctx, t, d, artifactType)
 	}
-	if !learn || t.reg.referrersAPI.Load() {
+	if !byGate || t.reg.referrersAPI.Load() {
 		a, ok, err := c.apiReferrers(ctx, t, d, artifactType)
 		if err != nil || ok {
 			return a, err
