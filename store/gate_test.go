@@ -402,3 +402,50 @@ func TestByDigestFindsSignaturesWhileFetching(t *testing.T) {
 		t.Fatalf("unsigned by digest: %v %v %s", resp, err, body)
 	}
 }
+
+// TestRebuiltPayloadIsKept: a legacy signature whose payload names the
+// image as clients name it is verified without reading the payload (the
+// gate rebuilds it from its digest), and the payload is still kept with
+// the image's material, as a payload read is: after a restart with the
+// upstream failing, the image is decided again.
+func TestRebuiltPayloadIsKept(t *testing.T) {
+	gw := newGated(t)
+	img := gw.push("acme/app", "v1", 1, 1<<10)
+	d := mustDigest(t, img)
+	r, err := name.NewRepository(strings.TrimPrefix(gw.up.URL, "http://")+"/acme/app", name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := gw.signer.LegacyImage(registryName+"/acme/app", d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r.Tag(signing.LegacyTag(d)), sig); err != nil {
+		t.Fatal(err)
+	}
+	layers, _ := sig.Layers()
+	payload, _ := layers[0].Digest()
+
+	gw.counter.reset()
+	gw.mustPull("acme/app:v1")
+	gw.settle()
+	if n := gw.counter.blobGets[payload.String()]; n != 0 {
+		t.Fatalf("the payload was read %d times upstream; want 0 (rebuilt from its digest)", n)
+	}
+	if f, _, ok := gw.store.Blob(payload); !ok {
+		t.Fatal("the rebuilt payload is not stored with the image's material")
+	} else {
+		f.Close()
+	}
+
+	gw.restart()
+	gw.counter.setDown(true)
+	later := time.Now().Add(2 * gw.tagTTL)
+	gw.now = func() time.Time { return later }
+	if _, err := gw.pull("acme/app@" + d.String()); err != nil {
+		t.Fatalf("with the upstream failing, after a restart: %v", err)
+	}
+	if n := gw.counter.blobGets[payload.String()]; n != 0 {
+		t.Fatalf("the payload was read %d times upstream", n)
+	}
+}

@@ -268,6 +268,17 @@ func (r *Reader) Blob(ctx context.Context, repo oci.Repository, d v1.Hash, max i
 	return b, err
 }
 
+// KeepBlob is told of a blob discovery had without reading it (a legacy
+// payload rebuilt from its digest, verify.Keeper): it is remembered as if
+// it had been read, so that it is kept with the material of an allowed
+// subject as a read payload is.
+func (r *Reader) KeepBlob(_ oci.Repository, d v1.Hash, b []byte) {
+	if _, ok := r.c.store.lookup(blobPath(d)); ok {
+		return // stored already; putMaterial links it
+	}
+	r.c.recent.put(&read{key: blobReadKey(d), blob: b, at: r.c.now()})
+}
+
 // subjectOfTag is the subject a signature tag names: "sha256-<hex>" with
 // any suffix (".sig", ".att", ...).
 func subjectOfTag(tag string) (v1.Hash, bool) {

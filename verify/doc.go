@@ -9,9 +9,12 @@
 //     predicates are attestations, counted but not signatures), and legacy
 //     "sha256-<hex>.sig" tags with one simple-signing layer per signature.
 //     It reads through a Reader (package upstream's Client, the one the
-//     proxy serves from) and does bounded work (Limits). Malformed material is
-//     reported per signature, not as an error; an error means the upstream
-//     could not be read, so nothing can be decided.
+//     proxy serves from) and does bounded work (Limits). A legacy payload
+//     that is the document cosign writes by default for the image is
+//     rebuilt from the digest its layer gives rather than read (payload.go;
+//     a Reader that keeps what is read, a Keeper, is handed it). Malformed
+//     material is reported per signature, not as an error; an error means
+//     the upstream could not be read, so nothing can be decided.
 //
 //   - Checker.Check decides one policy.Authority (a key, or keyless Fulcio
 //     identities) against a Discovery, in process, with sigstore-go: the

@@ -83,9 +83,14 @@ type legacyCandidate struct {
 }
 
 func (c legacyCandidate) examine(ctx context.Context, e *examiner) ([]*Signature, error) {
-	payload, why, err := e.layerBlob(ctx, c.source, "payload", c.layer)
-	if err != nil || why != "" {
-		return []*Signature{malformed(Legacy, c.source, why)}, err
+	payload, known := e.rebuiltPayload(c.layer)
+	if !known {
+		var why string
+		var err error
+		payload, why, err = e.layerBlob(ctx, c.source, "payload", c.layer)
+		if err != nil || why != "" {
+			return []*Signature{malformed(Legacy, c.source, why)}, err
+		}
 	}
 	s, err := parseLegacyLayer(payload, c.layer.Annotations)
 	if err != nil {

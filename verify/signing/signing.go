@@ -144,7 +144,15 @@ func (s *Signer) statementImage(subject v1.Descriptor, statement []byte, predica
 
 // SignLegacy pushes a legacy signature of d to repo's .sig tag.
 func (s *Signer) SignLegacy(repo name.Repository, d v1.Hash, opts ...remote.Option) error {
-	img, err := s.LegacyImage(repo.Name(), d)
+	return s.SignLegacyAs(repo, repo.Name(), d, opts...)
+}
+
+// SignLegacyAs is SignLegacy with the payload naming the image
+// dockerReference, as `cosign sign --sign-container-identity` writes it:
+// the name clients pull the image by when the signer reaches its registry
+// at another address.
+func (s *Signer) SignLegacyAs(repo name.Repository, dockerReference string, d v1.Hash, opts ...remote.Option) error {
+	img, err := s.LegacyImage(dockerReference, d)
 	if err != nil {
 		return err
 	}
