@@ -31,6 +31,11 @@ type cosignFormat struct {
 	sign   []string // flags of `cosign sign` that select the format
 	verify []string // flags of `cosign verify` that find it
 	env    []string // added to both commands' environment
+	// asClients makes the payload name the image as clients pull it
+	// through the proxy (--sign-container-identity, which cosign documents
+	// for image proxies): the gate then rebuilds each payload from the
+	// digest its .sig layer gives and reads none.
+	asClients bool
 	// refused, if not "", is why the proxy does not accept this format: the
 	// signed image must then be refused like an unsigned one (the gate fails
 	// closed on signature formats it does not read).
@@ -79,6 +84,7 @@ var cosignVersions = []cosignVersion{
 		formats: []cosignFormat{
 			{name: "bundle"}, // the default
 			{name: "legacy", sign: []string{"--new-bundle-format=false"}},
+			{name: "legacy-as-clients", sign: []string{"--new-bundle-format=false"}, asClients: true},
 			oci11Legacy,
 		},
 	},
@@ -92,6 +98,7 @@ var cosignVersions = []cosignVersion{
 		emptyTrustedRoot: true,
 		formats: []cosignFormat{
 			{name: "legacy"}, // the default
+			{name: "legacy-as-clients", asClients: true},
 			// A bundle referrer like v3's, but its descriptor in the
 			// referrers fallback index has artifactType
 			// application/vnd.oci.empty.v1+json (v3: the bundle type).
@@ -143,8 +150,11 @@ type interopCase struct {
 	other    cosignKey
 }
 
+// repo is the case's repository.
+func (ic *interopCase) repo() string { return "interop/" + ic.c.tool + "/" + ic.f.name }
+
 func (ic *interopCase) run(t *testing.T) {
-	repo := "interop/" + ic.c.tool + "/" + ic.f.name
+	repo := ic.repo()
 	image := ic.registry + "/" + repo // as clients name it through the proxy
 	direct := ic.upstream + "/" + repo
 	signed := cosignImage(t, ic.upstream, image, "signed")
@@ -162,6 +172,7 @@ func (ic *interopCase) run(t *testing.T) {
 	ic.verify(t, ic.trusted, direct+"@"+signed.String())
 
 	// The manifests through the proxy, by tag.
+	blobsBefore := metricSum(ic.p.admin, "portcullis_upstream_requests_total", `route="blob"`)
 	for _, img := range []struct {
 		tag string
 		d   v1.Hash
@@ -180,6 +191,11 @@ func (ic *interopCase) run(t *testing.T) {
 		if d := ic.p.waitDecision(t, image, img.d); d.Result != "allow" || d.Cause != "policy" {
 			t.Errorf("decision on %s@%s: %+v, want allow by policy", image, img.d, d)
 		}
+	}
+	if n := metricSum(ic.p.admin, "portcullis_upstream_requests_total", `route="blob"`) - blobsBefore; ic.f.asClients && n != 0 {
+		t.Errorf("deciding on the signed and both-keys images read %.0f blobs upstream; their payloads name the image as clients pull it, so none should be read", n)
+	} else if !ic.f.asClients && ic.f.refused == "" && n == 0 {
+		t.Errorf("deciding on the signed and both-keys images read no blob upstream, but their payloads (or bundles) must be read")
 	}
 	msg := cosignDenied(t, "GET "+image+":unsigned", cosignGetManifest(t, ic.p.addr, image, "unsigned"))
 	if !strings.Contains(msg, "no signatures found") {
@@ -241,6 +257,9 @@ func (ic *interopCase) run(t *testing.T) {
 func (ic *interopCase) sign(t *testing.T, key cosignKey, ref string) {
 	t.Helper()
 	args := append([]string{"sign", "--key", key.priv}, ic.v.sign...)
+	if ic.f.asClients {
+		args = append(args, "--sign-container-identity", ic.registry+"/"+ic.repo())
+	}
 	args = append(append(args, ic.f.sign...), ref)
 	ic.c.run(t, "", ic.f.env, args...)
 }

@@ -202,25 +202,47 @@ func (f *fleet) decisions(d string) int {
 func (f *fleet) metric(family string) float64 {
 	sum := 0.0
 	for _, p := range f.replicas {
-		if p.Exited() {
-			continue
+		if !p.Exited() {
+			sum += metricSum(p.adminAddr, family)
 		}
-		resp, err := http.Get("http://" + p.adminAddr + "/metrics")
-		if err != nil {
-			continue
-		}
-		sc := bufio.NewScanner(resp.Body)
-		for sc.Scan() {
-			line := sc.Text()
-			if strings.HasPrefix(line, family+" ") || strings.HasPrefix(line, family+"{") {
-				if v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64); err == nil {
-					sum += v
-				}
-			}
-		}
-		resp.Body.Close()
 	}
 	return sum
+}
+
+// metricSum sums the samples of a metric family on the admin listener at
+// addr whose labels include every one of labels (`route="blob"`); 0 when
+// it cannot be read.
+func metricSum(addr, family string, labels ...string) float64 {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	sum := 0.0
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, family+" ") && !strings.HasPrefix(line, family+"{") {
+			continue
+		}
+		set, _, _ := strings.Cut(line, "} ")
+		if !allIn(set, labels) {
+			continue
+		}
+		if v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64); err == nil {
+			sum += v
+		}
+	}
+	return sum
+}
+
+func allIn(s string, subs []string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
 }
 
 // TestFleetPulls: 64 concurrent first requests for one digest, spread
