@@ -100,6 +100,7 @@ func (c *coldCount) metrics(caseName string) []Metric {
 	total.Note = c.note()
 	return []Metric{total,
 		metric("upstream_sequential", "req", median(c.seq), c.seq),
+		metric("upstream_blob_requests", "req", median(c.kinds[reqBlob]), c.kinds[reqBlob]),
 		metric("upstream_new_conns", "conn (mean)", mean(c.conns), c.conns),
 		metric("upstream_busy", "ms", median(c.busy), c.busy),
 		metric("counted_p50", "ms", median(c.lat), c.lat),

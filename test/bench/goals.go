@@ -359,12 +359,16 @@ func coldNote(by, format string) func(r *Report) string {
 		up, ok1 := r.value("cold", c, "p50", targetUpstream)
 		m, ok2 := r.value("cold", coldAllCase, "mean", "upstream manifest")
 		bl, ok3 := r.value("cold", coldAllCase, "mean", "upstream blob")
+		// A blob a first GET reads (a payload or bundle) comes last in its
+		// sequence; the others are manifests.
+		blobs, _ := r.value("cold", c, "upstream_blob_requests", targetPortcullis)
+		blobs = min(blobs, 1, seq)
 		if ok1 && ok2 && ok3 && seq >= 1 && up > 0 {
-			floor := (seq-1)*m + bl
+			floor := (seq-blobs)*m + blobs*bl
 			parts = append(parts, fmt.Sprintf("as Portcullis timed its upstream requests, a manifest took %.2f ms and a blob %.2f ms on average "+
-				"(one manifest GET by %s from the client: %.2f ms), so those in sequence alone ((%.0f-1) manifests + 1 blob) take about %.2f ms, %.1fx",
-				m, bl, by, up, seq, floor, floor/up))
-			if bl > 1.5*m {
+				"(one manifest GET by %s from the client: %.2f ms), so those in sequence alone (%.0f manifests + %.0f blob) take about %.2f ms, %.1fx",
+				m, bl, by, up, seq-blobs, blobs, floor, floor/up))
+			if blobs > 0 && bl > 1.5*m {
 				parts = append(parts, "distribution answers a blob more slowly than a manifest because it allocates a 4 MiB bufio.Reader for every blob read "+
 					"(registry/storage/filereader.go, fileReaderBufferSize; its pprof during serial GETs of a 233-byte blob, 2.4 ms each against 0.7 ms for a manifest: "+
 					"24% of its CPU in bufio.NewReaderSize, 36% in GC): the sequence floor above is the upstream's, not Portcullis's")

@@ -105,7 +105,10 @@ func (sg *signer) sign(ctx context.Context, repo string, desc v1.Descriptor, for
 	for _, f := range formats {
 		switch f {
 		case formatLegacy:
-			err = sg.s.SignLegacy(r, desc.Digest, remote.WithContext(ctx))
+			// The payload names the image as clients pull it (through
+			// Portcullis, as benchRegistry), as cosign signing it by that
+			// name writes it.
+			err = sg.s.SignLegacyAs(r, benchRegistry+"/"+repo, desc.Digest, remote.WithContext(ctx))
 		case formatBundle:
 			err = sg.s.SignBundle(r, desc, remote.WithContext(ctx))
 		default:
