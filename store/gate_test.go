@@ -19,6 +19,7 @@ import (
 	"github.com/portcullis-dev/portcullis/gate"
 	"github.com/portcullis-dev/portcullis/internal/policyfile"
 	"github.com/portcullis-dev/portcullis/proxy"
+	"github.com/portcullis-dev/portcullis/verify"
 	"github.com/portcullis-dev/portcullis/verify/signing"
 )
 
@@ -403,6 +404,8 @@ func TestByDigestFindsSignaturesWhileFetching(t *testing.T) {
 	}
 }
 
+var _ verify.Keeper = (*Reader)(nil)
+
 // TestRebuiltPayloadIsKept: a legacy signature whose payload names the
 // image as clients name it is verified without reading the payload (the
 // gate rebuilds it from its digest), and the payload is still kept with
@@ -448,4 +451,53 @@ func TestRebuiltPayloadIsKept(t *testing.T) {
 	if n := gw.counter.blobGets[payload.String()]; n != 0 {
 		t.Fatalf("the payload was read %d times upstream", n)
 	}
+}
+
+// TestRefusedRebuiltPayloadIsNotKept: a rebuilt payload of a refused image
+// (signed with a key the policy does not trust) leaves nothing on disk:
+// not the payload, and not the image's digest.
+func TestRefusedRebuiltPayloadIsNotKept(t *testing.T) {
+	gw := newGated(t)
+	d := mustDigest(t, gw.push("acme/app", "v1", 1, 1<<10))
+	r, err := name.NewRepository(strings.TrimPrefix(gw.up.URL, "http://")+"/acme/app", name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	untrusted, err := signing.NewSigner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := untrusted.LegacyImage(registryName+"/acme/app", d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r.Tag(signing.LegacyTag(d)), sig); err != nil {
+		t.Fatal(err)
+	}
+	layers, _ := sig.Layers()
+	payload, _ := layers[0].Digest()
+	gw.counter.reset()
+	if _, err := gw.pull("acme/app:v1"); err == nil {
+		t.Fatal("an image signed with an untrusted key was served")
+	}
+	gw.settle()
+	if n := gw.counter.blobGets[payload.String()]; n != 0 {
+		t.Errorf("the payload was read %d times upstream; want 0 (rebuilt)", n)
+	}
+	if f, _, ok := gw.store.Blob(payload); ok {
+		f.Close()
+		t.Error("the refused image's rebuilt payload is stored")
+	}
+	_ = filepath.WalkDir(gw.world.dir, func(path string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			return err
+		}
+		b, _ := os.ReadFile(path)
+		for _, hex := range []string{d.Hex, payload.Hex} {
+			if strings.Contains(path, hex) || bytes.Contains(b, []byte(hex)) {
+				t.Errorf("on disk after a refusal: %s names %s", path, hex)
+			}
+		}
+		return nil
+	})
 }

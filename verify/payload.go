@@ -40,7 +40,7 @@ func (e *examiner) rebuiltPayload(layer v1.Descriptor) ([]byte, bool) {
 		if err != nil {
 			continue
 		}
-		b, err := payload.Cosign{Image: d}.MarshalJSON()
+		b, err := payload.Cosign{Image: d, ClaimedIdentity: ref}.MarshalJSON()
 		if err != nil || int64(len(b)) != layer.Size {
 			continue
 		}
@@ -55,9 +55,9 @@ func (e *examiner) rebuiltPayload(layer v1.Descriptor) ([]byte, bool) {
 }
 
 // payloadNames are the names a signer gives repo in the payload when it
-// signs the image under the name clients pull it by: cosign names Docker
-// Hub "index.docker.io" (go-containerregistry's canonical name), other
-// signers "docker.io".
+// signs the image under the name clients pull it by: cosign writes Docker
+// Hub as "index.docker.io" (go-containerregistry rewrites "docker.io" so),
+// a signer given --sign-container-identity as typed, often "docker.io".
 func payloadNames(repo Repository) []string {
 	if oci.NormalizeRegistry(repo.Registry) == oci.DockerHub {
 		n := oci.NormalizeRepository(oci.DockerHub, repo.Name)
