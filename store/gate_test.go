@@ -415,19 +415,7 @@ func TestRebuiltPayloadIsKept(t *testing.T) {
 	gw := newGated(t)
 	img := gw.push("acme/app", "v1", 1, 1<<10)
 	d := mustDigest(t, img)
-	r, err := name.NewRepository(strings.TrimPrefix(gw.up.URL, "http://")+"/acme/app", name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sig, err := gw.signer.LegacyImage(registryName+"/acme/app", d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(r.Tag(signing.LegacyTag(d)), sig); err != nil {
-		t.Fatal(err)
-	}
-	layers, _ := sig.Layers()
-	payload, _ := layers[0].Digest()
+	payload := gw.signAsClients(gw.signer, "acme/app", d)
 
 	gw.counter.reset()
 	gw.mustPull("acme/app:v1")
@@ -459,23 +447,11 @@ func TestRebuiltPayloadIsKept(t *testing.T) {
 func TestRefusedRebuiltPayloadIsNotKept(t *testing.T) {
 	gw := newGated(t)
 	d := mustDigest(t, gw.push("acme/app", "v1", 1, 1<<10))
-	r, err := name.NewRepository(strings.TrimPrefix(gw.up.URL, "http://")+"/acme/app", name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
 	untrusted, err := signing.NewSigner()
 	if err != nil {
 		t.Fatal(err)
 	}
-	sig, err := untrusted.LegacyImage(registryName+"/acme/app", d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(r.Tag(signing.LegacyTag(d)), sig); err != nil {
-		t.Fatal(err)
-	}
-	layers, _ := sig.Layers()
-	payload, _ := layers[0].Digest()
+	payload := gw.signAsClients(untrusted, "acme/app", d)
 	gw.counter.reset()
 	if _, err := gw.pull("acme/app:v1"); err == nil {
 		t.Fatal("an image signed with an untrusted key was served")
@@ -500,4 +476,25 @@ func TestRefusedRebuiltPayloadIsNotKept(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// signAsClients pushes a legacy signature of d in repo by s whose payload
+// names the image as clients pull it (registryName/repo), and returns the
+// payload's digest.
+func (gw *gated) signAsClients(s *signing.Signer, repo string, d v1.Hash) v1.Hash {
+	t := gw.t
+	t.Helper()
+	r, err := name.NewRepository(strings.TrimPrefix(gw.up.URL, "http://")+"/"+repo, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := registryName + "/" + repo
+	if err := s.SignLegacyAs(r, ref, d); err != nil {
+		t.Fatal(err)
+	}
+	payload, _, err := v1.SHA256(bytes.NewReader(signing.Payload(ref, d)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return payload
 }
