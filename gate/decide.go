@@ -286,7 +286,7 @@ func (g *Gate) discover(ctx context.Context, snap *Snapshot, req *ManifestReques
 	if disc, ok, err := g.takePrepared(ctx, snap, req, src, lim); ok || err != nil {
 		return disc, err
 	}
-	return verify.Discover(ctx, g.reader, src, req.Digest, lim)
+	return verify.DiscoverFrom(ctx, g.reader, src, req.Repo, req.Digest, lim)
 }
 
 // audit writes the decision's log line and metrics; ev is what verified

@@ -145,7 +145,7 @@ func (g *Gate) prepare(ctx context.Context, snap *Snapshot, k prepKey, p *prepar
 		return
 	}
 	p.src, p.lim = srcs[0], lim // the first a decision reads; the others it reads itself
-	p.disc, p.err = verify.Discover(ctx, g.reader, p.src, k.d, p.lim)
+	p.disc, p.err = verify.DiscoverFrom(ctx, g.reader, p.src, k.repo, k.d, p.lim)
 }
 
 // errNotPrepared: the discovery started ahead found it was not needed.

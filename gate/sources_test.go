@@ -1,8 +1,11 @@
 package gate
 
 import (
+	"context"
 	"fmt"
+	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,10 +20,20 @@ import (
 // its signatures and attestations are read (cosign's COSIGN_REPOSITORY);
 // material there is served only about an image allowed in a repository
 // whose matching policy names that source, never about a refused one, and
-// material in the image's own repository no longer counts for it.
+// material in the image's own repository no longer counts for it. A
+// payload there naming the image (as cosign writes it) is rebuilt, not
+// read.
 func TestGateSignaturesFrom(t *testing.T) {
 	forBothRegistries(t, func(t *testing.T, referrers bool) {
-		tr := newRegistry(t, referrers, nil)
+		var sourceBlobs atomic.Int64
+		tr := newRegistry(t, referrers, func(next http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if strings.HasPrefix(r.URL.Path, "/v2/signatures/app/blobs/") {
+					sourceBlobs.Add(1)
+				}
+				next.ServeHTTP(w, r)
+			})
+		})
 		app, sigs := tr.Repo("acme/app"), tr.Repo("signatures/app")
 		k := testKeys(t)["ecdsa-p256"]
 		pemKey, err := cryptoutils.MarshalPublicKeyToPEM(k.Priv.Public())
@@ -57,8 +70,27 @@ func TestGateSignaturesFrom(t *testing.T) {
 		refused := tr.PushImage(app, "refused")
 		tr.PushLegacy(sigs, refused.Digest, testKeys(t)["other-p256"].LegacyKeyLayer(t, tr.Host+"/acme/app", refused.Digest))
 
+		sourceBlobs.Store(0)
 		v, err := manifestVerdict(t, g, tr, app, "signed")
 		wantVerdict(t, v, err, true, "allowed")
+		if n := sourceBlobs.Load(); n != 0 {
+			t.Errorf("%d blob requests to the signature repository; want 0 (the payload names the image, and is rebuilt)", n)
+		}
+		// By digest, the discovery started ahead reads the source too.
+		g3 := newAttestGate(t, tr, p, nil)
+		release := g3.PrepareManifest(context.Background(), app, signed.Digest)
+		k3 := prepKey{app, signed.Digest}
+		waitFor(t, "the discovery ahead to end", func() bool {
+			g3.prep.mu.Lock()
+			defer g3.prep.mu.Unlock()
+			return g3.prep.m[k3] != nil && g3.prep.m[k3].finished()
+		})
+		v, err = manifestVerdict(t, g3, tr, app, signed.Digest.String())
+		release()
+		wantVerdict(t, v, err, true, "allowed")
+		if n := sourceBlobs.Load(); n != 0 {
+			t.Errorf("by digest: %d blob requests to the signature repository; want 0", n)
+		}
 		v, err = manifestVerdict(t, g, tr, app, "local")
 		wantVerdict(t, v, err, false, "no signatures found (looked in: referrers of "+local.Digest.String())
 		v, err = manifestVerdict(t, g, tr, app, "refused")

@@ -11,7 +11,8 @@
 //     It reads through a Reader (package upstream's Client, the one the
 //     proxy serves from) and does bounded work (Limits). A legacy payload
 //     that is the document cosign writes by default for the image is
-//     rebuilt from the digest its layer gives rather than read (payload.go;
+//     rebuilt from the digest its layer gives rather than read, also when
+//     the signatures are stored in another repository (DiscoverFrom; payload.go;
 //     a Reader that keeps what is read, a Keeper, is handed it). Malformed
 //     material is reported per signature, not as an error; an error means
 //     the upstream could not be read, so nothing can be decided.

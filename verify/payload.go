@@ -14,11 +14,12 @@ import (
 // optional fields unless the signer added annotations
 // (sigstore/sigstore pkg/signature/payload). The .sig layer gives the
 // payload's digest and size. When the document cosign would have written
-// for the subject, under a name clients use for the repository, has that
-// digest and size, it is the payload, byte for byte (a blob is its
-// digest's content), and the decision need not wait for a round trip to
-// the upstream to read it. Any other payload (another repository's name,
-// annotations, a claimed identity) is read as before.
+// for the subject, under a name clients use for the image's repository
+// (or, for signatures stored elsewhere, for the repository they are read
+// from), has that digest and size, it is the payload, byte for byte (a
+// blob is its digest's content), and the decision need not wait for a
+// round trip to the upstream to read it. Any other payload (another
+// repository's name, annotations, a claimed identity) is read as before.
 
 // Keeper is implemented by a Reader that keeps what discovery reads (the
 // content store keeps an allowed image's signature material): discovery
@@ -29,13 +30,17 @@ type Keeper interface {
 }
 
 // rebuiltPayload is the payload of a simple-signing layer of a signature
-// of e.digest in e.repo when it is the document cosign writes by default
-// (see above), within the layer size limit.
+// of e.digest (of e.image, read from e.repo) when it is the document
+// cosign writes by default (see above), within the layer size limit.
 func (e *examiner) rebuiltPayload(layer v1.Descriptor) ([]byte, bool) {
 	if layer.Size <= 0 || layer.Size > e.lim.MaxLayerBytes {
 		return nil, false
 	}
-	for _, ref := range payloadNames(e.repo) {
+	names := payloadNames(e.image)
+	if e.image != e.repo {
+		names = append(names, payloadNames(e.repo)...)
+	}
+	for _, ref := range names {
 		d, err := name.NewDigest(ref+"@"+e.digest.String(), name.WeakValidation)
 		if err != nil {
 			continue

@@ -183,6 +183,39 @@ func TestRebuiltPayloadGrantsNothing(t *testing.T) {
 	}
 }
 
+// TestRebuiltPayloadSignaturesFrom: signatures stored in another
+// repository (a policy's signaturesFrom, cosign's COSIGN_REPOSITORY) name
+// the image's own repository in their payload; read for that image, they
+// are rebuilt and verify with no payload read. The same .sig read as if
+// the signature repository were the image (Discover) names another
+// repository: it is read.
+func TestRebuiltPayloadSignaturesFrom(t *testing.T) {
+	var hb hiddenBlobs
+	tr := newRegistry(t, false, hb.wrap)
+	trusted := testKeys(t)["ecdsa-p256"]
+	app, sigs := tr.Repo("acme/app"), tr.Repo("acme/signatures")
+	d := tr.PushImage(app, "v1").Digest
+	tr.PushLegacy(sigs, d, trusted.LegacyKeyLayer(t, app.String(), d))
+	hb.hide.Store(true)
+	hb.gets.Store(0)
+
+	c, err := NewChecker(TrustMap{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	disc, err := DiscoverFrom(context.Background(), tr.Reader, sigs, app, d, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := c.Check(trusted.Authority(false, ""), disc, app.String(), false); !res.Passed || hb.gets.Load() != 0 {
+		t.Errorf("signatures from %s for %s: %+v, %d payload GETs; want a pass with none", sigs, app, res, hb.gets.Load())
+	}
+	disc = discover(tr, sigs, d, Limits{})
+	if len(disc.Signatures) != 1 || !strings.Contains(disc.Signatures[0].Malformed, "payload blob") || hb.gets.Load() != 1 {
+		t.Errorf("read as %s's own: %+v, %d payload GETs; want its payload read (and not found)", sigs, disc.Signatures, hb.gets.Load())
+	}
+}
+
 // TestRebuiltPayloadIsCosigns: the payload the test and bench signers
 // write is the one discovery rebuilds (sigstore/sigstore's), under each
 // name it tries (Docker Hub as cosign writes it and as "docker.io"), so
@@ -197,7 +230,7 @@ func TestRebuiltPayloadIsCosigns(t *testing.T) {
 		for _, ref := range payloadNames(repo) {
 			b := signing.Payload(ref, d)
 			h, _ := oci.Digest("sha256", b)
-			e := &examiner{repo: repo, digest: d, lim: Limits{}.WithDefaults()}
+			e := &examiner{repo: repo, image: repo, digest: d, lim: Limits{}.WithDefaults()}
 			got, ok := e.rebuiltPayload(v1.Descriptor{Digest: h, Size: int64(len(b))})
 			if !ok || string(got) != string(b) {
 				t.Errorf("%s as %s: rebuilt %q, %v; want %q", repo, ref, got, ok, b)

@@ -160,7 +160,8 @@ type candidate interface {
 // examiner carries what every candidate needs.
 type examiner struct {
 	r      Reader
-	repo   Repository
+	repo   Repository // where the signatures are read
+	image  Repository // the image's own repository (repo, or signed from another)
 	digest v1.Hash
 	lim    Limits
 	// spare is what is left of MaxSignatures once the candidates are
@@ -172,7 +173,16 @@ type examiner struct {
 // Discover finds the signatures of image digest d in repo, in both formats,
 // every time. It returns an error only when the upstream could not be read.
 func Discover(ctx context.Context, r Reader, repo Repository, d v1.Hash, lim Limits) (*Discovery, error) {
-	e := &examiner{r: r, repo: repo, digest: d, lim: lim.WithDefaults()}
+	return DiscoverFrom(ctx, r, repo, repo, d, lim)
+}
+
+// DiscoverFrom is Discover of the signatures of image's digest d that are
+// stored in src, another repository (a policy's signaturesFrom; cosign
+// puts them there under COSIGN_REPOSITORY). It reads src only; image is
+// what the signer named, which is what a legacy payload names
+// (rebuiltPayload).
+func DiscoverFrom(ctx context.Context, r Reader, src, image Repository, d v1.Hash, lim Limits) (*Discovery, error) {
+	e := &examiner{r: r, repo: src, image: image, digest: d, lim: lim.WithDefaults()}
 	disc := &Discovery{Digest: d, Looked: []string{"referrers of " + d.String(), "tag " + legacyTag(d)}}
 	if e.lim.Attestations {
 		disc.Looked = append(disc.Looked, "tag "+attestationTag(d))

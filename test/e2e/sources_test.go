@@ -32,7 +32,8 @@ default: deny
 // reads the source only, so neither the image nor that signature is
 // served, and cosign verify through the proxy fails where it succeeds
 // against the upstream), and the source's material about a refused image,
-// asked for directly.
+// asked for directly. A payload in the source naming the image as clients
+// pull it (--sign-container-identity) is rebuilt, not read.
 func TestSignaturesFrom(t *testing.T) {
 	e := setup(t)
 	e.needProxy(t)
@@ -57,8 +58,27 @@ func TestSignaturesFrom(t *testing.T) {
 	unsourced := cosignImage(t, upstream, "registry.example/srcs/unsourced", "v1")
 	sign(trusted, "srcs/unsourced", unsourced, "")
 
+	blobs := func() float64 {
+		return metricSum(p.adminAddr, "portcullis_upstream_requests_total", `route="blob"`)
+	}
+	before := blobs()
 	if r := cosignGetManifest(t, p.addr, "registry.example/srcs/app", "v1"); r.status != 200 {
 		t.Errorf("srcs/app signed into srcs/signatures: %d, want 200\n%s", r.status, r.body)
+	}
+	if n := blobs() - before; n == 0 {
+		t.Errorf("srcs/app:v1's payload names the upstream's address, not the image as clients pull it: it must be read, but no blob was read upstream")
+	}
+	// Signed into the source under the name clients pull it by (cosign's
+	// --sign-container-identity), the payload is rebuilt, not read.
+	named := cosignImage(t, upstream, "registry.example/srcs/app", "v2")
+	c.run(t, "", []string{"COSIGN_REPOSITORY=" + upstream + "/srcs/signatures"},
+		append(append([]string{"sign", "--key", trusted.priv, "--sign-container-identity", "registry.example/srcs/app"}, flags...), upstream+"/srcs/app@"+named.String())...)
+	before = blobs()
+	if r := cosignGetManifest(t, p.addr, "registry.example/srcs/app", "v2"); r.status != 200 {
+		t.Errorf("srcs/app:v2 signed into srcs/signatures as clients name it: %d, want 200\n%s", r.status, r.body)
+	}
+	if n := blobs() - before; n != 0 {
+		t.Errorf("srcs/app:v2: %.0f blobs read upstream; its payload names the image as clients pull it, so none should be", n)
 	}
 	if msg := cosignDenied(t, "srcs/other signed into the source by another key", cosignGetManifest(t, p.addr, "registry.example/srcs/other", "v1")); msg != "" && !strings.Contains(msg, "sourced") {
 		t.Errorf("the refusal of srcs/other does not name its policy: %s", msg)
