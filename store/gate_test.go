@@ -133,17 +133,7 @@ func TestDecidesOfflineFromStoredMaterial(t *testing.T) {
 		t.Fatal("an unsigned image was served")
 	}
 	gw.settle()
-	hexOf := strings.TrimPrefix(unsigned, "sha256:")
-	_ = filepath.WalkDir(gw.world.dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, _ := os.ReadFile(path)
-		if strings.Contains(path, hexOf) || bytes.Contains(b, []byte(hexOf)) {
-			t.Errorf("the refused image's digest is on disk: %s", path)
-		}
-		return nil
-	})
+	gw.nothingOnDisk(strings.TrimPrefix(unsigned, "sha256:"))
 
 	gw.restart()
 	gw.counter.reset()
@@ -423,22 +413,47 @@ func TestRebuiltPayloadIsKept(t *testing.T) {
 	if n := gw.counter.blobGets[payload.String()]; n != 0 {
 		t.Fatalf("the payload was read %d times upstream; want 0 (rebuilt from its digest)", n)
 	}
-	if f, _, ok := gw.store.Blob(payload); !ok {
-		t.Fatal("the rebuilt payload is not stored with the image's material")
-	} else {
-		f.Close()
-	}
+	gw.keptAndDecidedOffline("acme/app", d, payload)
+}
 
-	gw.restart()
-	gw.counter.setDown(true)
-	later := time.Now().Add(2 * gw.tagTTL)
-	gw.now = func() time.Time { return later }
-	if _, err := gw.pull("acme/app@" + d.String()); err != nil {
-		t.Fatalf("with the upstream failing, after a restart: %v", err)
+// TestSourcedRebuiltPayloadIsKept: a payload in the policy's
+// signaturesFrom repository naming the image as clients pull it is
+// rebuilt, not read; it is kept with the allowed image's material from
+// that repository, and after a restart with the upstream failing the image
+// is decided again. Signed there by a key the policy does not trust, its
+// image is refused and neither its digest nor its payload is on disk.
+func TestSourcedRebuiltPayloadIsKept(t *testing.T) {
+	gw := newGated(t)
+	if err := os.WriteFile(filepath.Join(gw.dir, "policy.yaml"), []byte(strings.ReplaceAll(sourcedPolicy, "KEY", "cosign.pub")), 0o600); err != nil {
+		t.Fatal(err)
 	}
-	if n := gw.counter.blobGets[payload.String()]; n != 0 {
-		t.Fatalf("the payload was read %d times upstream", n)
+	gw.g.SetSnapshot(gw.snapshot(t))
+	d := mustDigest(t, gw.push("acme/app", "v1", 1, 1<<10))
+	payload := gw.signAsClientsIn(gw.signer, "sigs/acme", "acme/app", d)
+	untrusted, err := signing.NewSigner()
+	if err != nil {
+		t.Fatal(err)
 	}
+	bad := mustDigest(t, gw.push("acme/app", "bad", 1, 1<<10))
+	badPayload := gw.signAsClientsIn(untrusted, "sigs/acme", "acme/app", bad)
+
+	gw.counter.reset()
+	gw.mustPull("acme/app:v1")
+	if _, err := gw.pull("acme/app:bad"); err == nil {
+		t.Fatal("an image signed in sigs/acme with an untrusted key was served")
+	}
+	gw.settle()
+	for _, p := range []v1.Hash{payload, badPayload} {
+		if n := gw.counter.blobGets[p.String()]; n != 0 {
+			t.Errorf("payload %s was read %d times upstream; want 0 (rebuilt from its digest)", p, n)
+		}
+	}
+	rec := filepath.Join(gw.world.dir, "repos", registryName, "acme/app", "_material", d.Algorithm, d.Hex, "from", registryName, "sigs/acme", recordFile)
+	if _, err := os.Stat(rec); err != nil {
+		t.Fatalf("the material read from sigs/acme is not kept with the image: %v", err)
+	}
+	gw.nothingOnDisk(bad.Hex, badPayload.Hex)
+	gw.keptAndDecidedOffline("acme/app", d, payload)
 }
 
 // TestRefusedRebuiltPayloadIsNotKept: a rebuilt payload of a refused image
@@ -464,27 +479,23 @@ func TestRefusedRebuiltPayloadIsNotKept(t *testing.T) {
 		f.Close()
 		t.Error("the refused image's rebuilt payload is stored")
 	}
-	_ = filepath.WalkDir(gw.world.dir, func(path string, e fs.DirEntry, err error) error {
-		if err != nil || e.IsDir() {
-			return err
-		}
-		b, _ := os.ReadFile(path)
-		for _, hex := range []string{d.Hex, payload.Hex} {
-			if strings.Contains(path, hex) || bytes.Contains(b, []byte(hex)) {
-				t.Errorf("on disk after a refusal: %s names %s", path, hex)
-			}
-		}
-		return nil
-	})
+	gw.nothingOnDisk(d.Hex, payload.Hex)
 }
 
 // signAsClients pushes a legacy signature of d in repo by s whose payload
 // names the image as clients pull it (registryName/repo), and returns the
 // payload's digest.
 func (gw *gated) signAsClients(s *signing.Signer, repo string, d v1.Hash) v1.Hash {
+	gw.t.Helper()
+	return gw.signAsClientsIn(s, repo, repo, d)
+}
+
+// signAsClientsIn is signAsClients with the signature pushed to into (a
+// signaturesFrom repository, as cosign's COSIGN_REPOSITORY puts it).
+func (gw *gated) signAsClientsIn(s *signing.Signer, into, repo string, d v1.Hash) v1.Hash {
 	t := gw.t
 	t.Helper()
-	r, err := name.NewRepository(strings.TrimPrefix(gw.up.URL, "http://")+"/"+repo, name.Insecure)
+	r, err := name.NewRepository(strings.TrimPrefix(gw.up.URL, "http://")+"/"+into, name.Insecure)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -497,4 +508,47 @@ func (gw *gated) signAsClients(s *signing.Signer, repo string, d v1.Hash) v1.Has
 		t.Fatal(err)
 	}
 	return payload
+}
+
+// nothingOnDisk fails the test if any file under the store's directory
+// has one of hexes (a refused image's digest, its payload's) in its path
+// or its contents.
+func (gw *gated) nothingOnDisk(hexes ...string) {
+	t := gw.t
+	t.Helper()
+	_ = filepath.WalkDir(gw.world.dir, func(path string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			return err
+		}
+		b, _ := os.ReadFile(path)
+		for _, hex := range hexes {
+			if strings.Contains(path, hex) || bytes.Contains(b, []byte(hex)) {
+				t.Errorf("on disk after a refusal: %s names %s", path, hex)
+			}
+		}
+		return nil
+	})
+}
+
+// keptAndDecidedOffline checks that the rebuilt payload of repo@d is
+// stored with its material, and that after a restart with the upstream
+// failing (tags stale) repo@d is decided again without reading it.
+func (gw *gated) keptAndDecidedOffline(repo string, d, payload v1.Hash) {
+	t := gw.t
+	t.Helper()
+	if f, _, ok := gw.store.Blob(payload); !ok {
+		t.Fatal("the rebuilt payload is not stored with the image's material")
+	} else {
+		f.Close()
+	}
+	gw.restart()
+	gw.counter.setDown(true)
+	later := time.Now().Add(2 * gw.tagTTL)
+	gw.now = func() time.Time { return later }
+	if _, err := gw.pull(repo + "@" + d.String()); err != nil {
+		t.Fatalf("with the upstream failing, after a restart: %v", err)
+	}
+	if n := gw.counter.blobGets[payload.String()]; n != 0 {
+		t.Fatalf("the payload was read %d times upstream", n)
+	}
 }

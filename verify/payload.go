@@ -15,11 +15,13 @@ import (
 // (sigstore/sigstore pkg/signature/payload). The .sig layer gives the
 // payload's digest and size. When the document cosign would have written
 // for the subject, under a name clients use for the image's repository
-// (or, for signatures stored elsewhere, for the repository they are read
-// from), has that digest and size, it is the payload, byte for byte (a
-// blob is its digest's content), and the decision need not wait for a
-// round trip to the upstream to read it. Any other payload (another
-// repository's name, annotations, a claimed identity) is read as before.
+// (also when its signatures are read from another repository: cosign's
+// COSIGN_REPOSITORY does not change what the payload names), has that
+// digest and size, it is the payload, byte for byte (a blob is its
+// digest's content), and the decision need not wait for a round trip to
+// the upstream to read it. Any other payload (another repository's name,
+// the signature repository's included; annotations; a claimed identity)
+// is read as before.
 
 // Keeper is implemented by a Reader that keeps what discovery reads (the
 // content store keeps an allowed image's signature material): discovery
@@ -36,11 +38,7 @@ func (e *examiner) rebuiltPayload(layer v1.Descriptor) ([]byte, bool) {
 	if layer.Size <= 0 || layer.Size > e.lim.MaxLayerBytes {
 		return nil, false
 	}
-	names := payloadNames(e.image)
-	if e.image != e.repo {
-		names = append(names, payloadNames(e.repo)...)
-	}
-	for _, ref := range names {
+	for _, ref := range payloadNames(e.image) {
 		d, err := name.NewDigest(ref+"@"+e.digest.String(), name.WeakValidation)
 		if err != nil {
 			continue

@@ -188,7 +188,8 @@ func TestRebuiltPayloadGrantsNothing(t *testing.T) {
 // the image's own repository in their payload; read for that image, they
 // are rebuilt and verify with no payload read. The same .sig read as if
 // the signature repository were the image (Discover) names another
-// repository: it is read.
+// repository: it is read, and so is one in the source that names the
+// source rather than the image.
 func TestRebuiltPayloadSignaturesFrom(t *testing.T) {
 	var hb hiddenBlobs
 	tr := newRegistry(t, false, hb.wrap)
@@ -213,6 +214,18 @@ func TestRebuiltPayloadSignaturesFrom(t *testing.T) {
 	disc = discover(tr, sigs, d, Limits{})
 	if len(disc.Signatures) != 1 || !strings.Contains(disc.Signatures[0].Malformed, "payload blob") || hb.gets.Load() != 1 {
 		t.Errorf("read as %s's own: %+v, %d payload GETs; want its payload read (and not found)", sigs, disc.Signatures, hb.gets.Load())
+	}
+	// A payload in the source naming the source, not the image: read.
+	hb.hide.Store(false)
+	d2 := tr.PushImage(app, "v2").Digest
+	tr.PushLegacy(sigs, d2, trusted.LegacyKeyLayer(t, sigs.String(), d2))
+	hb.hide.Store(true)
+	hb.gets.Store(0)
+	if disc, err = DiscoverFrom(context.Background(), tr.Reader, sigs, app, d2, Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(disc.Signatures) != 1 || !strings.Contains(disc.Signatures[0].Malformed, "payload blob") || hb.gets.Load() != 1 {
+		t.Errorf("a payload naming %s, for %s: %+v, %d payload GETs; want it read (and not found)", sigs, app, disc.Signatures, hb.gets.Load())
 	}
 }
 

@@ -177,10 +177,10 @@ func Discover(ctx context.Context, r Reader, repo Repository, d v1.Hash, lim Lim
 }
 
 // DiscoverFrom is Discover of the signatures of image's digest d that are
-// stored in src, another repository (a policy's signaturesFrom; cosign
-// puts them there under COSIGN_REPOSITORY). It reads src only; image is
-// what the signer named, which is what a legacy payload names
-// (rebuiltPayload).
+// stored in src: image itself, or another repository (a policy's
+// signaturesFrom; cosign puts them there under COSIGN_REPOSITORY). It
+// reads src only; image is what the signer named, which is what a legacy
+// payload names (rebuiltPayload).
 func DiscoverFrom(ctx context.Context, r Reader, src, image Repository, d v1.Hash, lim Limits) (*Discovery, error) {
 	e := &examiner{r: r, repo: src, image: image, digest: d, lim: lim.WithDefaults()}
 	disc := &Discovery{Digest: d, Looked: []string{"referrers of " + d.String(), "tag " + legacyTag(d)}}
