@@ -453,14 +453,35 @@ func (g *Gate) granted(ctx context.Context, snap *Snapshot, repo verify.Reposito
 		}
 		if ok {
 			// Allowed again (freshly, or by its stale verdict while the
-			// decision failed: verdict checked staleUntil): the same
-			// manifest makes the same grants. Never asked again here, as
-			// a stale answer would ask for ever. p's Until is at most the
-			// new verdict's, so the earlier end is kept.
-			return heldBy(p, d, kind), nil
+			// decision failed: verdict checked staleUntil). Its grants are
+			// the verdict's under snap, not p's: the same manifest makes
+			// the same grants of its own content, but which
+			// signaturesFrom repositories it is granted in (GrantSourced)
+			// is the policy's, and the new one may name none. Never asked
+			// again here, as a stale answer would ask for ever.
+			h, held, err := g.grantUnder(ctx, snap, repo, d, kind, now)
+			if err != nil || held {
+				return h, err
+			}
 		}
 	}
 	return grantHeld{}, firstErr
+}
+
+// grantUnder is a granting allow of d with kind in repo made under snap's
+// revision and still usable (fresh, or within staleIfError: an allow a
+// decision just made or kept), if the verdict store holds one.
+func (g *Gate) grantUnder(ctx context.Context, snap *Snapshot, repo verify.Repository, d v1.Hash, kind GrantKind, now time.Time) (grantHeld, bool, error) {
+	ps, err := g.store.Granting(ctx, repo, d, kind, now)
+	if err != nil {
+		return grantHeld{}, false, fmt.Errorf("verdict store: %w", err)
+	}
+	for _, p := range ps {
+		if p.Judgement.Decision == Allow && p.Judgement.Revision == snap.Revision && now.Before(g.staleUntil(p)) {
+			return heldBy(p, d, kind), true, nil
+		}
+	}
+	return grantHeld{}, false, nil
 }
 
 // redecide decides a stored verdict's request again under snap.

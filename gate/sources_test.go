@@ -111,6 +111,60 @@ func TestGateSignaturesFrom(t *testing.T) {
 	})
 }
 
+// TestSourcedGrantFollowsReload (found by the model test): material in a
+// signaturesFrom repository served about an image allowed under one
+// policy is refused after a reload to one that no longer reads from there,
+// even though the image is still allowed (on its own repository's
+// signature): a grant re-decided under the new policy is the new
+// verdict's, not the old one's.
+func TestSourcedGrantFollowsReload(t *testing.T) {
+	tr := newRegistry(t, false, nil)
+	app, sigs := tr.Repo("acme/app"), tr.Repo("signatures/app")
+	k := testKeys(t)["ecdsa-p256"]
+	pemKey, err := cryptoutils.MarshalPublicKeyToPEM(k.Priv.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := indent(string(pemKey), "            ")
+	parse := func(sourced bool) *Snapshot {
+		from := ""
+		if sourced {
+			from = "\n        signaturesFrom: " + tr.Host + "/signatures/app"
+		}
+		src := fmt.Sprintf("policies:\n  - name: app\n    images: [\"%s/acme/**\"]\n    authorities:\n      - name: release%s\n        key:\n          data: |\n%s\n", tr.Host, from, key)
+		p, err := policy.Parse([]byte(src), "policy.yaml", nil)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, src)
+		}
+		snap, err := NewSnapshot(p, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return snap
+	}
+	g, err := New(tr.Reader, parse(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := tr.PushImage(app, "v1")
+	tr.PushLegacy(sigs, img.Digest, k.LegacyKeyLayer(t, app.String(), img.Digest))
+	tr.PushLegacy(app, img.Digest, k.LegacyKeyLayer(t, app.String(), img.Digest))
+	sigTag := verifytest.LegacyTag(img.Digest)
+
+	v, err := manifestVerdict(t, g, tr, app, "v1")
+	wantVerdict(t, v, err, true, "allowed")
+	v, err = manifestVerdict(t, g, tr, sigs, sigTag)
+	wantVerdict(t, v, err, true, "allowed: the .sig signature material")
+
+	g.SetSnapshot(parse(false))
+	v, err = manifestVerdict(t, g, tr, sigs, sigTag)
+	wantVerdict(t, v, err, false, "refused")
+	v, err = manifestVerdict(t, g, tr, app, "v1")
+	wantVerdict(t, v, err, true, "allowed")
+	v, err = manifestVerdict(t, g, tr, sigs, sigTag)
+	wantVerdict(t, v, err, false, "refused")
+}
+
 // TestParseSignaturesFrom: signaturesFrom names a repository with its
 // registry, no tag or digest.
 func TestParseSignaturesFrom(t *testing.T) {

@@ -4,8 +4,9 @@ package main
 // refused is ever served. Each round builds a random upstream world
 // (model_world_test.go), puts the real proxy and gate in front of it, sends
 // a random sequence of client requests (manifests by tag and digest, GET
-// and HEAD, blobs with and without Range, referrers, signature tags, in any
-// order and across repositories) with policy reloads and clock jumps in
+// and HEAD, blobs with and without Range, referrers, signature tags, the
+// .sig an image has in a signaturesFrom repository, in any order and
+// across repositories) with policy reloads and clock jumps in
 // between, and checks every answer against an oracle computed from the
 // world's ground truth and the policy in force:
 //
@@ -53,6 +54,9 @@ type modelPolicy struct {
 	// attested: per repository, the keys one of whose provenance
 	// attestations meeting the condition allows an image.
 	attested map[int][]int
+	// sourced: per repository, the keys whose .sig in modelSource (the
+	// policy's signaturesFrom) allows an image; its own do not count.
+	sourced map[int][]int
 }
 
 var modelPolicies = []modelPolicy{
@@ -89,6 +93,15 @@ var modelPolicies = []modelPolicy{
         key: {path: k1.pub}
         attestations: [{name: provenance, predicateType: "https://slsa.dev/provenance/v1"}]
 `, attested: map[int][]int{0: {0, 1}, 1: {0, 1}, 2: {0, 1}}},
+	{yaml: `policies:
+  - name: mirrored
+    images: ["registry.model/acme/r1"]
+    authorities: [{name: k0, signaturesFrom: registry.model/sigs/acme, key: {path: k0.pub}}]
+  - name: k1
+    images: ["registry.model/acme/**"]
+    excludeImages: ["registry.model/acme/r1"]
+    authorities: [{name: k1, key: {path: k1.pub}}]
+`, keys: map[int][]int{0: {1}, 2: {1}}, sourced: map[int][]int{1: {0}}},
 }
 
 // oracle answers what the rules allow in a world under a policy.
@@ -114,6 +127,11 @@ func (o oracle) allowedByPolicy(r int, d v1.Hash) bool {
 			return true
 		}
 	}
+	for _, k := range o.pol.sourced[r] {
+		if o.w.sourced[d.String()][k] {
+			return true
+		}
+	}
 	return false
 }
 
@@ -131,10 +149,25 @@ func (o oracle) servableImage(r int, d v1.Hash) bool {
 	return false
 }
 
+// subjectServable: material in repository r about subject may be served:
+// the subject would be served in r, or, in modelSource, in a repository
+// whose policy reads its signatures from there.
+func (o oracle) subjectServable(r int, subject v1.Hash) bool {
+	if r != modelSource {
+		return o.servableImage(r, subject)
+	}
+	for r2 := range o.pol.sourced {
+		if o.servableImage(r2, subject) {
+			return true
+		}
+	}
+	return false
+}
+
 // materialOK: material of the shape of kind as, about a subject that would
 // be served.
 func (o oracle) materialOK(r int, obj *object, as string, subject v1.Hash) bool {
-	return obj.kind == kMaterial && obj.as == as && o.servableImage(r, subject)
+	return obj.kind == kMaterial && obj.as == as && o.subjectServable(r, subject)
 }
 
 // manifestByTag: may the object be served for a tag request?
@@ -170,7 +203,7 @@ func (o oracle) blob(r int, d v1.Hash, size int64) bool {
 				return true
 			}
 			for _, s := range obj.subjects {
-				if obj.kind == kMaterial && o.servableImage(r, s) && size <= 1<<20 {
+				if obj.kind == kMaterial && o.subjectServable(r, s) && size <= 1<<20 {
 					return true
 				}
 			}
@@ -210,6 +243,9 @@ const (
 	opAdvance
 	opMoveTag
 	opServedBlob // a blob of a manifest served earlier, as a client pulling it would
+	// opSourcedSig: the .sig in sigs/acme of an image served earlier, then
+	// one of its blobs, as cosign verify with COSIGN_REPOSITORY would.
+	opSourcedSig
 )
 
 type op struct {
@@ -222,6 +258,14 @@ type op struct {
 }
 
 func genOps(rng *rand.Rand, w *world, n int) []op {
+	// Tags of acme/r1 and sigs/acme, asked for more often: what a policy
+	// reading signatures from another repository (signaturesFrom) decides.
+	var sourcedTags []int
+	for i, mt := range w.tags {
+		if mt.repo == 1 || mt.repo == modelSource {
+			sourcedTags = append(sourcedTags, i)
+		}
+	}
 	ops := make([]op, 0, n)
 	for len(ops) < n {
 		o := op{head: rng.Intn(4) == 0}
@@ -232,8 +276,10 @@ func genOps(rng *rand.Rand, w *world, n int) []op {
 			return own
 		}
 		switch x := rng.Intn(100); {
-		case x < 30:
+		case x < 22:
 			o.kind, o.a = opTag, rng.Intn(len(w.tags))
+		case x < 30:
+			o.kind, o.a = opTag, sourcedTags[rng.Intn(len(sourcedTags))]
 		case x < 52:
 			o.kind, o.a = opDigest, rng.Intn(len(w.objects))
 			o.b = repo(w.objects[o.a].repo)
@@ -247,10 +293,12 @@ func genOps(rng *rand.Rand, w *world, n int) []op {
 			o.b = repo(w.objects[o.a].repo)
 		case x < 91:
 			o.kind, o.a = opReload, rng.Intn(len(modelPolicies))
-		case x < 97:
+		case x < 95:
 			o.kind, o.jump = opAdvance, time.Duration(rng.Int63n(int64(3*modelVerdictTTL/2)))
+		case x < 98:
+			o.kind, o.a, o.b = opSourcedSig, rng.Int(), rng.Int()
 		default:
-			o.kind, o.a, o.b = opMoveTag, rng.Intn(len(modelRepos)), rng.Int()
+			o.kind, o.a, o.b = opMoveTag, rng.Intn(modelSource), rng.Int()
 		}
 		ops = append(ops, o)
 	}
@@ -311,7 +359,7 @@ func startRun(t testing.TB, w *world, staleIfError time.Duration) *run {
 			t.Fatal(err)
 		}
 	}
-	write(0)
+	write(w.startPolicy)
 	clock := &fakeClock{now: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)}
 	var storeDir string
 	if w.store {
@@ -320,7 +368,7 @@ func startRun(t testing.TB, w *world, staleIfError time.Duration) *run {
 	h, st, reload := newModelProxy(t, w.host, policyFile, clock.Now, staleIfError, storeDir)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	r := &run{w: w, clock: clock, srv: srv, servedAt: map[string]time.Time{}, storeDir: storeDir, store: st, servedImage: map[string]bool{}}
+	r := &run{w: w, pol: w.startPolicy, clock: clock, srv: srv, servedAt: map[string]time.Time{}, storeDir: storeDir, store: st, servedImage: map[string]bool{}}
 	r.reload = func(i int) error { write(i); r.pol = i; return reload() }
 	return r
 }
@@ -417,18 +465,29 @@ func (r *run) checkStore() string {
 			return err
 		}
 		rel, _ := filepath.Rel(r.storeDir, path)
+		// repos/<registry>/<repo>/_material/<alg>/<hex>/<file>, or
+		// .../<hex>/from/<registry>/<source repo>/<file> for material read
+		// from a signaturesFrom repository.
 		parts := strings.Split(filepath.ToSlash(rel), "/")
-		if parts[0] != "repos" || len(parts) < 7 || parts[len(parts)-4] != "_material" {
+		m := slices.Index(parts, "_material")
+		if parts[0] != "repos" || m < 3 || len(parts) < m+4 {
 			return nil
 		}
-		repo := slices.Index(modelRepos, strings.Join(parts[2:len(parts)-4], "/"))
-		subject := objKey(repo, v1.Hash{Algorithm: parts[len(parts)-3], Hex: parts[len(parts)-2]})
+		repo := slices.Index(modelRepos, strings.Join(parts[2:m], "/"))
+		subject := objKey(repo, v1.Hash{Algorithm: parts[m+1], Hex: parts[m+2]})
 		if !r.servedImage[subject] {
 			msg = "the content store holds signature material " + rel + " of a subject never allowed"
 			return nil
 		}
+		from := repo // where the material's manifests are
+		if parts[m+3] == "from" {
+			if from = slices.Index(modelRepos, strings.Join(parts[m+5:len(parts)-1], "/")); from < 0 || parts[m+4] != modelRegistry {
+				msg = "the content store holds signature material " + rel + " from a repository that is not the policy's source"
+				return nil
+			}
+		}
 		if alg, hex, ok := strings.Cut(parts[len(parts)-1], "-"); ok {
-			if obj := r.w.byDigest[objKey(repo, v1.Hash{Algorithm: alg, Hex: hex})]; obj != nil {
+			if obj := r.w.byDigest[objKey(from, v1.Hash{Algorithm: alg, Hex: hex})]; obj != nil {
 				for _, b := range obj.blobs {
 					listed[b.Digest.Hex] = true
 				}
@@ -568,6 +627,55 @@ func (r *run) stepOnce(o *op) string {
 		msg := r.step(&bo)
 		o.label = bo.label + " of " + obj.name
 		return msg
+	case opSourcedSig:
+		// Mostly an image of a repository whose policy now reads from
+		// sigs/acme (where its .sig may be served), else any.
+		var served, sourced []*object
+		for _, obj := range w.objects {
+			if _, ok := r.servedAt[objKey(obj.repo, obj.digest)]; ok && obj.repo != modelSource {
+				served = append(served, obj)
+				if or.pol.sourced[obj.repo] != nil {
+					sourced = append(sourced, obj)
+				}
+			}
+		}
+		if len(sourced) > 0 && o.b%4 != 0 {
+			served = sourced
+		}
+		if len(served) == 0 {
+			o.label = "(no image served yet)"
+			return ""
+		}
+		img := served[o.a%len(served)]
+		tag := "sha256-" + img.digest.Hex + ".sig"
+		to := op{kind: opTag, head: o.head, a: -1}
+		for i, mt := range w.tags {
+			if mt.repo == modelSource && mt.tag == tag {
+				to.a = i
+			}
+		}
+		if to.a < 0 {
+			o.label = "(no .sig of " + img.name + " in " + modelRepos[modelSource] + ")"
+			return ""
+		}
+		msg := r.step(&to)
+		o.label = to.label + " (of " + img.name + " of " + modelRepos[img.repo] + ")"
+		sig := w.byDigest[objKey(modelSource, w.current[modelRepos[modelSource]+":"+tag])]
+		if msg != "" || sig == nil || len(sig.blobs) == 0 {
+			return msg
+		}
+		bo := op{kind: opBlob, head: o.head, b: modelSource, a: -1}
+		for i, bk := range w.blobList {
+			if bk.repo == modelSource && bk.d == sig.blobs[o.b%len(sig.blobs)].Digest {
+				bo.a = i
+			}
+		}
+		if bo.a < 0 {
+			return ""
+		}
+		msg = r.step(&bo)
+		o.label += ", then " + bo.label
+		return msg
 	case opBlob:
 		bk := w.blobList[o.a]
 		rangeHdr := []string{"", "bytes=0-", "bytes=1-5"}[o.rng]
@@ -602,7 +710,7 @@ func (r *run) stepOnce(o *op) string {
 			return o.label + ": " + err.Error()
 		}
 		if code == http.StatusOK {
-			if !or.servableImage(o.b, obj.digest) {
+			if !or.subjectServable(o.b, obj.digest) {
 				return o.label + ": referrers of a refused image served"
 			}
 			if msg := indexShape(body); msg != "" {

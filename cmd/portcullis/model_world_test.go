@@ -2,7 +2,9 @@ package main
 
 // The world of the model-based test (model_test.go): a real registry (ggcr's
 // pkg/registry on loopback) filled with signed, unsigned and wrongly signed
-// images, multi-arch indexes, cosign signatures in both formats, and every
+// images, multi-arch indexes, cosign signatures in both formats (and .sig
+// signatures pushed to another repository, as COSIGN_REPOSITORY does, for
+// a policy that reads them from there: signaturesFrom), and every
 // decoy an attacker who can push to the upstream might try. Each object
 // pushed is recorded with the ground truth the oracle needs: what it is
 // (a runnable image, an index, well-shaped signature material, a decoy),
@@ -48,7 +50,13 @@ const (
 	emptyConfig   = "application/vnd.oci.empty.v1+json"
 )
 
-var modelRepos = []string{"acme/r0", "acme/r1", "acme/r2"}
+// modelRepos are the world's repositories: images live in the first
+// modelSource; modelSource itself (sigs/acme) holds only signatures cosign
+// put there for images of the others (COSIGN_REPOSITORY), which a policy
+// may read (signaturesFrom).
+var modelRepos = []string{"acme/r0", "acme/r1", "acme/r2", "sigs/acme"}
+
+const modelSource = 3
 
 // objKind is what an object really is, whatever it claims.
 type objKind int
@@ -83,18 +91,23 @@ type world struct {
 	api  bool // the registry has the referrers API
 	// store: the proxy has a content store (cache.dir), whose content is
 	// checked after every operation (see checkStore).
-	store    bool
-	keys     [3]*signing.Signer
-	objects  []*object
-	byDigest map[string]*object      // repo index + digest
-	tags     []modelTag              // every tag ever pushed or worth asking for
-	current  map[string]v1.Hash      // repo/tag -> digest now
-	signed   map[string]map[int]bool // repo index + digest -> keys with a valid signature
-	bundles  map[string]map[int]bool // the same, of bundle signatures only
+	store bool
+	// startPolicy: the index of the modelPolicies entry in force at start.
+	startPolicy int
+	keys        [3]*signing.Signer
+	objects     []*object
+	byDigest    map[string]*object      // repo index + digest
+	tags        []modelTag              // every tag ever pushed or worth asking for
+	current     map[string]v1.Hash      // repo/tag -> digest now
+	signed      map[string]map[int]bool // repo index + digest -> keys with a valid signature
+	bundles     map[string]map[int]bool // the same, of bundle signatures only
 	// attested: repo index + digest -> keys with a valid provenance
 	// attestation (a bundle referrer) whose predicate meets the model's
 	// condition.
 	attested map[string]map[int]bool
+	// sourced: subject digest -> the key whose .sig in modelSource signs
+	// it now (its payload names the image's own repository).
+	sourced  map[string]map[int]bool
 	images   map[int][]*object    // runnable images by repo, for moving tags
 	listedBy map[string][]*object // repo+digest -> indexes listing it
 	blobList []blobKey            // every blob digest known, for requests
@@ -123,7 +136,7 @@ func newWorld(t testing.TB, seed int64) *world {
 	w := &world{
 		t: t, rng: rng, api: rng.Intn(2) == 0, store: seed&2 != 0,
 		byDigest: map[string]*object{}, current: map[string]v1.Hash{},
-		signed: map[string]map[int]bool{}, bundles: map[string]map[int]bool{}, attested: map[string]map[int]bool{}, images: map[int][]*object{},
+		signed: map[string]map[int]bool{}, bundles: map[string]map[int]bool{}, attested: map[string]map[int]bool{}, sourced: map[string]map[int]bool{}, images: map[int][]*object{},
 		listedBy: map[string][]*object{}, blobSeen: map[string]bool{},
 		subjects: map[string]map[string]int{},
 	}
@@ -137,7 +150,7 @@ func newWorld(t testing.TB, seed int64) *world {
 		}
 		w.keys[i] = s
 	}
-	for r := range modelRepos {
+	for r := range modelSource {
 		n := 2 + rng.Intn(3)
 		for i := range n {
 			img := w.pushImage(r, fmt.Sprintf("v%d", i))
@@ -158,6 +171,14 @@ func newWorld(t testing.TB, seed int64) *world {
 				w.signLegacy(r, img, 0)
 				w.signBundle(r, img, 1)
 			}
+			// Into sigs/acme (cosign's COSIGN_REPOSITORY): often for acme/r1,
+			// whose policy may read from there, sometimes for the others,
+			// whose policies never do. Key 2 is one no policy trusts.
+			if r == 1 && rng.Intn(2) == 0 {
+				w.signInto(r, img, []int{0, 0, 1, 2}[rng.Intn(4)])
+			} else if rng.Intn(4) == 0 {
+				w.signInto(r, img, rng.Intn(3))
+			}
 		}
 		if rng.Intn(2) == 0 {
 			idx := w.pushIndex(r, "multi", 2)
@@ -177,6 +198,7 @@ func newWorld(t testing.TB, seed int64) *world {
 			}
 		}
 	}
+	w.startPolicy = rng.Intn(len(modelPolicies))
 	return w
 }
 
@@ -307,6 +329,24 @@ func (w *world) signLegacy(r int, o *object, key int) {
 	w.add(&object{name: fmt.Sprintf("key %d .sig of %s", key, o.name), repo: r, digest: mustDigest(w.t, img), bytes: mustRaw(w.t, img), kind: kMaterial, as: "sig", subject: &subject})
 	w.tagged(r, tag, mustDigest(w.t, img))
 	w.markSigned(r, o.digest, key)
+}
+
+// signInto pushes key's cosign .sig of o, an image of r, into modelSource,
+// as cosign sign with COSIGN_REPOSITORY does: its payload names o's own
+// repository (as clients pull it). It replaces any .sig of o's digest there.
+func (w *world) signInto(r int, o *object, key int) {
+	img, err := w.keys[key].LegacyImage(modelRegistry+"/"+modelRepos[r], o.digest)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	tag := signing.LegacyTag(o.digest)
+	if err := remote.Write(w.repoRef(modelSource).Tag(tag), img); err != nil {
+		w.t.Fatal(err)
+	}
+	subject := o.digest
+	w.add(&object{name: fmt.Sprintf("key %d .sig of %s in %s", key, o.name, modelRepos[modelSource]), repo: modelSource, digest: mustDigest(w.t, img), bytes: mustRaw(w.t, img), kind: kMaterial, as: "sig", subject: &subject})
+	w.tagged(modelSource, tag, mustDigest(w.t, img))
+	w.sourced[o.digest.String()] = map[int]bool{key: true}
 }
 
 // signBundle pushes key's cosign v3 bundle referrer of o.
@@ -488,7 +528,7 @@ func (w *world) pick(r int) *object { imgs := w.images[r]; return imgs[w.rng.Int
 // addDecoys pushes what an attacker who can push to the upstream would.
 func (w *world) addDecoys() {
 	rng := w.rng
-	for r := range modelRepos {
+	for r := range modelSource {
 		victim, other := w.pick(r), w.pick(r)
 		vs, os := victim.digest, other.digest
 		junk := base64.StdEncoding.EncodeToString([]byte("not a signature"))
