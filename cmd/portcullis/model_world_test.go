@@ -317,17 +317,7 @@ func (w *world) markSigned(r int, d v1.Hash, key int) {
 
 // signLegacy pushes key's cosign .sig signature of o (replacing any).
 func (w *world) signLegacy(r int, o *object, key int) {
-	img, err := w.keys[key].LegacyImage(modelRegistry+"/"+modelRepos[r], o.digest)
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	tag := signing.LegacyTag(o.digest)
-	if err := remote.Write(w.repoRef(r).Tag(tag), img); err != nil {
-		w.t.Fatal(err)
-	}
-	subject := o.digest
-	w.add(&object{name: fmt.Sprintf("key %d .sig of %s", key, o.name), repo: r, digest: mustDigest(w.t, img), bytes: mustRaw(w.t, img), kind: kMaterial, as: "sig", subject: &subject})
-	w.tagged(r, tag, mustDigest(w.t, img))
+	w.pushSig(r, r, o, key, fmt.Sprintf("key %d .sig of %s", key, o.name))
 	w.markSigned(r, o.digest, key)
 }
 
@@ -335,18 +325,24 @@ func (w *world) signLegacy(r int, o *object, key int) {
 // as cosign sign with COSIGN_REPOSITORY does: its payload names o's own
 // repository (as clients pull it). It replaces any .sig of o's digest there.
 func (w *world) signInto(r int, o *object, key int) {
+	w.pushSig(modelSource, r, o, key, fmt.Sprintf("key %d .sig of %s in %s", key, o.name, modelRepos[modelSource]))
+	w.sourced[o.digest.String()] = map[int]bool{key: true}
+}
+
+// pushSig pushes key's cosign .sig of o, an image of r whose name its
+// payload gives, to repository into at o's .sig tag, recorded as name.
+func (w *world) pushSig(into, r int, o *object, key int, name string) {
 	img, err := w.keys[key].LegacyImage(modelRegistry+"/"+modelRepos[r], o.digest)
 	if err != nil {
 		w.t.Fatal(err)
 	}
 	tag := signing.LegacyTag(o.digest)
-	if err := remote.Write(w.repoRef(modelSource).Tag(tag), img); err != nil {
+	if err := remote.Write(w.repoRef(into).Tag(tag), img); err != nil {
 		w.t.Fatal(err)
 	}
 	subject := o.digest
-	w.add(&object{name: fmt.Sprintf("key %d .sig of %s in %s", key, o.name, modelRepos[modelSource]), repo: modelSource, digest: mustDigest(w.t, img), bytes: mustRaw(w.t, img), kind: kMaterial, as: "sig", subject: &subject})
-	w.tagged(modelSource, tag, mustDigest(w.t, img))
-	w.sourced[o.digest.String()] = map[int]bool{key: true}
+	w.add(&object{name: name, repo: into, digest: mustDigest(w.t, img), bytes: mustRaw(w.t, img), kind: kMaterial, as: "sig", subject: &subject})
+	w.tagged(into, tag, mustDigest(w.t, img))
 }
 
 // signBundle pushes key's cosign v3 bundle referrer of o.
