@@ -370,7 +370,7 @@ type decided struct {
 // verdictOf is the verdict of s for req; decided says this call made the
 // decision (which logged and recorded it), stored that s is in the store.
 func (g *Gate) verdictOf(req *ManifestRequest, s *Stored, decided, stored bool) *Verdict {
-	v := &Verdict{Image: req.Repo.String(), Digest: req.Digest, Judgement: s.Judgement, decided: decided, until: s.Until(), sources: s.Sources()}
+	v := &Verdict{Image: req.Repo.String(), Digest: req.Digest, Judgement: s.Judgement, decided: decided, until: s.Until(), sources: s.Sources(), stored: s}
 	if !v.Allowed() && stored {
 		v.CachedFor = s.Fresh.Sub(g.o.now()).Round(time.Second)
 	}
@@ -443,7 +443,7 @@ func (g *Gate) granted(ctx context.Context, snap *Snapshot, repo verify.Reposito
 	}
 	var firstErr error
 	for _, p := range again {
-		ok, err := g.redecide(ctx, snap, p)
+		s, ok, err := g.redecide(ctx, snap, p)
 		if err != nil {
 			if p.Judgement.Revision == snap.Revision && now.Before(g.staleUntil(p)) {
 				return heldBy(p, d, kind), nil
@@ -451,54 +451,38 @@ func (g *Gate) granted(ctx context.Context, snap *Snapshot, repo verify.Reposito
 			firstErr = cmp.Or(firstErr, err)
 			continue
 		}
-		if ok {
+		if ok && s.HasGrant(repo, d, kind) {
 			// Allowed again (freshly, or by its stale verdict while the
-			// decision failed: verdict checked staleUntil). Its grants are
-			// the verdict's under snap, not p's: the same manifest makes
-			// the same grants of its own content, but which
-			// signaturesFrom repositories it is granted in (GrantSourced)
-			// is the policy's, and the new one may name none. Never asked
-			// again here, as a stale answer would ask for ever.
-			h, held, err := g.grantUnder(ctx, snap, repo, d, kind, now)
-			if err != nil || held {
-				return h, err
-			}
+			// decision failed: verdict checked staleUntil), and that
+			// verdict grants d: what counts is its grants, not p's. The
+			// same manifest makes the same grants of its own content, but
+			// which signaturesFrom repositories it is granted in
+			// (GrantSourced) is the policy's, and the new one may name
+			// none. Never asked again here, as a stale answer would ask
+			// for ever.
+			return heldBy(s, d, kind), nil
 		}
 	}
 	return grantHeld{}, firstErr
 }
 
-// grantUnder is a granting allow of d with kind in repo made under snap's
-// revision and still usable (fresh, or within staleIfError: an allow a
-// decision just made or kept), if the verdict store holds one.
-func (g *Gate) grantUnder(ctx context.Context, snap *Snapshot, repo verify.Repository, d v1.Hash, kind GrantKind, now time.Time) (grantHeld, bool, error) {
-	ps, err := g.store.Granting(ctx, repo, d, kind, now)
-	if err != nil {
-		return grantHeld{}, false, fmt.Errorf("verdict store: %w", err)
-	}
-	for _, p := range ps {
-		if p.Judgement.Decision == Allow && p.Judgement.Revision == snap.Revision && now.Before(g.staleUntil(p)) {
-			return heldBy(p, d, kind), true, nil
-		}
-	}
-	return grantHeld{}, false, nil
-}
-
-// redecide decides a stored verdict's request again under snap.
-func (g *Gate) redecide(ctx context.Context, snap *Snapshot, p *Stored) (bool, error) {
+// redecide decides a stored verdict's request again under snap: ok when
+// it is allowed under snap, with the verdict that says so (decided now,
+// or kept while deciding failed).
+func (g *Gate) redecide(ctx context.Context, snap *Snapshot, p *Stored) (s *Stored, ok bool, err error) {
 	m, err := g.reader.Manifest(ctx, p.Repo, p.Digest.String())
 	if errors.Is(err, verify.ErrNotFound) {
-		return false, nil
+		return nil, false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("re-checking %s@%s: %w", p.Repo, p.Digest, err)
+		return nil, false, fmt.Errorf("re-checking %s@%s: %w", p.Repo, p.Digest, err)
 	}
 	req := &ManifestRequest{Repo: p.Repo, Reference: p.Reference, Digest: m.Digest, MediaType: m.MediaType, Bytes: m.Bytes}
 	v, err := g.verdict(ctx, snap, req, p.as)
 	if err != nil {
-		return false, err
+		return nil, false, err
 	}
-	return v.Allowed() && v.Revision == snap.Revision, nil
+	return v.stored, v.Allowed() && v.Revision == snap.Revision && v.stored != nil, nil
 }
 
 func grantSize(p *Stored, d v1.Hash, kind GrantKind) int64 {

@@ -113,10 +113,11 @@ func TestGateSignaturesFrom(t *testing.T) {
 
 // TestSourcedGrantFollowsReload (found by the model test): material in a
 // signaturesFrom repository served about an image allowed under one
-// policy is refused after a reload to one that no longer reads from there,
-// even though the image is still allowed (on its own repository's
-// signature): a grant re-decided under the new policy is the new
-// verdict's, not the old one's.
+// policy (the .sig and its payload) is refused after a reload to one that
+// no longer reads from there, even though the image is still allowed (on
+// its own repository's signature): a grant decided again under the new
+// policy is the new verdict's, not the old one's. A reload to a policy
+// that still reads from there keeps serving it.
 func TestSourcedGrantFollowsReload(t *testing.T) {
 	tr := newRegistry(t, false, nil)
 	app, sigs := tr.Repo("acme/app"), tr.Repo("signatures/app")
@@ -126,12 +127,12 @@ func TestSourcedGrantFollowsReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := indent(string(pemKey), "            ")
-	parse := func(sourced bool) *Snapshot {
+	parse := func(name string, sourced bool) *Snapshot {
 		from := ""
 		if sourced {
 			from = "\n        signaturesFrom: " + tr.Host + "/signatures/app"
 		}
-		src := fmt.Sprintf("policies:\n  - name: app\n    images: [\"%s/acme/**\"]\n    authorities:\n      - name: release%s\n        key:\n          data: |\n%s\n", tr.Host, from, key)
+		src := fmt.Sprintf("policies:\n  - name: %s\n    images: [\"%s/acme/**\"]\n    authorities:\n      - name: release%s\n        key:\n          data: |\n%s\n", name, tr.Host, from, key)
 		p, err := policy.Parse([]byte(src), "policy.yaml", nil)
 		if err != nil {
 			t.Fatalf("%v\n%s", err, src)
@@ -142,27 +143,38 @@ func TestSourcedGrantFollowsReload(t *testing.T) {
 		}
 		return snap
 	}
-	g, err := New(tr.Reader, parse(true))
+	// No cached denials: each refusal below is decided through the grants.
+	g, err := New(tr.Reader, parse("app", true), WithDenyTTL(0))
 	if err != nil {
 		t.Fatal(err)
 	}
 	img := tr.PushImage(app, "v1")
-	tr.PushLegacy(sigs, img.Digest, k.LegacyKeyLayer(t, app.String(), img.Digest))
+	layer := k.LegacyKeyLayer(t, app.String(), img.Digest)
+	tr.PushLegacy(sigs, img.Digest, layer)
 	tr.PushLegacy(app, img.Digest, k.LegacyKeyLayer(t, app.String(), img.Digest))
+	payload := digestOfBytes(layer.Payload)
 	sigTag := verifytest.LegacyTag(img.Digest)
+	material := func(allowed bool, msg string) {
+		t.Helper()
+		v, err := manifestVerdict(t, g, tr, sigs, sigTag)
+		wantVerdict(t, v, err, allowed, msg)
+		if v, err = g.Blob(context.Background(), sigs, payload); err != nil || v.Allowed() != allowed {
+			t.Fatalf("the payload blob in %s: %v %v, want allowed=%v", sigs, v, err, allowed)
+		}
+	}
 
 	v, err := manifestVerdict(t, g, tr, app, "v1")
 	wantVerdict(t, v, err, true, "allowed")
-	v, err = manifestVerdict(t, g, tr, sigs, sigTag)
-	wantVerdict(t, v, err, true, "allowed: the .sig signature material")
+	material(true, "allowed: the .sig signature material")
 
-	g.SetSnapshot(parse(false))
-	v, err = manifestVerdict(t, g, tr, sigs, sigTag)
-	wantVerdict(t, v, err, false, "refused")
+	g.SetSnapshot(parse("renamed", true)) // another revision, the same source
+	material(true, "allowed: the .sig signature material")
+
+	g.SetSnapshot(parse("renamed", false))
+	material(false, "refused")
 	v, err = manifestVerdict(t, g, tr, app, "v1")
 	wantVerdict(t, v, err, true, "allowed")
-	v, err = manifestVerdict(t, g, tr, sigs, sigTag)
-	wantVerdict(t, v, err, false, "refused")
+	material(false, "refused")
 }
 
 // TestParseSignaturesFrom: signaturesFrom names a repository with its

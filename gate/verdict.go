@@ -61,6 +61,8 @@ type Verdict struct {
 	until time.Time
 	// sources are the stored verdict's Sources.
 	sources []verify.Repository
+	// stored is the verdict it was made from (its grants: Gate.granted).
+	stored *Stored
 	// Judgement is what was decided. Allow judgements are shared by every
 	// verdict they apply to (the same policy revision, outcome and signer),
 	// which keeps a cache of a million verdicts small.
