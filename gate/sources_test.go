@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/portcullis-dev/portcullis/policy"
+	"github.com/portcullis-dev/portcullis/verify"
 	"github.com/portcullis-dev/portcullis/verify/verifytest"
 )
 
@@ -175,6 +176,75 @@ func TestSourcedGrantFollowsReload(t *testing.T) {
 	v, err = manifestVerdict(t, g, tr, app, "v1")
 	wantVerdict(t, v, err, true, "allowed")
 	material(false, "refused")
+}
+
+// TestSourcedGrantThroughAnotherRepository: one image in two
+// repositories whose policies both read its signature from one source
+// (acme/one also has its own). After a reload that drops the source for
+// acme/one (still allowed there, on its own signature), the source's
+// material is still served about it, through acme/two's verdict decided
+// again; once neither reads from there, it is refused.
+func TestSourcedGrantThroughAnotherRepository(t *testing.T) {
+	tr := newRegistry(t, false, nil)
+	one, two, sigs := tr.Repo("acme/one"), tr.Repo("acme/two"), tr.Repo("signatures/app")
+	k := testKeys(t)["ecdsa-p256"]
+	pemKey, err := cryptoutils.MarshalPublicKeyToPEM(k.Priv.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := indent(string(pemKey), "            ")
+	parse := func(oneFrom, twoFrom bool) *Snapshot {
+		var b strings.Builder
+		b.WriteString("policies:\n")
+		for _, p := range []struct {
+			repo string
+			from bool
+		}{{"one", oneFrom}, {"two", twoFrom}} {
+			fmt.Fprintf(&b, "  - name: %s\n    images: [\"%s/acme/%s\"]\n    authorities:\n      - name: release\n", p.repo, tr.Host, p.repo)
+			if p.from {
+				fmt.Fprintf(&b, "        signaturesFrom: %s/signatures/app\n", tr.Host)
+			}
+			fmt.Fprintf(&b, "        key:\n          data: |\n%s\n", key)
+		}
+		pol, err := policy.Parse([]byte(b.String()), "policy.yaml", nil)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, b.String())
+		}
+		snap, err := NewSnapshot(pol, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return snap
+	}
+	g, err := New(tr.Reader, parse(true, true), WithDenyTTL(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := tr.PushImage(one, "v1")
+	m, err := tr.Reader.Manifest(context.Background(), one, "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.PutRaw(two, "v1", m.Bytes, string(m.MediaType))
+	tr.PushLegacy(sigs, img.Digest, k.LegacyKeyLayer(t, one.String(), img.Digest))
+	// Signed in acme/one too: allowed there under either policy, granting
+	// the source only while its policy reads from there.
+	tr.PushLegacy(one, img.Digest, k.LegacyKeyLayer(t, one.String(), img.Digest))
+	sigTag := verifytest.LegacyTag(img.Digest)
+	for _, repo := range []verify.Repository{one, two} {
+		v, err := manifestVerdict(t, g, tr, repo, "v1")
+		wantVerdict(t, v, err, true, "allowed")
+	}
+	v, err := manifestVerdict(t, g, tr, sigs, sigTag)
+	wantVerdict(t, v, err, true, "allowed: the .sig signature material")
+
+	g.SetSnapshot(parse(false, true))
+	v, err = manifestVerdict(t, g, tr, sigs, sigTag)
+	wantVerdict(t, v, err, true, "allowed: the .sig signature material")
+
+	g.SetSnapshot(parse(false, false))
+	v, err = manifestVerdict(t, g, tr, sigs, sigTag)
+	wantVerdict(t, v, err, false, "refused")
 }
 
 // TestParseSignaturesFrom: signaturesFrom names a repository with its
