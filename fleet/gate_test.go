@@ -54,8 +54,14 @@ func keySnapshot(t *testing.T, tr *verifytest.Registry, pem []byte) *gate.Snapsh
 	if err := os.WriteFile(filepath.Join(dir, "cosign.pub"), pem, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(dir, "policy.yaml")
 	pol := "policies:\n  - name: release\n    images: [\"" + tr.Host + "/acme/**\"]\n    authorities:\n      - name: release-key\n        key: {path: cosign.pub}\n"
+	return policySnapshot(t, dir, pol)
+}
+
+// policySnapshot writes pol as dir/policy.yaml and loads it.
+func policySnapshot(t *testing.T, dir, pol string) *gate.Snapshot {
+	t.Helper()
+	path := filepath.Join(dir, "policy.yaml")
 	if err := os.WriteFile(path, []byte(pol), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -264,5 +270,73 @@ func TestLeaseAfterAnotherRefreshed(t *testing.T) {
 	}
 	if n := f.first.discoveries.Load() + f.second.discoveries.Load(); n != 1 {
 		t.Fatalf("%d signature discoveries on the refresh, want 1 (the late replica decided again: its memory still held the old verdict)", n)
+	}
+}
+
+// TestSourcedGrantFollowsReloadAcrossReplicas: replica A allows an image
+// whose policy reads its signature from another repository
+// (signaturesFrom); both replicas reload to a policy that reads the
+// image's own repository only (where it is signed too). Asked for the
+// source's .sig, replica B finds A's verdict of the older revision in
+// Redis, decides it again, and refuses: the new verdict grants nothing in
+// the source. Before the reload, B serves it on A's verdict.
+func TestSourcedGrantFollowsReloadAcrossReplicas(t *testing.T) {
+	srv := redistest.Start(t)
+	tr := verifytest.NewRegistry(t, false, nil)
+	key := verifytest.Keys()["ecdsa-p256"]
+	app, sigs := tr.Repo("acme/app"), tr.Repo("signatures/app")
+	img := tr.PushImage(app, "v1")
+	tr.PushLegacy(sigs, img.Digest, key.LegacyKeyLayer(t, app.String(), img.Digest))
+	tr.PushLegacy(app, img.Digest, key.LegacyKeyLayer(t, app.String(), img.Digest))
+	pem, _ := cryptoutils.MarshalPublicKeyToPEM(key.Priv.Public())
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "cosign.pub"), pem, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	snapshot := func(sourced bool) *gate.Snapshot {
+		t.Helper()
+		from := ""
+		if sourced {
+			from = "        signaturesFrom: " + tr.Host + "/signatures/app\n"
+		}
+		return policySnapshot(t, dir, "policies:\n  - name: release\n    images: [\""+tr.Host+"/acme/**\"]\n    authorities:\n      - name: release-key\n"+from+"        key: {path: cosign.pub}\n")
+	}
+	var replicas [2]*gate.Gate
+	for i := range replicas {
+		g, err := gate.New(tr.Reader, snapshot(true), gate.WithVerdictStore(replica(t, srv, testKey)),
+			gate.WithDenyTTL(0), gate.WithRegisterer(prometheus.NewRegistry()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		replicas[i] = g
+	}
+	ask := func(g *gate.Gate, repo verify.Repository, ref string) *gate.Verdict {
+		t.Helper()
+		m, err := tr.Reader.Manifest(context.Background(), repo, ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := g.Manifest(context.Background(), &gate.ManifestRequest{Repo: repo, Reference: ref, Digest: m.Digest, MediaType: m.MediaType, Bytes: m.Bytes})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	sigTag := verifytest.LegacyTag(img.Digest)
+	if v := ask(replicas[0], app, "v1"); !v.Allowed() {
+		t.Fatalf("replica A refused the image: %s", v.Message())
+	}
+	if v := ask(replicas[1], sigs, sigTag); !v.Allowed() {
+		t.Fatalf("replica B refused the source's .sig of an image A allowed: %s", v.Message())
+	}
+	after := snapshot(false)
+	for _, g := range replicas {
+		g.SetSnapshot(after)
+	}
+	if v := ask(replicas[1], sigs, sigTag); v.Allowed() {
+		t.Fatalf("after a reload to a policy that no longer reads from %s, replica B served its .sig: %s", sigs, v.Message())
+	}
+	if v := ask(replicas[1], app, "v1"); !v.Allowed() {
+		t.Fatalf("the image, signed in its own repository, refused after the reload: %s", v.Message())
 	}
 }
