@@ -37,14 +37,20 @@ import (
 	"github.com/portcullis-dev/portcullis/verify/signing"
 )
 
-func freeAddr(t *testing.T) string {
+// freeAddrs is two distinct 127.0.0.1 addresses whose ports were free a
+// moment ago (both held open until both are found).
+func freeAddrs(t *testing.T) (string, string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var addrs [2]string
+	for i := range addrs {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		addrs[i] = ln.Addr().String()
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addrs[0], addrs[1]
 }
 
 // writePublicKey writes the public key of a new signer as name in dir:
@@ -78,7 +84,8 @@ type running struct {
 func startServe(t *testing.T, configYAML string) *running {
 	t.Helper()
 	dir := t.TempDir()
-	r := &running{addr: freeAddr(t), admin: freeAddr(t), done: make(chan error, 1)}
+	addr, admin := freeAddrs(t)
+	r := &running{addr: addr, admin: admin, done: make(chan error, 1)}
 	if !strings.Contains(configYAML, "shutdownDelay:") {
 		configYAML = "shutdownDelay: 0s\n" + configYAML // tests stop at once unless they test the delay
 	}

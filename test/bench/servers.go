@@ -323,14 +323,11 @@ type portcullisRun struct {
 }
 
 func (b *bench) startPortcullisBin(ctx context.Context, run portcullisRun) (*target, error) {
-	addr, err := proc.FreeAddr()
+	addrs, err := proc.FreeAddrs(2)
 	if err != nil {
 		return nil, err
 	}
-	admin, err := proc.FreeAddr()
-	if err != nil {
-		return nil, err
-	}
+	addr, admin := addrs[0], addrs[1]
 	cfgPath := b.path("portcullis-" + run.phase + ".yml")
 	cfg := fmt.Sprintf("listen: %s\nadminListen: %s\n", addr, admin)
 	if !run.noDrainDelay {

@@ -70,14 +70,11 @@ func TestConfigExample(t *testing.T) {
 	e := setup(t)
 	e.needProxy(t)
 	dir := t.TempDir()
-	addr, err := proc.FreeAddr()
+	addrs, err := proc.FreeAddrs(2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin, err := proc.FreeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
+	addr, admin := addrs[0], addrs[1]
 	const pwPath = "/run/secrets/portcullis/registry-example-password"
 	cfgPath := filepath.Join(dir, "config.yaml")
 	render(t, "config-example.yaml", cfgPath,

@@ -293,14 +293,11 @@ func startCosignProxy(t *testing.T, e *env, pub string, upstreams map[string]str
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr, err := proc.FreeAddr()
+	addrs, err := proc.FreeAddrs(2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin, err := proc.FreeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
+	addr, admin := addrs[0], addrs[1]
 	var cfg strings.Builder
 	fmt.Fprintf(&cfg, "listen: %s\nadminListen: %s\nshutdownDelay: 0s\nupstreams:\n", addr, admin)
 	for _, reg := range []string{"registry.example", "referrers.example"} {

@@ -308,12 +308,11 @@ type proxyProc struct {
 // ports in front of e's upstreams, followed by the YAML lines in extra (for
 // example "policyFile: policy.yaml\n", relative to dir).
 func (e *env) writeProxyConfig(dir, extra string) (cfgPath, addr, admin string, err error) {
-	if addr, err = proc.FreeAddr(); err != nil {
+	addrs, err := proc.FreeAddrs(2)
+	if err != nil {
 		return "", "", "", err
 	}
-	if admin, err = proc.FreeAddr(); err != nil {
-		return "", "", "", err
-	}
+	addr, admin = addrs[0], addrs[1]
 	cfg := fmt.Sprintf(`listen: %s
 adminListen: %s
 shutdownDelay: 0s

@@ -131,10 +131,26 @@ func (p *Process) LogSize() int64 {
 
 // FreeAddr is a 127.0.0.1 address whose port was free a moment ago.
 func FreeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addrs, err := FreeAddrs(1)
 	if err != nil {
-		return "", fmt.Errorf("find a free port: %w", err)
+		return "", err
 	}
-	defer l.Close()
-	return l.Addr().String(), nil
+	return addrs[0], nil
+}
+
+// FreeAddrs is n distinct 127.0.0.1 addresses whose ports were free a
+// moment ago. All n are held open until the last is found, so no two are
+// the same: two FreeAddr calls in a row can return one port twice (the
+// first is closed before the second is asked for).
+func FreeAddrs(n int) ([]string, error) {
+	addrs := make([]string, 0, n)
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("find a free port: %w", err)
+		}
+		defer l.Close()
+		addrs = append(addrs, l.Addr().String())
+	}
+	return addrs, nil
 }

@@ -157,12 +157,11 @@ func start(t *testing.T) *soak {
 	pem, _ := s.signer.PublicKeyPEM()
 	write(t, dir, "cosign.pub", string(pem))
 	write(t, dir, "policy.yaml", "policies:\n  - name: acme\n    images: [\"registry.soak/acme/**\"]\n    authorities: [{name: k, key: {path: cosign.pub}}]\n")
-	if s.addr, err = proc.FreeAddr(); err != nil {
+	addrs, err := proc.FreeAddrs(2)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if s.admin, err = proc.FreeAddr(); err != nil {
-		t.Fatal(err)
-	}
+	s.addr, s.admin = addrs[0], addrs[1]
 	write(t, dir, "config.yaml", fmt.Sprintf(`listen: %s
 adminListen: %s
 shutdownDelay: 0s
