@@ -221,7 +221,7 @@ func (g *Gate) subjectServed(ctx context.Context, snap *Snapshot, repo verify.Re
 	if err != nil {
 		return false, "", time.Time{}, err
 	}
-	return v.Allowed(), v.Why, v.until, nil
+	return v.Allowed(), v.Why, v.until(), nil
 }
 
 // check discovers the image's signatures once per repository they are

@@ -370,7 +370,7 @@ type decided struct {
 // verdictOf is the verdict of s for req; decided says this call made the
 // decision (which logged and recorded it), stored that s is in the store.
 func (g *Gate) verdictOf(req *ManifestRequest, s *Stored, decided, stored bool) *Verdict {
-	v := &Verdict{Image: req.Repo.String(), Digest: req.Digest, Judgement: s.Judgement, decided: decided, until: s.Until(), sources: s.Sources(), stored: s}
+	v := &Verdict{Image: req.Repo.String(), Digest: req.Digest, Judgement: s.Judgement, decided: decided, stored: s}
 	if !v.Allowed() && stored {
 		v.CachedFor = s.Fresh.Sub(g.o.now()).Round(time.Second)
 	}

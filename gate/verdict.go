@@ -56,12 +56,8 @@ type Verdict struct {
 	// decided says the call that returned the verdict made the decision
 	// (and so logged and recorded it).
 	decided bool
-	// until is the stored verdict's Until: an allow through this one (a
-	// child of an index, signature material of an image) ends then too.
-	until time.Time
-	// sources are the stored verdict's Sources.
-	sources []verify.Repository
-	// stored is the verdict it was made from (its grants: Gate.granted).
+	// stored is the verdict it was made from (nil when none was): its
+	// Until, Sources and grants (Gate.granted).
 	stored *Stored
 	// Judgement is what was decided. Allow judgements are shared by every
 	// verdict they apply to (the same policy revision, outcome and signer),
@@ -74,7 +70,21 @@ type Verdict struct {
 // Sources are, for an allowed image, the signaturesFrom repositories of
 // its policies: where its signatures were read from besides its own
 // repository (and where its signature material is served).
-func (v *Verdict) Sources() []verify.Repository { return v.sources }
+func (v *Verdict) Sources() []verify.Repository {
+	if v.stored == nil {
+		return nil
+	}
+	return v.stored.Sources()
+}
+
+// until is the stored verdict's Until: an allow through this one (a child
+// of an index, signature material of an image) ends then too.
+func (v *Verdict) until() time.Time {
+	if v.stored == nil {
+		return time.Time{}
+	}
+	return v.stored.Until()
+}
 
 type Judgement struct {
 	Decision Decision
