@@ -34,21 +34,17 @@ import (
 
 	"github.com/portcullis-dev/portcullis/cmd/portcullis/config"
 	"github.com/portcullis-dev/portcullis/gate"
+	"github.com/portcullis-dev/portcullis/test/proc"
 	"github.com/portcullis-dev/portcullis/verify/signing"
 )
 
 // freeAddrs is two distinct 127.0.0.1 addresses whose ports were free a
-// moment ago (both held open until both are found).
+// moment ago (proc.FreeAddrs).
 func freeAddrs(t *testing.T) (string, string) {
 	t.Helper()
-	var addrs [2]string
-	for i := range addrs {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		addrs[i] = ln.Addr().String()
+	addrs, err := proc.FreeAddrs(2)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return addrs[0], addrs[1]
 }
